@@ -1,0 +1,124 @@
+"""A vectorisable ``exp`` over a row of scores.
+
+LLVM does not vectorise calls to libm's scalar ``exp`` and the llvmlite
+wheels carry no SVML, so the softmax would spend most of its time in scalar
+calls. Here ``exp`` is computed as range reduction ``x = k ln 2 + r``, a
+polynomial for ``exp(r)`` on ``|r| <= ln(2)/2`` and the factor ``2**k``
+assembled from exponent bits: straight-line arithmetic that LLVM turns into
+SIMD code. The polynomials are truncated Taylor series of high enough degree
+that the truncation error is below the dtype's rounding (about 2 ulp).
+"""
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic, overload
+
+from .._config import FASTMATH
+
+
+@intrinsic
+def _bits_to_f64(typingctx, bits):
+    sig = types.float64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return sig, codegen
+
+
+@intrinsic
+def _bits_to_f32(typingctx, bits):
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
+
+
+# float64 constants. ln 2 is split in a high part exact in 32 bits and a
+# low part, so that k * LN2_HI is exact (Cody-Waite reduction).
+_LOG2E = 1.4426950408889634
+_LN2_HI = 0.6931471803691238
+_LN2_LO = 1.9082149292705877e-10
+_F64_CLAMP = -746.0
+_F64_ZERO_BELOW = -745.2  # exp(x) rounds to 0.0 below this
+
+# float32 constants, frozen as float32 globals so arithmetic stays float32.
+_LOG2E_F = np.float32(1.4426950408889634)
+_LN2_HI_F = np.float32(0.693359375)
+_LN2_LO_F = np.float32(-2.12194440e-4)
+_F32_CLAMP = np.float32(-105.0)
+_F32_ZERO_BELOW = np.float32(-104.0)
+_HALF_F = np.float32(0.5)
+_ZERO_F = np.float32(0.0)
+_C = [np.float32(1.0 / f) for f in (1, 1, 2, 6, 24, 120, 720, 5040)]
+_C0F, _C1F, _C2F, _C3F, _C4F, _C5F, _C6F, _C7F = _C
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _exp_f64(x):
+    v = max(x, _F64_CLAMP)
+    k = np.floor(v * _LOG2E + 0.5)
+    r = (v - k * _LN2_HI) - k * _LN2_LO
+    p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6 + r * (1.0 / 24 + r * (
+        1.0 / 120 + r * (1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320 + r * (
+            1.0 / 362880 + r * (1.0 / 3628800 + r * (1.0 / 39916800 + r * (
+                1.0 / 479001600))))))))))))
+    ki = np.int64(k)
+    # Two factors so that results in the subnormal range are still right.
+    k1 = ki >> 1
+    e = p * _bits_to_f64((k1 + 1023) << 52) * _bits_to_f64((ki - k1 + 1023) << 52)
+    return e if x >= _F64_ZERO_BELOW else 0.0
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _exp_f32(x):
+    v = max(x, _F32_CLAMP)
+    k = np.floor(v * _LOG2E_F + _HALF_F)
+    r = (v - k * _LN2_HI_F) - k * _LN2_LO_F
+    p = _C0F + r * (_C1F + r * (_C2F + r * (_C3F + r * (_C4F + r * (
+        _C5F + r * (_C6F + r * _C7F))))))
+    ki = np.int32(k)
+    k1 = ki >> 1
+    e = p * _bits_to_f32(np.int32((k1 + 127) << 23)) * _bits_to_f32(np.int32((ki - k1 + 127) << 23))
+    return e if x >= _F32_ZERO_BELOW else _ZERO_F
+
+
+def exp_shifted(row, shift, n):
+    """Replace ``row[:n]`` by ``exp(row[:n] - shift)``; return the sum.
+
+    ``-inf`` entries become exactly 0. ``shift`` must be finite.
+    """
+    total = 0.0
+    for j in range(n):
+        row[j] = np.exp(row[j] - shift)
+        total += row[j]
+    return total
+
+
+@overload(exp_shifted, inline="always", jit_options={"fastmath": FASTMATH})
+def _exp_shifted_impl(row, shift, n):
+    if row.dtype == types.float32:
+
+        def impl(row, shift, n):
+            s = np.float32(shift)
+            total = _ZERO_F
+            for j in range(n):
+                e = _exp_f32(row[j] - s)
+                row[j] = e
+                total += e
+            return total
+
+        return impl
+
+    def impl(row, shift, n):
+        total = 0.0
+        for j in range(n):
+            e = _exp_f64(row[j] - shift)
+            row[j] = e
+            total += e
+        return total
+
+    return impl

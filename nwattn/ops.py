@@ -1,0 +1,323 @@
+"""Public low-level operations: array in, array out.
+
+Every function validates its input, prepares it once (scaling by the
+bandwidth, transposing the keys and values so the compute kernels walk
+contiguous memory) and calls a compiled kernel.
+
+Input contract: ``Q`` (n, d) and ``K`` (m, d) are 2-D; ``V`` is 1-D (m,) or
+2-D (m, p); all finite. float32 input (every array float32) is computed and
+returned in float32, anything else in float64. Non-contiguous,
+Fortran-ordered and big-endian arrays are accepted and copied as needed.
+
+Scores. For a smoothing kernel ``K`` the score of query ``q`` and key ``k`` is
+``log K(||(q - k) / h||)`` with ``h`` a positive scalar or one positive value
+per feature. For ``"dot"`` it is ``sum_t q_t k_t / h_t`` and for
+``"scaled_dot"`` the same divided by ``sqrt(d)``: the bandwidth acts as a
+temperature.
+"""
+
+import math
+
+import numpy as np
+
+from . import _validation as _v
+from ._cpu.dense import pairwise, softmax_rows
+from ._cpu.pool import run_pool
+from ._device import resolve_device
+from .kernels import DISTANCE, SCALED_DOT_CODE, get_kernel
+from .state import PoolState, finalize_state, merge_states
+
+__all__ = [
+    "pairwise_scores",
+    "softmax",
+    "attention_pool",
+    "attention_pool_state",
+    "merge_states",
+    "finalize_state",
+    "PoolState",
+]
+
+
+def _check_queries_keys(Q, K):
+    Q = _v.check_float_array(Q, "Q")
+    K = _v.check_float_array(K, "K")
+    if Q.shape[1] != K.shape[1]:
+        raise ValueError(
+            f"Q and K must have the same number of features, got {Q.shape[1]} and {K.shape[1]}"
+        )
+    return Q, K
+
+
+def _prepare_scores(Q, K, kernel, bandwidth, key_weight, dtype):
+    """Scale and transpose queries and keys for the compute kernels.
+
+    Returns ``(kern, Qs, KT, logw, scale)``: queries and transposed keys
+    divided by the bandwidth (for a score kernel only the queries are
+    divided), the log key weights (empty when there are none) and the
+    score's constant factor.
+    """
+    kern = get_kernel(kernel)
+    d = Q.shape[1]
+    h = _v.check_bandwidth(bandwidth, d, dtype)
+    Qs = np.ascontiguousarray(Q / h, dtype=dtype)
+    if kern.family == DISTANCE:
+        KT = np.ascontiguousarray((K / h).T, dtype=dtype)
+    else:
+        KT = np.ascontiguousarray(K.T, dtype=dtype)
+    scale = 1.0 / math.sqrt(d) if kern.code == SCALED_DOT_CODE else 1.0
+    if key_weight is None:
+        logw = np.empty(0, dtype)
+    else:
+        w = _v.check_key_weight(key_weight, K.shape[0], np.float64)
+        with np.errstate(divide="ignore"):
+            logw = np.log(w).astype(dtype)
+    return kern, Qs, KT, logw, scale
+
+
+def pairwise_scores(Q, K, kernel="gaussian", bandwidth=1.0, *, device="cpu"):
+    """Dense matrix of scores (log-weights) between queries and keys.
+
+    Meant for small problems, inspection and tests: it allocates the full
+    (n, m) matrix. :func:`attention_pool` never does.
+
+    Parameters
+    ----------
+    Q : array_like of shape (n_queries, n_features)
+        Queries.
+    K : array_like of shape (n_keys, n_features)
+        Keys.
+    kernel : str, default="gaussian"
+        A name of :mod:`nwattn.kernels` (case-insensitive).
+    bandwidth : float or array_like of shape (n_features,), default=1.0
+        Positive scalar or one positive value per feature.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where to compute.
+
+    Returns
+    -------
+    S : ndarray of shape (n_queries, n_keys)
+        ``log K(||(q - k) / h||)`` for smoothing kernels (``-inf`` outside
+        the support), the scaled inner product for scores.
+
+    Examples
+    --------
+    >>> from nwattn.ops import pairwise_scores
+    >>> pairwise_scores([[0.0, 0.0]], [[1.0, 0.0], [0.0, 2.0]])
+    array([[-0.5, -2. ]])
+    >>> pairwise_scores([[0.0]], [[0.5], [2.0]], kernel="epanechnikov")
+    array([[-0.28768207,        -inf]])
+    """
+    resolve_device(device)
+    Q, K = _check_queries_keys(Q, K)
+    dtype = _v.common_float_dtype(Q, K)
+    kern, Qs, KT, logw, scale = _prepare_scores(Q, K, kernel, bandwidth, None, dtype)
+    out = np.empty((Qs.shape[0], KT.shape[1]), dtype)
+    pairwise(Qs, KT, logw, kern.family, kern.code, scale, out)
+    return out
+
+
+def softmax(S, axis=-1):
+    """Numerically stable softmax along one axis.
+
+    Parameters
+    ----------
+    S : array_like
+        Scores, finite or ``-inf`` (a key outside every support). NaN and
+        ``+inf`` are rejected.
+    axis : int, default=-1
+        Axis along which the weights sum to one.
+
+    Returns
+    -------
+    ndarray
+        Same shape as ``S``; float32 for float32 input, float64 otherwise.
+        A slice whose scores are all ``-inf`` comes back as NaN, without a
+        warning or a division error.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.ops import softmax
+    >>> softmax([[0.0, np.log(3.0)], [-np.inf, -np.inf]])
+    array([[0.25, 0.75],
+           [ nan,  nan]])
+    >>> softmax([1000.0, 1000.0])
+    array([0.5, 0.5])
+    """
+    if isinstance(S, (str, bytes)):
+        raise TypeError("S must be an array of numbers, got a string")
+    S = _v.check_numeric_kind(_v._native(S) if hasattr(S, "dtype") else np.asarray(S), "S")
+    S = np.asarray(S)
+    if S.dtype.kind not in "fiub":
+        raise TypeError(f"S must be numeric, got dtype {S.dtype}")
+    dtype = np.float32 if S.dtype == np.float32 else np.float64
+    S = S.astype(dtype, copy=False)
+    if S.ndim == 0:
+        raise ValueError("S must have at least one dimension")
+    if S.size == 0:
+        raise ValueError(f"S must not be empty, got shape {S.shape}")
+    if np.isnan(S).any() or np.isposinf(S).any():
+        raise ValueError("S must not contain NaN or +inf (use -inf for excluded entries)")
+    if not isinstance(axis, (int, np.integer)) or not -S.ndim <= axis < S.ndim:
+        raise ValueError(f"axis must be an integer in [{-S.ndim}, {S.ndim}), got {axis!r}")
+    moved = np.moveaxis(S, axis, -1)
+    flat = np.ascontiguousarray(moved.reshape(-1, moved.shape[-1]))
+    out = np.empty_like(flat)
+    softmax_rows(flat, out)
+    return np.moveaxis(out.reshape(moved.shape), -1, axis)
+
+
+def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
+                         exclude_self=False, query_offset=0, key_offset=0,
+                         return_std=False, center=None, device="cpu"):
+    """Per-query online-softmax state of attention pooling.
+
+    The building block for sharding: pool the same queries over disjoint
+    sets of keys (threads, processes, machines), combine the states with
+    :func:`merge_states` in any order, and finish with
+    :func:`finalize_state`. Pooling over the keys in pieces and merging
+    equals pooling over all of them, up to rounding.
+
+    Parameters
+    ----------
+    Q : array_like of shape (n_queries, n_features)
+        Queries.
+    K : array_like of shape (n_keys, n_features)
+        Keys (one shard of them, when sharding).
+    V : array_like of shape (n_keys,) or (n_keys, n_outputs)
+        Values of the keys.
+    kernel : str, default="gaussian"
+        A name of :mod:`nwattn.kernels`.
+    bandwidth : float or array_like of shape (n_features,), default=1.0
+        Positive scalar or one positive value per feature.
+    key_weight : array_like of shape (n_keys,), default=None
+        Non-negative weights of the keys (sample weights).
+    exclude_self : bool, default=False
+        Leave one out: skip the pair of query number ``query_offset + i``
+        and key number ``key_offset + j`` when the two numbers are equal.
+    query_offset, key_offset : int, default=0
+        Global index of the first query and of the first key, so that
+        leave-one-out works when the keys (or queries) are a shard.
+    return_std : bool, default=False
+        Track the weighted variance of the values as well.
+    center : array_like of shape (n_outputs,), default=None
+        Centre subtracted from the values; by default their mean. States
+        with different centres still merge exactly.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where to compute.
+
+    Returns
+    -------
+    PoolState
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.ops import attention_pool_state, merge_states, finalize_state
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    >>> y = np.array([0.0, 1.0, 4.0, 9.0])
+    >>> # leave-one-out with the keys split in two shards
+    >>> a = attention_pool_state(X, X[:2], y[:2], exclude_self=True, key_offset=0)
+    >>> b = attention_pool_state(X, X[2:], y[2:], exclude_self=True, key_offset=2)
+    >>> finalize_state(merge_states(a, b)).round(3)
+    array([3.16 , 2.714, 3.75 , 3.271])
+    """
+    resolve_device(device)
+    Q, K = _check_queries_keys(Q, K)
+    V = _v.check_float_array(V, "V", allow_1d=True)
+    if V.shape[0] != K.shape[0]:
+        raise ValueError(
+            f"K and V must have the same number of rows, got {K.shape[0]} and {V.shape[0]}"
+        )
+    for name, off in (("query_offset", query_offset), ("key_offset", key_offset)):
+        if not isinstance(off, (int, np.integer)) or isinstance(off, bool) or off < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {off!r}")
+    values_1d = V.ndim == 1
+    V2 = V.reshape(V.shape[0], -1)
+    dtype = _v.common_float_dtype(Q, K, V2)
+    kern, Qs, KT, logw, scale = _prepare_scores(Q, K, kernel, bandwidth, key_weight, dtype)
+    if center is None:
+        c = V2.mean(axis=0, dtype=np.float64).astype(dtype)
+    else:
+        c = _v.check_float_array(center, "center", ndim=1).astype(dtype)
+        if c.shape[0] != V2.shape[1]:
+            raise ValueError(f"center must have {V2.shape[1]} entries, got {c.shape[0]}")
+    VT = np.ascontiguousarray((V2 - c).T, dtype=dtype)
+    VT2 = VT * VT if return_std else np.empty((0, KT.shape[1]), dtype)
+    if exclude_self:
+        self_shift = int(query_offset) - int(key_offset)
+    else:
+        self_shift = -Qs.shape[0] - 1
+    smax, snorm, sacc, ssq = run_pool(Qs, KT, VT, VT2, logw, kern.family, kern.code,
+                                      scale, self_shift)
+    return PoolState(smax, snorm, sacc, ssq if return_std else None, c, values_1d)
+
+
+def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
+                   exclude_self=False, return_std=False, device="cpu"):
+    """Attention pooling (Nadaraya-Watson regression), fused and streaming.
+
+    For each query ``q`` returns ``sum_j alpha_j v_j`` with
+    ``alpha_j = w_j exp(s(q, k_j)) / sum_l w_l exp(s(q, k_l))``. The weights
+    are never stored: keys are swept in tiles with an online softmax, so the
+    extra memory is O((n + m)(d + p)) whatever the sizes.
+
+    Parameters
+    ----------
+    Q : array_like of shape (n_queries, n_features)
+        Queries.
+    K : array_like of shape (n_keys, n_features)
+        Keys.
+    V : array_like of shape (n_keys,) or (n_keys, n_outputs)
+        Values.
+    kernel : str, default="gaussian"
+        A name of :mod:`nwattn.kernels` (case-insensitive).
+    bandwidth : float or array_like of shape (n_features,), default=1.0
+        Positive scalar or one positive value per feature.
+    key_weight : array_like of shape (n_keys,), default=None
+        Non-negative weights of the keys (sample weights).
+    exclude_self : bool, default=False
+        Leave-one-out: query ``i`` ignores key ``i`` (``Q`` must be ``K``).
+    return_std : bool, default=False
+        Also return the weighted standard deviation of the values around
+        each prediction.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where to compute.
+
+    Returns
+    -------
+    pred : ndarray of shape (n_queries,) or (n_queries, n_outputs)
+        Same number of dimensions as ``V``. NaN for a query with no key in
+        its kernel's support (compact kernels), with an
+        :class:`~nwattn.exceptions.EmptyNeighborhoodWarning`.
+    std : ndarray, same shape as ``pred``
+        Only when ``return_std=True``.
+
+    See Also
+    --------
+    attention_pool_state : the same computation, stopped before the final
+        division, for sharding.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.ops import attention_pool
+    >>> X = np.linspace(0, 1, 5)[:, None]
+    >>> y = X[:, 0] ** 2
+    >>> attention_pool([[0.5]], X, y, bandwidth=0.1).round(4)
+    array([0.2649])
+    >>> attention_pool(X, X, y, kernel="epanechnikov", bandwidth=0.3,
+    ...                exclude_self=True).round(4)
+    array([0.0625, 0.125 , 0.3125, 0.625 , 0.5625])
+    """
+    if exclude_self:
+        Q, K = _check_queries_keys(Q, K)
+        if Q.shape[0] != K.shape[0]:
+            raise ValueError(
+                "exclude_self=True needs the queries to be the keys (Q is K); got "
+                f"{Q.shape[0]} queries and {K.shape[0]} keys"
+            )
+    state = attention_pool_state(Q, K, V, kernel, bandwidth, key_weight=key_weight,
+                                 exclude_self=exclude_self, return_std=return_std,
+                                 device=device)
+    return finalize_state(state, return_std=return_std)
