@@ -38,36 +38,45 @@ def pool_states(Q, KT, VT, VT2, logw, family, code, scale, self_shift,
         (out_sq has no columns when the variance is not tracked).
     """
     n = Q.shape[0]
-    m = KT.shape[1]
-    p = VT.shape[0]
-    p2 = VT2.shape[0]
     n_blocks = (n + query_block - 1) // query_block
     for task in prange(n_blocks * n_split):
         b = task // n_split
         s = task - b * n_split
-        q0 = b * query_block
-        q1 = min(n, q0 + query_block)
-        k0 = s * split_size
-        k1 = min(m, k0 + split_size)
-        nq = q1 - q0
-        smax = np.full(nq, -math.inf, dtype=Q.dtype)
-        snorm = np.zeros(nq, dtype=Q.dtype)
-        sacc = np.zeros((nq, p), dtype=Q.dtype)
-        ssq = np.zeros((nq, p2), dtype=Q.dtype)
-        row = np.empty(key_tile, dtype=Q.dtype)
-        for j0 in range(k0, k1, key_tile):
-            j1 = min(k1, j0 + key_tile)
-            for ii in range(nq):
-                i = q0 + ii
-                score_row(Q, i, KT, j0, j1, family, code, scale, logw, i + self_shift, row)
-                absorb_row(row, j1 - j0, VT, VT2, j0, ii, smax, snorm, sacc, ssq)
+        pool_task(Q, KT, VT, VT2, logw, family, code, scale, self_shift,
+                  b * query_block, min(n, (b + 1) * query_block),
+                  s * split_size, min(KT.shape[1], (s + 1) * split_size), key_tile, s,
+                  out_max, out_norm, out_acc, out_sq)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def pool_task(Q, KT, VT, VT2, logw, family, code, scale, self_shift, q0, q1, k0, k1,
+              key_tile, s, out_max, out_norm, out_acc, out_sq):
+    """One task: queries ``q0:q1`` against keys ``k0:k1``, into split ``s``.
+
+    Kept out of the ``prange`` body so that Numba's parallel transforms do
+    not touch the inner loops, which then vectorise as in serial code.
+    """
+    p = VT.shape[0]
+    p2 = VT2.shape[0]
+    nq = q1 - q0
+    smax = np.full(nq, -math.inf, dtype=Q.dtype)
+    snorm = np.zeros(nq, dtype=Q.dtype)
+    sacc = np.zeros((nq, p), dtype=Q.dtype)
+    ssq = np.zeros((nq, p2), dtype=Q.dtype)
+    row = np.empty(key_tile, dtype=Q.dtype)
+    for j0 in range(k0, k1, key_tile):
+        j1 = min(k1, j0 + key_tile)
         for ii in range(nq):
-            out_max[s, q0 + ii] = smax[ii]
-            out_norm[s, q0 + ii] = snorm[ii]
-            for col in range(p):
-                out_acc[s, q0 + ii, col] = sacc[ii, col]
-            for col in range(p2):
-                out_sq[s, q0 + ii, col] = ssq[ii, col]
+            i = q0 + ii
+            score_row(Q, i, KT, j0, j1, family, code, scale, logw, i + self_shift, row)
+            absorb_row(row, j1 - j0, VT, VT2, j0, ii, smax, snorm, sacc, ssq)
+    for ii in range(nq):
+        out_max[s, q0 + ii] = smax[ii]
+        out_norm[s, q0 + ii] = snorm[ii]
+        for col in range(p):
+            out_acc[s, q0 + ii, col] = sacc[ii, col]
+        for col in range(p2):
+            out_sq[s, q0 + ii, col] = ssq[ii, col]
 
 
 @njit(cache=True, fastmath=FASTMATH)
