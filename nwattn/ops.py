@@ -59,12 +59,14 @@ def _prepare_scores(Q, K, kernel, bandwidth, key_weight, dtype):
     kern = get_kernel(kernel)
     d = Q.shape[1]
     h = _v.check_bandwidth(bandwidth, d, dtype)
-    Qs = np.ascontiguousarray(Q / h, dtype=dtype)
-    if kern.family == DISTANCE:
-        KT = np.ascontiguousarray((K / h).T, dtype=dtype)
-    else:
-        KT = np.ascontiguousarray(K.T, dtype=dtype)
+    with np.errstate(over="ignore"):  # overflow is reported by the check below
+        Qs = np.ascontiguousarray(Q / h, dtype=dtype)
+        if kern.family == DISTANCE:
+            KT = np.ascontiguousarray((K / h).T, dtype=dtype)
+        else:
+            KT = np.ascontiguousarray(K.T, dtype=dtype)
     scale = 1.0 / math.sqrt(d) if kern.code == SCALED_DOT_CODE else 1.0
+    _check_score_overflow(kern, Qs, KT, scale, dtype)
     if key_weight is None:
         logw = np.empty(0, dtype)
     else:
@@ -72,6 +74,30 @@ def _prepare_scores(Q, K, kernel, bandwidth, key_weight, dtype):
         with np.errstate(divide="ignore"):
             logw = np.log(w).astype(dtype)
     return kern, Qs, KT, logw, scale
+
+
+def _check_score_overflow(kern, Qs, KT, scale, dtype):
+    """Refuse inputs whose scores would overflow rather than return NaN.
+
+    An inner product that overflows makes the softmax NaN. A squared
+    distance that overflows is harmless for a compact kernel (the key is
+    outside the support either way) but, for a kernel positive everywhere,
+    can push every key of a query to ``-inf`` and lose the nearest one.
+    """
+    if kern.is_compact:
+        return
+    big = float(np.finfo(dtype).max) / 4
+    qmax, kmax = float(np.abs(Qs).max()), float(np.abs(KT).max())
+    root_d = math.sqrt(Qs.shape[1])
+    if kern.family == DISTANCE:
+        ok = (qmax + kmax) * root_d < math.sqrt(big)
+    else:
+        ok = qmax * kmax * root_d * root_d * scale < big
+    if not ok:
+        raise ValueError(
+            f"bandwidth is too small for the spread of these inputs: the {kern.name} "
+            f"scores would overflow {np.dtype(dtype).name}"
+        )
 
 
 def pairwise_scores(Q, K, kernel="gaussian", bandwidth=1.0, *, device="cpu"):
@@ -220,7 +246,7 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
     >>> a = attention_pool_state(X, X[:2], y[:2], exclude_self=True, key_offset=0)
     >>> b = attention_pool_state(X, X[2:], y[2:], exclude_self=True, key_offset=2)
     >>> finalize_state(merge_states(a, b)).round(3)
-    array([3.16 , 2.714, 3.75 , 3.271])
+    array([1.657, 2.703, 4.498, 3.402])
     """
     resolve_device(device)
     Q, K = _check_queries_keys(Q, K)
@@ -305,7 +331,7 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
     >>> X = np.linspace(0, 1, 5)[:, None]
     >>> y = X[:, 0] ** 2
     >>> attention_pool([[0.5]], X, y, bandwidth=0.1).round(4)
-    array([0.2649])
+    array([0.2551])
     >>> attention_pool(X, X, y, kernel="epanechnikov", bandwidth=0.3,
     ...                exclude_self=True).round(4)
     array([0.0625, 0.125 , 0.3125, 0.625 , 0.5625])

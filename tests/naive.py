@@ -1,0 +1,113 @@
+"""Plain float64 NumPy references for every computation of nwattn.
+
+Written from the formulas, independently of the package's code: dense
+matrices, no tiling, no online softmax.
+"""
+
+import numpy as np
+
+DISTANCE_KERNELS = ("gaussian", "laplacian", "epanechnikov", "boxcar", "triangular",
+                    "biweight", "tricube", "cosine")
+SCORE_KERNELS = ("dot", "scaled_dot")
+ALL_KERNELS = DISTANCE_KERNELS + SCORE_KERNELS
+COMPACT_KERNELS = DISTANCE_KERNELS[2:]
+
+
+def kernel_value(name, u):
+    """Unnormalised K(u) for u >= 0."""
+    u = np.asarray(u, dtype=np.float64)
+    inside = u < 1
+    if name == "gaussian":
+        return np.exp(-0.5 * u**2)
+    if name == "laplacian":
+        return np.exp(-u)
+    if name == "epanechnikov":
+        return np.where(inside, 1 - u**2, 0.0)
+    if name == "boxcar":
+        return np.where(u <= 1, 1.0, 0.0)
+    if name == "triangular":
+        return np.where(inside, 1 - u, 0.0)
+    if name == "biweight":
+        return np.where(inside, (1 - u**2) ** 2, 0.0)
+    if name == "tricube":
+        return np.where(inside, (1 - u**3) ** 3, 0.0)
+    if name == "cosine":
+        return np.where(inside, np.cos(np.pi * u / 2), 0.0)
+    raise ValueError(name)
+
+
+def scores(Q, K, kernel="gaussian", bandwidth=1.0):
+    """Dense (n, m) scores: log K(||(q-k)/h||), or q.(k/h) (/ sqrt d)."""
+    Q = np.asarray(Q, dtype=np.float64)
+    K = np.asarray(K, dtype=np.float64)
+    h = np.broadcast_to(np.asarray(bandwidth, dtype=np.float64), (Q.shape[1],))
+    if kernel in SCORE_KERNELS:
+        S = (Q / h) @ K.T
+        if kernel == "scaled_dot":
+            S = S / np.sqrt(Q.shape[1])
+        return S
+    diff = (Q[:, None, :] - K[None, :, :]) / h
+    u2 = np.einsum("ijk,ijk->ij", diff, diff)
+    if kernel == "gaussian":
+        return -0.5 * u2
+    if kernel == "laplacian":
+        return -np.sqrt(u2)
+    with np.errstate(divide="ignore"):
+        return np.log(kernel_value(kernel, np.sqrt(u2)))
+
+
+def softmax(S):
+    """Row-wise softmax; rows of all -inf give NaN."""
+    S = np.asarray(S, dtype=np.float64)
+    top = S.max(axis=1, keepdims=True)
+    empty = ~np.isfinite(top[:, 0])
+    top[empty] = 0.0
+    E = np.exp(S - top)
+    total = E.sum(axis=1, keepdims=True)
+    total[empty] = 1.0
+    W = E / total
+    W[empty] = np.nan
+    return W
+
+
+def weights(Q, K, kernel="gaussian", bandwidth=1.0, key_weight=None, exclude_self=False):
+    """Dense attention weights alpha (n, m)."""
+    S = scores(Q, K, kernel, bandwidth)
+    if key_weight is not None:
+        with np.errstate(divide="ignore"):
+            S = S + np.log(np.asarray(key_weight, dtype=np.float64))[None, :]
+    if exclude_self:
+        S = S.copy()
+        np.fill_diagonal(S, -np.inf)
+    return softmax(S)
+
+
+def pool(Q, K, V, kernel="gaussian", bandwidth=1.0, key_weight=None, exclude_self=False,
+         return_std=False):
+    """Attention pooling with the dense weight matrix; NaN for empty rows."""
+    V = np.asarray(V, dtype=np.float64)
+    W = weights(Q, K, kernel, bandwidth, key_weight, exclude_self)
+    V2 = V.reshape(V.shape[0], -1)
+    pred = W @ V2
+    if not return_std:
+        return pred[:, 0] if V.ndim == 1 else pred
+    var = np.einsum("ij,ijk->ik", W, (V2[None, :, :] - pred[:, None, :]) ** 2)
+    std = np.sqrt(var)
+    if V.ndim == 1:
+        return pred[:, 0], std[:, 0]
+    return pred, std
+
+
+def relative_error(actual, expected):
+    """max |a - e| / max(|e|, tiny), NaN positions required to match."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    nan_a, nan_e = np.isnan(actual), np.isnan(expected)
+    assert np.array_equal(nan_a, nan_e), "NaN positions differ"
+    ok = ~nan_e
+    if not ok.any():
+        return 0.0
+    a, e = actual[ok], expected[ok]
+    scale = max(np.max(np.abs(e)), np.finfo(np.float64).tiny)
+    return float(np.max(np.abs(a - e)) / scale)
