@@ -25,6 +25,7 @@ from ._cpu.dense import pairwise, softmax_rows
 from ._cpu.pool import run_pool
 from ._device import resolve_device
 from .kernels import DISTANCE, SCALED_DOT_CODE, get_kernel
+from .exceptions import EmptyNeighborhoodWarning
 from .state import PoolState, finalize_state, merge_states
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "merge_states",
     "finalize_state",
     "PoolState",
+    "top_k_weights",
 ]
 
 
@@ -347,3 +349,117 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
                                  exclude_self=exclude_self, return_std=return_std,
                                  device=device)
     return finalize_state(state, return_std=return_std)
+
+
+def top_k_from_scores(S, k):
+    """Largest ``k`` softmax weights of each row of the score matrix ``S``.
+
+    Shared by every function that explains predictions. Rows are processed
+    as given (``S`` is overwritten with the weights).
+
+    Returns
+    -------
+    indices : ndarray of shape (n, k), int64
+        Key indices by decreasing weight; -1 where fewer than ``k`` keys have
+        positive weight.
+    weights : ndarray of shape (n, k)
+        The softmax weights; 0 in unused slots, NaN for rows with no key in
+        the support.
+    """
+    n, m = S.shape
+    W = np.empty_like(S)
+    softmax_rows(S, W)
+    k_eff = min(k, m)
+    part = np.argpartition(-np.nan_to_num(W, nan=-1.0), k_eff - 1, axis=1)[:, :k_eff]
+    top = np.take_along_axis(W, part, axis=1)
+    order = np.argsort(-np.nan_to_num(top, nan=-1.0), axis=1, kind="stable")
+    idx = np.take_along_axis(part, order, axis=1)
+    wts = np.take_along_axis(top, order, axis=1)
+    indices = np.full((n, k), -1, dtype=np.int64)
+    weights = np.zeros((n, k), dtype=S.dtype)
+    positive = wts > 0
+    indices[:, :k_eff] = np.where(positive, idx, -1)
+    weights[:, :k_eff] = np.where(positive, wts, 0)
+    empty = np.isnan(W[:, 0])
+    weights[empty] = np.nan
+    return indices, weights
+
+
+def top_k_weights(Q, K, kernel="gaussian", bandwidth=1.0, k=5, *, key_weight=None,
+                  exclude_self=False, device="cpu"):
+    """The ``k`` keys with the largest attention weight for each query.
+
+    Explains a prediction: which training points it averaged, and how much
+    each counted. Queries are processed in chunks, so memory stays
+    O(chunk x n_keys) rather than O(n_queries x n_keys).
+
+    Parameters
+    ----------
+    Q : array_like of shape (n_queries, n_features)
+        Queries.
+    K : array_like of shape (n_keys, n_features)
+        Keys.
+    kernel : str, default="gaussian"
+        A name of :mod:`nwattn.kernels`.
+    bandwidth : float or array_like of shape (n_features,), default=1.0
+        Positive scalar or one positive value per feature.
+    k : int, default=5
+        Number of keys to return per query.
+    key_weight : array_like of shape (n_keys,), default=None
+        Non-negative weights of the keys.
+    exclude_self : bool, default=False
+        Query ``i`` ignores key ``i`` (``Q`` must be ``K``).
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where to compute.
+
+    Returns
+    -------
+    indices : ndarray of shape (n_queries, k), int64
+        Key indices by decreasing weight; -1 in slots beyond the keys that
+        have positive weight.
+    weights : ndarray of shape (n_queries, k)
+        Their weights (the full softmax weights, so a row sums to at most
+        one); 0 in unused slots; NaN for a query with no key in its
+        kernel's support, with an
+        :class:`~nwattn.exceptions.EmptyNeighborhoodWarning`.
+
+    Examples
+    --------
+    >>> from nwattn.ops import top_k_weights
+    >>> idx, w = top_k_weights([[0.1]], [[0.0], [1.0], [5.0]], "epanechnikov", 0.5, k=3)
+    >>> idx
+    array([[ 0, -1, -1]])
+    >>> w
+    array([[1., 0., 0.]])
+    """
+    resolve_device(device)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    Q, K = _check_queries_keys(Q, K)
+    if exclude_self and Q.shape[0] != K.shape[0]:
+        raise ValueError("exclude_self=True needs the queries to be the keys (Q is K)")
+    dtype = _v.common_float_dtype(Q, K)
+    kern, Qs, KT, logw, scale = _prepare_scores(Q, K, kernel, bandwidth, key_weight, dtype)
+    n, m = Qs.shape[0], KT.shape[1]
+    chunk = max(1, min(n, 4_000_000 // m))
+    indices = np.empty((n, int(k)), dtype=np.int64)
+    weights = np.empty((n, int(k)), dtype=dtype)
+    for i0 in range(0, n, chunk):
+        i1 = min(n, i0 + chunk)
+        S = np.empty((i1 - i0, m), dtype)
+        pairwise(Qs[i0:i1], KT, logw, kern.family, kern.code, scale, S)
+        if exclude_self:
+            rows = np.arange(i1 - i0)
+            S[rows, rows + i0] = -np.inf
+        indices[i0:i1], weights[i0:i1] = top_k_from_scores(S, int(k))
+    n_empty = int(np.count_nonzero(np.isnan(weights[:, 0])))
+    if n_empty:
+        import warnings
+
+        warnings.warn(
+            f"{n_empty} of {n} queries have no key inside the kernel's support; "
+            "their weights are NaN",
+            EmptyNeighborhoodWarning,
+            stacklevel=2,
+        )
+    return indices, weights

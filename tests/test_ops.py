@@ -217,3 +217,52 @@ def test_device_argument():
     with pytest.raises(ValueError, match="device"):
         ops.attention_pool(X, X, [1.0, 2.0], device="tpu")
     np.testing.assert_allclose(ops.attention_pool(X, X, [1.0, 2.0], device="AUTO"), [1.5, 1.5])
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "tricube", "scaled_dot"])
+def test_top_k_weights_match_dense_reference(rng, kernel):
+    Q, K, _ = make_data(rng, n=15, m=40)
+    w = rng.uniform(0.5, 1.5, size=40)
+    h = 1.5 if kernel == "tricube" else 0.8
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EmptyNeighborhoodWarning)
+        idx, wts = ops.top_k_weights(Q, K, kernel, h, k=6, key_weight=w)
+    W = naive.weights(Q, K, kernel, h, key_weight=w)
+    for i in range(Q.shape[0]):
+        if np.isnan(W[i]).all():
+            assert np.isnan(wts[i]).all()
+            continue
+        order = np.argsort(-W[i], kind="stable")[:6]
+        expect = W[i, order]
+        keep = expect > 0
+        np.testing.assert_allclose(wts[i][keep], expect[keep], rtol=1e-10)
+        np.testing.assert_array_equal(idx[i][keep], order[keep])
+        assert (idx[i][~keep] == -1).all() and (wts[i][~keep] == 0).all()
+
+
+def test_top_k_weights_leave_one_out_and_errors(rng):
+    X = rng.normal(size=(10, 2))
+    idx, _ = ops.top_k_weights(X, X, k=3, exclude_self=True)
+    assert not (idx == np.arange(10)[:, None]).any()
+    with pytest.raises(ValueError, match="k must"):
+        ops.top_k_weights(X, X, k=0)
+    idx, wts = ops.top_k_weights(X[:2], X[:3], k=10)
+    assert idx.shape == (2, 10) and (idx[:, 3:] == -1).all()
+
+
+def test_threads_context_restores_on_error():
+    import numba
+
+    from nwattn._parallel import effective_n_jobs, threads
+
+    before = numba.get_num_threads()
+    with pytest.raises(RuntimeError):
+        with threads(1):
+            assert numba.get_num_threads() == 1
+            raise RuntimeError("boom")
+    assert numba.get_num_threads() == before
+    assert effective_n_jobs(-1) == numba.config.NUMBA_NUM_THREADS
+    with pytest.raises(ValueError, match="n_jobs"):
+        effective_n_jobs(0)
+    with pytest.raises(TypeError, match="n_jobs"):
+        effective_n_jobs(1.5)
