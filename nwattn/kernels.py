@@ -35,6 +35,7 @@ __all__ = [
     "get_kernel",
     "kernel_names",
     "log_weight",
+    "dlog_weight",
     "DISTANCE",
     "DOT",
     "ADDITIVE",
@@ -148,6 +149,42 @@ def log_weight(code, u2):
     if code == TRICUBE:
         return tricube_log_weight(u2)
     return cosine_log_weight(u2)
+
+
+@njit(cache=True)
+def dlog_weight(code, u2):
+    """Derivative of :func:`log_weight` with respect to ``u2``.
+
+    Used by the gradient of the leave-one-out cross-validation score with
+    respect to the log-bandwidths, where it always multiplies a weight and a
+    squared coordinate difference. Outside the support (weight 0) it returns
+    0, so that the product stays 0 instead of ``0 * inf``. At ``u2 = 0`` the
+    derivative of the laplacian and triangular kernels is infinite, but the
+    squared difference it multiplies vanishes faster (their product tends to
+    0), so it returns 0 there too.
+    """
+    if code == GAUSSIAN:
+        return -0.5
+    if code == BOXCAR:
+        return 0.0
+    if code == EPANECHNIKOV:
+        return -1.0 / (1.0 - u2) if u2 < 1.0 else 0.0
+    if code == BIWEIGHT:
+        return -2.0 / (1.0 - u2) if u2 < 1.0 else 0.0
+    if u2 <= 0.0:
+        if code == COSINE:
+            return -0.125 * math.pi * math.pi  # the limit of the formula below
+        return 0.0
+    u = math.sqrt(u2)
+    if code == LAPLACIAN:
+        return -0.5 / u
+    if u2 >= 1.0:
+        return 0.0
+    if code == TRIANGULAR:
+        return -0.5 / (u * (1.0 - u))
+    if code == TRICUBE:
+        return -4.5 * u / (1.0 - u2 * u)
+    return -0.25 * math.pi * math.tan(_HALF_PI * u) / u
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,431 @@
+"""Bandwidth selection: rules of thumb and leave-one-out cross-validation.
+
+The rules of thumb (:func:`scott`, :func:`silverman`) give one bandwidth per
+feature, proportional to that feature's spread, so rescaling a feature
+rescales its bandwidth and leaves the fit unchanged.
+
+Leave-one-out least-squares cross-validation scores a bandwidth ``h`` by
+
+    CV(h) = sum_i c_i ||y_i - yhat_{-i}(x_i)||**2 / sum_i c_i,
+
+where ``yhat_{-i}`` is the Nadaraya-Watson fit without point ``i`` and ``c_i``
+its sample weight (1 without weights). Every ``yhat_{-i}`` comes out of one
+fused pass that skips the pair ``(i, i)``; nothing of size n x n is stored.
+:func:`loo_cv_score` also returns the gradient with respect to
+``log h`` from a second fused pass (see :mod:`nwattn._cpu.bandwidth`), and
+:func:`select_bandwidth` minimises the score over ``log h``.
+
+A compact kernel may leave a point with no other point in its
+neighbourhood. Its leave-one-out prediction is then the fallback:
+``"mean"``, the weighted mean of the other targets, or ``"nearest"``, the
+target of the nearest other point (distance scaled by the bandwidth,
+points of positive weight only).
+
+References
+----------
+.. [1] D. W. Scott, *Multivariate Density Estimation*, Wiley, 1992.
+.. [2] B. W. Silverman, *Density Estimation for Statistics and Data
+   Analysis*, Chapman and Hall, 1986.
+.. [3] Q. Li and J. S. Racine, *Nonparametric Econometrics*, Princeton
+   University Press, 2007, section 2.2.2 (least-squares cross-validation).
+
+Examples
+--------
+>>> import numpy as np
+>>> from nwattn.bandwidth import select_bandwidth
+>>> rng = np.random.default_rng(0)
+>>> X = rng.uniform(0, 5, size=(200, 1))
+>>> y = np.sin(X[:, 0]) + rng.normal(scale=0.3, size=200)
+>>> sel = select_bandwidth(X, y)
+>>> 0.05 < sel.bandwidth < 1.0
+True
+"""
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from scipy import optimize
+
+from . import _validation as _v
+from ._device import resolve_device
+from .kernels import DISTANCE, SCALED_DOT_CODE, get_kernel
+
+__all__ = ["scott", "silverman", "loo_cv_score", "select_bandwidth", "BandwidthSelection"]
+
+FALLBACKS = ("mean", "nearest")
+
+
+def _check_weights(sample_weight, n):
+    if sample_weight is None:
+        return None
+    w = _v.check_key_weight(sample_weight, n, np.float64, name="sample_weight")
+    return w
+
+
+def _spread(X, w):
+    """Per-feature (weighted) standard deviation and the effective sample size."""
+    if w is None:
+        return X.std(axis=0), float(X.shape[0])
+    mean = np.average(X, axis=0, weights=w)
+    var = np.average((X - mean) ** 2, axis=0, weights=w)
+    n_eff = w.sum() ** 2 / np.sum(w * w)
+    return np.sqrt(var), float(n_eff)
+
+
+def _rule(X, sample_weight, factor):
+    X = _v.check_float_array(X, "X", dtype=np.float64)
+    w = _check_weights(sample_weight, X.shape[0])
+    sigma, n_eff = _spread(X, w)
+    # A constant feature plays no part in the training distances; any
+    # positive bandwidth fits it, and 1 keeps the rule well defined.
+    sigma = np.where(sigma > 0, sigma, 1.0)
+    return sigma * factor(n_eff, X.shape[1])
+
+
+def scott(X, sample_weight=None):
+    """Scott's rule: ``h_t = sigma_t n**(-1 / (d + 4))`` for each feature.
+
+    Parameters
+    ----------
+    X : array_like of shape (n_samples, n_features)
+        Training points.
+    sample_weight : array_like of shape (n_samples,), default=None
+        Non-negative weights; the spread is weighted and ``n`` is the
+        effective sample size ``(sum w)**2 / sum w**2``, as in
+        :class:`scipy.stats.gaussian_kde`.
+
+    Returns
+    -------
+    ndarray of shape (n_features,)
+        One bandwidth per feature; a constant feature gets the factor alone
+        (its spread counts as 1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.bandwidth import scott
+    >>> X = np.random.default_rng(0).normal(size=(1000, 2)) * [1.0, 1000.0]
+    >>> h = scott(X)
+    >>> bool(np.isclose(h[1] / h[0], 1000, rtol=0.1))
+    True
+    """
+    return _rule(X, sample_weight, lambda n, d: n ** (-1.0 / (d + 4)))
+
+
+def silverman(X, sample_weight=None):
+    """Silverman's rule: ``h_t = sigma_t (4 / ((d + 2) n))**(1 / (d + 4))``.
+
+    Parameters
+    ----------
+    X : array_like of shape (n_samples, n_features)
+        Training points.
+    sample_weight : array_like of shape (n_samples,), default=None
+        Non-negative weights (see :func:`scott`).
+
+    Returns
+    -------
+    ndarray of shape (n_features,)
+        One bandwidth per feature.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.bandwidth import silverman
+    >>> X = np.random.default_rng(0).normal(size=(1000, 1))
+    >>> silverman(X).round(2)
+    array([0.26])
+    """
+    return _rule(X, sample_weight, lambda n, d: (4.0 / ((d + 2) * n)) ** (1.0 / (d + 4)))
+
+
+class _LooProblem:
+    """Validated data of a leave-one-out problem, prepared once for many bandwidths."""
+
+    def __init__(self, X, y, kernel, sample_weight, fallback, device):
+        resolve_device(device)
+        self.device = device
+        self.kern = get_kernel(kernel)
+        self.X = _v.check_float_array(X, "X", dtype=np.float64)
+        y = _v.check_float_array(y, "y", dtype=np.float64, allow_1d=True)
+        if y.shape[0] != self.X.shape[0]:
+            raise ValueError(
+                f"X and y must have the same number of rows, got {self.X.shape[0]} and {y.shape[0]}"
+            )
+        self.Y = y.reshape(y.shape[0], -1)
+        n = self.X.shape[0]
+        self.w = _check_weights(sample_weight, n)
+        c = np.ones(n) if self.w is None else self.w
+        if np.count_nonzero(c > 0) < 2:
+            raise ValueError(
+                "leave-one-out cross-validation needs at least 2 samples with positive weight, "
+                f"got n_samples={np.count_nonzero(c > 0)}"
+            )
+        if fallback not in FALLBACKS:
+            raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
+        self.fallback = fallback
+        self.c = c
+        self.center = np.average(self.Y, axis=0, weights=c)
+        # Leave-one-out weighted means: the "mean" fallback of each point.
+        total = c @ self.Y
+        wsum = c.sum()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.loo_mean = (total - c[:, None] * self.Y) / (wsum - c)[:, None]
+        self.var = float(np.sum(np.average((self.Y - self.center) ** 2, axis=0, weights=c)))
+
+    def bandwidth_vector(self, bandwidth):
+        return _v.check_bandwidth(bandwidth, self.X.shape[1], np.float64)
+
+    def _fill_empty(self, pred, empty, h):
+        if not empty.any():
+            return pred
+        idx = np.flatnonzero(empty)
+        if self.fallback == "mean":
+            pred[idx] = self.loo_mean[idx]
+        else:
+            pred[idx] = self.Y[_nearest_other(self.X / h, idx, self.c > 0)]
+        return pred
+
+    def _score(self, pred):
+        r = self.Y - pred
+        return float(self.c @ np.sum(r * r, axis=1) / self.c.sum()), r
+
+    def value(self, bandwidth):
+        """CV score at ``bandwidth`` (one fused leave-one-out pass)."""
+        from .ops import attention_pool_state
+        from .state import finalize_state
+
+        h = self.bandwidth_vector(bandwidth)
+        state = attention_pool_state(self.X, self.X, self.Y, self.kern, h, key_weight=self.w,
+                                     exclude_self=True, center=self.center, device=self.device)
+        pred = finalize_state(state, warn=False)
+        pred = self._fill_empty(pred, state.empty, h)
+        return self._score(pred)[0]
+
+    def value_and_gradient(self, bandwidth):
+        """CV score and its gradient with respect to ``log h_t``, one entry per feature."""
+        from ._cpu.bandwidth import run_loo_slopes
+        from .ops import _prepare_scores
+
+        h = self.bandwidth_vector(bandwidth)
+        if resolve_device(self.device) != "cpu":  # pragma: no cover - no GPU path yet
+            raise NotImplementedError("the cross-validation gradient runs on the CPU only")
+        kern, Qs, KT, logw, scale = _prepare_scores(self.X, self.X, self.kern, h, self.w,
+                                                    np.dtype(np.float64))
+        VT = np.ascontiguousarray((self.Y - self.center).T)
+        norm, pred, dpred = run_loo_slopes(Qs, KT, VT, logw, kern.family, kern.code, scale)
+        empty = ~(norm > 0)
+        pred = pred + self.center
+        pred = self._fill_empty(pred, empty, h)
+        dpred[empty] = 0.0
+        score, r = self._score(pred)
+        grad = -2.0 * np.einsum("i,ic,itc->t", self.c, r, dpred) / self.c.sum()
+        return score, grad
+
+
+def _nearest_other(Xs, idx, usable):
+    """Index of the nearest point of ``usable`` other than itself, for each point of ``idx``."""
+    from sklearn.neighbors import NearestNeighbors
+
+    keys = np.flatnonzero(usable)
+    nn = NearestNeighbors(n_neighbors=min(2, keys.shape[0])).fit(Xs[keys])
+    _, found = nn.kneighbors(Xs[idx])
+    first = keys[found[:, 0]]
+    if found.shape[1] == 1:
+        return first
+    return np.where(first == idx, keys[found[:, 1]], first)
+
+
+def loo_cv_score(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
+                 fallback="mean", return_gradient=False, device="cpu"):
+    """Leave-one-out least-squares cross-validation score of a bandwidth.
+
+    Parameters
+    ----------
+    X : array_like of shape (n_samples, n_features)
+        Training points.
+    y : array_like of shape (n_samples,) or (n_samples, n_outputs)
+        Targets; for several outputs the squared errors are summed over them.
+    kernel : str, default="gaussian"
+        A name of :mod:`nwattn.kernels`.
+    bandwidth : float or array_like of shape (n_features,), default=1.0
+        Positive scalar or one positive value per feature.
+    sample_weight : array_like of shape (n_samples,), default=None
+        Non-negative weights: they weight the keys of every fit and the
+        squared error of every point.
+    fallback : {"mean", "nearest"}, default="mean"
+        Prediction of a point with no other point in its neighbourhood.
+    return_gradient : bool, default=False
+        Also return the gradient with respect to the log-bandwidths.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where to compute the score (the gradient is computed on the CPU).
+
+    Returns
+    -------
+    score : float
+        The weighted mean squared leave-one-out error.
+    gradient : ndarray of shape (n_features,) or float
+        ``d score / d log h_t`` for a per-feature bandwidth, or
+        ``d score / d log h`` for a scalar one; only with
+        ``return_gradient=True``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.bandwidth import loo_cv_score
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    >>> y = np.array([0.0, 1.0, 4.0, 9.0])
+    >>> round(loo_cv_score(X, y, bandwidth=1.0), 4)
+    10.1271
+    """
+    problem = _LooProblem(X, y, kernel, sample_weight, fallback, device)
+    if not return_gradient:
+        return problem.value(bandwidth)
+    score, grad = problem.value_and_gradient(bandwidth)
+    if np.ndim(bandwidth) == 0:
+        return score, float(grad.sum())
+    return score, grad
+
+
+class BandwidthSelection(NamedTuple):
+    """Result of :func:`select_bandwidth`.
+
+    Attributes
+    ----------
+    bandwidth : float or ndarray of shape (n_features,)
+        The selected bandwidth.
+    cv_score : float
+        Its leave-one-out cross-validation score.
+    n_evaluations : int
+        Number of leave-one-out passes made.
+    """
+
+    bandwidth: object
+    cv_score: float
+    n_evaluations: int
+
+
+def _search_scale(X, kern, w, per_feature):
+    """Direction ``v`` and range ``[lo, hi]`` of the multiplier ``c`` in ``h = c v``.
+
+    For a smoothing kernel ``v`` is the per-feature spread (or 1 for a scalar
+    bandwidth); below ``lo`` (a small fraction of the typical nearest-neighbour
+    distance) every fit is a nearest-neighbour fit, above ``hi`` (ten times the
+    spread of the whole cloud) every fit is the global mean, and the score is
+    flat beyond both. For a dot score the bandwidth is a temperature and the
+    range spans near-argmax to near-uniform weights.
+    """
+    n, d = X.shape
+    if kern.family == DISTANCE:
+        sigma, _ = _spread(X, w)
+        v = np.where(sigma > 0, sigma, 1.0) if per_feature else np.ones(d)
+        spread = math.sqrt(float(np.sum((sigma / v) ** 2))) or 1.0
+        d_eff = max(1, int(np.count_nonzero(sigma > 0)))
+        return v, 0.05 * spread * n ** (-1.0 / d_eff), 10.0 * spread
+    rms2 = np.average(X * X, axis=0, weights=w)
+    v = np.where(rms2 > 0, rms2, 1.0) if per_feature else np.ones(d)
+    scale = 1.0 / math.sqrt(d) if kern.code == SCALED_DOT_CODE else 1.0
+    typical = float(np.sum(rms2 / v)) * scale or 1.0
+    return v, 1e-3 * typical, 1e2 * typical
+
+
+def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weight=None,
+                     fallback="mean", tol=1e-3, device="cpu"):
+    """Bandwidth minimising the leave-one-out cross-validation score.
+
+    The search runs on ``log h``. A scalar bandwidth is found by a 1-D
+    search: the score is evaluated on a coarse logarithmic grid, and the
+    bracket around the best grid point is refined by bounded Brent
+    minimisation (:func:`scipy.optimize.minimize_scalar`). A per-feature
+    bandwidth starts from the best common multiple of the features' spreads
+    (the same 1-D search) and is refined by L-BFGS-B with the analytic
+    gradient of :func:`loo_cv_score`; for the boxcar kernel, whose score is
+    piecewise constant in ``h``, by Powell's derivative-free method instead.
+
+    Parameters
+    ----------
+    X : array_like of shape (n_samples, n_features)
+        Training points.
+    y : array_like of shape (n_samples,) or (n_samples, n_outputs)
+        Targets.
+    kernel : str, default="gaussian"
+        A name of :mod:`nwattn.kernels`.
+    per_feature : bool, default=False
+        Select one bandwidth per feature instead of a single one.
+    sample_weight : array_like of shape (n_samples,), default=None
+        Non-negative weights (see :func:`loo_cv_score`).
+    fallback : {"mean", "nearest"}, default="mean"
+        Leave-one-out prediction of a point with an empty neighbourhood.
+    tol : float, default=1e-3
+        Tolerance on ``log h`` of the 1-D search; for the per-feature search,
+        on the projected gradient of the score divided by the targets'
+        variance.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where to compute the scores.
+
+    Returns
+    -------
+    BandwidthSelection
+        ``(bandwidth, cv_score, n_evaluations)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.bandwidth import select_bandwidth
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(size=(300, 2)) * [1.0, 100.0]
+    >>> y = np.sin(6 * X[:, 0]) + rng.normal(scale=0.1, size=300)
+    >>> sel = select_bandwidth(X, y, per_feature=True)
+    >>> bool(sel.bandwidth[1] > 20 * sel.bandwidth[0])  # the second feature is noise
+    True
+    """
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating)) or not tol > 0:
+        raise ValueError(f"tol must be a positive number, got {tol!r}")
+    problem = _LooProblem(X, y, kernel, sample_weight, fallback, device)
+    kern = problem.kern
+    v, lo, hi = _search_scale(problem.X, kern, problem.w, per_feature)
+    n_eval = 0
+    # Normalised by the targets' variance so that tolerances are scale-free.
+    norm = problem.var if problem.var > 0 else 1.0
+
+    def f_scale(log_c):
+        nonlocal n_eval
+        n_eval += 1
+        h = math.exp(log_c) * v if per_feature else math.exp(log_c)
+        return problem.value(h) / norm
+
+    grid = np.linspace(math.log(lo), math.log(hi), 12)
+    values = np.array([f_scale(g) for g in grid])
+    best = int(np.argmin(values))
+    a, b = grid[max(best - 1, 0)], grid[min(best + 1, grid.shape[0] - 1)]
+    res = optimize.minimize_scalar(f_scale, bounds=(a, b), method="bounded",
+                                   options={"xatol": tol})
+    log_c, f_best = (res.x, res.fun) if res.fun <= values[best] else (grid[best], values[best])
+    if not per_feature:
+        return BandwidthSelection(float(math.exp(log_c)), float(f_best * norm), n_eval)
+
+    theta0 = log_c + np.log(v)
+    bounds = list(zip(math.log(lo) + np.log(v), math.log(hi) + np.log(v)))
+
+    def f_vec(theta):
+        nonlocal n_eval
+        n_eval += 1
+        return problem.value(np.exp(theta)) / norm
+
+    if kern.name == "boxcar":
+        res = optimize.minimize(f_vec, theta0, method="Powell",
+                                bounds=bounds, options={"xtol": tol, "maxfev": 50 * len(v)})
+    else:
+
+        def fun(theta):
+            nonlocal n_eval
+            n_eval += 1
+            s, g = problem.value_and_gradient(np.exp(theta))
+            return s / norm, g / norm
+
+        res = optimize.minimize(fun, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                options={"gtol": tol, "ftol": 1e-12, "maxiter": 100})
+
+    theta = res.x if res.fun <= f_best else theta0
+    f_final = min(res.fun, f_best)
+    return BandwidthSelection(np.exp(theta), float(f_final * norm), n_eval)
