@@ -19,14 +19,19 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-_SUBMODULES = ("kernels", "ops", "state", "exceptions")
+_SUBMODULES = ("kernels", "ops", "state", "exceptions", "bandwidth", "estimators")
 
-__all__ = ["__version__", *_SUBMODULES]
+# Public classes, by the submodule that defines them; imported on first use.
+_LAZY = {"NadarayaWatsonRegressor": "estimators"}
+
+__all__ = ["__version__", *_SUBMODULES, *_LAZY]
 
 
 def __getattr__(name):
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -1,0 +1,352 @@
+"""Nadaraya-Watson kernel regression as a scikit-learn estimator."""
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from .. import bandwidth as _bw
+from .._device import DEVICES
+from .._parallel import threads
+from ..exceptions import EmptyNeighborhoodWarning
+from ..kernels import get_kernel, kernel_names
+
+__all__ = ["NadarayaWatsonRegressor"]
+
+
+def _kernel_name_ok(kernel):
+    try:
+        get_kernel(kernel)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+class _KernelName(StrOptions):
+    """Any name or alias of the kernel catalogue, case-insensitive."""
+
+    def __init__(self):
+        super().__init__(set(kernel_names()))
+
+    def is_satisfied_by(self, val):
+        return isinstance(val, str) and _kernel_name_ok(val)
+
+
+class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
+    """Nadaraya-Watson kernel regression with bandwidth selection.
+
+    Predicts the kernel-weighted mean of the training targets,
+    ``f(x) = sum_j w_j K((x - x_j) / h) y_j / sum_j w_j K((x - x_j) / h)``:
+    attention pooling with the training points as keys and their targets as
+    values. Predictions stream over the training set with an online softmax
+    in the log domain, so no n_queries x n_train matrix is ever stored and no
+    bandwidth is too small to be computed.
+
+    Parameters
+    ----------
+    kernel : str, default="gaussian"
+        A name (or alias) of :mod:`nwattn.kernels`: ``"gaussian"``,
+        ``"laplacian"``, ``"epanechnikov"``, ``"boxcar"``, ``"triangular"``,
+        ``"biweight"``, ``"tricube"``, ``"cosine"``, or the attention
+        scores ``"dot"`` and ``"scaled_dot"`` (the bandwidth is then a
+        temperature).
+    bandwidth : float, array-like of shape (n_features,), {"cv", "scott", \
+"silverman"}, default="cv"
+        A positive number; one positive number per feature; a rule of thumb
+        computed from each feature's spread (:func:`nwattn.bandwidth.scott`,
+        :func:`nwattn.bandwidth.silverman`; smoothing kernels only); or
+        ``"cv"``, the bandwidth minimising the leave-one-out least-squares
+        cross-validation score on the training set
+        (:func:`nwattn.bandwidth.select_bandwidth`).
+    bandwidth_per_feature : bool, default=False
+        With ``bandwidth="cv"``, select one bandwidth per feature (L-BFGS-B
+        on the log-bandwidths with the analytic gradient of the score)
+        instead of a single one (a 1-D bracketing search). Lets the fit
+        shrink the influence of irrelevant features and adapt to features of
+        different scales. Ignored for the other bandwidth choices.
+    fallback : {"nan", "mean", "nearest"}, default="nan"
+        Prediction for a query with no training point inside its kernel's
+        support (compact kernels only): ``"nan"`` predicts NaN and warns
+        with :class:`~nwattn.exceptions.EmptyNeighborhoodWarning`, as
+        :class:`~sklearn.neighbors.RadiusNeighborsRegressor` does;
+        ``"mean"`` predicts the weighted mean of the training targets;
+        ``"nearest"`` the target of the nearest training point (distance
+        scaled by the bandwidth). The cross-validation uses the same rule
+        for training points with an empty leave-one-out neighbourhood, and
+        ``"mean"`` when this is ``"nan"``.
+    tol : float, default=1e-3
+        Tolerance of the bandwidth search (see
+        :func:`nwattn.bandwidth.select_bandwidth`).
+    n_jobs : int, default=None
+        Number of CPU threads; ``None`` keeps Numba's setting, ``-1`` uses
+        all cores. The previous setting is restored afterwards.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where to compute.
+
+    Attributes
+    ----------
+    bandwidth_ : float or ndarray of shape (n_features,)
+        The bandwidth used for prediction.
+    cv_score_ : float or None
+        Leave-one-out cross-validation score (weighted mean squared error)
+        of ``bandwidth_`` when ``bandwidth="cv"``, else None.
+    X_fit_ : ndarray of shape (n_samples, n_features)
+        Training points (the keys).
+    y_fit_ : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        Training targets (the values).
+    sample_weight_ : ndarray of shape (n_samples,) or None
+        Key weights given to :meth:`fit`.
+    y_mean_ : ndarray of shape (n_outputs,)
+        Weighted mean of the targets (the ``"mean"`` fallback).
+    n_features_in_ : int
+        Number of features seen during :meth:`fit`.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features, when ``X`` has string column names.
+
+    See Also
+    --------
+    nwattn.ops.attention_pool : The pooling this estimator calls.
+    nwattn.bandwidth.select_bandwidth : The bandwidth search.
+    sklearn.neighbors.KNeighborsRegressor : Average of the k nearest targets.
+    sklearn.neighbors.RadiusNeighborsRegressor : Average within a radius.
+
+    References
+    ----------
+    .. [1] E. A. Nadaraya, "On estimating regression", Theory of Probability
+       and its Applications 9(1), 1964, 141-142.
+    .. [2] G. S. Watson, "Smooth regression analysis", Sankhya A 26(4),
+       1964, 359-372.
+    .. [3] Q. Li and J. S. Racine, *Nonparametric Econometrics*, Princeton
+       University Press, 2007, chapter 2.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn import NadarayaWatsonRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(0, 5, size=(200, 1))
+    >>> y = 2 * np.sin(X[:, 0]) + rng.normal(scale=0.3, size=200)
+    >>> model = NadarayaWatsonRegressor().fit(X, y)
+    >>> 0.05 < model.bandwidth_ < 1.0
+    True
+    >>> pred, std = model.predict([[1.5], [4.0]], return_std=True)
+    >>> pred.round(1)
+    array([ 2. , -1.5])
+    """
+
+    _parameter_constraints = {
+        "kernel": [_KernelName()],
+        "bandwidth": [
+            Interval(Real, 0, None, closed="neither"),
+            StrOptions({"cv", "scott", "silverman"}),
+            "array-like",
+        ],
+        "bandwidth_per_feature": ["boolean"],
+        "fallback": [StrOptions({"nan", "mean", "nearest"})],
+        "tol": [Interval(Real, 0, None, closed="neither")],
+        "n_jobs": [Integral, None],
+        "device": [StrOptions(set(DEVICES))],
+    }
+
+    def __init__(self, kernel="gaussian", bandwidth="cv", *, bandwidth_per_feature=False,
+                 fallback="nan", tol=1e-3, n_jobs=None, device="cpu"):
+        self.kernel = kernel
+        self.bandwidth = bandwidth
+        self.bandwidth_per_feature = bandwidth_per_feature
+        self.fallback = fallback
+        self.tol = tol
+        self.n_jobs = n_jobs
+        self.device = device
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+    def fit(self, X, y, sample_weight=None):
+        """Store the training set and choose the bandwidth.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training points.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the training points (they weight the
+            keys of the kernel average, and the errors of the
+            cross-validation).
+
+        Returns
+        -------
+        self : NadarayaWatsonRegressor
+            The fitted estimator.
+        """
+        self._validate_params()
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
+                             dtype=[np.float64, np.float32])
+        kern = get_kernel(self.kernel)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                                 ensure_non_negative=True)
+            if not np.any(sample_weight > 0):
+                raise ValueError("sample_weight must have at least one positive entry")
+        Y2 = y.reshape(y.shape[0], -1)
+        self.y_mean_ = np.average(Y2, axis=0, weights=sample_weight)
+        self.cv_score_ = None
+        bw = self.bandwidth
+        if isinstance(bw, str):
+            if bw in ("scott", "silverman"):
+                if not kern.is_distance:
+                    raise ValueError(
+                        f"bandwidth={bw!r} is a rule for smoothing kernels; kernel "
+                        f"{kern.name!r} is an attention score: give a number or 'cv'"
+                    )
+                rule = _bw.scott if bw == "scott" else _bw.silverman
+                self.bandwidth_ = rule(X, sample_weight)
+            else:
+                cv_fallback = "nearest" if self.fallback == "nearest" else "mean"
+                with threads(self.n_jobs):
+                    sel = _bw.select_bandwidth(
+                        X, y, kern, per_feature=self.bandwidth_per_feature,
+                        sample_weight=sample_weight, fallback=cv_fallback, tol=self.tol,
+                        device=self.device,
+                    )
+                self.bandwidth_ = sel.bandwidth
+                self.cv_score_ = sel.cv_score
+        else:
+            h = np.asarray(bw, dtype=np.float64) if not np.isscalar(bw) else bw
+            from .._validation import check_bandwidth
+
+            checked = check_bandwidth(h, X.shape[1], np.float64)
+            self.bandwidth_ = float(bw) if np.ndim(bw) == 0 else checked
+        self.X_fit_ = X
+        self.y_fit_ = y
+        self.sample_weight_ = sample_weight
+        return self
+
+    def _state(self, X, return_std):
+        from ..ops import attention_pool_state
+
+        with threads(self.n_jobs):
+            return attention_pool_state(
+                X, self.X_fit_, self.y_fit_, self.kernel, self.bandwidth_,
+                key_weight=self.sample_weight_, return_std=return_std, device=self.device,
+            )
+
+    def predict(self, X, return_std=False):
+        """Kernel-weighted mean of the training targets at each query.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+            Query points.
+        return_std : bool, default=False
+            Also return the kernel-weighted standard deviation of the
+            training targets around each prediction (a second accumulator of
+            the same pass).
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_queries,) or (n_queries, n_outputs)
+            Predictions, with the dimensions of the training ``y``. For a
+            query with an empty neighbourhood, NaN and an
+            :class:`~nwattn.exceptions.EmptyNeighborhoodWarning`, or the
+            ``fallback``.
+        y_std : ndarray, same shape as ``y_pred``
+            Only with ``return_std=True``. For a fallback prediction, the
+            spread of its own weights: the weighted standard deviation of
+            all targets for ``"mean"``, 0 for ``"nearest"``.
+        """
+        from ..state import finalize_state
+
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        state = self._state(X, return_std)
+        out = finalize_state(state, return_std=return_std, warn=False)
+        pred, std = out if return_std else (out, None)
+        empty = state.empty
+        if empty.any():
+            pred, std = self._fill_empty(X, empty, pred, std)
+        return (pred, std) if return_std else pred
+
+    def _fill_empty(self, X, empty, pred, std):
+        n_empty = int(np.count_nonzero(empty))
+        if self.fallback == "nan":
+            warnings.warn(
+                f"{n_empty} of {empty.shape[0]} queries have no training point inside the "
+                f"kernel's support; their predictions are NaN (widen the bandwidth or set "
+                f"fallback='mean' or 'nearest')",
+                EmptyNeighborhoodWarning,
+                stacklevel=3,
+            )
+            return pred, std
+        idx = np.flatnonzero(empty)
+        Y2 = self.y_fit_.reshape(self.y_fit_.shape[0], -1)
+        if self.fallback == "mean":
+            fill = self.y_mean_
+            spread = np.sqrt(np.average((Y2 - self.y_mean_) ** 2, axis=0,
+                                        weights=self.sample_weight_))
+        else:
+            from sklearn.neighbors import NearestNeighbors
+
+            usable = (np.flatnonzero(self.sample_weight_ > 0)
+                      if self.sample_weight_ is not None else np.arange(Y2.shape[0]))
+            h = np.asarray(self.bandwidth_, dtype=np.float64)
+            nn = NearestNeighbors(n_neighbors=1).fit(self.X_fit_[usable] / h)
+            nearest = usable[nn.kneighbors(X[idx] / h, return_distance=False)[:, 0]]
+            fill = Y2[nearest]
+            spread = 0.0
+        shape = pred.shape
+        pred = pred.reshape(shape[0], -1).copy()
+        pred[idx] = fill
+        pred = pred.reshape(shape)
+        if std is not None:
+            std = std.reshape(shape[0], -1).copy()
+            std[idx] = spread
+            std = std.reshape(shape)
+        return pred, std
+
+    def attention_weights(self, X, k=5):
+        """The training points that weigh most in each prediction.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+            Query points.
+        k : int, default=5
+            Number of training points to return per query.
+
+        Returns
+        -------
+        indices : ndarray of shape (n_queries, k)
+            Indices into the training set by decreasing weight; -1 in slots
+            beyond the points with positive weight.
+        weights : ndarray of shape (n_queries, k)
+            Their normalised attention weights (a row sums to at most 1);
+            NaN for a query with an empty neighbourhood.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from nwattn import NadarayaWatsonRegressor
+        >>> X = np.array([[0.0], [1.0], [2.0], [3.0]])
+        >>> model = NadarayaWatsonRegressor("epanechnikov", 1.5).fit(X, [0.0, 1.0, 2.0, 3.0])
+        >>> idx, w = model.attention_weights([[1.2]], k=3)
+        >>> idx
+        array([[1, 2, 0]])
+        >>> w.round(3)
+        array([[0.62 , 0.343, 0.037]])
+        """
+        from ..ops import top_k_weights
+
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        if isinstance(k, bool) or not isinstance(k, (Integral, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        with threads(self.n_jobs):
+            return top_k_weights(X, self.X_fit_, self.kernel, self.bandwidth_, int(k),
+                                 key_weight=self.sample_weight_, device=self.device)
