@@ -337,8 +337,9 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
     search: the score is evaluated on a coarse logarithmic grid, and the
     bracket around the best grid point is refined by bounded Brent
     minimisation (:func:`scipy.optimize.minimize_scalar`). A per-feature
-    bandwidth starts from the best common multiple of the features' spreads
-    (the same 1-D search) and is refined by L-BFGS-B with the analytic
+    bandwidth starts from the better of that common bandwidth and the best
+    common multiple of the features' spreads (the same 1-D search), and is
+    refined by L-BFGS-B with the analytic
     gradient of :func:`loo_cv_score`; for the boxcar kernel, whose score is
     piecewise constant in ``h``, by Powell's derivative-free method instead.
 
@@ -383,29 +384,44 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
         raise ValueError(f"tol must be a positive number, got {tol!r}")
     problem = _LooProblem(X, y, kernel, sample_weight, fallback, device)
     kern = problem.kern
-    v, lo, hi = _search_scale(problem.X, kern, problem.w, per_feature)
     n_eval = 0
     # Normalised by the targets' variance so that tolerances are scale-free.
     norm = problem.var if problem.var > 0 else 1.0
 
-    def f_scale(log_c):
-        nonlocal n_eval
-        n_eval += 1
-        h = math.exp(log_c) * v if per_feature else math.exp(log_c)
-        return problem.value(h) / norm
+    def line_search(v, lo, hi):
+        """Best ``log c`` for ``h = c v``: coarse grid, then Brent in the best bracket."""
 
-    grid = np.linspace(math.log(lo), math.log(hi), 12)
-    values = np.array([f_scale(g) for g in grid])
-    best = int(np.argmin(values))
-    a, b = grid[max(best - 1, 0)], grid[min(best + 1, grid.shape[0] - 1)]
-    res = optimize.minimize_scalar(f_scale, bounds=(a, b), method="bounded",
-                                   options={"xatol": tol})
-    log_c, f_best = (res.x, res.fun) if res.fun <= values[best] else (grid[best], values[best])
+        def f(log_c):
+            nonlocal n_eval
+            n_eval += 1
+            h = math.exp(log_c) * v
+            return problem.value(h if per_feature else float(h[0])) / norm
+
+        grid = np.linspace(math.log(lo), math.log(hi), 12)
+        values = np.array([f(g) for g in grid])
+        best = int(np.argmin(values))
+        a, b = grid[max(best - 1, 0)], grid[min(best + 1, grid.shape[0] - 1)]
+        res = optimize.minimize_scalar(f, bounds=(a, b), method="bounded",
+                                       options={"xatol": tol})
+        if res.fun <= values[best]:
+            return float(res.x), float(res.fun)
+        return float(grid[best]), float(values[best])
+
+    v, lo, hi = _search_scale(problem.X, kern, problem.w, False)
+    log_c, f_best = line_search(v, lo, hi)
     if not per_feature:
         return BandwidthSelection(float(math.exp(log_c)), float(f_best * norm), n_eval)
 
+    # Start from the better of a common bandwidth and a common multiple of
+    # the features' spreads; the bounds cover both ranges.
+    vs, los, his = _search_scale(problem.X, kern, problem.w, True)
+    log_cs, fs = line_search(vs, los, his)
     theta0 = log_c + np.log(v)
-    bounds = list(zip(math.log(lo) + np.log(v), math.log(hi) + np.log(v)))
+    if fs < f_best:
+        theta0, f_best = log_cs + np.log(vs), fs
+    lower = np.minimum(math.log(lo) + np.log(v), math.log(los) + np.log(vs))
+    upper = np.maximum(math.log(hi) + np.log(v), math.log(his) + np.log(vs))
+    bounds = list(zip(lower, upper))
 
     def f_vec(theta):
         nonlocal n_eval

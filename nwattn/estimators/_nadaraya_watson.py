@@ -192,8 +192,6 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                                  ensure_non_negative=True)
-            if not np.any(sample_weight > 0):
-                raise ValueError("sample_weight must have at least one positive entry")
         Y2 = y.reshape(y.shape[0], -1)
         self.y_mean_ = np.average(Y2, axis=0, weights=sample_weight)
         self.cv_score_ = None
