@@ -111,3 +111,43 @@ def relative_error(actual, expected):
     a, e = actual[ok], expected[ok]
     scale = max(np.max(np.abs(e)), np.finfo(np.float64).tiny)
     return float(np.max(np.abs(a - e)) / scale)
+
+
+def loo_cv(X, y, kernel="gaussian", bandwidth=1.0, sample_weight=None, fallback="mean"):
+    """Leave-one-out CV score by refitting without each point in turn.
+
+    A point whose left-out fit has no neighbour in the support is predicted
+    by the weighted mean of the other targets (``"mean"``) or the target of
+    the nearest other point of positive weight, distances scaled by the
+    bandwidth (``"nearest"``).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(y, dtype=np.float64).reshape(X.shape[0], -1)
+    n = X.shape[0]
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    h = np.broadcast_to(np.asarray(bandwidth, dtype=np.float64), (X.shape[1],))
+    total = 0.0
+    for i in range(n):
+        keep = np.arange(n) != i
+        pred = pool(X[i:i + 1], X[keep], Y[keep], kernel, h, key_weight=w[keep])[0]
+        if np.isnan(pred).any():
+            if fallback == "mean":
+                pred = np.average(Y[keep], axis=0, weights=w[keep])
+            else:
+                others = np.flatnonzero(keep & (w > 0))
+                dist = np.sum(((X[others] - X[i]) / h) ** 2, axis=1)
+                pred = Y[others[np.argmin(dist)]]
+        total += w[i] * np.sum((Y[i] - pred) ** 2)
+    return total / w.sum()
+
+
+def rule_of_thumb(X, rule, sample_weight=None):
+    """Scott's or Silverman's per-feature bandwidth, written from the formulas."""
+    X = np.asarray(X, dtype=np.float64)
+    n, d = X.shape
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    sigma = np.sqrt(np.cov(X.T, aweights=w, bias=True).reshape(d, d).diagonal())
+    n_eff = w.sum() ** 2 / (w**2).sum()
+    if rule == "scott":
+        return sigma * n_eff ** (-1 / (d + 4))
+    return sigma * (4 / ((d + 2) * n_eff)) ** (1 / (d + 4))

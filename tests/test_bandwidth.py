@@ -1,0 +1,164 @@
+"""Bandwidth selection: rules of thumb, the leave-one-out score, its gradient, the search."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nwattn.bandwidth import loo_cv_score, scott, select_bandwidth, silverman
+
+from . import naive
+
+GRADIENT_KERNELS = tuple(k for k in naive.ALL_KERNELS if k != "boxcar")
+
+
+def _problem(rng, n=30, d=2, p=None):
+    X = rng.normal(size=(n, d)) * rng.uniform(0.5, 2.0, size=d)
+    signal = np.sin(X @ rng.normal(size=d))
+    if p is None:
+        return X, signal + 0.3 * rng.normal(size=n)
+    return X, signal[:, None] + 0.3 * rng.normal(size=(n, p))
+
+
+def _bandwidth(kernel, d, rng):
+    if kernel in naive.SCORE_KERNELS:
+        return rng.uniform(1.0, 3.0, size=d)
+    return rng.uniform(0.6, 1.6, size=d)
+
+
+@pytest.mark.parametrize("kernel", naive.ALL_KERNELS)
+@pytest.mark.parametrize("fallback", ["mean", "nearest"])
+def test_score_equals_refitting_without_each_point(rng, kernel, fallback, small_blocks):
+    X, y = _problem(rng, n=25, d=2, p=2)
+    w = rng.uniform(0.0, 2.0, size=25)
+    w[:3] = 0.0
+    h = _bandwidth(kernel, 2, rng)
+    expected = naive.loo_cv(X, y, kernel, h, w, fallback)
+    assert loo_cv_score(X, y, kernel, h, sample_weight=w, fallback=fallback) == \
+        pytest.approx(expected, rel=1e-11)
+    with_grad, _ = loo_cv_score(X, y, kernel, h, sample_weight=w, fallback=fallback,
+                                return_gradient=True)
+    assert with_grad == pytest.approx(expected, rel=1e-11)
+
+
+def test_compact_kernel_with_empty_neighbourhoods_matches_refitting(rng):
+    X, y = _problem(rng, n=30, d=1)
+    for fallback in ("mean", "nearest"):
+        score = loo_cv_score(X, y, "epanechnikov", 0.05, fallback=fallback)
+        assert score == pytest.approx(naive.loo_cv(X, y, "epanechnikov", 0.05, None, fallback),
+                                      rel=1e-12)
+
+
+@pytest.mark.parametrize("kernel", GRADIENT_KERNELS)
+def test_gradient_matches_finite_differences(rng, kernel, small_blocks):
+    X, y = _problem(rng, n=30, d=3)
+    w = rng.uniform(0.2, 2.0, size=30)
+    h = _bandwidth(kernel, 3, rng)
+    _, grad = loo_cv_score(X, y, kernel, h, sample_weight=w, return_gradient=True)
+    eps = 1e-6
+    fd = np.empty(3)
+    for t in range(3):
+        up, down = h.copy(), h.copy()
+        up[t] *= np.exp(eps)
+        down[t] *= np.exp(-eps)
+        fd[t] = (loo_cv_score(X, y, kernel, up, sample_weight=w)
+                 - loo_cv_score(X, y, kernel, down, sample_weight=w)) / (2 * eps)
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-8 * np.abs(fd).max())
+
+
+def test_scalar_gradient_is_the_sum_over_features(rng):
+    X, y = _problem(rng, n=30, d=3)
+    _, g = loo_cv_score(X, y, "gaussian", 0.8, return_gradient=True)
+    _, gs = loo_cv_score(X, y, "gaussian", np.full(3, 0.8), return_gradient=True)
+    assert isinstance(g, float) and g == pytest.approx(gs.sum(), rel=1e-12)
+
+
+def test_boxcar_gradient_is_zero(rng):
+    X, y = _problem(rng, n=30, d=2)
+    _, g = loo_cv_score(X, y, "boxcar", [0.9, 1.1], return_gradient=True)
+    assert np.array_equal(g, np.zeros(2))
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "epanechnikov", "laplacian"])
+def test_selected_scalar_bandwidth_minimises_the_score_on_a_grid(rng, kernel):
+    X, y = _problem(rng, n=60, d=2)
+    sel = select_bandwidth(X, y, kernel, tol=1e-4)
+    assert sel.cv_score == pytest.approx(loo_cv_score(X, y, kernel, sel.bandwidth), rel=1e-12)
+    grid = np.geomspace(sel.bandwidth / 50, sel.bandwidth * 50, 200)
+    scores = np.array([loo_cv_score(X, y, kernel, h) for h in grid])
+    # Within the tolerance in log h: the neighbours at relative distance tol.
+    assert sel.cv_score <= scores.min() * (1 + 1e-6)
+    near = [loo_cv_score(X, y, kernel, sel.bandwidth * f) for f in (1 - 1e-3, 1 + 1e-3)]
+    assert sel.cv_score <= min(near) * (1 + 1e-6)
+
+
+def test_per_feature_selection_finds_the_irrelevant_feature(rng):
+    X = rng.uniform(size=(150, 2)) * [1.0, 50.0]
+    y = np.sin(6 * X[:, 0]) + 0.1 * rng.normal(size=150)
+    scalar = select_bandwidth(X, y)
+    sel = select_bandwidth(X, y, per_feature=True)
+    assert sel.bandwidth.shape == (2,)
+    assert sel.cv_score <= scalar.cv_score
+    assert sel.bandwidth[1] > 20 * sel.bandwidth[0]
+    assert sel.cv_score == pytest.approx(loo_cv_score(X, y, "gaussian", sel.bandwidth), rel=1e-12)
+    # a local minimum: the gradient vanishes where the bounds do not bind
+    _, g = loo_cv_score(X, y, "gaussian", sel.bandwidth, return_gradient=True)
+    assert abs(g[0]) < 1e-3 * np.var(y)
+
+
+def test_boxcar_per_feature_search_runs(rng):
+    X, y = _problem(rng, n=40, d=2)
+    sel = select_bandwidth(X, y, "boxcar", per_feature=True)
+    assert sel.cv_score <= select_bandwidth(X, y, "boxcar").cv_score
+    assert sel.cv_score == pytest.approx(loo_cv_score(X, y, "boxcar", sel.bandwidth))
+
+
+def test_constant_targets_and_features(rng):
+    X, _ = _problem(rng, n=20, d=2)
+    X[:, 1] = 4.0
+    sel = select_bandwidth(X, np.full(20, 2.5), per_feature=True)
+    assert sel.cv_score == 0.0 and np.all(np.isfinite(sel.bandwidth))
+    h = scott(X)
+    assert h[1] == pytest.approx(20 ** (-1 / 6))
+
+
+@pytest.mark.parametrize("rule, fn", [("scott", scott), ("silverman", silverman)])
+def test_rules_match_formulas_and_scale(rng, rule, fn):
+    X = rng.normal(size=(70, 3))
+    w = rng.uniform(0.1, 2.0, size=70)
+    np.testing.assert_allclose(fn(X), naive.rule_of_thumb(X, rule), rtol=1e-12)
+    np.testing.assert_allclose(fn(X, w), naive.rule_of_thumb(X, rule, w), rtol=1e-12)
+    np.testing.assert_allclose(fn(X * [1.0, 1000.0, 1e-3]), fn(X) * [1.0, 1000.0, 1e-3],
+                               rtol=1e-12)
+
+
+@given(st.floats(1e-3, 1e3), st.integers(0, 2**31 - 1))
+def test_score_is_invariant_to_rescaling_features_with_the_bandwidth(scale, seed):
+    rng = np.random.default_rng(seed)
+    X, y = _problem(rng, n=15, d=2)
+    h = np.array([0.7, 1.2])
+    s = np.array([1.0, scale])
+    assert loo_cv_score(X * s, y, "gaussian", h * s) == \
+        pytest.approx(loo_cv_score(X, y, "gaussian", h), rel=1e-9)
+
+
+def test_invalid_input(rng):
+    X, y = _problem(rng, n=10, d=2)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        loo_cv_score(X, y, sample_weight=np.eye(1, 10)[0])
+    with pytest.raises(ValueError, match="fallback"):
+        loo_cv_score(X, y, fallback="nan")
+    with pytest.raises(ValueError, match="bandwidth"):
+        loo_cv_score(X, y, bandwidth=[1.0, 0.0])
+    with pytest.raises(ValueError, match="same number of rows"):
+        loo_cv_score(X, y[:5])
+    with pytest.raises(ValueError, match="tol"):
+        select_bandwidth(X, y, tol=0.0)
+    with pytest.raises(ValueError, match="kernel"):
+        select_bandwidth(X, y, "nope")
+    with pytest.raises(ValueError, match="sample_weight"):
+        scott(X, sample_weight=-np.ones(10))
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        silverman(bad)
