@@ -1,34 +1,157 @@
 """Command line: ``python -m nwattn demo``."""
 
 import argparse
+import os
 import sys
 import time
 
+FIGURE_NAME = "nwattn-demo.png"
+TOY_KERNELS = ("gaussian", "boxcar", "triangular", "epanechnikov")
 
-def _demo(args):
-    """Noisy sine (the toy problem of attention pooling): fits of several kernels."""
+
+def _have_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _timed(fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
+
+
+def _format_bandwidth(h):
     import numpy as np
 
-    from nwattn.ops import attention_pool
+    h = np.atleast_1d(np.asarray(h, dtype=float))
+    if h.size == 1:
+        return f"{h[0]:.3g}"
+    return f"{h.min():.2g} .. {h.max():.2g} ({h.size} values)"
 
-    rng = np.random.default_rng(args.seed)
-    n = args.n_samples
+
+def _models():
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.neighbors import KNeighborsRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from nwattn import NadarayaWatsonRegressor
+
+    knn = GridSearchCV(KNeighborsRegressor(), {"n_neighbors": [3, 5, 10, 20, 40]}, cv=5)
+    return [
+        ("NW gaussian, cv", make_pipeline(StandardScaler(), NadarayaWatsonRegressor())),
+        ("NW gaussian, cv per feature",
+         make_pipeline(StandardScaler(), NadarayaWatsonRegressor(bandwidth_per_feature=True))),
+        ("k-NN, k by 5-fold cv", make_pipeline(StandardScaler(), knn)),
+        ("ridge, alpha by cv", make_pipeline(StandardScaler(), RidgeCV())),
+    ]
+
+
+def _describe(model):
+    est = model[-1]
+    if hasattr(est, "bandwidth_"):
+        return "h = " + _format_bandwidth(est.bandwidth_)
+    if hasattr(est, "best_params_"):
+        return f"k = {est.best_params_['n_neighbors']}"
+    return f"alpha = {est.alpha_:.3g}"
+
+
+def _benchmark_table(seed):
+    """Test R², fit and predict times on two data sets that ship with scikit-learn."""
+    from sklearn.datasets import load_diabetes, make_friedman1
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import train_test_split
+
+    datasets = [
+        ("diabetes", *load_diabetes(return_X_y=True)),
+        ("friedman1", *make_friedman1(n_samples=2000, noise=1.0, random_state=seed)),
+    ]
+    header = f"{'data':<11}{'model':<30}{'test R2':>8}{'fit s':>8}{'pred s':>8}  chosen"
+    print(header)
+    print("-" * (len(header) + 20))
+    for name, X, y in datasets:
+        Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.2, random_state=seed)
+        for label, model in _models():
+            _, fit_s = _timed(model.fit, Xtr, ytr)
+            pred, pred_s = _timed(model.predict, Xte)
+            r2 = r2_score(yte, pred)
+            print(f"{name:<11}{label:<30}{r2:>8.3f}{fit_s:>8.3f}{pred_s:>8.3f}  "
+                  f"{_describe(model)}")
+        print(f"{'':<11}({X.shape[0]} samples, {X.shape[1]} features, 80/20 split)")
+    print()
+
+
+def _toy_figure(seed, path):
+    """Noisy sine: fits of several kernels and the attention weights of one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from nwattn import NadarayaWatsonRegressor
+
+    rng = np.random.default_rng(seed)
+    n = 50
     x_train = np.sort(rng.uniform(0, 5, size=n))
     y_train = 2 * np.sin(x_train) + x_train**0.8 + rng.normal(scale=0.5, size=n)
     x_test = np.linspace(0, 5, 200)
     y_true = 2 * np.sin(x_test) + x_test**0.8
-    print(f"Nadaraya-Watson on the noisy sine, {n} training points, bandwidth {args.bandwidth}")
-    print(f"{'kernel':<14}{'test RMSE':>10}{'LOO RMSE':>10}{'seconds':>10}")
-    for kernel in ("gaussian", "laplacian", "epanechnikov", "triangular", "tricube", "boxcar"):
-        t0 = time.perf_counter()
-        pred = attention_pool(x_test[:, None], x_train[:, None], y_train, kernel,
-                              args.bandwidth)
-        loo = attention_pool(x_train[:, None], x_train[:, None], y_train, kernel,
-                             args.bandwidth, exclude_self=True)
-        dt = time.perf_counter() - t0
-        rmse = np.sqrt(np.nanmean((pred - y_true) ** 2))
-        loo_rmse = np.sqrt(np.nanmean((loo - y_train) ** 2))
-        print(f"{kernel:<14}{rmse:>10.4f}{loo_rmse:>10.4f}{dt:>10.3f}")
+
+    fig, (ax_fit, ax_map) = plt.subplots(1, 2, figsize=(12, 4.8),
+                                         gridspec_kw={"width_ratios": [1.3, 1]})
+    ax_fit.plot(x_test, y_true, color="black", lw=1.5, label="truth")
+    ax_fit.scatter(x_train, y_train, s=14, color="grey", alpha=0.7, label="training points")
+    print(f"Noisy sine, {n} training points: kernels with leave-one-out bandwidths")
+    print(f"{'kernel':<14}{'bandwidth':>10}{'test RMSE':>11}")
+    gaussian = None
+    for kernel in TOY_KERNELS:
+        model = NadarayaWatsonRegressor(kernel, fallback="nearest").fit(x_train[:, None], y_train)
+        pred = model.predict(x_test[:, None])
+        rmse = float(np.sqrt(np.mean((pred - y_true) ** 2)))
+        print(f"{kernel:<14}{model.bandwidth_:>10.3f}{rmse:>11.3f}")
+        ax_fit.plot(x_test, pred, lw=1.2, label=f"{kernel} (h = {model.bandwidth_:.2f})")
+        if kernel == "gaussian":
+            gaussian = model
+    ax_fit.set(xlabel="x", ylabel="y", title="Nadaraya-Watson fits, bandwidth by leave-one-out CV")
+    ax_fit.legend(fontsize=8)
+
+    idx, w = gaussian.attention_weights(x_test[:, None], k=n)
+    weights = np.zeros((x_test.shape[0], n))
+    np.put_along_axis(weights, np.where(idx < 0, 0, idx), np.where(idx < 0, 0, w), axis=1)
+    im = ax_map.imshow(weights, aspect="auto", origin="lower", cmap="viridis",
+                       extent=(-0.5, n - 0.5, x_test[0], x_test[-1]))
+    ax_map.set(xlabel="training point (sorted by x)", ylabel="query x",
+               title=f"attention weights, gaussian, h = {gaussian.bandwidth_:.2f}")
+    fig.colorbar(im, ax=ax_map)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"\nfigure written to {path}")
+
+
+def _demo(args):
+    """Nadaraya-Watson regression with cross-validated bandwidths next to k-NN and ridge
+    regression on scikit-learn's diabetes data and make_friedman1, then a figure of the
+    noisy-sine toy problem (fits of several kernels and a heatmap of attention weights)."""
+    if not args.no_plot and not _have_matplotlib():
+        print("nwattn demo: the figure needs matplotlib, which is not installed.\n"
+              "Install it with `pip install \"nwattn[demo]\"` (or `pip install matplotlib`), "
+              "or run `python -m nwattn demo --no-plot` for the table alone.", file=sys.stderr)
+        return 2
+    if not args.no_plot and not os.path.isdir(args.output):
+        print(f"nwattn demo: output directory {args.output!r} does not exist", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    _benchmark_table(args.seed)
+    if not args.no_plot:
+        _toy_figure(args.seed, os.path.join(args.output, FIGURE_NAME))
+    print(f"demo finished in {time.perf_counter() - t0:.1f} s "
+          "(the first run includes compiling the kernels)")
     return 0
 
 
@@ -37,9 +160,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="nwattn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the demonstration", description=_demo.__doc__)
-    demo.add_argument("--n-samples", type=int, default=500)
-    demo.add_argument("--bandwidth", type=float, default=0.3)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("-o", "--output", default=".", metavar="DIR",
+                      help=f"directory in which to write {FIGURE_NAME} (default: current)")
+    demo.add_argument("--no-plot", action="store_true", help="print the table only")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.set_defaults(func=_demo)
     args = parser.parse_args(argv)
     return args.func(args)
