@@ -337,9 +337,9 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
     search: the score is evaluated on a coarse logarithmic grid, and the
     bracket around the best grid point is refined by bounded Brent
     minimisation (:func:`scipy.optimize.minimize_scalar`). A per-feature
-    bandwidth starts from the better of that common bandwidth and the best
-    common multiple of the features' spreads (the same 1-D search), and is
-    refined by L-BFGS-B with the analytic
+    bandwidth starts from the best point of the grids along two directions,
+    a common bandwidth and a common multiple of the features' spreads,
+    refined by the same 1-D search, and is then refined by L-BFGS-B with the analytic
     gradient of :func:`loo_cv_score`; for the boxcar kernel, whose score is
     piecewise constant in ``h``, by Powell's derivative-free method instead.
 
@@ -388,37 +388,48 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
     # Normalised by the targets' variance so that tolerances are scale-free.
     norm = problem.var if problem.var > 0 else 1.0
 
-    def line_search(v, lo, hi):
-        """Best ``log c`` for ``h = c v``: coarse grid, then Brent in the best bracket."""
+    def line_search(directions):
+        """Best ``h = c v`` over the directions ``(v, lo, hi)``, ``c`` in ``[lo, hi]``.
 
-        def f(log_c):
-            nonlocal n_eval
-            n_eval += 1
-            h = math.exp(log_c) * v
-            return problem.value(h if per_feature else float(h[0])) / norm
+        A coarse logarithmic grid along every direction, then Brent's
+        bounded search in the bracket around the best grid point.
+        """
 
-        grid = np.linspace(math.log(lo), math.log(hi), 12)
-        values = np.array([f(g) for g in grid])
-        best = int(np.argmin(values))
-        a, b = grid[max(best - 1, 0)], grid[min(best + 1, grid.shape[0] - 1)]
-        res = optimize.minimize_scalar(f, bounds=(a, b), method="bounded",
+        def at(v):
+            def f(log_c):
+                nonlocal n_eval
+                n_eval += 1
+                h = math.exp(log_c) * v
+                return problem.value(h if per_feature else float(h[0])) / norm
+
+            return f
+
+        best = None
+        for v, lo, hi in directions:
+            grid = np.linspace(math.log(lo), math.log(hi), 12)
+            values = np.array([at(v)(g) for g in grid])
+            k = int(np.argmin(values))
+            if best is None or values[k] < best[0]:
+                best = (values[k], k, grid, v)
+        f_grid, k, grid, v = best
+        a, b = grid[max(k - 1, 0)], grid[min(k + 1, grid.shape[0] - 1)]
+        res = optimize.minimize_scalar(at(v), bounds=(a, b), method="bounded",
                                        options={"xatol": tol})
-        if res.fun <= values[best]:
-            return float(res.x), float(res.fun)
-        return float(grid[best]), float(values[best])
+        if res.fun <= f_grid:
+            return float(res.x) + np.log(v), float(res.fun)
+        return float(grid[k]) + np.log(v), float(f_grid)
 
     v, lo, hi = _search_scale(problem.X, kern, problem.w, False)
-    log_c, f_best = line_search(v, lo, hi)
     if not per_feature:
-        return BandwidthSelection(float(math.exp(log_c)), float(f_best * norm), n_eval)
+        log_h, f_best = line_search([(v, lo, hi)])
+        return BandwidthSelection(float(math.exp(log_h[0])), float(f_best * norm), n_eval)
 
-    # Start from the better of a common bandwidth and a common multiple of
-    # the features' spreads; the bounds cover both ranges.
+    # Start from the best common bandwidth or common multiple of the
+    # features' spreads (a feature far smaller than the others is lost in a
+    # flat region of the score if it starts with the others' bandwidth);
+    # the bounds cover both ranges.
     vs, los, his = _search_scale(problem.X, kern, problem.w, True)
-    log_cs, fs = line_search(vs, los, his)
-    theta0 = log_c + np.log(v)
-    if fs < f_best:
-        theta0, f_best = log_cs + np.log(vs), fs
+    theta0, f_best = line_search([(v, lo, hi), (vs, los, his)])
     lower = np.minimum(math.log(lo) + np.log(v), math.log(los) + np.log(vs))
     upper = np.maximum(math.log(hi) + np.log(v), math.log(his) + np.log(vs))
     bounds = list(zip(lower, upper))
