@@ -276,7 +276,7 @@ def loo_cv_score(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
     >>> X = np.array([[0.0], [1.0], [2.0], [3.0]])
     >>> y = np.array([0.0, 1.0, 4.0, 9.0])
     >>> round(loo_cv_score(X, y, bandwidth=1.0), 4)
-    10.1271
+    9.3083
     """
     problem = _LooProblem(X, y, kernel, sample_weight, fallback, device)
     if not return_gradient:

@@ -337,7 +337,7 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         >>> idx
         array([[1, 2, 0]])
         >>> w.round(3)
-        array([[0.62 , 0.343, 0.037]])
+        array([[0.477, 0.348, 0.175]])
         """
         from ..ops import top_k_weights
 
