@@ -306,14 +306,15 @@ class BandwidthSelection(NamedTuple):
 
 
 def _search_scale(X, kern, w, per_feature):
-    """Direction ``v`` and range ``[lo, hi]`` of the multiplier ``c`` in ``h = c v``.
+    """Direction ``v``, range ``[lo, hi]`` and start ``c0`` of the multiplier ``c`` in ``h = c v``.
 
     For a smoothing kernel ``v`` is the per-feature spread (or 1 for a scalar
     bandwidth); below ``lo`` (a small fraction of the typical nearest-neighbour
     distance) every fit is a nearest-neighbour fit, above ``hi`` (ten times the
     spread of the whole cloud) every fit is the global mean, and the score is
-    flat beyond both. For a dot score the bandwidth is a temperature and the
-    range spans near-argmax to near-uniform weights.
+    flat beyond both; the start is Silverman's rule. For a dot score the
+    bandwidth is a temperature and the range spans near-argmax to
+    near-uniform weights.
     """
     n, d = X.shape
     if kern.family == DISTANCE:
@@ -321,27 +322,32 @@ def _search_scale(X, kern, w, per_feature):
         v = np.where(sigma > 0, sigma, 1.0) if per_feature else np.ones(d)
         spread = math.sqrt(float(np.sum((sigma / v) ** 2))) or 1.0
         d_eff = max(1, int(np.count_nonzero(sigma > 0)))
-        return v, 0.05 * spread * n ** (-1.0 / d_eff), 10.0 * spread
+        start = spread / math.sqrt(d_eff) * (4.0 / ((d_eff + 2) * n)) ** (1.0 / (d_eff + 4))
+        return v, 0.05 * spread * n ** (-1.0 / d_eff), start, 10.0 * spread
     rms2 = np.average(X * X, axis=0, weights=w)
     v = np.where(rms2 > 0, rms2, 1.0) if per_feature else np.ones(d)
     scale = 1.0 / math.sqrt(d) if kern.code == SCALED_DOT_CODE else 1.0
     typical = float(np.sum(rms2 / v)) * scale or 1.0
-    return v, 1e-3 * typical, 1e2 * typical
+    return v, 1e-3 * typical, 0.3 * typical, 1e2 * typical
 
 
 def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weight=None,
                      fallback="mean", tol=1e-3, device="cpu"):
     """Bandwidth minimising the leave-one-out cross-validation score.
 
-    The search runs on ``log h``. A scalar bandwidth is found by a 1-D
-    search: the score is evaluated on a coarse logarithmic grid, and the
-    bracket around the best grid point is refined by bounded Brent
-    minimisation (:func:`scipy.optimize.minimize_scalar`). A per-feature
-    bandwidth starts from the best point of the grids along two directions,
-    a common bandwidth and a common multiple of the features' spreads,
-    refined by the same 1-D search, and is then refined by L-BFGS-B with the analytic
+    The search runs on ``log h``. A scalar bandwidth is found by a
+    bracketing 1-D search: starting from Silverman's rule, it steps downhill
+    by factors of 3 until the score rises, then refines the bracket by
+    bounded Brent minimisation (:func:`scipy.optimize.minimize_scalar`). It
+    finds a local minimum; the leave-one-out score of a compact kernel on a
+    small sample can have several. A per-feature bandwidth starts from a
+    common multiple of the features' spreads, found by the same 1-D search
+    at a coarser tolerance, and is refined by L-BFGS-B with the analytic
     gradient of :func:`loo_cv_score`; for the boxcar kernel, whose score is
     piecewise constant in ``h``, by Powell's derivative-free method instead.
+    The search never leaves a range from a small fraction of the typical
+    nearest-neighbour distance to ten times the spread of the data, beyond
+    which the score is flat.
 
     Parameters
     ----------
@@ -359,8 +365,8 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
         Leave-one-out prediction of a point with an empty neighbourhood.
     tol : float, default=1e-3
         Tolerance on ``log h`` of the 1-D search; for the per-feature search,
-        on the projected gradient of the score divided by the targets'
-        variance.
+        ``tol / 100`` bounds the projected gradient of the score divided by
+        the targets' variance.
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where to compute the scores.
 
@@ -388,51 +394,55 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
     # Normalised by the targets' variance so that tolerances are scale-free.
     norm = problem.var if problem.var > 0 else 1.0
 
-    def line_search(directions):
-        """Best ``h = c v`` over the directions ``(v, lo, hi)``, ``c`` in ``[lo, hi]``.
+    def line_search(v, lo, c0, hi, xatol):
+        """Best ``log c`` for ``h = c v``, ``c`` in ``[lo, hi]``, and its normalised score.
 
-        A coarse logarithmic grid along every direction, then Brent's
-        bounded search in the bracket around the best grid point.
+        Walks downhill from ``c0`` by factors of 3 until the score rises (or
+        a bound is reached), then refines the bracket with Brent's bounded
+        search.
         """
 
-        def at(v):
-            def f(log_c):
-                nonlocal n_eval
-                n_eval += 1
-                h = math.exp(log_c) * v
-                return problem.value(h if per_feature else float(h[0])) / norm
+        def f(log_c):
+            nonlocal n_eval
+            n_eval += 1
+            h = math.exp(log_c) * v
+            return problem.value(h if per_feature else float(h[0])) / norm
 
-            return f
+        a_min, a_max, step = math.log(lo), math.log(hi), math.log(3.0)
+        x0 = min(max(math.log(c0), a_min), a_max)
+        pts = {x0: f(x0)}
+        up = min(x0 + step, a_max)
+        pts[up] = f(up)
+        direction = 1.0 if pts[up] < pts[x0] else -1.0
+        x = up if direction > 0 else x0
+        while True:
+            nxt = min(max(x + direction * step, a_min), a_max)
+            if nxt == x:
+                break
+            pts[nxt] = f(nxt)
+            if pts[nxt] >= pts[x]:
+                break
+            x = nxt
+        xs = sorted(pts)
+        k = xs.index(min(xs, key=pts.get))
+        a, b = xs[max(k - 1, 0)], xs[min(k + 1, len(xs) - 1)]
+        best_x, best_f = xs[k], pts[xs[k]]
+        if b > a:
+            res = optimize.minimize_scalar(f, bounds=(a, b), method="bounded",
+                                           options={"xatol": xatol})
+            if res.fun <= best_f:
+                best_x, best_f = float(res.x), float(res.fun)
+        return best_x + np.log(v), best_f
 
-        best = None
-        for v, lo, hi in directions:
-            grid = np.linspace(math.log(lo), math.log(hi), 12)
-            values = np.array([at(v)(g) for g in grid])
-            k = int(np.argmin(values))
-            if best is None or values[k] < best[0]:
-                best = (values[k], k, grid, v)
-        f_grid, k, grid, v = best
-        a, b = grid[max(k - 1, 0)], grid[min(k + 1, grid.shape[0] - 1)]
-        res = optimize.minimize_scalar(at(v), bounds=(a, b), method="bounded",
-                                       options={"xatol": tol})
-        if res.fun <= f_grid:
-            return float(res.x) + np.log(v), float(res.fun)
-        return float(grid[k]) + np.log(v), float(f_grid)
-
-    v, lo, hi = _search_scale(problem.X, kern, problem.w, False)
+    v, lo, c0, hi = _search_scale(problem.X, kern, problem.w, per_feature)
     if not per_feature:
-        log_h, f_best = line_search([(v, lo, hi)])
+        log_h, f_best = line_search(v, lo, c0, hi, tol)
         return BandwidthSelection(float(math.exp(log_h[0])), float(f_best * norm), n_eval)
 
-    # Start from the best common bandwidth or common multiple of the
-    # features' spreads (a feature far smaller than the others is lost in a
-    # flat region of the score if it starts with the others' bandwidth);
-    # the bounds cover both ranges.
-    vs, los, his = _search_scale(problem.X, kern, problem.w, True)
-    theta0, f_best = line_search([(v, lo, hi), (vs, los, his)])
-    lower = np.minimum(math.log(lo) + np.log(v), math.log(los) + np.log(vs))
-    upper = np.maximum(math.log(hi) + np.log(v), math.log(his) + np.log(vs))
-    bounds = list(zip(lower, upper))
+    # A common multiple of the features' spreads to start from, found
+    # roughly: the gradient search refines it.
+    theta0, f_best = line_search(v, lo, c0, hi, 0.1)
+    bounds = list(zip(math.log(lo) + np.log(v), math.log(hi) + np.log(v)))
 
     def f_vec(theta):
         nonlocal n_eval
@@ -451,7 +461,7 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
             return s / norm, g / norm
 
         res = optimize.minimize(fun, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                options={"gtol": tol, "ftol": 1e-12, "maxiter": 100})
+                                options={"gtol": tol * 1e-2, "ftol": 1e-12, "maxiter": 200})
 
     theta = res.x if res.fun <= f_best else theta0
     f_final = min(res.fun, f_best)
