@@ -203,13 +203,14 @@ class _LooProblem:
         return self._score(pred)[0]
 
     def value_and_gradient(self, bandwidth):
-        """CV score and its gradient with respect to ``log h_t``, one entry per feature."""
+        """CV score and its gradient with respect to ``log h_t``, one entry per feature.
+
+        Computed on the CPU whatever the device.
+        """
         from ._cpu.bandwidth import run_loo_slopes
         from .ops import _prepare_scores
 
         h = self.bandwidth_vector(bandwidth)
-        if resolve_device(self.device) != "cpu":  # pragma: no cover - no GPU path yet
-            raise NotImplementedError("the cross-validation gradient runs on the CPU only")
         kern, Qs, KT, logw, scale = _prepare_scores(self.X, self.X, self.kern, h, self.w,
                                                     np.dtype(np.float64))
         VT = np.ascontiguousarray((self.Y - self.center).T)

@@ -11,6 +11,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from .. import bandwidth as _bw
 from .._device import DEVICES
 from .._parallel import threads
+from .._validation import check_bandwidth
 from ..exceptions import EmptyNeighborhoodWarning
 from ..kernels import get_kernel, kernel_names
 
@@ -161,11 +162,6 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.device = device
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        return tags
-
     def fit(self, X, y, sample_weight=None):
         """Store the training set and choose the bandwidth.
 
@@ -216,11 +212,8 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
                 self.bandwidth_ = sel.bandwidth
                 self.cv_score_ = sel.cv_score
         else:
-            h = np.asarray(bw, dtype=np.float64) if not np.isscalar(bw) else bw
-            from .._validation import check_bandwidth
-
-            checked = check_bandwidth(h, X.shape[1], np.float64)
-            self.bandwidth_ = float(bw) if np.ndim(bw) == 0 else checked
+            checked = check_bandwidth(bw, X.shape[1], np.float64)
+            self.bandwidth_ = float(checked[0]) if np.ndim(bw) == 0 else checked
         self.X_fit_ = X
         self.y_fit_ = y
         self.sample_weight_ = sample_weight
