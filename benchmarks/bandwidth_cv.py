@@ -89,6 +89,10 @@ def versus_statsmodels(n, repeat):
         their_cv = float(np.squeeze(theirs.cv_loo(h, sm_cv)))
         print(f"    {label:<20}{seconds:>9.3f}  {np.array2string(h, precision=4):<20}"
               f"{ours_cv:>13.7f}{their_cv:>18.7f}")
+    diff = float(np.squeeze(theirs.cv_loo(np.asarray(ours.bandwidth_), sm_cv))
+                 - np.squeeze(theirs.cv_loo(np.asarray(theirs.bw), sm_cv)))
+    print(f"    CV score of nwattn's choice minus statsmodels' choice (statsmodels' "
+          f"cv_loo): {diff:.3e}")
     print(f"    time ratio statsmodels / nwattn (both on one thread; nwattn median of "
           f"{repeat}): {t_sm / t_ours:.0f}x")
 

@@ -365,9 +365,10 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
     fallback : {"mean", "nearest"}, default="mean"
         Leave-one-out prediction of a point with an empty neighbourhood.
     tol : float, default=1e-3
-        Tolerance on ``log h`` of the 1-D search; for the per-feature search,
-        ``tol / 100`` bounds the projected gradient of the score divided by
-        the targets' variance.
+        Tolerance on ``log h`` of the 1-D search. The per-feature search
+        stops when the projected gradient of the score divided by the
+        targets' variance falls below ``tol / 100``, or when an iteration
+        lowers that normalised score by less than ``tol / 1000``.
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where to compute the scores.
 
@@ -462,7 +463,7 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
             return s / norm, g / norm
 
         res = optimize.minimize(fun, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                options={"gtol": tol * 1e-2, "ftol": 1e-12, "maxiter": 200})
+                                options={"gtol": tol * 1e-2, "ftol": tol * 1e-3, "maxiter": 200})
 
     theta = res.x if res.fun <= f_best else theta0
     f_final = min(res.fun, f_best)
