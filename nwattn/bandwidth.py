@@ -345,7 +345,8 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
     common multiple of the features' spreads, found by the same 1-D search
     at a coarser tolerance, and is refined by L-BFGS-B with the analytic
     gradient of :func:`loo_cv_score`; for the boxcar kernel, whose score is
-    piecewise constant in ``h``, by Powell's derivative-free method instead.
+    piecewise constant in ``h``, by Powell's derivative-free method instead,
+    from the better of that start and the best common bandwidth.
     The search never leaves a range from a small fraction of the typical
     nearest-neighbour distance to ten times the spread of the data, beyond
     which the score is flat.
@@ -443,15 +444,26 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
 
     # A common multiple of the features' spreads to start from, found
     # roughly: the gradient search refines it.
-    theta0, f_best = line_search(v, lo, c0, hi, 0.1)
-    bounds = list(zip(math.log(lo) + np.log(v), math.log(hi) + np.log(v)))
+    piecewise_constant = kern.name == "boxcar"
+    theta0, f_best = line_search(v, lo, c0, hi, tol if piecewise_constant else 0.1)
+    lower, upper = math.log(lo) + np.log(v), math.log(hi) + np.log(v)
+    if piecewise_constant:
+        # Powell's search only polishes its start, so that start is the
+        # better of the common multiple of the spreads and the common bandwidth.
+        v1, lo1, c01, hi1 = _search_scale(problem.X, kern, problem.w, False)
+        theta1, f1 = line_search(v1, lo1, c01, hi1, tol)
+        if f1 < f_best:
+            theta0, f_best = theta1, f1
+        lower = np.minimum(lower, math.log(lo1))
+        upper = np.maximum(upper, math.log(hi1))
+    bounds = list(zip(lower, upper))
 
     def f_vec(theta):
         nonlocal n_eval
         n_eval += 1
         return problem.value(np.exp(theta)) / norm
 
-    if kern.name == "boxcar":
+    if piecewise_constant:
         res = optimize.minimize(f_vec, theta0, method="Powell",
                                 bounds=bounds, options={"xtol": tol, "maxfev": 50 * len(v)})
     else:

@@ -115,6 +115,7 @@ def test_boxcar_per_feature_search_runs(rng):
     X, y = _problem(rng, n=40, d=2)
     sel = select_bandwidth(X, y, "boxcar", per_feature=True)
     assert sel.cv_score <= select_bandwidth(X, y, "boxcar").cv_score
+    assert sel.cv_score < np.var(y)
     assert sel.cv_score == pytest.approx(loo_cv_score(X, y, "boxcar", sel.bandwidth))
 
 
