@@ -339,9 +339,12 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
     The search runs on ``log h``. A scalar bandwidth is found by a
     bracketing 1-D search: starting from Silverman's rule, it steps downhill
     by factors of 3 until the score rises, then refines the bracket by
-    bounded Brent minimisation (:func:`scipy.optimize.minimize_scalar`). It
-    finds a local minimum; the leave-one-out score of a compact kernel on a
-    small sample can have several. A per-feature bandwidth starts from a
+    bounded Brent minimisation (:func:`scipy.optimize.minimize_scalar`). The
+    score of a compact kernel has a kink wherever a pair of points enters
+    the support, and so shallow local minima: for those kernels the bracket
+    comes from a 12-point logarithmic grid over the whole range instead; the
+    result can still be a local minimum a few percent above the global one
+    on small samples. A per-feature bandwidth starts from a
     common multiple of the features' spreads, found by the same 1-D search
     at a coarser tolerance, and is refined by L-BFGS-B with the analytic
     gradient of :func:`loo_cv_score`; for the boxcar kernel, whose score is
@@ -401,8 +404,9 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
         """Best ``log c`` for ``h = c v``, ``c`` in ``[lo, hi]``, and its normalised score.
 
         Walks downhill from ``c0`` by factors of 3 until the score rises (or
-        a bound is reached), then refines the bracket with Brent's bounded
-        search.
+        a bound is reached), or for a compact kernel scans a logarithmic grid
+        of the range, then refines the bracket around the best point with
+        Brent's bounded search.
         """
 
         def f(log_c):
@@ -412,20 +416,25 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
             return problem.value(h if per_feature else float(h[0])) / norm
 
         a_min, a_max, step = math.log(lo), math.log(hi), math.log(3.0)
-        x0 = min(max(math.log(c0), a_min), a_max)
-        pts = {x0: f(x0)}
-        up = min(x0 + step, a_max)
-        pts[up] = f(up)
-        direction = 1.0 if pts[up] < pts[x0] else -1.0
-        x = up if direction > 0 else x0
-        while True:
-            nxt = min(max(x + direction * step, a_min), a_max)
-            if nxt == x:
-                break
-            pts[nxt] = f(nxt)
-            if pts[nxt] >= pts[x]:
-                break
-            x = nxt
+        if kern.is_compact:
+            # The score of a compact kernel has a kink wherever a pair enters
+            # the support, hence shallow local minima: scan the whole range.
+            pts = {x: f(x) for x in np.linspace(a_min, a_max, 12)}
+        else:
+            x0 = min(max(math.log(c0), a_min), a_max)
+            pts = {x0: f(x0)}
+            up = min(x0 + step, a_max)
+            pts[up] = f(up)
+            direction = 1.0 if pts[up] < pts[x0] else -1.0
+            x = up if direction > 0 else x0
+            while True:
+                nxt = min(max(x + direction * step, a_min), a_max)
+                if nxt == x:
+                    break
+                pts[nxt] = f(nxt)
+                if pts[nxt] >= pts[x]:
+                    break
+                x = nxt
         xs = sorted(pts)
         k = xs.index(min(xs, key=pts.get))
         a, b = xs[max(k - 1, 0)], xs[min(k + 1, len(xs) - 1)]
