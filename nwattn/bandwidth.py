@@ -333,7 +333,7 @@ def _search_scale(X, kern, w, per_feature):
 
 
 def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weight=None,
-                     fallback="mean", tol=1e-3, device="cpu"):
+                     fallback="mean", tol=1e-4, device="cpu"):
     """Bandwidth minimising the leave-one-out cross-validation score.
 
     The search runs on ``log h``. A scalar bandwidth is found by a
@@ -345,8 +345,8 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
     comes from a 12-point logarithmic grid over the whole range instead; the
     result can still be a local minimum a few percent above the global one
     on small samples. A per-feature bandwidth starts from a
-    common multiple of the features' spreads, found by the same 1-D search
-    at a coarser tolerance, and is refined by L-BFGS-B with the analytic
+    common multiple of the features' spreads, the best point of the same
+    bracketing stage (not refined), and is refined by L-BFGS-B with the analytic
     gradient of :func:`loo_cv_score`; for the boxcar kernel, whose score is
     piecewise constant in ``h``, by Powell's derivative-free method instead,
     from the better of that start and the best common bandwidth.
@@ -368,11 +368,11 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
         Non-negative weights (see :func:`loo_cv_score`).
     fallback : {"mean", "nearest"}, default="mean"
         Leave-one-out prediction of a point with an empty neighbourhood.
-    tol : float, default=1e-3
+    tol : float, default=1e-4
         Tolerance on ``log h`` of the 1-D search. The per-feature search
         stops when the projected gradient of the score divided by the
-        targets' variance falls below ``tol / 100``, or when an iteration
-        lowers that normalised score by less than ``tol / 1000``.
+        targets' variance falls below ``tol / 1000``, or when an iteration
+        lowers that normalised score by less than ``tol * 1e-6``.
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where to compute the scores.
 
@@ -402,6 +402,8 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
 
     def line_search(v, lo, c0, hi, xatol):
         """Best ``log c`` for ``h = c v``, ``c`` in ``[lo, hi]``, and its normalised score.
+
+        ``xatol=None`` returns the best point of the bracketing stage.
 
         Walks downhill from ``c0`` by factors of 3 until the score rises (or
         a bound is reached), or for a compact kernel scans a logarithmic grid
@@ -439,7 +441,7 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
         k = xs.index(min(xs, key=pts.get))
         a, b = xs[max(k - 1, 0)], xs[min(k + 1, len(xs) - 1)]
         best_x, best_f = xs[k], pts[xs[k]]
-        if b > a:
+        if b > a and xatol is not None:
             res = optimize.minimize_scalar(f, bounds=(a, b), method="bounded",
                                            options={"xatol": xatol})
             if res.fun <= best_f:
@@ -451,10 +453,10 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
         log_h, f_best = line_search(v, lo, c0, hi, tol)
         return BandwidthSelection(float(math.exp(log_h[0])), float(f_best * norm), n_eval)
 
-    # A common multiple of the features' spreads to start from, found
-    # roughly: the gradient search refines it.
+    # A common multiple of the features' spreads to start from, bracketed
+    # but not refined: the gradient search does that.
     piecewise_constant = kern.name == "boxcar"
-    theta0, f_best = line_search(v, lo, c0, hi, tol if piecewise_constant else 0.1)
+    theta0, f_best = line_search(v, lo, c0, hi, tol if piecewise_constant else None)
     lower, upper = math.log(lo) + np.log(v), math.log(hi) + np.log(v)
     if piecewise_constant:
         # Powell's search only polishes its start, so that start is the
@@ -484,7 +486,7 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
             return s / norm, g / norm
 
         res = optimize.minimize(fun, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                options={"gtol": tol * 1e-2, "ftol": tol * 1e-3, "maxiter": 200})
+                                options={"gtol": tol * 1e-3, "ftol": tol * 1e-6, "maxiter": 200})
 
     theta = res.x if res.fun <= f_best else theta0
     f_final = min(res.fun, f_best)

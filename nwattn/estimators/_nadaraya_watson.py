@@ -78,7 +78,7 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         scaled by the bandwidth). The cross-validation uses the same rule
         for training points with an empty leave-one-out neighbourhood, and
         ``"mean"`` when this is ``"nan"``.
-    tol : float, default=1e-3
+    tol : float, default=1e-4
         Tolerance of the bandwidth search (see
         :func:`nwattn.bandwidth.select_bandwidth`).
     n_jobs : int, default=None
@@ -153,7 +153,7 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     }
 
     def __init__(self, kernel="gaussian", bandwidth="cv", *, bandwidth_per_feature=False,
-                 fallback="nan", tol=1e-3, n_jobs=None, device="cpu"):
+                 fallback="nan", tol=1e-4, n_jobs=None, device="cpu"):
         self.kernel = kernel
         self.bandwidth = bandwidth
         self.bandwidth_per_feature = bandwidth_per_feature
