@@ -42,18 +42,25 @@ True
 """
 
 import math
+from contextlib import nullcontext
 from typing import NamedTuple
 
 import numpy as np
 from scipy import optimize
+from threadpoolctl import threadpool_limits
 
 from . import _validation as _v
 from ._device import resolve_device
+from ._parallel import threads
 from .kernels import DISTANCE, SCALED_DOT_CODE, get_kernel
 
 __all__ = ["scott", "silverman", "loo_cv_score", "select_bandwidth", "BandwidthSelection"]
 
 FALLBACKS = ("mean", "nearest")
+
+#: Below this many (pair x feature) operations a leave-one-out pass takes a
+#: few milliseconds on one core, and the search runs on one thread.
+_SERIAL_WORK = 20_000_000
 
 
 def _check_weights(sample_weight, n):
@@ -395,6 +402,19 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
     if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating)) or not tol > 0:
         raise ValueError(f"tol must be a positive number, got {tol!r}")
     problem = _LooProblem(X, y, kernel, sample_weight, fallback, device)
+    # The search makes many small BLAS calls (L-BFGS-B, reductions) between
+    # compiled parallel passes; BLAS worker threads spinning after those
+    # calls compete with Numba's for the cores. And on a busy machine a
+    # parallel region can wait milliseconds for its threads to be scheduled,
+    # longer than a whole small pass takes on one core.
+    n, d = problem.X.shape
+    serial = n * n * d < _SERIAL_WORK
+    with threadpool_limits(limits=1, user_api="blas"), (threads(1) if serial else nullcontext()):
+        return _search(problem, per_feature, tol)
+
+
+def _search(problem, per_feature, tol):
+    """The body of :func:`select_bandwidth`."""
     kern = problem.kern
     n_eval = 0
     # Normalised by the targets' variance so that tolerances are scale-free.
