@@ -61,7 +61,6 @@ def _skip_namedtuple_fields(app, what, name, obj, skip, options):
 # -- HTML --------------------------------------------------------------------
 html_theme = "pydata_sphinx_theme"
 html_title = f"nwattn {release}"
-html_static_path = ["_static"]
 html_theme_options = {
     "navbar_align": "left",
     "show_toc_level": 2,
@@ -81,7 +80,7 @@ plot_include_source = False
 plot_html_show_source_link = False
 plot_html_show_formats = False
 plot_formats = [("png", 110)]
-plot_rcparams = {"figure.autolayout": True}
+plot_rcparams = {}
 
 # -- Gallery -----------------------------------------------------------------
 sphinx_gallery_conf = {
