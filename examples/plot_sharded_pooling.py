@@ -101,18 +101,18 @@ print(f"leave-one-out, 4 shards vs one call: {np.abs(loo_sharded - loo_one).max(
 # %%
 # Scaled dot-product attention is gaussian kernel regression
 # ----------------------------------------------------------
-# Expanding :math:`\\|q - k\\|^2 = \\|q\\|^2 + \\|k\\|^2 - 2 q \\cdot k` gives
+# Expanding :math:`\|q - k\|^2 = \|q\|^2 + \|k\|^2 - 2 q \cdot k` gives
 #
 # .. math::
 #
-#    \\exp\\frac{q \\cdot k}{\\sqrt d}
-#    = \\exp\\Bigl(-\\frac{\\|q - k\\|^2}{2 \\sqrt d}\\Bigr)
-#      \\exp\\frac{\\|q\\|^2}{2 \\sqrt d}\\,
-#      \\exp\\frac{\\|k\\|^2}{2 \\sqrt d}.
+#    \exp\frac{q \cdot k}{\sqrt d}
+#    = \exp\Bigl(-\frac{\|q - k\|^2}{2 \sqrt d}\Bigr)
+#      \exp\frac{\|q\|^2}{2 \sqrt d}\,
+#      \exp\frac{\|k\|^2}{2 \sqrt d}.
 #
 # The factor in :math:`q` alone cancels in the softmax, so scaled dot-product
 # attention is gaussian Nadaraya–Watson regression with bandwidth
-# :math:`h = d^{1/4}` and key weights :math:`\\exp(\\|k\\|^2 / (2 \\sqrt d))`.
+# :math:`h = d^{1/4}` and key weights :math:`\exp(\|k\|^2 / (2 \sqrt d))`.
 
 Kd = rng.normal(scale=0.7, size=(500, 8))
 Qd = rng.normal(scale=0.7, size=(50, 8))
