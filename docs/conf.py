@@ -63,15 +63,11 @@ html_theme = "pydata_sphinx_theme"
 html_title = f"nwattn {release}"
 html_theme_options = {
     "navbar_align": "left",
+    "header_links_before_dropdown": 7,
     "show_toc_level": 2,
     "secondary_sidebar_items": ["page-toc", "sourcelink"],
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version", "theme-version"],
-}
-html_sidebars = {
-    "getting_started": [],
-    "theory": [],
-    "kernels": [],
 }
 html_show_sourcelink = True
 
