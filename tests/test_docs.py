@@ -5,12 +5,14 @@ change of the API that breaks an example fails the test suite; the kernel
 table and the API reference must name every kernel and public function.
 """
 
+import importlib.util
 import re
 import runpy
 from pathlib import Path
 
 import pytest
 
+import nwattn
 from nwattn import exceptions, kernels, ops, state
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,3 +53,15 @@ def test_api_reference_lists_every_public_function():
             if module is ops and name in state.__all__:
                 continue  # re-exported from nwattn.state, documented there
             assert name in listed, f"{module.__name__}.{name} missing from docs/api.rst"
+
+
+def test_api_reference_lists_every_top_level_name():
+    text = (ROOT / "docs" / "api.rst").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^   (\w+)$", text, flags=re.M))
+    for name in nwattn.__all__:
+        if name == "__version__":
+            continue
+        if importlib.util.find_spec(f"nwattn.{name}") is not None:
+            assert f".. automodule:: nwattn.{name}" in text, f"module nwattn.{name} undocumented"
+        else:
+            assert name in listed, f"nwattn.{name} missing from docs/api.rst"
