@@ -306,8 +306,12 @@ def finalize_kernel(dtype, values_1d, with_std):
 
 
 @cuda.jit
-def stats_kernel(X, out):
-    """``out[0]`` += number of non-finite entries of the 2-D ``X``; ``out[1]`` = max |X|."""
+def stats_kernel(X, allow_neg_inf, out):
+    """``out[0]`` += number of rejected entries of the 2-D ``X``; ``out[1]`` = max finite |X|.
+
+    Rejected: NaN and infinities, or only NaN and ``+inf`` when
+    ``allow_neg_inf`` (scores, where ``-inf`` marks an excluded key).
+    """
     i = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
     if i >= X.shape[0]:
         return
@@ -317,7 +321,7 @@ def stats_kernel(X, out):
         x = X[i, t]
         if math.isfinite(x):
             big = max(big, abs(x))
-        else:
+        elif not (allow_neg_inf and x < 0):
             bad += 1
     if bad:
         cuda.atomic.add(out, 0, 1.0 * bad)

@@ -130,7 +130,7 @@ def finalize(smax, snorm, sacc, ssq, center, values_1d, with_std):
 # --- device inputs: validation and preparation without a copy to the host ---
 
 
-def check_device_array(x, name, allow_1d=False):
+def check_device_array(x, name, allow_1d=False, allow_neg_inf=False):
     """Validate a device array's metadata and values; return it as a Numba device array.
 
     Only two numbers per array come back to the host (the count of
@@ -150,10 +150,11 @@ def check_device_array(x, name, allow_1d=False):
         raise ValueError(f"{name} must not be empty, got shape {x.shape}")
     stats = cuda.to_device(np.zeros(2, np.float64))
     threads = _config.CUDA_SIMPLE_THREADS
-    _k.stats_kernel[_blocks(xd.shape[0], threads), threads](xd, stats)
+    _k.stats_kernel[_blocks(xd.shape[0], threads), threads](xd, bool(allow_neg_inf), stats)
     bad, big = stats.copy_to_host()
     if bad:
-        raise ValueError(f"{name} contains NaN or infinity")
+        what = "NaN or +inf" if allow_neg_inf else "NaN or infinity"
+        raise ValueError(f"{name} contains {what}")
     return xd, float(big)
 
 
