@@ -37,9 +37,11 @@ def simulator_enabled():
     """Whether numba-cuda runs (or will run) its CUDA simulator instead of a GPU."""
     cuda = sys.modules.get("numba.cuda")
     if cuda is not None:
-        from numba.cuda.core import config
-
-        return bool(config.ENABLE_CUDASIM)
+        try:
+            from numba.cuda.core import config
+        except ImportError:  # numba-cuda releases that kept numba's own config
+            from numba.core import config
+        return bool(getattr(config, "ENABLE_CUDASIM", False))
     return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 
 
@@ -93,8 +95,8 @@ def resolve_device(device, n_pairs=None, device_input=False):
         only from ``nwattn._config.CUDA_AUTO_MIN_PAIRS`` pairs on, when one is
         usable; without a size it stays on the CPU.
     device_input : bool, default=False
-        Whether an input already lives on the GPU; ``"auto"`` then picks
-        the GPU whatever the size.
+        Whether an input already lives on the GPU; the GPU is then picked
+        whatever ``device`` and the size.
 
     Raises
     ------
@@ -122,13 +124,10 @@ def resolve_device(device, n_pairs=None, device_input=False):
         if n_pairs is None or n_pairs < _config.CUDA_AUTO_MIN_PAIRS:
             return "cpu"
         return "cpu" if cuda_problem() else "cuda"
+    # Inputs that live on the GPU are computed there whatever was asked:
+    # moving them to the host would cost more than the computation saves.
     problem = cuda_problem()
     if problem:
         what = "device='cuda'" if device == "cuda" else "inputs that live on a GPU"
         raise RuntimeError(f"{what} cannot run: {problem}")
-    if device == "cpu":
-        raise ValueError(
-            "device='cpu' was given arrays that live on a GPU; use device='cuda' "
-            "(or 'auto'), or copy them to the host first"
-        )
     return "cuda"

@@ -429,9 +429,9 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
         one is usable and the problem is large enough to pay for the
         transfers, the CPU otherwise. Inputs that live on the GPU (anything
         with ``__cuda_array_interface__``: CuPy, PyTorch, Numba device
-        arrays) are used in place and give device arrays out; they must be
-        float32 or float64, Q, K and V of one dtype. float32 is the fast
-        path on GPUs.
+        arrays) are always computed there, in place, and give device arrays
+        out; they must be float32 or float64, Q, K and V of one dtype.
+        float32 is the fast path on GPUs.
 
     Returns
     -------

@@ -1,0 +1,267 @@
+"""The GPU path against the CPU path and the float64 NumPy reference.
+
+On a machine with an NVIDIA GPU these tests run on it. Without one they run
+on numba-cuda's CUDA simulator, which executes every GPU thread as Python:
+the simulator has to be chosen before ``numba.cuda`` is first imported, which
+is why this module sets ``NUMBA_ENABLE_CUDASIM`` at the top. The simulator is
+slow, so the inputs are tiny and the launch sizes are lowered (fixture
+``small_launch``) so that they still span several blocks, key tiles, key
+splits and value-column chunks, none of them full.
+"""
+
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from nwattn._device import driver_problem
+
+if "numba.cuda" not in sys.modules and driver_problem() is not None:
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
+pytest.importorskip("numba_cuda", reason="the cuda extra (numba-cuda) is not installed")
+
+from numba import cuda  # noqa: E402
+
+from nwattn import _config, ops  # noqa: E402
+from nwattn._device import cuda_problem  # noqa: E402
+from nwattn.exceptions import EmptyNeighborhoodWarning  # noqa: E402
+
+from . import naive  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    cuda_problem() is not None,
+    reason=f"no GPU and no simulator: {cuda_problem()} (numba.cuda was imported "
+    "before this module could enable the simulator)",
+)
+
+TOL = {np.float64: 1e-10, np.float32: 1e-4}
+DTYPES = [np.float64, np.float32]
+
+
+@pytest.fixture
+def small_launch(monkeypatch):
+    """Launch sizes that make tiny inputs span several of everything.
+
+    With 11 queries and 17 keys: 3 blocks of 4 queries (the last one
+    partial), 3 key splits of 6 keys, 2 tiles of 3 keys per split, value
+    columns in chunks of 2.
+    """
+    for name, value in (("CUDA_THREADS_PER_BLOCK", 4), ("CUDA_KEY_TILE", 3),
+                        ("CUDA_TARGET_BLOCKS", 16), ("CUDA_MIN_SPLIT_KEYS", 7),
+                        ("CUDA_VALUE_CHUNK", 2), ("CUDA_SIMPLE_THREADS", 8)):
+        monkeypatch.setattr(_config, name, value)
+    return _config
+
+
+def make_data(rng, n=11, m=17, d=3, p=3, dtype=np.float64, values_1d=False):
+    Q = rng.normal(size=(n, d)).astype(dtype)
+    K = rng.normal(size=(m, d)).astype(dtype)
+    V = rng.normal(loc=3.0, size=(m,) if values_1d else (m, p)).astype(dtype)
+    return Q, K, V
+
+
+def bandwidth_for(kernel, d, rng):
+    base = 1.8 if kernel in naive.COMPACT_KERNELS else 0.7
+    return base * rng.uniform(0.6, 1.4, size=d)
+
+
+@pytest.mark.parametrize("kernel", naive.ALL_KERNELS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pairwise_scores(rng, small_launch, kernel, dtype):
+    Q, K, _ = make_data(rng, n=5, m=13, dtype=dtype)
+    h = bandwidth_for(kernel, Q.shape[1], rng)
+    got = ops.pairwise_scores(Q, K, kernel, h, device="cuda")
+    assert isinstance(got, np.ndarray) and got.dtype == dtype
+    want = naive.scores(Q, K, kernel, h)
+    assert np.array_equal(np.isneginf(got), np.isneginf(want))
+    finite = np.isfinite(want)
+    assert naive.relative_error(got[finite], want[finite]) <= TOL[dtype]
+    cpu = ops.pairwise_scores(Q, K, kernel, h)
+    np.testing.assert_allclose(got[finite], cpu[finite], rtol=TOL[dtype], atol=TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_with_empty_rows(rng, small_launch, dtype):
+    S = rng.normal(scale=30.0, size=(10, 7)).astype(dtype)
+    S[2] = -np.inf
+    S[5, ::2] = -np.inf
+    got = ops.softmax(S, device="cuda")
+    assert got.dtype == dtype
+    assert naive.relative_error(got, naive.softmax(S)) <= TOL[dtype]
+    np.testing.assert_allclose(ops.softmax(S.T, axis=0, device="cuda"), got.T,
+                               rtol=TOL[dtype])
+
+
+@pytest.mark.parametrize("kernel", naive.ALL_KERNELS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pool_with_weights_std_and_splits(rng, small_launch, kernel, dtype):
+    Q, K, V = make_data(rng, dtype=dtype)
+    h = bandwidth_for(kernel, Q.shape[1], rng)
+    w = rng.uniform(0.1, 2.0, size=K.shape[0])
+    w[::5] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EmptyNeighborhoodWarning)
+        got, got_std = ops.attention_pool(Q, K, V, kernel, h, key_weight=w, return_std=True,
+                                          device="cuda")
+        cpu, cpu_std = ops.attention_pool(Q, K, V, kernel, h, key_weight=w, return_std=True)
+    want, want_std = naive.pool(Q, K, V, kernel, h, key_weight=w, return_std=True)
+    assert got.dtype == dtype and got.shape == want.shape
+    assert naive.relative_error(got, want) <= TOL[dtype]
+    assert naive.relative_error(got_std, want_std) <= 10 * TOL[dtype] * np.abs(V).max()
+    assert naive.relative_error(got, cpu) <= TOL[dtype]
+    assert naive.relative_error(got_std, cpu_std) <= 10 * TOL[dtype] * np.abs(V).max()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel", ["gaussian", "epanechnikov"])
+def test_leave_one_out_and_empty_neighbourhoods(rng, small_launch, dtype, kernel):
+    X = rng.uniform(size=(13, 2)).astype(dtype)
+    # Two isolated points: nothing left once they leave themselves out.
+    X[-2] += 50.0
+    X[-1] -= 50.0
+    y = rng.normal(size=13).astype(dtype)
+    if kernel == "epanechnikov":
+        with pytest.warns(EmptyNeighborhoodWarning, match="2 of 13"):
+            got = ops.attention_pool(X, X, y, kernel, 0.8, exclude_self=True, device="cuda")
+        assert np.isnan(got[-2:]).all() and np.isfinite(got[:-2]).all()
+    else:
+        got = ops.attention_pool(X, X, y, kernel, 0.8, exclude_self=True, device="cuda")
+    want = naive.pool(X, X, y, kernel, 0.8, exclude_self=True)
+    assert naive.relative_error(got, want) <= TOL[dtype]
+
+
+def test_states_merge_across_shards_and_splits(rng, small_launch):
+    X = rng.normal(size=(15, 3))
+    y = rng.normal(size=(15, 2))
+    cuts = [0, 4, 11, 15]
+    states = [ops.attention_pool_state(X, X[a:b], y[a:b], "tricube", 4.0, exclude_self=True,
+                                       key_offset=a, return_std=True, device="cuda")
+              for a, b in zip(cuts[:-1], cuts[1:])]
+    merged = states[0]
+    for st in states[1:]:
+        merged = ops.merge_states(merged, st)
+    pred, std = ops.finalize_state(merged, return_std=True)
+    want, want_std = naive.pool(X, X, y, "tricube", 4.0, exclude_self=True, return_std=True)
+    assert naive.relative_error(pred, want) <= 1e-10
+    assert naive.relative_error(std, want_std) <= 1e-9
+    cpu = ops.attention_pool_state(X, X, y, "tricube", 4.0, exclude_self=True)
+    gpu = ops.attention_pool_state(X, X, y, "tricube", 4.0, exclude_self=True, device="cuda")
+    np.testing.assert_allclose(ops.finalize_state(gpu), ops.finalize_state(cpu), rtol=1e-12)
+
+
+def test_split_and_unsplit_launches_agree(rng, small_launch, monkeypatch):
+    # Few queries, many keys: the keys are split and the partial states merged.
+    Q, K, V = make_data(rng, n=3, m=29, p=1)
+    split = ops.attention_pool(Q, K, V, bandwidth=0.5, device="cuda")
+    monkeypatch.setattr(_config, "CUDA_TARGET_BLOCKS", 1)
+    whole = ops.attention_pool(Q, K, V, bandwidth=0.5, device="cuda")
+    np.testing.assert_allclose(split, whole, rtol=1e-12)
+    assert naive.relative_error(whole, naive.pool(Q, K, V, "gaussian", 0.5)) <= 1e-10
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_device_arrays_stay_on_the_device(rng, small_launch, dtype):
+    Q, K, V = make_data(rng, n=6, m=9, dtype=dtype, values_1d=True)
+    Qd, Kd, Vd = cuda.to_device(Q), cuda.to_device(K), cuda.to_device(V)
+    pred, std = ops.attention_pool(Qd, Kd, Vd, "gaussian", 0.8, return_std=True)
+    for out in (pred, std):
+        assert cuda.devicearray.is_cuda_ndarray(out) and out.shape == (6,)
+    want, want_std = naive.pool(Q, K, V, "gaussian", 0.8, return_std=True)
+    assert naive.relative_error(pred.copy_to_host(), want) <= TOL[dtype]
+    assert naive.relative_error(std.copy_to_host(), want_std) <= 10 * TOL[dtype] * 4
+    S = ops.pairwise_scores(Qd, Kd, "scaled_dot", 2.0)
+    assert cuda.devicearray.is_cuda_ndarray(S)
+    W = ops.softmax(S)
+    assert cuda.devicearray.is_cuda_ndarray(W)
+    want_w = naive.softmax(naive.scores(Q, K, "scaled_dot", 2.0))
+    assert naive.relative_error(W.copy_to_host(), want_w) <= TOL[dtype]
+    idx, wts = ops.top_k_weights(Qd, Kd, "gaussian", 0.8, k=3)
+    cpu_idx, cpu_wts = ops.top_k_weights(Q, K, "gaussian", 0.8, k=3)
+    np.testing.assert_array_equal(idx.copy_to_host(), cpu_idx)
+    np.testing.assert_allclose(wts.copy_to_host(), cpu_wts, rtol=TOL[dtype])
+    state = ops.attention_pool_state(Qd, Kd, Vd, "gaussian", 0.8, device="cuda")
+    np.testing.assert_allclose(ops.finalize_state(state), want, rtol=10 * TOL[dtype])
+
+
+def test_top_k_weights_on_the_gpu(rng, small_launch):
+    X = rng.normal(size=(12, 2))
+    got = ops.top_k_weights(X, X, "tricube", 1.5, k=4, exclude_self=True, device="cuda")
+    want = ops.top_k_weights(X, X, "tricube", 1.5, k=4, exclude_self=True)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-12)
+
+
+def test_device_input_validation(rng, small_launch):
+    Q, K, V = make_data(rng, n=4, m=5, values_1d=True)
+    bad = Q.copy()
+    bad[1, 1] = np.nan
+    with pytest.raises(ValueError, match="Q contains NaN"):
+        ops.attention_pool(cuda.to_device(bad), cuda.to_device(K), cuda.to_device(V))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        ops.pairwise_scores(cuda.to_device(Q.astype(np.int64)), cuda.to_device(K))
+    with pytest.raises(TypeError, match="same dtype"):
+        ops.pairwise_scores(cuda.to_device(Q.astype(np.float32)), cuda.to_device(K))
+    with pytest.raises(ValueError, match="same number of rows"):
+        ops.attention_pool(cuda.to_device(Q), cuda.to_device(K), cuda.to_device(V[:3]))
+    with pytest.raises(ValueError, match="NaN or \\+inf"):
+        ops.softmax(cuda.to_device(np.array([[0.0, np.inf]])))
+
+
+def test_auto_stays_on_the_cpu_for_small_problems(rng):
+    from nwattn._device import resolve_device
+
+    assert resolve_device("auto", n_pairs=10) == "cpu"
+    assert resolve_device("auto", n_pairs=_config.CUDA_AUTO_MIN_PAIRS) == "cuda"
+    assert resolve_device("auto", n_pairs=10, device_input=True) == "cuda"
+
+
+def test_missing_pieces_are_named(monkeypatch):
+    import importlib.util
+
+    from nwattn import _device
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "numba_cuda" else real_find_spec(name, *a))
+    with pytest.raises(RuntimeError, match="numba-cuda package is not installed"):
+        ops.attention_pool([[0.0]], [[0.0]], [1.0], device="cuda")
+    monkeypatch.undo()
+    monkeypatch.setattr(_device, "simulator_enabled", lambda: False)
+    monkeypatch.setattr(_device, "driver_problem", lambda: "the NVIDIA driver (libcuda) "
+                        "was not found on this machine")
+    with pytest.raises(RuntimeError, match="device='cuda' cannot run: the NVIDIA driver"):
+        ops.pairwise_scores([[0.0]], [[0.0]], device="cuda")
+    assert _device.resolve_device("auto", n_pairs=10**12) == "cpu"
+
+
+def test_driver_probe_without_libcuda(monkeypatch):
+    import ctypes
+
+    from nwattn import _device
+
+    def no_library(name, *args, **kwargs):
+        raise OSError(name)
+
+    monkeypatch.setattr(ctypes, "CDLL", no_library)
+    _device.driver_problem.cache_clear()
+    try:
+        assert "libcuda" in _device.driver_problem()
+    finally:
+        monkeypatch.undo()
+        _device.driver_problem.cache_clear()
+
+
+def test_cpu_path_never_imports_numba_cuda():
+    code = (
+        "import sys, numpy as np, nwattn, nwattn.ops as ops\n"
+        "X = np.arange(6.0).reshape(3, 2)\n"
+        "ops.attention_pool(X, X, X[:, 0], device='auto')\n"
+        "ops.pairwise_scores(X, X); ops.softmax(X); ops.top_k_weights(X, X, k=2)\n"
+        "assert 'numba.cuda' not in sys.modules, 'numba.cuda was imported'\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
