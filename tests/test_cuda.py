@@ -188,9 +188,13 @@ def test_device_arrays_stay_on_the_device(rng, small_launch, dtype):
 
 
 def test_top_k_weights_on_the_gpu(rng, small_launch):
-    X = rng.normal(size=(12, 2))
-    got = ops.top_k_weights(X, X, "tricube", 1.5, k=4, exclude_self=True, device="cuda")
-    want = ops.top_k_weights(X, X, "tricube", 1.5, k=4, exclude_self=True)
+    X = rng.uniform(size=(12, 2))
+    X[-1] += 50.0  # an isolated point: an empty neighbourhood once it leaves itself out
+    with pytest.warns(EmptyNeighborhoodWarning, match="1 of 12"):
+        got = ops.top_k_weights(X, X, "tricube", 1.5, k=4, exclude_self=True, device="cuda")
+    with pytest.warns(EmptyNeighborhoodWarning, match="1 of 12"):
+        want = ops.top_k_weights(X, X, "tricube", 1.5, k=4, exclude_self=True)
+    assert np.isnan(got[1][-1]).all()
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_allclose(got[1], want[1], rtol=1e-12)
 
