@@ -27,7 +27,7 @@ from functools import lru_cache
 import numpy as np
 from numba import cuda, from_dtype
 
-from ..kernels import DISTANCE, GAUSSIAN, log_weight
+from ..kernels import DISTANCE, GAUSSIAN, LAPLACIAN, log_weight
 
 
 def _score_function(ftype, d, family, code):
@@ -123,8 +123,13 @@ def softmax_kernel(dtype):
 
 
 @lru_cache(maxsize=None)
-def pool_kernel(dtype, d, family, code, with_logw, with_sq, threads, key_tile, value_chunk):
+def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, threads, key_tile,
+                value_chunk):
     """Fused pooling kernel, one thread per query.
+
+    The tests that a pair needs only in some calls (is this key the query
+    itself, is the score ``-inf``) are compiled in only for those calls:
+    they cost as much as the rest of the gaussian pair at d = 3.
 
     Signature ``(Q, KT, VT, logw, scale, self_shift, split_size, out_max,
     out_norm, out_acc, out_sq)``; arrays as in
@@ -139,6 +144,10 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, threads, key_tile, v
     zero = ftype(0.0)
     neg_inf = ftype(-math.inf)
     n_sq = value_chunk if with_sq else 1
+    # Scores of kernels positive everywhere are finite (the caller refuses
+    # inputs that would overflow); zero key weights and compact supports
+    # give -inf, which must not reach exp(-inf - -inf).
+    may_be_inf = with_logw or (family == DISTANCE and code not in (GAUSSIAN, LAPLACIAN))
 
     @cuda.jit
     def kernel(Q, KT, VT, logw, scale, self_shift, split_size,
@@ -191,7 +200,9 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, threads, key_tile, v
                 sc = score(q, keys, jj, scale)
                 if with_logw:
                     sc += lw[jj]
-                if sc == neg_inf or j0 + jj == self_j:
+                if may_be_inf and sc == neg_inf:
+                    continue
+                if exclude_self and j0 + jj == self_j:
                     continue
                 if sc > mx:
                     # Rare after the first keys: the running maximum rises.

@@ -98,8 +98,9 @@ def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift):
     out_norm = cuda.device_array((n_split, n), dtype)
     out_acc = cuda.device_array((n_split, n, p), dtype)
     out_sq = cuda.device_array((n_split, n, p if with_sq else 0), dtype)
+    exclude_self = -n < self_shift < m  # some query meets itself among the keys
     kernel = _k.pool_kernel(_key(dtype), d, family, code, lwd.shape[0] > 0, with_sq,
-                            threads, tile, chunk)
+                            bool(exclude_self), threads, tile, chunk)
     grid = (_blocks(n, threads), n_split, n_chunks)
     kernel[grid, threads](Qd, KTd, VTd, lwd, dtype.type(scale), np.int64(self_shift),
                           np.int64(split_size), out_max, out_norm, out_acc, out_sq)
