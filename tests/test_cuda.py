@@ -269,3 +269,17 @@ def test_cpu_path_never_imports_numba_cuda():
     )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
+
+
+def test_missing_toolkit_is_named():
+    from nwattn._cuda import launch
+
+    class NoCompiler:
+        def __getitem__(self, config):
+            def run(*args):
+                raise ImportError("libNVVM is not available")
+
+            return run
+
+    with pytest.raises(RuntimeError, match="NVVM compiler or libdevice"):
+        launch._launch(NoCompiler(), 1, 1)

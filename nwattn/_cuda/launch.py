@@ -37,6 +37,23 @@ def _key(dtype):
     return np.dtype(dtype).name
 
 
+def _launch(kernel, grid, block, *args):
+    """Compile (first time) and launch ``kernel``; name a missing CUDA toolkit clearly.
+
+    numba-cuda needs the NVVM compiler and libdevice of a CUDA toolkit, which
+    the driver does not ship; without them the first compilation fails with
+    an import or file error deep inside numba-cuda.
+    """
+    try:
+        kernel[grid, block](*args)
+    except (ImportError, FileNotFoundError) as exc:
+        raise RuntimeError(
+            "the GPU path cannot compile its kernels: the CUDA toolkit's NVVM compiler or "
+            "libdevice was not found; install them with pip install 'numba-cuda[cu12]' "
+            f"(or [cu13], to match the driver) ({exc})"
+        ) from exc
+
+
 def pairwise(Qs, KT, logw, family, code, scale):
     """Device (n, m) matrix of the scores of every query against every key."""
     Qd, KTd, lwd = as_device(Qs), as_device(KT), as_device(logw)
@@ -47,7 +64,7 @@ def pairwise(Qs, KT, logw, family, code, scale):
     kernel = _k.pairwise_kernel(_key(dtype), d, family, code, lwd.shape[0] > 0)
     threads = _config.CUDA_SIMPLE_THREADS
     grid = (_blocks(m, threads), min(n, _GRID_YZ_MAX))
-    kernel[grid, threads](Qd, KTd, lwd, dtype.type(scale), out)
+    _launch(kernel, grid, threads, Qd, KTd, lwd, dtype.type(scale), out)
     return out
 
 
@@ -57,7 +74,7 @@ def softmax(S):
     dtype = np.dtype(Sd.dtype)
     out = cuda.device_array(Sd.shape, dtype)
     threads = _config.CUDA_SIMPLE_THREADS
-    _k.softmax_kernel(_key(dtype))[_blocks(Sd.shape[0], threads), threads](Sd, out)
+    _launch(_k.softmax_kernel(_key(dtype)), _blocks(Sd.shape[0], threads), threads, Sd, out)
     return out
 
 
@@ -102,12 +119,12 @@ def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift):
     kernel = _k.pool_kernel(_key(dtype), d, family, code, lwd.shape[0] > 0, with_sq,
                             bool(exclude_self), threads, tile, chunk)
     grid = (_blocks(n, threads), n_split, n_chunks)
-    kernel[grid, threads](Qd, KTd, VTd, lwd, dtype.type(scale), np.int64(self_shift),
-                          np.int64(split_size), out_max, out_norm, out_acc, out_sq)
+    _launch(kernel, grid, threads, Qd, KTd, VTd, lwd, dtype.type(scale), np.int64(self_shift),
+            np.int64(split_size), out_max, out_norm, out_acc, out_sq)
     if n_split > 1:
         simple = _config.CUDA_SIMPLE_THREADS
-        _k.merge_kernel(_key(dtype))[_blocks(n, simple), simple](out_max, out_norm,
-                                                                 out_acc, out_sq)
+        _launch(_k.merge_kernel(_key(dtype)), _blocks(n, simple), simple, out_max, out_norm,
+                out_acc, out_sq)
     return out_max[0], out_norm[0], out_acc[0], out_sq[0]
 
 
@@ -123,8 +140,8 @@ def finalize(smax, snorm, sacc, ssq, center, values_1d, with_std):
     if ssq is None:
         ssq = cuda.device_array((n, 0), dtype)
     kernel = _k.finalize_kernel(_key(dtype), bool(values_1d), bool(with_std))
-    kernel[_blocks(n, threads), threads](smax, snorm, sacc, ssq, as_device(center), pred,
-                                         std, n_empty)
+    _launch(kernel, _blocks(n, threads), threads, smax, snorm, sacc, ssq, as_device(center),
+            pred, std, n_empty)
     return pred, (std if with_std else None), int(n_empty.copy_to_host()[0])
 
 
@@ -151,7 +168,8 @@ def check_device_array(x, name, allow_1d=False, allow_neg_inf=False):
         raise ValueError(f"{name} must not be empty, got shape {x.shape}")
     stats = cuda.to_device(np.zeros(2, np.float64))
     threads = _config.CUDA_SIMPLE_THREADS
-    _k.stats_kernel[_blocks(xd.shape[0], threads), threads](xd, bool(allow_neg_inf), stats)
+    _launch(_k.stats_kernel, _blocks(xd.shape[0], threads), threads, xd, bool(allow_neg_inf),
+            stats)
     bad, big = stats.copy_to_host()
     if bad:
         what = "NaN or +inf" if allow_neg_inf else "NaN or infinity"
@@ -164,7 +182,8 @@ def scaled(X, h, transpose):
     n, d = X.shape
     out = cuda.device_array((d, n) if transpose else (n, d), X.dtype)
     threads = _config.CUDA_SIMPLE_THREADS
-    _k.scale_kernel[_blocks(n, threads), threads](X, as_device(h), out, bool(transpose))
+    _launch(_k.scale_kernel, _blocks(n, threads), threads, X, as_device(h), out,
+            bool(transpose))
     return out
 
 
@@ -172,7 +191,7 @@ def column_mean(V):
     """Mean of every column of the device array ``V``, as a host float64 array (p values)."""
     out = cuda.device_array(V.shape[1], np.float64)
     threads = _config.CUDA_SIMPLE_THREADS
-    _k.column_sum_kernel[_blocks(V.shape[1], threads), threads](V, out)
+    _launch(_k.column_sum_kernel, _blocks(V.shape[1], threads), threads, V, out)
     return out.copy_to_host() / V.shape[0]
 
 
@@ -181,7 +200,7 @@ def centred(V, center):
     m, p = V.shape
     VT = cuda.device_array((p, m), V.dtype)
     threads = _config.CUDA_SIMPLE_THREADS
-    _k.centre_kernel[_blocks(m, threads), threads](V, as_device(center), VT)
+    _launch(_k.centre_kernel, _blocks(m, threads), threads, V, as_device(center), VT)
     return VT
 
 
