@@ -82,15 +82,19 @@ def nwattn_runner(kernel, Q, K, V, h):
     return run, cuda.synchronize, lambda out: out.copy_to_host()
 
 
-def torch_runners(kernel, Q, K, V, h):
-    """PyTorch's fused attention (scaled_dot only) and the dense baseline, or {}."""
+def torch_runners(kernel, Q, K, V, h, device="cuda"):
+    """PyTorch's fused attention (scaled_dot only) and the dense baseline, or {}.
+
+    ``device="cpu"`` runs the same code on the CPU, to check it where there is
+    no GPU.
+    """
     try:
         import torch
     except ImportError:
         return {}
-    if not torch.cuda.is_available():
+    if device == "cuda" and not torch.cuda.is_available():
         return {}
-    dev = torch.device("cuda")
+    dev = torch.device(device)
     q, k = torch.from_numpy(Q).to(dev), torch.from_numpy(K).to(dev)
     v = torch.from_numpy(V.reshape(V.shape[0], -1)).to(dev)
     n, d = Q.shape
@@ -111,7 +115,8 @@ def torch_runners(kernel, Q, K, V, h):
         return out
 
     def sync():
-        torch.cuda.synchronize()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
 
     def to_host(out):
         out = out.cpu().numpy()

@@ -177,11 +177,13 @@ def test_split_and_unsplit_launches_agree(rng, small_launch, monkeypatch):
 @needs_gpu
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_device_arrays_stay_on_the_device(rng, small_launch, cuda, dtype):
-    Q, K, V = make_data(rng, n=6, m=9, dtype=dtype, values_1d=True)
+    values_1d = dtype == np.float32
+    Q, K, V = make_data(rng, n=6, m=9, p=3, dtype=dtype, values_1d=values_1d)
     Qd, Kd, Vd = cuda.to_device(Q), cuda.to_device(K), cuda.to_device(V)
     pred, std = ops.attention_pool(Qd, Kd, Vd, "gaussian", 0.8, return_std=True)
     for out in (pred, std):
-        assert cuda.devicearray.is_cuda_ndarray(out) and out.shape == (6,)
+        assert cuda.devicearray.is_cuda_ndarray(out)
+        assert out.shape == ((6,) if values_1d else (6, 3))
     want, want_std = naive.pool(Q, K, V, "gaussian", 0.8, return_std=True)
     assert naive.relative_error(pred.copy_to_host(), want) <= TOL[dtype]
     assert naive.relative_error(std.copy_to_host(), want_std) <= 10 * TOL[dtype] * 4
@@ -299,3 +301,15 @@ def test_missing_toolkit_is_named():
 
     with pytest.raises(RuntimeError, match="NVVM compiler or libdevice"):
         launch._launch(NoCompiler(), 1, 1)
+
+
+def test_key_tile_shrinks_to_the_shared_memory_budget(monkeypatch):
+    pytest.importorskip("numba_cuda", reason="the cuda extra (numba-cuda) is not installed")
+    from nwattn._cuda import launch
+
+    monkeypatch.setattr(_config, "CUDA_KEY_TILE", 128)
+    monkeypatch.setattr(_config, "CUDA_SHARED_BYTES", 4096)
+    assert launch.tile_size(3, 1, 4) == 128
+    assert launch.tile_size(64, 16, 4) == 4096 // (81 * 4)
+    with pytest.raises(ValueError, match="features per key"):
+        launch.tile_size(2000, 16, 8)
