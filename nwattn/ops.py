@@ -86,8 +86,6 @@ def _check_score_overflow(kern, Qs, KT, scale, dtype):
     outside the support either way) but, for a kernel positive everywhere,
     can push every key of a query to ``-inf`` and lose the nearest one.
     """
-    if kern.is_compact:
-        return
     _check_score_range(kern, float(np.abs(Qs).max()), float(np.abs(KT).max()), Qs.shape[1],
                        scale, dtype)
 
@@ -139,7 +137,9 @@ def _prepare_device(Q, K, kernel, bandwidth, key_weight):
             f"Q and K must have the same number of features, got {Qd.shape[1]} and {Kd.shape[1]}"
         )
     if Qd.dtype != Kd.dtype:
-        raise TypeError(f"Q and K on the GPU must have the same dtype, got {Qd.dtype} and {Kd.dtype}")
+        raise TypeError(
+            f"Q and K on the GPU must have the same dtype, got {Qd.dtype} and {Kd.dtype}"
+        )
     dtype = np.dtype(Qd.dtype)
     kern = get_kernel(kernel)
     d = Qd.shape[1]
@@ -245,8 +245,7 @@ def softmax(S, axis=-1, *, device="cpu"):
     array([0.5, 0.5])
     """
     device_input = is_device_array(S)
-    backend = resolve_device(device, int(np.size(S)) if device_input or hasattr(S, "shape")
-                             else None, device_input)
+    backend = resolve_device(device, getattr(S, "size", None), device_input)
     if device_input:
         return _softmax_device(S, axis)
     if isinstance(S, (str, bytes)):

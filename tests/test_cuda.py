@@ -246,8 +246,11 @@ def test_missing_pieces_are_named(monkeypatch):
     from nwattn import _device
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "numba_cuda" else real_find_spec(name, *a))
+
+    def find_spec(name, *args):
+        return None if name == "numba_cuda" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     with pytest.raises(RuntimeError, match="numba-cuda package is not installed"):
         ops.attention_pool([[0.0]], [[0.0]], [1.0], device="cuda")
     monkeypatch.undo()
