@@ -13,9 +13,12 @@ import os
 import subprocess
 import sys
 import warnings
+from unittest import mock
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from nwattn._device import driver_problem
 
@@ -27,6 +30,7 @@ from nwattn._device import cuda_problem  # noqa: E402
 from nwattn.exceptions import EmptyNeighborhoodWarning  # noqa: E402
 
 from . import naive  # noqa: E402
+from .test_properties import problems  # noqa: E402
 
 _PROBLEM = cuda_problem()
 if _PROBLEM is not None and "numba.cuda" in sys.modules:
@@ -316,3 +320,30 @@ def test_key_tile_shrinks_to_the_shared_memory_budget(monkeypatch):
     assert launch.tile_size(64, 16, 4) == 4096 // (81 * 4)
     with pytest.raises(ValueError, match="features per key"):
         launch.tile_size(2000, 16, 8)
+
+
+@needs_gpu
+@settings(max_examples=12)
+@given(problems(kernels=naive.ALL_KERNELS), st.integers(1, 5), st.integers(1, 4),
+       st.integers(1, 6), st.integers(1, 3), st.booleans())
+def test_any_launch_shape_matches_the_cpu(problem, threads, tile, split_keys, chunk, loo):
+    """Ragged edges of every kind: one query, one key, one thread, tiles of one key..."""
+    Q, K, V, kernel, h = problem
+    if loo:
+        assume(V.shape[0] >= Q.shape[0])
+        K, V = Q, V[:Q.shape[0]]
+    sizes = dict(CUDA_THREADS_PER_BLOCK=threads, CUDA_KEY_TILE=tile, CUDA_TARGET_BLOCKS=8,
+                 CUDA_MIN_SPLIT_KEYS=split_keys, CUDA_VALUE_CHUNK=chunk, CUDA_SIMPLE_THREADS=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EmptyNeighborhoodWarning)
+        with mock.patch.multiple(_config, **sizes):
+            got, got_std = ops.attention_pool(Q, K, V, kernel, h, exclude_self=loo,
+                                              return_std=True, device="cuda")
+        want, want_std = ops.attention_pool(Q, K, V, kernel, h, exclude_self=loo,
+                                            return_std=True)
+    assert naive.relative_error(got, want) <= 1e-9
+    # The variance is a difference of moments: compare it on the scale of V**2.
+    ok = ~np.isnan(want_std)
+    scale = 1.0 + np.abs(V).max() ** 2
+    assert np.array_equal(np.isnan(got_std), ~ok)
+    assert np.all(np.abs(got_std[ok] ** 2 - want_std[ok] ** 2) <= 1e-9 * scale)
