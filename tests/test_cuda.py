@@ -347,3 +347,15 @@ def test_any_launch_shape_matches_the_cpu(problem, threads, tile, split_keys, ch
     scale = 1.0 + np.abs(V).max() ** 2
     assert np.array_equal(np.isnan(got_std), ~ok)
     assert np.all(np.abs(got_std[ok] ** 2 - want_std[ok] ** 2) <= 1e-9 * scale)
+
+
+def test_scores_without_a_gpu_kernel_are_refused():
+    pytest.importorskip("numba_cuda", reason="the cuda extra (numba-cuda) is not installed")
+    from nwattn._cuda import launch
+    from nwattn.kernels import ADDITIVE
+
+    X = np.zeros((2, 1))
+    with pytest.raises(ValueError, match="no GPU implementation"):
+        launch.pool(X, X.T, X.T, np.empty((0, 2)), np.empty(0), ADDITIVE, 102, 1.0, -3)
+    with pytest.raises(ValueError, match="no GPU implementation"):
+        launch.pairwise(X, X.T, np.empty(0), ADDITIVE, 102, 1.0)

@@ -14,6 +14,7 @@ from numba import cuda
 from .. import _config
 from .._cpu.pool import plan_splits
 from .._device import is_device_array
+from ..kernels import DISTANCE, DOT
 from . import kernels as _k
 
 # Largest grid size in y and z on every CUDA device.
@@ -54,8 +55,16 @@ def _launch(kernel, grid, block, *args):
         ) from exc
 
 
+def _check_family(family):
+    # Learned scores (the additive family) need parameters these kernels do
+    # not take; refusing them beats silently computing a dot product.
+    if family not in (DISTANCE, DOT):
+        raise ValueError("this score has no GPU implementation; use device='cpu'")
+
+
 def pairwise(Qs, KT, logw, family, code, scale):
     """Device (n, m) matrix of the scores of every query against every key."""
+    _check_family(family)
     Qd, KTd, lwd = as_device(Qs), as_device(KT), as_device(logw)
     dtype = np.dtype(Qd.dtype)
     n, d = Qd.shape
@@ -97,6 +106,7 @@ def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift):
     when ``VT2`` has no rows. ``VT2`` is only a flag here: the kernel squares
     the values it already holds in shared memory.
     """
+    _check_family(family)
     Qd, KTd, VTd, lwd = as_device(Qs), as_device(KT), as_device(VT), as_device(logw)
     dtype = np.dtype(Qd.dtype)
     n, d = Qd.shape
