@@ -359,3 +359,13 @@ def test_scores_without_a_gpu_kernel_are_refused():
         launch.pool(X, X.T, X.T, np.empty((0, 2)), np.empty(0), ADDITIVE, 102, 1.0, -3)
     with pytest.raises(ValueError, match="no GPU implementation"):
         launch.pairwise(X, X.T, np.empty(0), ADDITIVE, 102, 1.0)
+
+
+def test_cpu_only_computations_refuse_cuda():
+    from nwattn._device import resolve_cpu_only
+
+    assert resolve_cpu_only("CPU", "this") == "cpu"
+    with pytest.raises(ValueError, match="the additive score has no GPU implementation"):
+        resolve_cpu_only("cuda", "the additive score")
+    with pytest.raises(ValueError, match="device must be one of"):
+        resolve_cpu_only("tpu", "this")
