@@ -163,6 +163,8 @@ def _state_block(q, k, v, w, center, q0, k0, *, kernel, bandwidth, exclude_self,
                  return_std, dtype):
     """Packed state of query block ``q`` over key chunk ``k`` (one task)."""
     p = v.shape[1]
+    if not np.all(np.isfinite(center)):
+        raise ValueError("V must be finite: the mean of the values is not")
     if q.shape[0] == 0 or k.shape[0] == 0:
         return _empty_packed(q.shape[0], p, return_std, dtype)
     if w is not None:
@@ -222,11 +224,11 @@ def _loo_block(packed, center, v, w, p):
 def _pooled_states(Q, K, V2, W, kernel, bandwidth, exclude_self, return_std, dtype,
                    split_every):
     """Delayed packed state of every query block over all keys, and the centre."""
-    center = V2.mean(axis=0, dtype=np.float64).to_delayed().ravel()[0]
-    q_blocks = Q.to_delayed().ravel()
-    k_blocks = K.to_delayed().ravel()
-    v_blocks = V2.to_delayed().ravel()
-    w_blocks = [None] * len(k_blocks) if W is None else list(W.to_delayed().ravel())
+    center = V2.mean(axis=0, dtype=np.float64).to_delayed(optimize_graph=False).ravel()[0]
+    q_blocks = Q.to_delayed(optimize_graph=False).ravel()
+    k_blocks = K.to_delayed(optimize_graph=False).ravel()
+    v_blocks = V2.to_delayed(optimize_graph=False).ravel()
+    w_blocks = [None] * len(k_blocks) if W is None else list(W.to_delayed(optimize_graph=False).ravel())
     q_starts = _starts(Q.chunks[0])
     k_starts = _starts(K.chunks[0])
     p = V2.shape[1]
@@ -402,9 +404,9 @@ def loo_cv_error(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
                                     split_every)
     p = V2.shape[1]
     # The queries are the keys: reuse the keys' chunking for the targets.
-    v_blocks = V2.rechunk({0: Q.chunks[0]}).to_delayed().ravel()
+    v_blocks = V2.rechunk({0: Q.chunks[0]}).to_delayed(optimize_graph=False).ravel()
     w_blocks = ([None] * len(states) if W is None
-                else list(W.rechunk({0: Q.chunks[0]}).to_delayed().ravel()))
+                else list(W.rechunk({0: Q.chunks[0]}).to_delayed(optimize_graph=False).ravel()))
     loo = dask.delayed(_loo_block, pure=True)
     parts = [da.from_delayed(loo(st, center, vb, wb, p), shape=(3,), dtype=np.float64)
              for st, vb, wb in zip(states, v_blocks, w_blocks)]
