@@ -32,7 +32,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::nwattn.exceptions.EmptyNeighbor
 def cluster_client():
     """Two worker processes with one thread each, on the loopback address."""
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None,
+                                  host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                   silence_logs=40) as cluster:
         with distributed.Client(cluster, set_as_default=False) as client:
             yield client
@@ -242,7 +242,7 @@ def test_worker_killed_mid_computation(rng):
     K = rng.normal(size=(12000, 2))
     V = rng.normal(size=12000)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None,
+                                  host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                   silence_logs=50) as cluster, \
             distributed.Client(cluster, set_as_default=False) as client, \
             client.as_current(), dask.config.set(scheduler=client.get):
