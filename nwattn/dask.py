@@ -180,17 +180,17 @@ def _state_block(q, k, v, w, center, q0, k0, *, kernel, bandwidth, exclude_self,
     return _pack(state)
 
 
-def _merge_tree(states, split_every, p, return_std):
+def _merge_tree(states, split_every, p):
     """Combine delayed packed states in a tree, ``split_every`` at a time."""
     merge = dask.delayed(_merge_block, pure=True)
     while len(states) > 1:
-        states = [merge(p, return_std, *states[s:s + split_every])
+        states = [merge(p, *states[s:s + split_every])
                   if len(states[s:s + split_every]) > 1 else states[s]
                   for s in range(0, len(states), split_every)]
     return states[0]
 
 
-def _merge_block(p, return_std, *packed):
+def _merge_block(p, *packed):
     """Merge packed states of one query block over disjoint key chunks (one task)."""
     center = np.zeros(p, packed[0].dtype)  # the centre is shared, so any value works
     merged = _unpack(packed[0], p, center, False)
@@ -199,9 +199,9 @@ def _merge_block(p, return_std, *packed):
     return _pack(merged)
 
 
-def _finalize_block(packed, center, p, values_1d, return_std, dtype):
+def _finalize_block(packed, center, p, values_1d, return_std):
     """Predictions (and standard deviations) of one query block (one task)."""
-    state = _unpack(packed, p, np.asarray(center, dtype), values_1d)
+    state = _unpack(packed, p, np.asarray(center, packed.dtype), values_1d)
     return finalize_state(state, return_std=return_std)
 
 
@@ -239,7 +239,7 @@ def _pooled_states(Q, K, V2, W, kernel, bandwidth, exclude_self, return_std, dty
     for qb, q0 in zip(q_blocks, q_starts):
         parts = [block(qb, kb, vb, wb, center, q0, k0, **options)
                  for kb, vb, wb, k0 in zip(k_blocks, v_blocks, w_blocks, k_starts)]
-        states.append(_merge_tree(parts, split_every, p, return_std))
+        states.append(_merge_tree(parts, split_every, p))
     return states, center
 
 
@@ -340,7 +340,7 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
     preds, stds = [], []
     for state, n_i in zip(states, Q.chunks[0]):
         shape = (n_i,) if values_1d else (n_i, p)
-        out = finalize(state, center, p, values_1d, bool(return_std), dtype)
+        out = finalize(state, center, p, values_1d, bool(return_std))
         if return_std:
             preds.append(da.from_delayed(out[0], shape=shape, dtype=dtype))
             stds.append(da.from_delayed(out[1], shape=shape, dtype=dtype))
