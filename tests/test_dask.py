@@ -262,8 +262,13 @@ def test_worker_killed_mid_computation(rng):
     assert naive.relative_error(out, ops.attention_pool(Q, K, V, "laplacian", 0.5)) <= TOL
 
 
-def test_no_warnings_from_graph_construction(rng):
+def test_graph_has_one_pooling_task_per_block_pair(rng):
     Q, K, V = _data(rng)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        ndask.attention_pool(da.from_array(Q, chunks=9), da.from_array(K, chunks=13), V)
+        warnings.simplefilter("error")  # building the graph computes and warns nothing
+        got = ndask.attention_pool(da.from_array(Q, chunks=9), da.from_array(K, chunks=13), V,
+                                   split_every=4)
+    keys = [str(k) for k in got.__dask_graph__()]
+    assert sum(k.startswith("_state_block") for k in keys) == 8 * 9
+    # 9 states per query block, merged 4 at a time: (4, 4, 1) -> 2 merges, then 1
+    assert sum(k.startswith("_merge_block") for k in keys) == 8 * 3
