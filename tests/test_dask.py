@@ -234,30 +234,48 @@ def test_bad_input():
 
 
 def test_worker_killed_mid_computation(rng):
-    """Losing a worker process while tasks run: Dask recomputes its share.
+    """Losing a worker process in the middle of a pooling: Dask recomputes its share.
 
-    A cluster of its own, because the lost worker does not come back.
+    The last query block waits behind a gate (a distributed Event) on one thread
+    of one worker, while the other threads pool the first blocks. The other
+    worker is killed once it holds finished states; then the gate opens and the
+    surviving worker must redo the lost work. A cluster of its own (two threads
+    per worker, so the gate never stalls a worker), because the lost worker does
+    not come back.
     """
-    Q = rng.normal(size=(3000, 2))
-    K = rng.normal(size=(12000, 2))
-    V = rng.normal(size=12000)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+    Q = rng.normal(size=(800, 2))
+    K = rng.normal(size=(3000, 2))
+    V = rng.normal(size=(3000, 2))
+    gate_name = f"gate-{rng.integers(1 << 30)}"
+
+    def gate(x):
+        distributed.Event(gate_name).wait(timeout=120)
+        return x
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True,
                                   host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                   silence_logs=50) as cluster, \
             distributed.Client(cluster, set_as_default=False) as client, \
             client.as_current(), dask.config.set(scheduler=client.get):
-        got = ndask.attention_pool(da.from_array(Q, chunks=500), da.from_array(K, chunks=1000),
-                                   da.from_array(V, chunks=1000), "laplacian", 0.5)
+        gated = da.from_delayed(dask.delayed(gate, pure=False)(Q[600:]), shape=(200, 2),
+                                dtype=Q.dtype)
+        dQ = da.concatenate([da.from_array(Q[:600], chunks=200), gated])
+        got = ndask.attention_pool(dQ, da.from_array(K, chunks=700),
+                                   da.from_array(V, chunks=700), "laplacian", 0.5)
         future = client.compute(got)
         pids = client.run(os.getpid)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         victim = None
         while victim is None and time.monotonic() < deadline:
-            busy = [w for w, keys in client.processing().items() if keys]
-            victim = busy[0] if busy else None
             time.sleep(0.05)
+            gate_worker = [w for w, keys in client.processing().items()
+                           if any("gate" in str(k) for k in keys)]
+            done = [w for w, keys in client.has_what().items()
+                    if any("_state_block" in str(k) for k in keys)]
+            victim = next((w for w in done if w not in gate_worker), None) if gate_worker else None
         assert victim is not None and not future.done()
         os.kill(pids[victim], signal.SIGKILL)
+        distributed.Event(gate_name).set()
         out = future.result(timeout=300)
     assert naive.relative_error(out, ops.attention_pool(Q, K, V, "laplacian", 0.5)) <= TOL
 
