@@ -221,14 +221,19 @@ def _loo_block(packed, center, v, w, p):
                      float(np.count_nonzero(empty))])
 
 
+def _blocks(X):
+    """The chunks of a Dask array along its rows, as a list of Delayed."""
+    # Unoptimised: an optimised graph drops the scattered futures it refers
+    # to, and the cluster would then release their data before the compute.
+    return list(X.to_delayed(optimize_graph=False).ravel())
+
+
 def _pooled_states(Q, K, V2, W, kernel, bandwidth, exclude_self, return_std, dtype,
                    split_every):
     """Delayed packed state of every query block over all keys, and the centre."""
-    center = V2.mean(axis=0, dtype=np.float64).to_delayed(optimize_graph=False).ravel()[0]
-    q_blocks = Q.to_delayed(optimize_graph=False).ravel()
-    k_blocks = K.to_delayed(optimize_graph=False).ravel()
-    v_blocks = V2.to_delayed(optimize_graph=False).ravel()
-    w_blocks = [None] * len(k_blocks) if W is None else list(W.to_delayed(optimize_graph=False).ravel())
+    center = _blocks(V2.mean(axis=0, dtype=np.float64))[0]
+    q_blocks, k_blocks, v_blocks = _blocks(Q), _blocks(K), _blocks(V2)
+    w_blocks = [None] * len(k_blocks) if W is None else _blocks(W)
     q_starts = _starts(Q.chunks[0])
     k_starts = _starts(K.chunks[0])
     p = V2.shape[1]
@@ -309,6 +314,10 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
     ``n_query_blocks * n_key_chunks`` tasks plus the merges. The values'
     mean is computed first (one cheap pass over ``V``) and used as the
     common centre of every partial state, as in memory.
+
+    In-memory arguments are scattered to the cluster when a distributed
+    client is the current scheduler at the time of the call; compute the
+    result on that client.
 
     Examples
     --------
@@ -404,9 +413,8 @@ def loo_cv_error(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
                                     split_every)
     p = V2.shape[1]
     # The queries are the keys: reuse the keys' chunking for the targets.
-    v_blocks = V2.rechunk({0: Q.chunks[0]}).to_delayed(optimize_graph=False).ravel()
-    w_blocks = ([None] * len(states) if W is None
-                else list(W.rechunk({0: Q.chunks[0]}).to_delayed(optimize_graph=False).ravel()))
+    v_blocks = _blocks(V2.rechunk({0: Q.chunks[0]}))
+    w_blocks = [None] * len(states) if W is None else _blocks(W.rechunk({0: Q.chunks[0]}))
     loo = dask.delayed(_loo_block, pure=True)
     parts = [da.from_delayed(loo(st, center, vb, wb, p), shape=(3,), dtype=np.float64)
              for st, vb, wb in zip(states, v_blocks, w_blocks)]
