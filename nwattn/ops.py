@@ -27,6 +27,10 @@ from ._device import is_device_array, resolve_device
 from .kernels import DISTANCE, SCALED_DOT_CODE, get_kernel
 from .exceptions import EmptyNeighborhoodWarning
 from .state import PoolState, finalize_state, merge_states
+from ._parallel import serialised
+
+# Safe to call from several Python threads at once (see nwattn._parallel).
+pairwise, softmax_rows, run_pool = map(serialised, (pairwise, softmax_rows, run_pool))
 
 __all__ = [
     "pairwise_scores",
