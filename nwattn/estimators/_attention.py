@@ -7,6 +7,7 @@ import numpy as np
 from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
+from sklearn.utils import TransformerTags
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
@@ -188,6 +189,9 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
+        if self.kernel == "rbf":
+            # transform() exists (the learned embedding); it returns float64.
+            tags.transformer_tags = TransformerTags(preserves_dtype=["float64"])
         return tags
 
     # -- fitting -----------------------------------------------------------------------
@@ -454,6 +458,25 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
                 indices[i0:i0 + chunk], weights[i0:i0 + chunk] = ops.top_k_from_scores(
                     S, int(k))
             return indices, weights
+
+    @available_if(_is_rbf)
+    def fit_transform(self, X, y, sample_weight=None):
+        """Fit, then return the learned embedding of ``X`` (``kernel="rbf"`` only).
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_features)
+            Training inputs.
+        y : array_like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+        sample_weight : array_like of shape (n_samples,), default=None
+            Non-negative weights.
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_components)
+        """
+        return self.fit(X, y, sample_weight=sample_weight).transform(X)
 
     @available_if(_is_rbf)
     def transform(self, X):
