@@ -33,6 +33,7 @@ from scipy.optimize import minimize_scalar
 from sklearn.datasets import make_friedman1
 
 from nwattn.estimators import AttentionRegressor
+from nwattn.estimators._attention import demo_rows
 from nwattn.ops import attention_pool
 
 
@@ -61,44 +62,6 @@ def nadaraya_watson_cv(Xtr, ytr, Xte):
     """Predictions of gaussian Nadaraya-Watson with a leave-one-out bandwidth."""
     h, _ = loo_bandwidth(Xtr, ytr)
     return attention_pool(Xte, Xtr, ytr, "gaussian", h), h
-
-
-def demo_rows(X_train, y_train, X_test, y_test, *, kernels=("rbf", "scaled_dot", "additive"),
-              max_iter=100, random_state=0):
-    """Fit AttentionRegressor with each kernel; return rows for a results table.
-
-    Parameters
-    ----------
-    X_train, y_train, X_test, y_test : ndarray
-        A split of a regression data set (features already standardised).
-    kernels : sequence of str
-        The learned scores to fit.
-    max_iter : int
-        L-BFGS-B iterations per fit.
-    random_state : int
-        Seed of the initialisation.
-
-    Returns
-    -------
-    list of (str, float, float)
-        ``(name, test MSE, fit seconds)`` per kernel.
-
-    Examples
-    --------
-    >>> Xtr, Xte, ytr, yte = standardised_split(60, 20, noise=0.5)
-    >>> rows = demo_rows(Xtr, ytr, Xte, yte, kernels=("rbf",), max_iter=5)
-    >>> rows[0][0]
-    'AttentionRegressor(rbf)'
-    """
-    rows = []
-    for kernel in kernels:
-        t0 = time.perf_counter()
-        reg = AttentionRegressor(kernel, max_iter=max_iter, random_state=random_state)
-        reg.fit(X_train, y_train)
-        seconds = time.perf_counter() - t0
-        mse = float(np.mean((reg.predict(X_test) - y_test) ** 2))
-        rows.append((f"AttentionRegressor({kernel})", mse, seconds))
-    return rows
 
 
 def accuracy(seed=0):
