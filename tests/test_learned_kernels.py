@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nwattn import ops
 from nwattn._cpu import learned
@@ -130,3 +132,29 @@ def test_gradient_matches_finite_differences(rng, small_blocks, kernel, batch):
     loss, grad = fun(theta)
     num = _fd_gradient(fun, theta)
     assert np.linalg.norm(grad - num) <= 1e-6 * np.linalg.norm(num)
+
+
+@settings(max_examples=25)
+@given(n=st.integers(2, 12), m=st.integers(1, 12), d=st.integers(1, 4), r=st.integers(1, 4),
+       seed=st.integers(0, 2**32 - 1), spread=st.floats(0.01, 100.0))
+def test_additive_pool_is_a_convex_combination(n, m, d, r, seed, spread):
+    gen = np.random.default_rng(seed)
+    Q, K = gen.normal(size=(n, d)), gen.normal(size=(m, d))
+    V = gen.normal(size=m)
+    Wq, Wk = spread * gen.normal(size=(r, d)), spread * gen.normal(size=(r, d))
+    wv = spread * gen.normal(size=r)
+    pred = ops.additive_pool(Q, K, V, Wq, Wk, wv)
+    assert np.all(np.isfinite(pred))
+    assert np.all(pred >= V.min() - 1e-12) and np.all(pred <= V.max() + 1e-12)
+    ref = naive.pool_from_scores(naive.additive_scores(Q, K, Wq, Wk, wv), V)
+    assert naive.relative_error(pred, ref) < 1e-9
+
+
+def test_additive_pool_float32(rng):
+    X = rng.normal(size=(9, 2)).astype(np.float32)
+    V = rng.normal(size=9).astype(np.float32)
+    Wq, Wk, wv = _params(rng, 3, 2)
+    pred = ops.additive_pool(X, X, V, Wq, Wk, wv)
+    assert pred.dtype == np.float32
+    ref = naive.pool_from_scores(naive.additive_scores(X, X, Wq, Wk, wv), V)
+    assert naive.relative_error(pred, ref) < 1e-5
