@@ -179,6 +179,84 @@ def loo_grad_pass(kind, P, OT, wv, scale, logw, shift, F, HT, e_own, e_other, qu
 
 
 @njit(cache=True, fastmath=FASTMATH)
+def _sym_grad_block(Z, ZT, logw, lse, neg_lse, G, YT, Y, GT, e, o0, o1, key_tile, dZ):
+    p = G.shape[1]
+    r = Z.shape[1]
+    n = ZT.shape[1]
+    s = np.empty(key_tile, dtype=Z.dtype)
+    a2 = np.empty(key_tile, dtype=Z.dtype)
+    h = np.empty(key_tile, dtype=Z.dtype)
+    no_weights = np.empty(0, dtype=Z.dtype)
+    for j0 in range(0, n, key_tile):
+        j1 = min(n, j0 + key_tile)
+        m = j1 - j0
+        lw = logw[j0:j1]
+        nl = neg_lse[j0:j1]
+        ej = e[j0:j1]
+        for o in range(o0, o1):
+            score_row(Z, o, ZT, j0, j1, DISTANCE, GAUSSIAN, 1.0, no_weights, o, s)
+            # o as a key of query j: alpha_jo = w_o exp(s_jo - lse_j)
+            wo = logw[o]
+            for jj in range(m):
+                a2[jj] = s[jj] + nl[jj]
+            if math.isfinite(wo):
+                exp_shifted(a2, -wo, m)
+            else:
+                for jj in range(m):
+                    a2[jj] = 0.0
+            for jj in range(m):
+                h[jj] = -ej[jj]
+            for c in range(p):
+                yc = Y[o, c]
+                gt = GT[c, j0:j1]
+                for jj in range(m):
+                    h[jj] += yc * gt[jj]
+            for jj in range(m):
+                h[jj] *= a2[jj]
+            # o as a query of key j: alpha_oj = w_j exp(s_oj - lse_o)
+            lo = lse[o]
+            if math.isfinite(lo):
+                for jj in range(m):
+                    s[jj] += lw[jj]
+                exp_shifted(s, lo, m)
+                eo = e[o]
+                for jj in range(m):
+                    a2[jj] = -eo
+                for c in range(p):
+                    gc = G[o, c]
+                    yt = YT[c, j0:j1]
+                    for jj in range(m):
+                        a2[jj] += gc * yt[jj]
+                for jj in range(m):
+                    h[jj] += s[jj] * a2[jj]
+            hsum = 0.0
+            for jj in range(m):
+                hsum += h[jj]
+            for t in range(r):
+                zt = ZT[t, j0:j1]
+                a = 0.0
+                for jj in range(m):
+                    a += h[jj] * zt[jj]
+                dZ[o, t] += a - Z[o, t] * hsum
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def loo_grad_symmetric(Z, ZT, logw, lse, neg_lse, G, YT, Y, GT, e, query_block, key_tile, dZ):
+    """Both backward sweeps of the rbf score in one, when every point is a query.
+
+    The score is symmetric, so the pair ``(o, j)`` is scored once and used
+    twice: for ``o`` as a query (``G_oj``) and as a key (``G_jo``); since
+    ``ds_oj/dz_o = z_j - z_o`` either way, ``dZ[o] = sum_j (G_oj + G_jo)
+    (z_j - z_o)``. Same arguments as :func:`loo_grad_pass`.
+    """
+    n = Z.shape[0]
+    n_blocks = (n + query_block - 1) // query_block
+    for b in prange(n_blocks):
+        _sym_grad_block(Z, ZT, logw, lse, neg_lse, G, YT, Y, GT, e, b * query_block,
+                        min(n, (b + 1) * query_block), key_tile, dZ)
+
+
+@njit(cache=True, fastmath=FASTMATH)
 def _additive_full_row(A, i, BT, wv, logw, row):
     TH = np.empty((0, 1), dtype=A.dtype)
     additive_row(A, i, BT, 0, BT.shape[1], wv, logw, -1, row, TH)
@@ -238,6 +316,9 @@ def loo_loss_grad(kind, Pq, Pk, wv, Y, logw, query_weight, scale=1.0):
     loss : float
     dPq : ndarray (b, r)
     dPk : ndarray (n, r)
+        Gradients with respect to the projected queries and keys. For the
+        rbf score with every point a query (``Pq`` equal to ``Pk``) the two
+        are the same variables and the whole gradient is in ``dPk``.
     dwv : ndarray (r,)
     pred : ndarray (b, p)
         The leave-one-out predictions; NaN for a query with no other key of
@@ -265,16 +346,24 @@ def loo_loss_grad(kind, Pq, Pk, wv, Y, logw, query_weight, scale=1.0):
     e = np.einsum("ij,ij->i", f, g)
     e[~ok] = 0.0
     qb, tile = _config.QUERY_BLOCK, _config.KEY_TILE
-    with_wv = kind == ADDITIVE
-    dPq = np.zeros((b, r))
+    neg_lse = np.where(ok, -lse, -np.inf)
+    GT = np.ascontiguousarray(g.T)
     dwv = np.zeros(((b + qb - 1) // qb, r))
+    if kind == RBF and b == n and np.array_equal(Pq, Pk):
+        dPk = np.zeros((n, r))
+        loo_grad_symmetric(Pk, PkT, logw, lse, neg_lse, g, YT, Yc, GT, e, qb, tile, dPk)
+        return loss, np.zeros((b, r)), dPk, dwv.sum(axis=0), _finish(f, center, ok)
+    dPq = np.zeros((b, r))
     loo_grad_pass(kind, Pq, PkT, wv, scale, logw, lse, g, YT, e, np.zeros(n), qb, tile,
-                  with_wv, dPq, dwv)
+                  kind == ADDITIVE, dPq, dwv)
     dPk = np.zeros((n, r))
     unused = np.zeros((1, r))
-    neg_lse = np.where(ok, -lse, -np.inf)
-    loo_grad_pass(kind, Pk, PqT, wv, scale, neg_lse, -logw, Yc, np.ascontiguousarray(g.T),
-                  np.zeros(n), e, qb, tile, False, dPk, unused)
+    loo_grad_pass(kind, Pk, PqT, wv, scale, neg_lse, -logw, Yc, GT, np.zeros(n), e, qb, tile,
+                  False, dPk, unused)
+    return loss, dPq, dPk, dwv.sum(axis=0), _finish(f, center, ok)
+
+
+def _finish(f, center, ok):
     pred = f + center
     pred[~ok] = np.nan
-    return loss, dPq, dPk, dwv.sum(axis=0), pred
+    return pred
