@@ -36,7 +36,7 @@ def _expected_failed(estimator):
     [
         AttentionRegressor(max_iter=4),
         AttentionRegressor("scaled_dot", n_components=2, max_iter=4, random_state=0),
-        AttentionRegressor("additive", n_components=2, max_iter=4, random_state=0),
+        AttentionRegressor("additive", n_components=2, max_iter=10, random_state=0),
     ],
     expected_failed_checks=_expected_failed,
 )
