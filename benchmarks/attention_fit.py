@@ -21,6 +21,27 @@ standard deviation, fixed seeds:
 Usage::
 
     python benchmarks/attention_fit.py [--task accuracy|speed|all] [--n 5000]
+
+Figures on a shared 2-core x86_64 virtual machine (other jobs running, load
+average 2 to 10), numpy 2, scikit-learn 1.9, metric-learn 0.7.0:
+
+accuracy (test MSE, 500 test points)::
+
+    Nadaraya-Watson, LOO-CV scalar h = 0.696   6.021
+    AttentionRegressor(rbf)                    1.954   (0.325 x NW)
+    AttentionRegressor(scaled_dot)             2.216   (0.368 x NW)
+    AttentionRegressor(additive)               1.798   (0.299 x NW)
+
+speed (one fit, n = 5000, 100 iterations)::
+
+    nwattn AttentionRegressor(rbf)   37.0 s before, 24.1 s after the peer   test MSE 1.3294
+    metric-learn MLKR               177.6 s                                  test MSE 1.3294
+    speed-up 5.8x against the mean (4.8x to 7.4x)
+
+Both reach the same optimum (the same model up to the factor sqrt(2) in
+the metric). The machine's load drifted during the run; on one thread with
+the machine quieter, one objective-and-gradient evaluation costs 3.6 ns per
+pair for the forward sweep and 4.8 ns per pair for the backward sweep.
 """
 
 import argparse
@@ -106,13 +127,20 @@ def speed(n=5000, n_test=1000, max_iter=100, seed=0):
           f"{os.cpu_count()} CPUs")
     # compile (or load from Numba's cache) outside the timing
     AttentionRegressor(max_iter=2).fit(Xtr[:100], ytr[:100]).predict(Xte[:10])
-    reg = AttentionRegressor(n_components=10, max_iter=max_iter, tol=0.0)
-    t0 = time.perf_counter()
-    reg.fit(Xtr, ytr)
-    t_ours = time.perf_counter() - t0
-    mse_ours = float(np.mean((reg.predict(Xte) - yte) ** 2))
-    print(f"  nwattn AttentionRegressor(rbf): fit {t_ours:7.1f} s  iterations {reg.n_iter_}"
-          f"  test MSE {mse_ours:.4f}")
+
+    def fit_ours():
+        reg = AttentionRegressor(n_components=10, max_iter=max_iter, tol=0.0)
+        t0 = time.perf_counter()
+        reg.fit(Xtr, ytr)
+        seconds = time.perf_counter() - t0
+        mse = float(np.mean((reg.predict(Xte) - yte) ** 2))
+        print(f"  nwattn AttentionRegressor(rbf): fit {seconds:7.1f} s  iterations "
+              f"{reg.n_iter_}  test MSE {mse:.4f}", flush=True)
+        return seconds
+
+    # The machine's load drifts: time nwattn before and after the peer and
+    # compare the peer with the mean of the two.
+    t_before = fit_ours()
     MLKR = _mlkr_class()
     if MLKR is None:
         print("  metric-learn is not installed (pip install 'nwattn[bench]'): MLKR skipped")
@@ -125,9 +153,10 @@ def speed(n=5000, n_test=1000, max_iter=100, seed=0):
     Ztr, Zte = mlkr.transform(Xtr), mlkr.transform(Xte)
     pred = attention_pool(Zte, Ztr, ytr, "gaussian", np.sqrt(0.5))
     mse_mlkr = float(np.mean((pred - yte) ** 2))
-    print(f"  metric-learn MLKR:              fit {t_mlkr:7.1f} s  objective evaluations {mlkr.n_iter_}"
-          f"  test MSE {mse_mlkr:.4f}")
-    print(f"  speed-up {t_mlkr / t_ours:.1f}x")
+    print(f"  metric-learn MLKR:              fit {t_mlkr:7.1f} s  objective evaluations "
+          f"{mlkr.n_iter_}  test MSE {mse_mlkr:.4f}", flush=True)
+    t_after = fit_ours()
+    print(f"  speed-up {t_mlkr / (0.5 * (t_before + t_after)):.1f}x")
 
 
 def main():
