@@ -664,3 +664,163 @@ def top_k_weights(Q, K, kernel="gaussian", bandwidth=1.0, k=5, *, key_weight=Non
 
         return launch.as_device(indices), launch.as_device(weights)
     return indices, weights
+
+
+# --- The additive (Bahdanau) score -------------------------------------------------
+#
+# s(q, k) = w_score . tanh(W_query q + W_key k). Its parameters are arrays rather
+# than a bandwidth, so it has its own two functions instead of a catalogue name.
+# The projections are one matrix product each; the compiled kernel then costs
+# O(r) per pair. Computed in float64 and returned in float32 for float32 input.
+
+__all__ += ["additive_scores", "additive_pool"]
+
+
+def _prepare_additive(Q, K, W_query, W_key, w_score):
+    Q, K = _check_queries_keys(Q, K)
+    d = Q.shape[1]
+    Wq = _v.check_float_array(W_query, "W_query", dtype=np.float64)
+    Wk = _v.check_float_array(W_key, "W_key", dtype=np.float64)
+    wv = _v.check_float_array(w_score, "w_score", ndim=1, dtype=np.float64)
+    r = wv.shape[0]
+    for name, W in (("W_query", Wq), ("W_key", Wk)):
+        if W.shape != (r, d):
+            raise ValueError(
+                f"{name} must have shape (len(w_score), n_features) = ({r}, {d}), "
+                f"got {W.shape}"
+            )
+    A = np.ascontiguousarray(Q @ Wq.T, dtype=np.float64)
+    BT = np.ascontiguousarray((K @ Wk.T).T, dtype=np.float64)
+    return Q, K, A, BT, wv
+
+
+def additive_scores(Q, K, W_query, W_key, w_score, *, device="cpu"):
+    """Dense matrix of additive (Bahdanau) attention scores.
+
+    ``s(q, k) = w_score . tanh(W_query q + W_key k)``. Meant for small
+    problems and inspection; :func:`additive_pool` never stores the matrix.
+
+    Parameters
+    ----------
+    Q : array_like of shape (n_queries, n_features)
+        Queries.
+    K : array_like of shape (n_keys, n_features)
+        Keys.
+    W_query : array_like of shape (n_components, n_features)
+        Projection of the queries.
+    W_key : array_like of shape (n_components, n_features)
+        Projection of the keys.
+    w_score : array_like of shape (n_components,)
+        Weights of the ``tanh`` units.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where to compute.
+
+    Returns
+    -------
+    S : ndarray of shape (n_queries, n_keys)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.ops import additive_scores
+    >>> S = additive_scores([[1.0, 0.0]], [[0.0, 1.0], [0.0, -1.0]],
+    ...                     W_query=np.eye(2), W_key=np.eye(2), w_score=[1.0, 1.0])
+    >>> bool(np.allclose(S, [[np.tanh(1) + np.tanh(1), np.tanh(1) - np.tanh(1)]]))
+    True
+    """
+    from ._cpu.learned import additive_pairwise
+
+    resolve_device(device)
+    Q, K, A, BT, wv = _prepare_additive(Q, K, W_query, W_key, w_score)
+    out = np.empty((A.shape[0], BT.shape[1]), np.float64)
+    additive_pairwise(A, BT, wv, out)
+    return out.astype(_v.common_float_dtype(Q, K), copy=False)
+
+
+def additive_pool(Q, K, V, W_query, W_key, w_score, *, key_weight=None, exclude_self=False,
+                  return_std=False, device="cpu"):
+    """Attention pooling with the additive (Bahdanau) score, fused and streaming.
+
+    Same computation as :func:`attention_pool` with the score
+    ``s(q, k) = w_score . tanh(W_query q + W_key k)``; the weights are never
+    stored.
+
+    Parameters
+    ----------
+    Q : array_like of shape (n_queries, n_features)
+        Queries.
+    K : array_like of shape (n_keys, n_features)
+        Keys.
+    V : array_like of shape (n_keys,) or (n_keys, n_outputs)
+        Values.
+    W_query : array_like of shape (n_components, n_features)
+        Projection of the queries.
+    W_key : array_like of shape (n_components, n_features)
+        Projection of the keys.
+    w_score : array_like of shape (n_components,)
+        Weights of the ``tanh`` units.
+    key_weight : array_like of shape (n_keys,), default=None
+        Non-negative weights of the keys.
+    exclude_self : bool, default=False
+        Leave-one-out: query ``i`` ignores key ``i`` (``Q`` must be ``K``).
+    return_std : bool, default=False
+        Also return the weighted standard deviation of the values.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where to compute.
+
+    Returns
+    -------
+    pred : ndarray of shape (n_queries,) or (n_queries, n_outputs)
+        NaN for a query whose keys all have zero weight, with an
+        :class:`~nwattn.exceptions.EmptyNeighborhoodWarning`.
+    std : ndarray, same shape as ``pred``
+        Only when ``return_std=True``.
+
+    See Also
+    --------
+    additive_scores : the dense score matrix.
+    attention_pool : the same pooling with the catalogue's kernels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.ops import additive_pool
+    >>> X = np.array([[0.0], [1.0], [2.0]])
+    >>> pred = additive_pool([[0.0]], X, [0.0, 1.0, 2.0], W_query=[[1.0]], W_key=[[-1.0]],
+    ...                      w_score=[2.0])
+    >>> bool(0.0 < pred[0] < 1.0)
+    True
+    """
+    from ._cpu.learned import ADDITIVE, run_learned_pool
+
+    resolve_device(device)
+    Q, K, A, BT, wv = _prepare_additive(Q, K, W_query, W_key, w_score)
+    V = _v.check_float_array(V, "V", allow_1d=True)
+    if V.shape[0] != K.shape[0]:
+        raise ValueError(
+            f"K and V must have the same number of rows, got {K.shape[0]} and {V.shape[0]}"
+        )
+    if exclude_self and Q.shape[0] != K.shape[0]:
+        raise ValueError(
+            "exclude_self=True needs the queries to be the keys (Q is K); got "
+            f"{Q.shape[0]} queries and {K.shape[0]} keys"
+        )
+    dtype = _v.common_float_dtype(Q, K, V)
+    V2 = V.reshape(V.shape[0], -1).astype(np.float64)
+    c = V2.mean(axis=0)
+    VT = np.ascontiguousarray((V2 - c).T)
+    VT2 = VT * VT if return_std else np.empty((0, VT.shape[1]))
+    if key_weight is None:
+        logw = np.empty(0)
+    else:
+        w = _v.check_key_weight(key_weight, K.shape[0], np.float64)
+        with np.errstate(divide="ignore"):
+            logw = np.log(w)
+    self_shift = 0 if exclude_self else -A.shape[0] - 1
+    smax, snorm, sacc, ssq = run_learned_pool(ADDITIVE, A, BT, wv, 1.0, logw, VT, VT2,
+                                              self_shift)
+    state = PoolState(smax, snorm, sacc, ssq if return_std else None, c, V.ndim == 1)
+    out = finalize_state(state, return_std=return_std)
+    if return_std:
+        return tuple(o.astype(dtype, copy=False) for o in out)
+    return out.astype(dtype, copy=False)

@@ -1,0 +1,5 @@
+"""scikit-learn estimators built on :mod:`nwattn.ops`."""
+
+from ._attention import AttentionRegressor
+
+__all__ = ["AttentionRegressor"]
