@@ -21,17 +21,17 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 _SUBMODULES = ("kernels", "ops", "state", "exceptions", "bandwidth", "estimators")
 
-# Public classes, by the submodule that defines them; imported on first use.
-_LAZY = {"NadarayaWatsonRegressor": "estimators"}
+# Estimators import scikit-learn, so they load on first use too.
+_ESTIMATORS = {"AttentionRegressor": "estimators", "NadarayaWatsonRegressor": "estimators"}
 
-__all__ = ["__version__", *_SUBMODULES, *_LAZY]
+__all__ = ["__version__", *_SUBMODULES, *_ESTIMATORS]
 
 
 def __getattr__(name):
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    if name in _ESTIMATORS:
+        return getattr(importlib.import_module(f"{__name__}.{_ESTIMATORS[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -27,3 +27,35 @@ MIN_SPLIT_KEYS = 4096
 #: that assume no NaN or infinity are deliberately absent, because ``-inf``
 #: scores mark keys outside a kernel's support.
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+
+# --- GPU (numba-cuda) launch sizes. Read at every launch; tests lower them
+# so tiny inputs span several blocks, key tiles, splits and value chunks.
+
+#: Threads per block of the pooling kernel; each thread owns one query.
+CUDA_THREADS_PER_BLOCK = 128
+
+#: Keys loaded into shared memory at once by a block. Lowered automatically
+#: when the tile of keys and values would not fit CUDA_SHARED_BYTES.
+CUDA_KEY_TILE = 128
+
+#: Budget of static shared memory per block, below the 48 KiB every CUDA
+#: device offers.
+CUDA_SHARED_BYTES = 40 * 1024
+
+#: Value columns accumulated by one thread; more columns are spread over the
+#: grid's z dimension (each chunk recomputes the scores).
+CUDA_VALUE_CHUNK = 16
+
+#: Blocks wanted in flight to fill a large GPU. With fewer query blocks the
+#: keys are split and the partial states merged exactly, as on the CPU.
+CUDA_TARGET_BLOCKS = 1024
+
+#: A key split on the GPU is never shorter than this many keys.
+CUDA_MIN_SPLIT_KEYS = 2048
+
+#: Threads per block of the element-wise kernels (scores, softmax, merge).
+CUDA_SIMPLE_THREADS = 128
+
+#: ``device="auto"`` uses the GPU from this many (query, key) pairs on; below
+#: it the transfers cost more than the CPU's work.
+CUDA_AUTO_MIN_PAIRS = 2**24

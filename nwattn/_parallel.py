@@ -1,5 +1,19 @@
-"""Number of CPU threads used by the compiled kernels."""
+"""Number of CPU threads used by the compiled kernels, and safe concurrent use.
 
+Concurrency. Numba's ``workqueue`` threading layer (the one it falls back to
+when neither TBB nor OpenMP is available) aborts the whole process when two
+Python threads run ``parallel=True`` functions at the same time, which is
+what Dask's threaded scheduler, web servers and thread pools do. The
+``tbb`` and ``omp`` layers are thread-safe. :func:`serialised` wraps a
+compiled entry point so that, under ``workqueue`` only, calls from different
+threads take turns on a process-wide lock; under ``tbb`` or ``omp`` they run
+concurrently and the lock is never taken. Choose the layer with Numba's
+``NUMBA_THREADING_LAYER`` environment variable (installing the ``tbb``
+package makes ``tbb`` available everywhere).
+"""
+
+import functools
+import threading
 from contextlib import contextmanager
 
 import numba
@@ -51,4 +65,64 @@ def threads(n_jobs):
         numba.set_num_threads(before)
 
 
-__all__ = ["effective_n_jobs", "threads"]
+#: Threading layers that support launches from several threads at once.
+THREAD_SAFE_LAYERS = frozenset({"tbb", "omp"})
+
+_launch_lock = threading.RLock()
+
+
+def layer_is_thread_safe():
+    """Whether Numba's threading layer accepts concurrent launches.
+
+    ``False`` while no parallel function has run yet (the layer is chosen at
+    the first launch, so the safe answer is to serialise that one).
+
+    Examples
+    --------
+    >>> from nwattn._parallel import layer_is_thread_safe
+    >>> isinstance(layer_is_thread_safe(), bool)
+    True
+    """
+    try:
+        return numba.threading_layer() in THREAD_SAFE_LAYERS
+    except ValueError:  # not initialised yet
+        return False
+
+
+def serialised(func):
+    """Wrap a ``parallel=True`` entry point so concurrent calls are safe.
+
+    Under a thread-safe layer (``tbb``, ``omp``) the wrapper calls ``func``
+    directly; otherwise calls take turns on one re-entrant lock shared by
+    every wrapped function, because ``workqueue`` forbids any two parallel
+    regions at once, not only two runs of the same function.
+
+    Examples
+    --------
+    >>> from concurrent.futures import ThreadPoolExecutor
+    >>> import numpy as np
+    >>> from numba import njit, prange
+    >>> from nwattn._parallel import serialised
+    >>> @njit(parallel=True)
+    ... def total(x):
+    ...     s = 0.0
+    ...     for i in prange(x.shape[0]):
+    ...         s += x[i]
+    ...     return s
+    >>> safe_total = serialised(total)
+    >>> with ThreadPoolExecutor(4) as pool:
+    ...     list(pool.map(safe_total, [np.ones(1000)] * 4))
+    [1000.0, 1000.0, 1000.0, 1000.0]
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        if layer_is_thread_safe():
+            return func(*args, **kwargs)
+        with _launch_lock:
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+__all__ = ["effective_n_jobs", "threads", "layer_is_thread_safe", "serialised"]

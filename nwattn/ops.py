@@ -23,10 +23,14 @@ import numpy as np
 from . import _validation as _v
 from ._cpu.dense import pairwise, softmax_rows
 from ._cpu.pool import run_pool
-from ._device import resolve_device
+from ._device import is_device_array, resolve_device
 from .kernels import DISTANCE, SCALED_DOT_CODE, get_kernel
 from .exceptions import EmptyNeighborhoodWarning
 from .state import PoolState, finalize_state, merge_states
+from ._parallel import serialised
+
+# Safe to call from several Python threads at once (see nwattn._parallel).
+pairwise, softmax_rows, run_pool = map(serialised, (pairwise, softmax_rows, run_pool))
 
 __all__ = [
     "pairwise_scores",
@@ -86,11 +90,16 @@ def _check_score_overflow(kern, Qs, KT, scale, dtype):
     outside the support either way) but, for a kernel positive everywhere,
     can push every key of a query to ``-inf`` and lose the nearest one.
     """
+    _check_score_range(kern, float(np.abs(Qs).max()), float(np.abs(KT).max()), Qs.shape[1],
+                       scale, dtype)
+
+
+def _check_score_range(kern, qmax, kmax, d, scale, dtype):
+    """The test of :func:`_check_score_overflow`, from the largest magnitudes."""
     if kern.is_compact:
         return
     big = float(np.finfo(dtype).max) / 4
-    qmax, kmax = float(np.abs(Qs).max()), float(np.abs(KT).max())
-    root_d = math.sqrt(Qs.shape[1])
+    root_d = math.sqrt(d)
     if kern.family == DISTANCE:
         ok = (qmax + kmax) * root_d < math.sqrt(big)
     else:
@@ -100,6 +109,60 @@ def _check_score_overflow(kern, Qs, KT, scale, dtype):
             f"bandwidth is too small for the spread of these inputs: the {kern.name} "
             f"scores would overflow {np.dtype(dtype).name}"
         )
+
+
+def _backend(device, *arrays):
+    """Resolve ``device`` for a problem on ``arrays[0]`` (queries) x ``arrays[1]`` (keys).
+
+    Returns ``(backend, device_input)``.
+    """
+    device_input = any(is_device_array(a) for a in arrays)
+    try:
+        n_pairs = int(np.shape(arrays[0])[0]) * int(np.shape(arrays[1])[0])
+    except (TypeError, ValueError, IndexError):
+        n_pairs = None  # malformed input: validation names the problem
+    return resolve_device(device, n_pairs, device_input), device_input
+
+
+def _prepare_device(Q, K, kernel, bandwidth, key_weight):
+    """GPU twin of :func:`_prepare_scores` for inputs that live on the GPU.
+
+    Validates and prepares the arrays with small kernels, so the data never
+    travel to the host; returns ``(kern, Qs, KT, logw, scale)``, the arrays
+    as Numba device arrays (the key weights, validated on the host, are
+    copied over by the launch code).
+    """
+    from ._cuda import launch
+
+    Qd, qmax = launch.check_device_array(Q, "Q")
+    Kd, kmax = launch.check_device_array(K, "K")
+    if Qd.shape[1] != Kd.shape[1]:
+        raise ValueError(
+            f"Q and K must have the same number of features, got {Qd.shape[1]} and {Kd.shape[1]}"
+        )
+    if Qd.dtype != Kd.dtype:
+        raise TypeError(
+            f"Q and K on the GPU must have the same dtype, got {Qd.dtype} and {Kd.dtype}"
+        )
+    dtype = np.dtype(Qd.dtype)
+    kern = get_kernel(kernel)
+    d = Qd.shape[1]
+    h = _v.check_bandwidth(bandwidth, d, dtype)
+    distance = kern.family == DISTANCE
+    Qs = launch.scaled(Qd, h, transpose=False)
+    KT = launch.scaled(Kd, h if distance else np.ones(d, dtype), transpose=True)
+    scale = 1.0 / math.sqrt(d) if kern.code == SCALED_DOT_CODE else 1.0
+    hmin = float(h.min())
+    _check_score_range(kern, qmax / hmin, kmax / hmin if distance else kmax, d, scale, dtype)
+    if key_weight is None:
+        logw = np.empty(0, dtype)
+    else:
+        if is_device_array(key_weight):
+            key_weight = launch.to_host(launch.as_device(key_weight))
+        w = _v.check_key_weight(key_weight, Kd.shape[0], np.float64)
+        with np.errstate(divide="ignore"):
+            logw = np.log(w).astype(dtype)
+    return kern, Qs, KT, logw, scale
 
 
 def pairwise_scores(Q, K, kernel="gaussian", bandwidth=1.0, *, device="cpu"):
@@ -119,7 +182,8 @@ def pairwise_scores(Q, K, kernel="gaussian", bandwidth=1.0, *, device="cpu"):
     bandwidth : float or array_like of shape (n_features,), default=1.0
         Positive scalar or one positive value per feature.
     device : {"cpu", "cuda", "auto"}, default="cpu"
-        Where to compute.
+        Where to compute (see :func:`attention_pool`). Device arrays in give
+        a device array out.
 
     Returns
     -------
@@ -135,16 +199,25 @@ def pairwise_scores(Q, K, kernel="gaussian", bandwidth=1.0, *, device="cpu"):
     >>> pairwise_scores([[0.0]], [[0.5], [2.0]], kernel="epanechnikov")
     array([[-0.28768207,        -inf]])
     """
-    resolve_device(device)
+    backend, device_input = _backend(device, Q, K)
+    if device_input:
+        from ._cuda import launch
+
+        kern, Qs, KT, logw, scale = _prepare_device(Q, K, kernel, bandwidth, None)
+        return launch.pairwise(Qs, KT, logw, kern.family, kern.code, scale)
     Q, K = _check_queries_keys(Q, K)
     dtype = _v.common_float_dtype(Q, K)
     kern, Qs, KT, logw, scale = _prepare_scores(Q, K, kernel, bandwidth, None, dtype)
+    if backend == "cuda":
+        from ._cuda import launch
+
+        return launch.to_host(launch.pairwise(Qs, KT, logw, kern.family, kern.code, scale))
     out = np.empty((Qs.shape[0], KT.shape[1]), dtype)
     pairwise(Qs, KT, logw, kern.family, kern.code, scale, out)
     return out
 
 
-def softmax(S, axis=-1):
+def softmax(S, axis=-1, *, device="cpu"):
     """Numerically stable softmax along one axis.
 
     Parameters
@@ -154,6 +227,9 @@ def softmax(S, axis=-1):
         ``+inf`` are rejected.
     axis : int, default=-1
         Axis along which the weights sum to one.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where to compute. A device array in gives a device array out; on the
+        GPU, ``S`` may then be 1-D or 2-D and ``axis`` must be the last one.
 
     Returns
     -------
@@ -172,6 +248,10 @@ def softmax(S, axis=-1):
     >>> softmax([1000.0, 1000.0])
     array([0.5, 0.5])
     """
+    device_input = is_device_array(S)
+    backend = resolve_device(device, getattr(S, "size", None), device_input)
+    if device_input:
+        return _softmax_device(S, axis)
     if isinstance(S, (str, bytes)):
         raise TypeError("S must be an array of numbers, got a string")
     S = _v.check_numeric_kind(_v._native(S) if hasattr(S, "dtype") else np.asarray(S), "S")
@@ -190,9 +270,30 @@ def softmax(S, axis=-1):
         raise ValueError(f"axis must be an integer in [{-S.ndim}, {S.ndim}), got {axis!r}")
     moved = np.moveaxis(S, axis, -1)
     flat = np.ascontiguousarray(moved.reshape(-1, moved.shape[-1]))
-    out = np.empty_like(flat)
-    softmax_rows(flat, out)
+    if backend == "cuda":
+        from ._cuda import launch
+
+        out = launch.to_host(launch.softmax(flat))
+    else:
+        out = np.empty_like(flat)
+        softmax_rows(flat, out)
     return np.moveaxis(out.reshape(moved.shape), -1, axis)
+
+
+def _softmax_device(S, axis):
+    """:func:`softmax` of an array that lives on the GPU, left there."""
+    from ._cuda import launch
+
+    Sd = launch.as_device(S)
+    if Sd.ndim not in (1, 2):
+        raise ValueError(f"S on the GPU must be 1-D or 2-D, got shape {Sd.shape}")
+    if axis not in (-1, Sd.ndim - 1) or isinstance(axis, bool):
+        raise ValueError(f"axis must be the last axis for S on the GPU, got {axis!r}")
+    rows, _ = launch.check_device_array(Sd, "S", allow_1d=True, allow_neg_inf=True)
+    if Sd.ndim == 1:
+        rows = Sd.reshape(1, Sd.shape[0])
+    out = launch.softmax(rows)
+    return out.reshape(Sd.shape[0]) if Sd.ndim == 1 else out
 
 
 def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
@@ -232,7 +333,9 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
         Centre subtracted from the values; by default their mean. States
         with different centres still merge exactly.
     device : {"cpu", "cuda", "auto"}, default="cpu"
-        Where to compute.
+        Where to compute (see :func:`attention_pool`). The state is always
+        returned in NumPy arrays (it is O(n_queries) and is merged and
+        finalised on the host).
 
     Returns
     -------
@@ -250,16 +353,24 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
     >>> finalize_state(merge_states(a, b)).round(3)
     array([1.657, 2.703, 4.498, 3.402])
     """
-    resolve_device(device)
+    backend, device_input = _backend(device, Q, K, V)
+    for name, off in (("query_offset", query_offset), ("key_offset", key_offset)):
+        if not isinstance(off, (int, np.integer)) or isinstance(off, bool) or off < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {off!r}")
+    if device_input:
+        from ._cuda import launch
+
+        smax, snorm, sacc, ssq, c, values_1d = _pool_device(
+            Q, K, V, kernel, bandwidth, key_weight, exclude_self, query_offset, key_offset,
+            return_std, center)
+        return PoolState(launch.to_host(smax), launch.to_host(snorm), launch.to_host(sacc),
+                         launch.to_host(ssq) if return_std else None, c, values_1d)
     Q, K = _check_queries_keys(Q, K)
     V = _v.check_float_array(V, "V", allow_1d=True)
     if V.shape[0] != K.shape[0]:
         raise ValueError(
             f"K and V must have the same number of rows, got {K.shape[0]} and {V.shape[0]}"
         )
-    for name, off in (("query_offset", query_offset), ("key_offset", key_offset)):
-        if not isinstance(off, (int, np.integer)) or isinstance(off, bool) or off < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {off!r}")
     values_1d = V.ndim == 1
     V2 = V.reshape(V.shape[0], -1)
     dtype = _v.common_float_dtype(Q, K, V2)
@@ -276,8 +387,14 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
         self_shift = int(query_offset) - int(key_offset)
     else:
         self_shift = -Qs.shape[0] - 1
-    smax, snorm, sacc, ssq = run_pool(Qs, KT, VT, VT2, logw, kern.family, kern.code,
-                                      scale, self_shift)
+    if backend == "cuda":
+        from ._cuda import launch
+
+        states = launch.pool(Qs, KT, VT, VT2, logw, kern.family, kern.code, scale, self_shift)
+        smax, snorm, sacc, ssq = (launch.to_host(a) for a in states)
+    else:
+        smax, snorm, sacc, ssq = run_pool(Qs, KT, VT, VT2, logw, kern.family, kern.code,
+                                          scale, self_shift)
     return PoolState(smax, snorm, sacc, ssq if return_std else None, c, values_1d)
 
 
@@ -310,7 +427,14 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
         Also return the weighted standard deviation of the values around
         each prediction.
     device : {"cpu", "cuda", "auto"}, default="cpu"
-        Where to compute.
+        Where to compute. ``"cuda"`` runs the fused kernel on an NVIDIA GPU
+        (needs the ``cuda`` extra: numba-cuda). ``"auto"`` uses the GPU when
+        one is usable and the problem is large enough to pay for the
+        transfers, the CPU otherwise. Inputs that live on the GPU (anything
+        with ``__cuda_array_interface__``: CuPy, PyTorch, Numba device
+        arrays) are always computed there, in place, and give device arrays
+        out; they must be float32 or float64, Q, K and V of one dtype.
+        float32 is the fast path on GPUs.
 
     Returns
     -------
@@ -338,6 +462,10 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
     ...                exclude_self=True).round(4)
     array([0.0625, 0.125 , 0.3125, 0.625 , 0.5625])
     """
+    backend, device_input = _backend(device, Q, K, V)
+    if device_input:
+        return _attention_pool_device(Q, K, V, kernel, bandwidth, key_weight, exclude_self,
+                                      return_std)
     if exclude_self:
         Q, K = _check_queries_keys(Q, K)
         if Q.shape[0] != K.shape[0]:
@@ -347,8 +475,66 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
             )
     state = attention_pool_state(Q, K, V, kernel, bandwidth, key_weight=key_weight,
                                  exclude_self=exclude_self, return_std=return_std,
-                                 device=device)
+                                 device=backend)
     return finalize_state(state, return_std=return_std)
+
+
+def _pool_device(Q, K, V, kernel, bandwidth, key_weight, exclude_self, query_offset,
+                 key_offset, return_std, center):
+    """Pooling states of inputs that live on the GPU, left there.
+
+    Returns ``(max, norm, acc, sq, center, values_1d)``: device arrays, the
+    centre as a NumPy array.
+    """
+    from ._cuda import launch
+
+    kern, Qs, KT, logw, scale = _prepare_device(Q, K, kernel, bandwidth, key_weight)
+    Vd, _ = launch.check_device_array(V, "V", allow_1d=True)
+    if Vd.shape[0] != KT.shape[1]:
+        raise ValueError(
+            f"K and V must have the same number of rows, got {KT.shape[1]} and {Vd.shape[0]}"
+        )
+    if Vd.dtype != Qs.dtype:
+        raise TypeError(f"V on the GPU must have the dtype of Q and K, got {Vd.dtype}")
+    dtype = np.dtype(Vd.dtype)
+    p = Vd.shape[1]
+    if center is None:
+        c = launch.column_mean(Vd).astype(dtype)
+    else:
+        c = _v.check_float_array(center, "center", ndim=1).astype(dtype)
+        if c.shape[0] != p:
+            raise ValueError(f"center must have {p} entries, got {c.shape[0]}")
+    VT = launch.centred(Vd, c)
+    flag_sq = np.empty((p if return_std else 0, 0), dtype)
+    n = Qs.shape[0]
+    self_shift = int(query_offset) - int(key_offset) if exclude_self else -n - 1
+    smax, snorm, sacc, ssq = launch.pool(Qs, KT, VT, flag_sq, logw, kern.family, kern.code,
+                                         scale, self_shift)
+    return smax, snorm, sacc, ssq, c, len(V.shape) == 1
+
+
+def _attention_pool_device(Q, K, V, kernel, bandwidth, key_weight, exclude_self, return_std):
+    """:func:`attention_pool` of inputs that live on the GPU; device arrays out."""
+    from ._cuda import launch
+
+    if exclude_self and Q.shape[0] != K.shape[0]:
+        raise ValueError(
+            "exclude_self=True needs the queries to be the keys (Q is K); got "
+            f"{Q.shape[0]} queries and {K.shape[0]} keys"
+        )
+    smax, snorm, sacc, ssq, c, values_1d = _pool_device(
+        Q, K, V, kernel, bandwidth, key_weight, exclude_self, 0, 0, return_std, None)
+    pred, std, n_empty = launch.finalize(smax, snorm, sacc, ssq, c, values_1d, return_std)
+    if n_empty:
+        import warnings
+
+        warnings.warn(
+            f"{n_empty} of {snorm.shape[0]} queries have no key inside the kernel's "
+            "support; their predictions are NaN",
+            EmptyNeighborhoodWarning,
+            stacklevel=3,
+        )
+    return (pred, std) if return_std else pred
 
 
 def top_k_from_scores(S, k):
@@ -432,22 +618,33 @@ def top_k_weights(Q, K, kernel="gaussian", bandwidth=1.0, k=5, *, key_weight=Non
     >>> w
     array([[1., 0., 0.]])
     """
-    resolve_device(device)
+    backend, device_input = _backend(device, Q, K)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
-    Q, K = _check_queries_keys(Q, K)
-    if exclude_self and Q.shape[0] != K.shape[0]:
-        raise ValueError("exclude_self=True needs the queries to be the keys (Q is K)")
-    dtype = _v.common_float_dtype(Q, K)
-    kern, Qs, KT, logw, scale = _prepare_scores(Q, K, kernel, bandwidth, key_weight, dtype)
+    if device_input:
+        kern, Qs, KT, logw, scale = _prepare_device(Q, K, kernel, bandwidth, key_weight)
+        dtype = np.dtype(Qs.dtype)
+    else:
+        Q, K = _check_queries_keys(Q, K)
+        dtype = _v.common_float_dtype(Q, K)
+        kern, Qs, KT, logw, scale = _prepare_scores(Q, K, kernel, bandwidth, key_weight, dtype)
     n, m = Qs.shape[0], KT.shape[1]
+    if exclude_self and n != m:
+        raise ValueError("exclude_self=True needs the queries to be the keys (Q is K)")
     chunk = max(1, min(n, 4_000_000 // m))
     indices = np.empty((n, int(k)), dtype=np.int64)
     weights = np.empty((n, int(k)), dtype=dtype)
     for i0 in range(0, n, chunk):
         i1 = min(n, i0 + chunk)
-        S = np.empty((i1 - i0, m), dtype)
-        pairwise(Qs[i0:i1], KT, logw, kern.family, kern.code, scale, S)
+        if backend == "cuda":
+            # The n x m scoring runs on the GPU; the selection of a chunk on the host.
+            from ._cuda import launch
+
+            S = launch.to_host(launch.pairwise(Qs[i0:i1], KT, logw, kern.family, kern.code,
+                                               scale))
+        else:
+            S = np.empty((i1 - i0, m), dtype)
+            pairwise(Qs[i0:i1], KT, logw, kern.family, kern.code, scale, S)
         if exclude_self:
             rows = np.arange(i1 - i0)
             S[rows, rows + i0] = -np.inf
@@ -462,4 +659,168 @@ def top_k_weights(Q, K, kernel="gaussian", bandwidth=1.0, k=5, *, key_weight=Non
             EmptyNeighborhoodWarning,
             stacklevel=2,
         )
+    if device_input:
+        from ._cuda import launch
+
+        return launch.as_device(indices), launch.as_device(weights)
     return indices, weights
+
+
+# --- The additive (Bahdanau) score -------------------------------------------------
+#
+# s(q, k) = w_score . tanh(W_query q + W_key k). Its parameters are arrays rather
+# than a bandwidth, so it has its own two functions instead of a catalogue name.
+# The projections are one matrix product each; the compiled kernel then costs
+# O(r) per pair. Computed in float64 and returned in float32 for float32 input.
+
+__all__ += ["additive_scores", "additive_pool"]
+
+
+def _prepare_additive(Q, K, W_query, W_key, w_score):
+    Q, K = _check_queries_keys(Q, K)
+    d = Q.shape[1]
+    Wq = _v.check_float_array(W_query, "W_query", dtype=np.float64)
+    Wk = _v.check_float_array(W_key, "W_key", dtype=np.float64)
+    wv = _v.check_float_array(w_score, "w_score", ndim=1, dtype=np.float64)
+    r = wv.shape[0]
+    for name, W in (("W_query", Wq), ("W_key", Wk)):
+        if W.shape != (r, d):
+            raise ValueError(
+                f"{name} must have shape (len(w_score), n_features) = ({r}, {d}), "
+                f"got {W.shape}"
+            )
+    A = np.ascontiguousarray(Q @ Wq.T, dtype=np.float64)
+    BT = np.ascontiguousarray((K @ Wk.T).T, dtype=np.float64)
+    return Q, K, A, BT, wv
+
+
+def additive_scores(Q, K, W_query, W_key, w_score, *, device="cpu"):
+    """Dense matrix of additive (Bahdanau) attention scores.
+
+    ``s(q, k) = w_score . tanh(W_query q + W_key k)``. Meant for small
+    problems and inspection; :func:`additive_pool` never stores the matrix.
+
+    Parameters
+    ----------
+    Q : array_like of shape (n_queries, n_features)
+        Queries.
+    K : array_like of shape (n_keys, n_features)
+        Keys.
+    W_query : array_like of shape (n_components, n_features)
+        Projection of the queries.
+    W_key : array_like of shape (n_components, n_features)
+        Projection of the keys.
+    w_score : array_like of shape (n_components,)
+        Weights of the ``tanh`` units.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where to compute.
+
+    Returns
+    -------
+    S : ndarray of shape (n_queries, n_keys)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.ops import additive_scores
+    >>> S = additive_scores([[1.0, 0.0]], [[0.0, 1.0], [0.0, -1.0]],
+    ...                     W_query=np.eye(2), W_key=np.eye(2), w_score=[1.0, 1.0])
+    >>> bool(np.allclose(S, [[np.tanh(1) + np.tanh(1), np.tanh(1) - np.tanh(1)]]))
+    True
+    """
+    from ._cpu.learned import additive_pairwise
+
+    resolve_device(device)
+    Q, K, A, BT, wv = _prepare_additive(Q, K, W_query, W_key, w_score)
+    out = np.empty((A.shape[0], BT.shape[1]), np.float64)
+    additive_pairwise(A, BT, wv, out)
+    return out.astype(_v.common_float_dtype(Q, K), copy=False)
+
+
+def additive_pool(Q, K, V, W_query, W_key, w_score, *, key_weight=None, exclude_self=False,
+                  return_std=False, device="cpu"):
+    """Attention pooling with the additive (Bahdanau) score, fused and streaming.
+
+    Same computation as :func:`attention_pool` with the score
+    ``s(q, k) = w_score . tanh(W_query q + W_key k)``; the weights are never
+    stored.
+
+    Parameters
+    ----------
+    Q : array_like of shape (n_queries, n_features)
+        Queries.
+    K : array_like of shape (n_keys, n_features)
+        Keys.
+    V : array_like of shape (n_keys,) or (n_keys, n_outputs)
+        Values.
+    W_query : array_like of shape (n_components, n_features)
+        Projection of the queries.
+    W_key : array_like of shape (n_components, n_features)
+        Projection of the keys.
+    w_score : array_like of shape (n_components,)
+        Weights of the ``tanh`` units.
+    key_weight : array_like of shape (n_keys,), default=None
+        Non-negative weights of the keys.
+    exclude_self : bool, default=False
+        Leave-one-out: query ``i`` ignores key ``i`` (``Q`` must be ``K``).
+    return_std : bool, default=False
+        Also return the weighted standard deviation of the values.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where to compute.
+
+    Returns
+    -------
+    pred : ndarray of shape (n_queries,) or (n_queries, n_outputs)
+        NaN for a query whose keys all have zero weight, with an
+        :class:`~nwattn.exceptions.EmptyNeighborhoodWarning`.
+    std : ndarray, same shape as ``pred``
+        Only when ``return_std=True``.
+
+    See Also
+    --------
+    additive_scores : the dense score matrix.
+    attention_pool : the same pooling with the catalogue's kernels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.ops import additive_pool
+    >>> X = np.array([[0.0], [1.0], [2.0]])
+    >>> pred = additive_pool([[0.0]], X, [0.0, 1.0, 2.0], W_query=[[1.0]], W_key=[[-1.0]],
+    ...                      w_score=[2.0])
+    >>> bool(0.0 < pred[0] < 1.0)
+    True
+    """
+    from ._cpu.learned import ADDITIVE, run_learned_pool
+
+    resolve_device(device)
+    Q, K, A, BT, wv = _prepare_additive(Q, K, W_query, W_key, w_score)
+    V = _v.check_float_array(V, "V", allow_1d=True)
+    if V.shape[0] != K.shape[0]:
+        raise ValueError(
+            f"K and V must have the same number of rows, got {K.shape[0]} and {V.shape[0]}"
+        )
+    if exclude_self and Q.shape[0] != K.shape[0]:
+        raise ValueError(
+            "exclude_self=True needs the queries to be the keys (Q is K); got "
+            f"{Q.shape[0]} queries and {K.shape[0]} keys"
+        )
+    dtype = _v.common_float_dtype(Q, K, V)
+    V2 = V.reshape(V.shape[0], -1).astype(np.float64)
+    c = V2.mean(axis=0)
+    VT = np.ascontiguousarray((V2 - c).T)
+    VT2 = VT * VT if return_std else np.empty((0, VT.shape[1]))
+    if key_weight is None:
+        logw = np.empty(0)
+    else:
+        w = _v.check_key_weight(key_weight, K.shape[0], np.float64)
+        with np.errstate(divide="ignore"):
+            logw = np.log(w)
+    self_shift = 0 if exclude_self else -A.shape[0] - 1
+    smax, snorm, sacc, ssq = run_learned_pool(ADDITIVE, A, BT, wv, 1.0, logw, VT, VT2,
+                                              self_shift)
+    state = PoolState(smax, snorm, sacc, ssq if return_std else None, c, V.ndim == 1)
+    out = finalize_state(state, return_std=return_std)
+    if return_std:
+        return tuple(o.astype(dtype, copy=False) for o in out)
+    return out.astype(dtype, copy=False)

@@ -151,3 +151,62 @@ def rule_of_thumb(X, rule, sample_weight=None):
     if rule == "scott":
         return sigma * n_eff ** (-1 / (d + 4))
     return sigma * (4 / ((d + 2) * n_eff)) ** (1 / (d + 4))
+
+
+def additive_scores(Q, K, W_query, W_key, w_score):
+    """Dense additive (Bahdanau) scores w . tanh(W_q q + W_k k)."""
+    A = np.asarray(Q, np.float64) @ np.asarray(W_query, np.float64).T
+    B = np.asarray(K, np.float64) @ np.asarray(W_key, np.float64).T
+    return np.tanh(A[:, None, :] + B[None, :, :]) @ np.asarray(w_score, np.float64)
+
+
+def pool_from_scores(S, V, key_weight=None, exclude_self=False, return_std=False):
+    """Attention pooling given the dense score matrix S."""
+    S = np.array(S, dtype=np.float64)
+    if key_weight is not None:
+        with np.errstate(divide="ignore"):
+            S = S + np.log(np.asarray(key_weight, dtype=np.float64))[None, :]
+    if exclude_self:
+        np.fill_diagonal(S, -np.inf)
+    W = softmax(S)
+    V = np.asarray(V, dtype=np.float64)
+    V2 = V.reshape(V.shape[0], -1)
+    pred = W @ V2
+    var = np.einsum("ij,ijk->ik", W, (V2[None, :, :] - pred[:, None, :]) ** 2)
+    if V.ndim == 1:
+        pred, var = pred[:, 0], var[:, 0]
+    return (pred, np.sqrt(var)) if return_std else pred
+
+
+def learned_scores(kind, Pq, Pk, w_score=None):
+    """Dense learned scores of projected queries and keys.
+
+    kind: "rbf" (-||p - k||^2 / 2), "scaled_dot" (p . k / sqrt(r)) or
+    "additive" (w . tanh(p + k)).
+    """
+    Pq = np.asarray(Pq, np.float64)
+    Pk = np.asarray(Pk, np.float64)
+    if kind == "rbf":
+        return -0.5 * ((Pq[:, None, :] - Pk[None, :, :]) ** 2).sum(axis=-1)
+    if kind == "scaled_dot":
+        return Pq @ Pk.T / np.sqrt(Pq.shape[1])
+    return np.tanh(Pq[:, None, :] + Pk[None, :, :]) @ np.asarray(w_score, np.float64)
+
+
+def loo_loss(kind, Pq, Pk, Y, key_weight, query_weight, w_score=None):
+    """sum_i u_i ||f_{-i} - y_i||^2 with the first len(Pq) points as queries.
+
+    Queries with no other key of positive weight are left out. Returns the
+    loss and the leave-one-out predictions (NaN for those queries).
+    """
+    b = np.asarray(Pq).shape[0]
+    S = learned_scores(kind, Pq, Pk, w_score)
+    with np.errstate(divide="ignore"):
+        S = S + np.log(np.asarray(key_weight, np.float64))[None, :]
+    S[np.arange(b), np.arange(b)] = -np.inf
+    W = softmax(S)
+    Y = np.asarray(Y, np.float64)
+    f = W @ Y
+    ok = ~np.isnan(f[:, 0])
+    resid = f[ok] - Y[:b][ok]
+    return float((np.asarray(query_weight)[ok, None] * resid**2).sum()), f

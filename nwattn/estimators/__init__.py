@@ -1,5 +1,6 @@
-"""scikit-learn estimators built on the attention-pooling operations."""
+"""scikit-learn estimators built on :mod:`nwattn.ops`."""
 
+from ._attention import AttentionRegressor
 from ._nadaraya_watson import NadarayaWatsonRegressor
 
-__all__ = ["NadarayaWatsonRegressor"]
+__all__ = ["AttentionRegressor", "NadarayaWatsonRegressor"]

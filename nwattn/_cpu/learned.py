@@ -1,0 +1,369 @@
+"""Pooling with learned scores, and the leave-one-out objective's gradient.
+
+Three scores have parameters: ``RBF`` (``-||z_q - z_k||^2 / 2`` with
+``z = A x``), ``SCALED_DOT`` (``(W_q q) . (W_k k) / sqrt(r)``) and
+``ADDITIVE`` (``w_v . tanh(W_q q + W_k k)``). The kernels here take the
+inputs already projected (``P`` for the side a task owns, ``OT`` for the
+other side, transposed), so one matrix product per fit evaluation does the
+``d``-dimensional work and the kernels touch ``r`` numbers per pair.
+
+Training minimises ``L = sum_i u_i ||f_i - y_i||^2`` over the leave-one-out
+predictions ``f_i = sum_{j != i} alpha_ij y_j``. With ``g_i = dL/df_i`` the
+gradient with respect to the scores is
+
+    dL/ds_ij = G_ij = alpha_ij (y_j - f_i) . g_i
+
+(DESIGN section 2). It is never stored: a forward sweep keeps only each
+query's log-normaliser ``lse_i`` and prediction, and the backward sweeps
+recompute ``alpha_ij = w_j exp(s_ij - lse_i)`` tile by tile, as
+FlashAttention's backward pass does. A query's gradient is a sum over keys
+and a key's gradient a sum over queries; rather than scatter into shared
+rows, the backward runs twice with the same kernel, once owning query rows
+and once owning key rows, so every task writes only its own rows. Memory is
+O(n (r + p)) plus a tile per thread.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .._config import FASTMATH
+from ..kernels import DISTANCE, DOT, GAUSSIAN, SCALED_DOT_CODE
+from .additive import additive_row
+from .fastexp import exp_shifted
+from .rows import absorb_row, score_row
+
+RBF = 0
+SCALED_DOT = 1
+ADDITIVE = 2
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def score_tile(kind, P, i, OT, j0, j1, wv, scale, logw, self_j, row, TH):
+    """Scores of row ``i`` of ``P`` against columns ``j0:j1`` of ``OT``.
+
+    The three scores are symmetric in the sense the backward needs: swapping
+    the roles of ``P`` and ``OT`` (a key row against query columns) gives
+    the same ``s_ij``.
+    """
+    if kind == ADDITIVE:
+        additive_row(P, i, OT, j0, j1, wv, logw, self_j, row, TH)
+    elif kind == RBF:
+        score_row(P, i, OT, j0, j1, DISTANCE, GAUSSIAN, 1.0, logw, self_j, row)
+    else:
+        score_row(P, i, OT, j0, j1, DOT, SCALED_DOT_CODE, scale, logw, self_j, row)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _pool_block(kind, P, OT, wv, scale, logw, VT, VT2, self_shift, q0, q1, key_tile,
+                out_max, out_norm, out_acc, out_sq):
+    p, p2 = VT.shape[0], VT2.shape[0]
+    nq = q1 - q0
+    m = OT.shape[1]
+    smax = np.full(nq, -math.inf, dtype=P.dtype)
+    snorm = np.zeros(nq, dtype=P.dtype)
+    sacc = np.zeros((nq, p), dtype=P.dtype)
+    ssq = np.zeros((nq, p2), dtype=P.dtype)
+    row = np.empty(key_tile, dtype=P.dtype)
+    TH = np.empty((0, key_tile), dtype=P.dtype)
+    for j0 in range(0, m, key_tile):
+        j1 = min(m, j0 + key_tile)
+        for ii in range(nq):
+            i = q0 + ii
+            score_tile(kind, P, i, OT, j0, j1, wv, scale, logw, i + self_shift, row, TH)
+            absorb_row(row, j1 - j0, VT, VT2, j0, ii, smax, snorm, sacc, ssq)
+    for ii in range(nq):
+        out_max[q0 + ii] = smax[ii]
+        out_norm[q0 + ii] = snorm[ii]
+        for col in range(p):
+            out_acc[q0 + ii, col] = sacc[ii, col]
+        for col in range(p2):
+            out_sq[q0 + ii, col] = ssq[ii, col]
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def learned_pool(kind, P, OT, wv, scale, logw, VT, VT2, self_shift, query_block, key_tile,
+                 out_max, out_norm, out_acc, out_sq):
+    """Pooling states (see :class:`nwattn.state.PoolState`) with a learned score.
+
+    ``P`` (n, r) projected queries, ``OT`` (r, m) projected keys transposed,
+    ``wv`` the additive score's vector (ignored otherwise), ``VT``/``VT2``
+    centred values and their squares, transposed. Query ``i`` skips key
+    ``i + self_shift``.
+    """
+    n = P.shape[0]
+    n_blocks = (n + query_block - 1) // query_block
+    for b in prange(n_blocks):
+        _pool_block(kind, P, OT, wv, scale, logw, VT, VT2, self_shift, b * query_block,
+                    min(n, (b + 1) * query_block), key_tile, out_max, out_norm, out_acc,
+                    out_sq)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _grad_block(kind, P, OT, wv, scale, logw, shift, F, HT, e_own, e_other, o0, o1,
+                key_tile, with_wv, b, dP, dwv):
+    r = P.shape[1]
+    m = OT.shape[1]
+    p = F.shape[1]
+    row = np.empty(key_tile, dtype=P.dtype)
+    delta = np.empty(key_tile, dtype=P.dtype)
+    TH = np.empty((r if kind == ADDITIVE else 0, key_tile), dtype=P.dtype)
+    for j0 in range(0, m, key_tile):
+        j1 = min(m, j0 + key_tile)
+        n = j1 - j0
+        eo = e_other[j0:j1]
+        for o in range(o0, o1):
+            sh = shift[o]
+            if not math.isfinite(sh):
+                continue
+            score_tile(kind, P, o, OT, j0, j1, wv, scale, logw, o, row, TH)
+            exp_shifted(row, sh, n)
+            eown = e_own[o]
+            for jj in range(n):
+                delta[jj] = -eo[jj] - eown
+            for c in range(p):
+                fc = F[o, c]
+                ht = HT[c, j0:j1]
+                for jj in range(n):
+                    delta[jj] += fc * ht[jj]
+            gsum = 0.0
+            for jj in range(n):
+                row[jj] *= delta[jj]
+                gsum += row[jj]
+            if kind == ADDITIVE:
+                for t in range(r):
+                    th = TH[t]
+                    a = 0.0
+                    for jj in range(n):
+                        a += row[jj] * (1.0 - th[jj] * th[jj])
+                    dP[o, t] += wv[t] * a
+                    if with_wv:
+                        c2 = 0.0
+                        for jj in range(n):
+                            c2 += row[jj] * th[jj]
+                        dwv[b, t] += c2
+            else:
+                for t in range(r):
+                    ot = OT[t, j0:j1]
+                    a = 0.0
+                    for jj in range(n):
+                        a += row[jj] * ot[jj]
+                    if kind == RBF:
+                        dP[o, t] += a - P[o, t] * gsum
+                    else:
+                        dP[o, t] += scale * a
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def loo_grad_pass(kind, P, OT, wv, scale, logw, shift, F, HT, e_own, e_other, query_block,
+                  key_tile, with_wv, dP, dwv):
+    """One backward sweep: ``dP[o] = sum_j G_oj ds_oj/dP_o`` for the owned rows ``o``.
+
+    ``alpha_oj = exp(s_oj + logw_j - shift_o)`` (rows with a non-finite
+    shift are skipped) and ``G_oj = alpha_oj (F_o . HT_j - e_own_o -
+    e_other_j)``. Owning queries: ``logw`` the log key weights, ``shift``
+    each query's ``lse``, ``F = g``, ``HT = y^T``, ``e_own = f . g``,
+    ``e_other = 0``. Owning keys: ``logw = -lse`` of the queries, ``shift``
+    minus the key's log weight, ``F = y``, ``HT = g^T``, ``e_own = 0``,
+    ``e_other = f . g``. Owned row ``o`` and column ``o`` are the same point
+    (excluded). ``dwv`` (n_blocks, r) collects the additive score's vector
+    gradient when ``with_wv``.
+    """
+    n = P.shape[0]
+    n_blocks = (n + query_block - 1) // query_block
+    for b in prange(n_blocks):
+        _grad_block(kind, P, OT, wv, scale, logw, shift, F, HT, e_own, e_other,
+                    b * query_block, min(n, (b + 1) * query_block), key_tile, with_wv, b,
+                    dP, dwv)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _sym_grad_block(Z, ZT, logw, lse, neg_lse, G, YT, Y, GT, e, o0, o1, key_tile, dZ):
+    p = G.shape[1]
+    r = Z.shape[1]
+    n = ZT.shape[1]
+    s = np.empty(key_tile, dtype=Z.dtype)
+    a2 = np.empty(key_tile, dtype=Z.dtype)
+    h = np.empty(key_tile, dtype=Z.dtype)
+    no_weights = np.empty(0, dtype=Z.dtype)
+    for j0 in range(0, n, key_tile):
+        j1 = min(n, j0 + key_tile)
+        m = j1 - j0
+        lw = logw[j0:j1]
+        nl = neg_lse[j0:j1]
+        ej = e[j0:j1]
+        for o in range(o0, o1):
+            score_row(Z, o, ZT, j0, j1, DISTANCE, GAUSSIAN, 1.0, no_weights, o, s)
+            # o as a key of query j: alpha_jo = w_o exp(s_jo - lse_j)
+            wo = logw[o]
+            for jj in range(m):
+                a2[jj] = s[jj] + nl[jj]
+            if math.isfinite(wo):
+                exp_shifted(a2, -wo, m)
+            else:
+                for jj in range(m):
+                    a2[jj] = 0.0
+            for jj in range(m):
+                h[jj] = -ej[jj]
+            for c in range(p):
+                yc = Y[o, c]
+                gt = GT[c, j0:j1]
+                for jj in range(m):
+                    h[jj] += yc * gt[jj]
+            for jj in range(m):
+                h[jj] *= a2[jj]
+            # o as a query of key j: alpha_oj = w_j exp(s_oj - lse_o)
+            lo = lse[o]
+            if math.isfinite(lo):
+                for jj in range(m):
+                    s[jj] += lw[jj]
+                exp_shifted(s, lo, m)
+                eo = e[o]
+                for jj in range(m):
+                    a2[jj] = -eo
+                for c in range(p):
+                    gc = G[o, c]
+                    yt = YT[c, j0:j1]
+                    for jj in range(m):
+                        a2[jj] += gc * yt[jj]
+                for jj in range(m):
+                    h[jj] += s[jj] * a2[jj]
+            hsum = 0.0
+            for jj in range(m):
+                hsum += h[jj]
+            for t in range(r):
+                zt = ZT[t, j0:j1]
+                a = 0.0
+                for jj in range(m):
+                    a += h[jj] * zt[jj]
+                dZ[o, t] += a - Z[o, t] * hsum
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def loo_grad_symmetric(Z, ZT, logw, lse, neg_lse, G, YT, Y, GT, e, query_block, key_tile, dZ):
+    """Both backward sweeps of the rbf score in one, when every point is a query.
+
+    The score is symmetric, so the pair ``(o, j)`` is scored once and used
+    twice: for ``o`` as a query (``G_oj``) and as a key (``G_jo``); since
+    ``ds_oj/dz_o = z_j - z_o`` either way, ``dZ[o] = sum_j (G_oj + G_jo)
+    (z_j - z_o)``. Same arguments as :func:`loo_grad_pass`.
+    """
+    n = Z.shape[0]
+    n_blocks = (n + query_block - 1) // query_block
+    for b in prange(n_blocks):
+        _sym_grad_block(Z, ZT, logw, lse, neg_lse, G, YT, Y, GT, e, b * query_block,
+                        min(n, (b + 1) * query_block), key_tile, dZ)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _additive_full_row(A, i, BT, wv, logw, row):
+    TH = np.empty((0, 1), dtype=A.dtype)
+    additive_row(A, i, BT, 0, BT.shape[1], wv, logw, -1, row, TH)
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def additive_pairwise(A, BT, wv, out):
+    """Fill ``out`` (n, m) with the additive scores of projected queries and keys."""
+    logw = np.empty(0, dtype=A.dtype)
+    for i in prange(A.shape[0]):
+        _additive_full_row(A, i, BT, wv, logw, out[i])
+
+
+def run_learned_pool(kind, P, OT, wv, scale, logw, VT, VT2, self_shift):
+    """Host side of :func:`learned_pool`: allocate the states and run it."""
+    from .. import _config
+
+    n, p, p2 = P.shape[0], VT.shape[0], VT2.shape[0]
+    dtype = P.dtype
+    out_max = np.empty(n, dtype)
+    out_norm = np.empty(n, dtype)
+    out_acc = np.empty((n, p), dtype)
+    out_sq = np.empty((n, p2), dtype)
+    learned_pool(kind, P, OT, wv, scale, logw, VT, VT2, self_shift, _config.QUERY_BLOCK,
+                 _config.KEY_TILE, out_max, out_norm, out_acc, out_sq)
+    return out_max, out_norm, out_acc, out_sq
+
+
+def loo_loss_grad(kind, Pq, Pk, wv, Y, logw, query_weight, scale=1.0):
+    """Leave-one-out squared error and its gradient, in O(n (r + p)) memory.
+
+    The queries are the first ``b = len(Pq)`` training points, the keys all
+    ``n`` of them, so query ``i`` leaves out key ``i``.
+
+    Parameters
+    ----------
+    kind : int
+        ``RBF``, ``SCALED_DOT`` or ``ADDITIVE``.
+    Pq : ndarray (b, r), float64
+        Projected queries (``z`` for rbf, ``W_q x`` otherwise).
+    Pk : ndarray (n, r), float64
+        Projected keys (``z`` for rbf, ``W_k x`` otherwise).
+    wv : ndarray (r,)
+        The additive score's vector (any array otherwise).
+    Y : ndarray (n, p)
+        Values of the keys; the first ``b`` rows are the queries' targets.
+    logw : ndarray (n,)
+        Log key weights (``-inf`` for a zero weight).
+    query_weight : ndarray (b,)
+        Weight of each query's squared error; the loss is
+        ``sum_i u_i ||f_i - y_i||^2``.
+    scale : float
+        The scaled-dot score's factor.
+
+    Returns
+    -------
+    loss : float
+    dPq : ndarray (b, r)
+    dPk : ndarray (n, r)
+        Gradients with respect to the projected queries and keys. For the
+        rbf score with every point a query (``Pq`` equal to ``Pk``) the two
+        are the same variables and the whole gradient is in ``dPk``.
+    dwv : ndarray (r,)
+    pred : ndarray (b, p)
+        The leave-one-out predictions; NaN for a query with no other key of
+        positive weight (it contributes nothing to the loss).
+    """
+    from .. import _config
+
+    b, r = Pq.shape
+    n, p = Y.shape
+    center = Y.mean(axis=0)
+    Yc = Y - center
+    YT = np.ascontiguousarray(Yc.T)
+    PkT = np.ascontiguousarray(Pk.T)
+    PqT = np.ascontiguousarray(Pq.T)
+    empty_sq = np.empty((0, n), Y.dtype)
+    smax, snorm, sacc, _ = run_learned_pool(kind, Pq, PkT, wv, scale, logw, YT, empty_sq, 0)
+    ok = snorm > 0
+    with np.errstate(divide="ignore"):
+        lse = np.where(ok, smax + np.log(np.where(ok, snorm, 1.0)), -np.inf)
+    f = sacc / np.where(ok, snorm, 1.0)[:, None]
+    resid = np.where(ok[:, None], f - Yc[:b], 0.0)
+    u = np.where(ok, query_weight, 0.0)
+    loss = float(np.sum(u[:, None] * resid * resid))
+    g = 2.0 * u[:, None] * resid
+    e = np.einsum("ij,ij->i", f, g)
+    e[~ok] = 0.0
+    qb, tile = _config.QUERY_BLOCK, _config.KEY_TILE
+    neg_lse = np.where(ok, -lse, -np.inf)
+    GT = np.ascontiguousarray(g.T)
+    dwv = np.zeros(((b + qb - 1) // qb, r))
+    if kind == RBF and b == n and np.array_equal(Pq, Pk):
+        dPk = np.zeros((n, r))
+        loo_grad_symmetric(Pk, PkT, logw, lse, neg_lse, g, YT, Yc, GT, e, qb, tile, dPk)
+        return loss, np.zeros((b, r)), dPk, dwv.sum(axis=0), _finish(f, center, ok)
+    dPq = np.zeros((b, r))
+    loo_grad_pass(kind, Pq, PkT, wv, scale, logw, lse, g, YT, e, np.zeros(n), qb, tile,
+                  kind == ADDITIVE, dPq, dwv)
+    dPk = np.zeros((n, r))
+    unused = np.zeros((1, r))
+    loo_grad_pass(kind, Pk, PqT, wv, scale, neg_lse, -logw, Yc, GT, np.zeros(n), e, qb, tile,
+                  False, dPk, unused)
+    return loss, dPq, dPk, dwv.sum(axis=0), _finish(f, center, ok)
+
+
+def _finish(f, center, ok):
+    pred = f + center
+    pred[~ok] = np.nan
+    return pred

@@ -1,0 +1,400 @@
+"""CUDA kernels: pairwise scores, row softmax, fused streaming pooling.
+
+The same computations as :mod:`nwattn._cpu`, for the GPU. The scalar
+log-weights are not written again: the kernels call
+:func:`nwattn.kernels.log_weight`, a plain ``@njit`` function that
+numba-cuda compiles as a device function.
+
+Kernels are built by small factories, cached per combination of dtype,
+number of features, score and launch sizes. Those values are compile-time
+constants in the generated code, so the loops over features are unrolled,
+the shared-memory tiles have static sizes and the branches on the score
+disappear. No kernel carries an explicit signature: building one needs
+neither a GPU nor a driver, only launching it does.
+
+Pooling (DESIGN section 2) runs one thread per query. The threads of a
+block load a tile of keys, key weights and values into shared memory
+together, then each thread folds the tile into its own online-softmax state
+held in registers and local memory; the (n, m) weights never exist. The
+grid is (query blocks, key splits, value-column chunks): when there are too
+few queries to fill the GPU the keys are split, each split writes its own
+partial state, and :func:`merge_kernel` merges them exactly, in split order.
+"""
+
+import math
+from functools import lru_cache
+
+import numpy as np
+from numba import cuda, from_dtype
+
+from .._device import simulator_enabled
+from ..kernels import DISTANCE, GAUSSIAN, LAPLACIAN, log_weight
+
+
+def _exp_function(ftype):
+    """The ``exp`` of the pooling loop: the hardware's fast one in float32 on a GPU.
+
+    ``__nv_fast_expf`` is one multiply and one ``ex2.approx``, against about
+    ten instructions for the correctly rounded ``expf``, which matters when
+    the exponential is a third of the work of a pair. Its relative error,
+    about 2**-22 plus 6e-8 times the argument's magnitude, stays far below
+    float32's tolerance for the weights that count (the arguments are
+    ``score - max <= 0``); it maps ``-inf`` to 0 as ``exp`` does. The
+    simulator has no libdevice, so it uses :func:`math.exp`.
+    """
+    if ftype is np.float32 and not simulator_enabled():
+        from numba.cuda import libdevice
+
+        return libdevice.fast_expf
+    return math.exp
+
+
+def _score_function(ftype, d, family, code):
+    """Device function ``score(q, keys, j, scale)``: query ``q`` against key column ``j``.
+
+    ``keys`` is a (d, *) array, in global or shared memory; inputs are
+    already divided by the bandwidth, as on the CPU.
+    """
+    zero = ftype(0.0)
+    minus_half = ftype(-0.5)
+    is_distance = family == DISTANCE
+    is_gaussian = code == GAUSSIAN
+
+    @cuda.jit(device=True, inline=True)
+    def score(q, keys, j, scale):
+        acc = zero
+        if is_distance:
+            for t in range(d):
+                diff = q[t] - keys[t, j]
+                acc += diff * diff
+            if is_gaussian:
+                # Skips the float64 constant of the catalogue's formula,
+                # which would put float32 inputs on the slow double path.
+                return acc * minus_half
+            return ftype(log_weight(code, acc))
+        for t in range(d):
+            acc += q[t] * keys[t, j]
+        return acc * scale
+
+    return score
+
+
+@lru_cache(maxsize=None)
+def pairwise_kernel(dtype, d, family, code, with_logw):
+    """Kernel ``(Q, KT, logw, scale, out)`` filling ``out[i, j]`` with the score.
+
+    Launched on a 2-D grid: x over keys (coalesced reads of ``KT`` and
+    writes of ``out``), y over queries with a grid-stride loop, so any
+    number of queries fits the grid's y limit.
+    """
+    ftype = np.dtype(dtype).type
+    score = _score_function(ftype, d, family, code)
+
+    @cuda.jit
+    def kernel(Q, KT, logw, scale, out):
+        j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        if j >= KT.shape[1]:
+            return
+        for i in range(cuda.blockIdx.y, Q.shape[0], cuda.gridDim.y):
+            s = score(Q[i], KT, j, scale)
+            if with_logw:
+                s += logw[j]
+            out[i, j] = s
+
+    return kernel
+
+
+@lru_cache(maxsize=None)
+def softmax_kernel(dtype):
+    """Kernel ``(S, out)``: row-wise stable softmax, one thread per row.
+
+    A row whose scores are all ``-inf`` becomes NaN, as on the CPU.
+    """
+    ftype = np.dtype(dtype).type
+    zero = ftype(0.0)
+    one = ftype(1.0)
+    neg_inf = ftype(-math.inf)
+    nan = ftype(math.nan)
+
+    @cuda.jit
+    def kernel(S, out):
+        i = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        if i >= S.shape[0]:
+            return
+        m = S.shape[1]
+        top = neg_inf
+        for j in range(m):
+            top = max(top, S[i, j])
+        if top == neg_inf:
+            for j in range(m):
+                out[i, j] = nan
+            return
+        total = zero
+        for j in range(m):
+            e = math.exp(S[i, j] - top)
+            out[i, j] = e
+            total += e
+        inv = one / total
+        for j in range(m):
+            out[i, j] *= inv
+
+    return kernel
+
+
+@lru_cache(maxsize=None)
+def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, threads, key_tile,
+                value_chunk):
+    """Fused pooling kernel, one thread per query.
+
+    The tests that a pair needs only in some calls (is this key the query
+    itself, is the score ``-inf``) are compiled in only for those calls:
+    they cost as much as the rest of the gaussian pair at d = 3.
+
+    Signature ``(Q, KT, VT, logw, scale, self_shift, split_size, out_max,
+    out_norm, out_acc, out_sq)``; arrays as in
+    :func:`nwattn._cpu.pool.pool_states`. Grid: x over blocks of ``threads``
+    queries, y over key splits of ``split_size`` keys, z over chunks of
+    ``value_chunk`` value columns (each chunk recomputes the scores but
+    keeps its accumulators small enough for registers).
+    """
+    ftype = np.dtype(dtype).type
+    nbtype = from_dtype(np.dtype(dtype))
+    score = _score_function(ftype, d, family, code)
+    zero = ftype(0.0)
+    neg_inf = ftype(-math.inf)
+    n_sq = value_chunk if with_sq else 1
+    exp = _exp_function(ftype)
+    # Scores of kernels positive everywhere are finite (the caller refuses
+    # inputs that would overflow); zero key weights and compact supports
+    # give -inf, which must not reach exp(-inf - -inf).
+    may_be_inf = with_logw or (family == DISTANCE and code not in (GAUSSIAN, LAPLACIAN))
+
+    @cuda.jit
+    def kernel(Q, KT, VT, logw, scale, self_shift, split_size,
+               out_max, out_norm, out_acc, out_sq):
+        tx = cuda.threadIdx.x
+        i = cuda.blockIdx.x * threads + tx
+        s = cuda.blockIdx.y
+        c0 = cuda.blockIdx.z * value_chunk
+        n = Q.shape[0]
+        m = KT.shape[1]
+        # Columns of this chunk that exist; the loops over the chunk run over
+        # all value_chunk columns (a compile-time count, so they unroll), the
+        # missing ones padded with zeros in shared memory.
+        pc = min(value_chunk, VT.shape[0] - c0)
+        k0 = s * split_size
+        k1 = min(m, k0 + split_size)
+
+        keys = cuda.shared.array((d, key_tile), nbtype)
+        vals = cuda.shared.array((value_chunk, key_tile), nbtype)
+        lw = cuda.shared.array(key_tile, nbtype)
+        q = cuda.local.array(d, nbtype)
+        acc = cuda.local.array(value_chunk, nbtype)
+        sq = cuda.local.array(n_sq, nbtype)
+
+        active = i < n
+        if active:
+            for t in range(d):
+                q[t] = Q[i, t]
+        for c in range(value_chunk):
+            acc[c] = zero
+        for c in range(n_sq):
+            sq[c] = zero
+        mx = neg_inf
+        norm = zero
+        self_j = i + self_shift
+
+        for j0 in range(k0, k1, key_tile):
+            nt = min(key_tile, k1 - j0)
+            # Every thread must be done with the previous tile before it is
+            # overwritten, and the new tile complete before it is read.
+            cuda.syncthreads()
+            for jj in range(tx, nt, threads):
+                for t in range(d):
+                    keys[t, jj] = KT[t, j0 + jj]
+                for c in range(value_chunk):
+                    if c < pc:
+                        vals[c, jj] = VT[c0 + c, j0 + jj]
+                    else:
+                        vals[c, jj] = zero
+                if with_logw:
+                    lw[jj] = logw[j0 + jj]
+            cuda.syncthreads()
+            if not active:
+                continue
+            for jj in range(nt):
+                sc = score(q, keys, jj, scale)
+                if with_logw:
+                    sc += lw[jj]
+                if may_be_inf and sc == neg_inf:
+                    continue
+                if exclude_self and j0 + jj == self_j:
+                    continue
+                if sc > mx:
+                    # Rare after the first keys: the running maximum rises.
+                    r = exp(mx - sc)
+                    norm *= r
+                    for c in range(value_chunk):
+                        acc[c] *= r
+                    if with_sq:
+                        for c in range(value_chunk):
+                            sq[c] *= r
+                    mx = sc
+                e = exp(sc - mx)
+                norm += e
+                for c in range(value_chunk):
+                    acc[c] += e * vals[c, jj]
+                if with_sq:
+                    for c in range(value_chunk):
+                        v = vals[c, jj]
+                        sq[c] += e * v * v
+
+        if active:
+            out_max[s, i] = mx
+            out_norm[s, i] = norm
+            for c in range(pc):
+                out_acc[s, i, c0 + c] = acc[c]
+            if with_sq:
+                for c in range(pc):
+                    out_sq[s, i, c0 + c] = sq[c]
+
+    return kernel
+
+
+@lru_cache(maxsize=None)
+def merge_kernel(dtype):
+    """Kernel ``(out_max, out_norm, out_acc, out_sq)`` merging every split into split 0.
+
+    One thread per query; splits are merged in order, so the result does not
+    depend on the launch. The rule is that of :func:`nwattn._cpu.pool.merge_into`:
+    a split with no key in the support contributes nothing.
+    """
+    neg_inf = np.dtype(dtype).type(-math.inf)
+
+    @cuda.jit
+    def kernel(out_max, out_norm, out_acc, out_sq):
+        i = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        if i >= out_max.shape[1]:
+            return
+        p = out_acc.shape[2]
+        p2 = out_sq.shape[2]
+        for s in range(1, out_max.shape[0]):
+            ma = out_max[0, i]
+            mb = out_max[s, i]
+            if mb == neg_inf:
+                continue
+            m = max(ma, mb)
+            ca = math.exp(ma - m)
+            cb = math.exp(mb - m)
+            out_max[0, i] = m
+            out_norm[0, i] = out_norm[0, i] * ca + out_norm[s, i] * cb
+            for c in range(p):
+                out_acc[0, i, c] = out_acc[0, i, c] * ca + out_acc[s, i, c] * cb
+            for c in range(p2):
+                out_sq[0, i, c] = out_sq[0, i, c] * ca + out_sq[s, i, c] * cb
+
+    return kernel
+
+
+@lru_cache(maxsize=None)
+def finalize_kernel(dtype, values_1d, with_std):
+    """Kernel ``(max, norm, acc, sq, center, pred, std, n_empty)``: ``c + a / l`` on the device.
+
+    The device twin of :func:`nwattn.state.finalize_state`, so device inputs
+    give device outputs. ``n_empty[0]`` counts the queries with an empty
+    neighbourhood (their outputs are NaN).
+    """
+    ftype = np.dtype(dtype).type
+    zero = ftype(0.0)
+    nan = ftype(math.nan)
+
+    @cuda.jit
+    def kernel(smax, snorm, sacc, ssq, center, pred, std, n_empty):
+        i = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        if i >= snorm.shape[0]:
+            return
+        norm = snorm[i]
+        empty = not norm > zero
+        if empty:
+            cuda.atomic.add(n_empty, 0, 1)
+        for c in range(sacc.shape[1]):
+            if empty:
+                mean = nan
+            else:
+                mean = sacc[i, c] / norm
+            if values_1d:
+                pred[i] = center[c] + mean
+            else:
+                pred[i, c] = center[c] + mean
+            if with_std:
+                if empty:
+                    sd = nan
+                else:
+                    sd = math.sqrt(max(ssq[i, c] / norm - mean * mean, zero))
+                if values_1d:
+                    std[i] = sd
+                else:
+                    std[i, c] = sd
+
+    return kernel
+
+
+# --- preparation of device inputs, so that they never travel to the host ---
+
+
+@cuda.jit
+def stats_kernel(X, allow_neg_inf, out):
+    """``out[0]`` += number of rejected entries of the 2-D ``X``; ``out[1]`` = max finite |X|.
+
+    Rejected: NaN and infinities, or only NaN and ``+inf`` when
+    ``allow_neg_inf`` (scores, where ``-inf`` marks an excluded key).
+    """
+    i = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    if i >= X.shape[0]:
+        return
+    bad = 0
+    big = 0.0
+    for t in range(X.shape[1]):
+        x = X[i, t]
+        if math.isfinite(x):
+            big = max(big, abs(x))
+        elif not (allow_neg_inf and x < 0):
+            bad += 1
+    if bad:
+        cuda.atomic.add(out, 0, 1.0 * bad)
+    cuda.atomic.max(out, 1, big)
+
+
+@cuda.jit
+def scale_kernel(X, h, out, transpose):
+    """``out = X / h`` (n, d), or its transpose (d, n) when ``transpose``."""
+    i = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    if i >= X.shape[0]:
+        return
+    for t in range(X.shape[1]):
+        if transpose:
+            out[t, i] = X[i, t] / h[t]
+        else:
+            out[i, t] = X[i, t] / h[t]
+
+
+@cuda.jit
+def column_sum_kernel(V, out):
+    """``out[c]`` = sum of column ``c`` of ``V``, accumulated in float64."""
+    c = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    if c >= V.shape[1]:
+        return
+    total = 0.0
+    for j in range(V.shape[0]):
+        total += V[j, c]
+    out[c] = total
+
+
+@cuda.jit
+def centre_kernel(V, center, VT):
+    """``VT = (V - center).T``; the pooling kernel squares these values itself."""
+    j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    if j >= V.shape[0]:
+        return
+    for c in range(V.shape[1]):
+        VT[c, j] = V[j, c] - center[c]

@@ -1,0 +1,219 @@
+"""Host side of the GPU path: transfers, launch sizes, device inputs.
+
+Every function takes the arrays prepared as for the CPU kernels (queries and
+transposed keys divided by the bandwidth, transposed centred values, log key
+weights), either as NumPy arrays, which are copied to the GPU, or as device
+arrays (anything with ``__cuda_array_interface__``), which are used in place.
+Results are Numba device arrays; the caller decides whether they go back to
+the host. Launch sizes are read from :mod:`nwattn._config` at every call.
+"""
+
+import numpy as np
+from numba import cuda
+
+from .. import _config
+from .._cpu.pool import plan_splits
+from .._device import is_device_array
+from ..kernels import DISTANCE, DOT
+from . import kernels as _k
+
+# Largest grid size in y and z on every CUDA device.
+_GRID_YZ_MAX = 65535
+
+
+def as_device(x):
+    """A Numba device array for ``x``: in place for device arrays, a copy for host arrays."""
+    if is_device_array(x):
+        if hasattr(x, "__cuda_array_interface__") and not cuda.devicearray.is_cuda_ndarray(x):
+            return cuda.as_cuda_array(x)
+        return x
+    return cuda.to_device(np.ascontiguousarray(x))
+
+
+def _blocks(count, threads):
+    return max(1, -(-count // threads))
+
+
+def _key(dtype):
+    return np.dtype(dtype).name
+
+
+def _launch(kernel, grid, block, *args):
+    """Compile (first time) and launch ``kernel``; name a missing CUDA toolkit clearly.
+
+    numba-cuda needs the NVVM compiler and libdevice of a CUDA toolkit, which
+    the driver does not ship; without them the first compilation fails with
+    an import or file error deep inside numba-cuda.
+    """
+    try:
+        kernel[grid, block](*args)
+    except (ImportError, FileNotFoundError) as exc:
+        raise RuntimeError(
+            "the GPU path cannot compile its kernels: the CUDA toolkit's NVVM compiler or "
+            "libdevice was not found; install them with pip install 'numba-cuda[cu12]' "
+            f"(or [cu13], to match the driver) ({exc})"
+        ) from exc
+
+
+def _check_family(family):
+    # Learned scores (the additive family) need parameters these kernels do
+    # not take; refusing them beats silently computing a dot product.
+    if family not in (DISTANCE, DOT):
+        raise ValueError("this score has no GPU implementation; use device='cpu'")
+
+
+def pairwise(Qs, KT, logw, family, code, scale):
+    """Device (n, m) matrix of the scores of every query against every key."""
+    _check_family(family)
+    Qd, KTd, lwd = as_device(Qs), as_device(KT), as_device(logw)
+    dtype = np.dtype(Qd.dtype)
+    n, d = Qd.shape
+    m = KTd.shape[1]
+    out = cuda.device_array((n, m), dtype)
+    kernel = _k.pairwise_kernel(_key(dtype), d, family, code, lwd.shape[0] > 0)
+    threads = _config.CUDA_SIMPLE_THREADS
+    grid = (_blocks(m, threads), min(n, _GRID_YZ_MAX))
+    _launch(kernel, grid, threads, Qd, KTd, lwd, dtype.type(scale), out)
+    return out
+
+
+def softmax(S):
+    """Device row-wise softmax of the 2-D ``S`` (host or device)."""
+    Sd = as_device(S)
+    dtype = np.dtype(Sd.dtype)
+    out = cuda.device_array(Sd.shape, dtype)
+    threads = _config.CUDA_SIMPLE_THREADS
+    _launch(_k.softmax_kernel(_key(dtype)), _blocks(Sd.shape[0], threads), threads, Sd, out)
+    return out
+
+
+def tile_size(d, value_chunk, itemsize):
+    """Keys per shared-memory tile: the configured tile, shrunk to the shared-memory budget."""
+    per_key = (d + value_chunk + 1) * itemsize
+    tile = min(_config.CUDA_KEY_TILE, _config.CUDA_SHARED_BYTES // per_key)
+    if tile < 1:
+        raise ValueError(
+            f"the GPU pooling kernel holds at most {_config.CUDA_SHARED_BYTES // itemsize - 2} "
+            f"features per key in shared memory; got {d}. Use device='cpu'."
+        )
+    return tile
+
+
+def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift):
+    """Device counterpart of :func:`nwattn._cpu.pool.run_pool`.
+
+    Returns ``(max, norm, acc, sq)`` device arrays; ``sq`` has no columns
+    when ``VT2`` has no rows. ``VT2`` is only a flag here: the kernel squares
+    the values it already holds in shared memory.
+    """
+    _check_family(family)
+    Qd, KTd, VTd, lwd = as_device(Qs), as_device(KT), as_device(VT), as_device(logw)
+    dtype = np.dtype(Qd.dtype)
+    n, d = Qd.shape
+    m = KTd.shape[1]
+    p = VTd.shape[0]
+    with_sq = VT2.shape[0] > 0
+    threads = _config.CUDA_THREADS_PER_BLOCK
+    chunk = max(1, min(_config.CUDA_VALUE_CHUNK, p))
+    tile = tile_size(d, chunk, dtype.itemsize)
+    n_split, split_size = plan_splits(n, m, threads, _config.CUDA_TARGET_BLOCKS,
+                                      _config.CUDA_MIN_SPLIT_KEYS)
+    n_chunks = -(-p // chunk)
+    if n_split > _GRID_YZ_MAX or n_chunks > _GRID_YZ_MAX:
+        raise ValueError(f"too many value columns for the GPU kernel: {p}")
+    out_max = cuda.device_array((n_split, n), dtype)
+    out_norm = cuda.device_array((n_split, n), dtype)
+    out_acc = cuda.device_array((n_split, n, p), dtype)
+    out_sq = cuda.device_array((n_split, n, p if with_sq else 0), dtype)
+    exclude_self = -n < self_shift < m  # some query meets itself among the keys
+    kernel = _k.pool_kernel(_key(dtype), d, family, code, lwd.shape[0] > 0, with_sq,
+                            bool(exclude_self), threads, tile, chunk)
+    grid = (_blocks(n, threads), n_split, n_chunks)
+    _launch(kernel, grid, threads, Qd, KTd, VTd, lwd, dtype.type(scale), np.int64(self_shift),
+            np.int64(split_size), out_max, out_norm, out_acc, out_sq)
+    if n_split > 1:
+        simple = _config.CUDA_SIMPLE_THREADS
+        _launch(_k.merge_kernel(_key(dtype)), _blocks(n, simple), simple, out_max, out_norm,
+                out_acc, out_sq)
+    return out_max[0], out_norm[0], out_acc[0], out_sq[0]
+
+
+def finalize(smax, snorm, sacc, ssq, center, values_1d, with_std):
+    """Predictions (and std) on the device; returns ``(pred, std or None, n_empty)``."""
+    dtype = np.dtype(sacc.dtype)
+    n, p = sacc.shape
+    shape = (n,) if values_1d else (n, p)
+    pred = cuda.device_array(shape, dtype)
+    std = cuda.device_array(shape if with_std else (0,) * len(shape), dtype)
+    n_empty = cuda.to_device(np.zeros(1, np.int64))
+    threads = _config.CUDA_SIMPLE_THREADS
+    if ssq is None:
+        ssq = cuda.device_array((n, 0), dtype)
+    kernel = _k.finalize_kernel(_key(dtype), bool(values_1d), bool(with_std))
+    _launch(kernel, _blocks(n, threads), threads, smax, snorm, sacc, ssq, as_device(center),
+            pred, std, n_empty)
+    return pred, (std if with_std else None), int(n_empty.copy_to_host()[0])
+
+
+# --- device inputs: validation and preparation without a copy to the host ---
+
+
+def check_device_array(x, name, allow_1d=False, allow_neg_inf=False):
+    """Validate a device array's metadata and values; return it as a Numba device array.
+
+    Only two numbers per array come back to the host (the count of
+    non-finite entries and the largest magnitude); the data stay on the GPU.
+    Returns ``(array, max_abs)``.
+    """
+    xd = as_device(x)
+    dtype = np.dtype(xd.dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name} on the GPU must be float32 or float64, got dtype {dtype}")
+    if xd.ndim == 1 and allow_1d:
+        xd = xd.reshape(xd.shape[0], 1)
+    if xd.ndim != 2:
+        expected = "1-D or 2-D" if allow_1d else "2-D"
+        raise ValueError(f"{name} must be {expected}, got an array of shape {x.shape}")
+    if xd.shape[0] < 1 or xd.shape[1] < 1:
+        raise ValueError(f"{name} must not be empty, got shape {x.shape}")
+    stats = cuda.to_device(np.zeros(2, np.float64))
+    threads = _config.CUDA_SIMPLE_THREADS
+    _launch(_k.stats_kernel, _blocks(xd.shape[0], threads), threads, xd, bool(allow_neg_inf),
+            stats)
+    bad, big = stats.copy_to_host()
+    if bad:
+        what = "NaN or +inf" if allow_neg_inf else "NaN or infinity"
+        raise ValueError(f"{name} contains {what}")
+    return xd, float(big)
+
+
+def scaled(X, h, transpose):
+    """``X / h`` on the device, transposed to (d, n) when ``transpose``."""
+    n, d = X.shape
+    out = cuda.device_array((d, n) if transpose else (n, d), X.dtype)
+    threads = _config.CUDA_SIMPLE_THREADS
+    _launch(_k.scale_kernel, _blocks(n, threads), threads, X, as_device(h), out,
+            bool(transpose))
+    return out
+
+
+def column_mean(V):
+    """Mean of every column of the device array ``V``, as a host float64 array (p values)."""
+    out = cuda.device_array(V.shape[1], np.float64)
+    threads = _config.CUDA_SIMPLE_THREADS
+    _launch(_k.column_sum_kernel, _blocks(V.shape[1], threads), threads, V, out)
+    return out.copy_to_host() / V.shape[0]
+
+
+def centred(V, center):
+    """``(V - center).T`` on the device."""
+    m, p = V.shape
+    VT = cuda.device_array((p, m), V.dtype)
+    threads = _config.CUDA_SIMPLE_THREADS
+    _launch(_k.centre_kernel, _blocks(m, threads), threads, V, as_device(center), VT)
+    return VT
+
+
+def to_host(x):
+    """A NumPy copy of a device array."""
+    return x.copy_to_host()

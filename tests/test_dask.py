@@ -1,0 +1,292 @@
+"""Pooling on Dask arrays equals pooling in memory, on threads and on a cluster."""
+
+import os
+import signal
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+dask = pytest.importorskip("dask")
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+from nwattn import dask as ndask  # noqa: E402
+from nwattn import ops  # noqa: E402
+from nwattn.exceptions import EmptyNeighborhoodWarning  # noqa: E402
+
+from . import naive  # noqa: E402
+
+#: float64 results of the Dask path against the in-memory path.
+TOL = 1e-12
+
+#: Chunkings that do not divide the row counts evenly.
+Q_CHUNKS = (23, 30, 7, 10)  # 70 queries
+K_CHUNKS = (41, 3, 50, 16)  # 110 keys
+
+pytestmark = pytest.mark.filterwarnings("ignore::nwattn.exceptions.EmptyNeighborhoodWarning")
+
+
+@pytest.fixture(scope="module")
+def cluster_client():
+    """Two worker processes with one thread each, on the loopback address."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                  silence_logs=40) as cluster:
+        with distributed.Client(cluster, set_as_default=False) as client:
+            yield client
+
+
+@pytest.fixture(params=["threads", "distributed"])
+def scheduler(request, cluster_client):
+    """Run the test body on the threaded scheduler or on the cluster."""
+    if request.param == "threads":
+        with dask.config.set(scheduler="threads"):
+            yield request.param
+    else:
+        with cluster_client.as_current(), dask.config.set(scheduler=cluster_client.get):
+            yield request.param
+
+
+def _data(rng, n=70, m=110, d=2, p=2):
+    Q = rng.normal(size=(n, d))
+    K = rng.normal(size=(m, d))
+    V = rng.normal(size=(m, p)) + 3.0 if p else rng.normal(size=m) + 3.0
+    return Q, K, V
+
+
+def _layout(layout, Q, K, V):
+    """Dask arrays for a layout: which of queries and keys are sharded."""
+    dQ = da.from_array(Q, chunks=(Q_CHUNKS, 1)) if layout != "keys" else Q
+    if layout == "queries":
+        return dQ, K, V
+    dK = da.from_array(K, chunks=(K_CHUNKS, 1))
+    dV = da.from_array(V, chunks=((17, 60, 33),) + V.shape[1:])  # realigned to K's chunks
+    return dQ, dK, dV
+
+
+@pytest.mark.parametrize("layout", ["keys", "queries", "both"])
+@pytest.mark.parametrize("kernel", ["gaussian", "laplacian", "epanechnikov", "tricube", "dot"])
+def test_matches_in_memory(rng, scheduler, layout, kernel):
+    Q, K, V = _data(rng, p=2 if kernel != "dot" else 0)
+    h = 1.2 if kernel in naive.COMPACT_KERNELS else 0.7
+    got = ndask.attention_pool(*_layout(layout, Q, K, V), kernel, h, split_every=3)
+    assert isinstance(got, da.Array)
+    assert got.chunks[0] == (Q_CHUNKS if layout != "keys" else (70,))
+    got = got.compute()
+    assert naive.relative_error(got, ops.attention_pool(Q, K, V, kernel, h)) <= TOL
+    assert naive.relative_error(got, naive.pool(Q, K, V, kernel, h)) <= 1e-10
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "biweight"])
+def test_leave_one_out_weights_and_std(rng, scheduler, kernel):
+    X = rng.normal(size=(90, 3))
+    y = rng.normal(size=90) + 5.0
+    w = rng.uniform(0.5, 2.0, size=90)
+    h = 1.5
+    # queries and keys are the same rows, chunked differently
+    dXq = da.from_array(X, chunks=((31, 40, 19), 3))
+    dXk = da.from_array(X, chunks=((12, 60, 18), (2, 1)))
+    dw = da.from_array(w, chunks=45)
+    got, got_std = ndask.attention_pool(dXq, dXk, y, kernel, h, key_weight=dw,
+                                        exclude_self=True, return_std=True)
+    got, got_std = dask.compute(got, got_std)
+    want, want_std = ops.attention_pool(X, X, y, kernel, h, key_weight=w, exclude_self=True,
+                                        return_std=True)
+    assert naive.relative_error(got, want) <= TOL
+    assert naive.relative_error(got_std, want_std) <= 1e-10
+    ref = naive.pool(X, X, y, kernel, h, key_weight=w, exclude_self=True)
+    assert naive.relative_error(got, ref) <= 1e-10
+
+
+@pytest.mark.parametrize("kernel", ["boxcar", "epanechnikov", "cosine"])
+def test_chunks_outside_the_support(rng, scheduler, kernel):
+    """Sorted 1-D keys: most (query block, key chunk) states are empty, some
+    queries are empty altogether, and one chunk has zero key weights."""
+    K = np.sort(rng.uniform(0, 10, size=120))[:, None]
+    V = np.sin(K[:, 0]) + 2.0
+    w = rng.uniform(0.5, 1.5, size=120)
+    w[40:60] = 0.0  # exactly the second key chunk below
+    Q = np.concatenate([rng.uniform(0, 10, size=45), [-5.0, 20.0, 30.0]])[:, None]
+    dK = da.from_array(K, chunks=((40, 20, 25, 35), 1))
+    dV = da.from_array(V, chunks=60)
+    dw = da.from_array(w, chunks=((40, 20, 25, 35),))
+    dQ = da.from_array(Q, chunks=13)
+    got = ndask.attention_pool(dQ, dK, dV, kernel, 0.4, key_weight=dw).compute()
+    want = ops.attention_pool(Q, K, V, kernel, 0.4, key_weight=w)
+    assert np.isnan(got[-3:]).all()
+    assert naive.relative_error(got, want) <= TOL
+    assert naive.relative_error(got, naive.pool(Q, K, V, kernel, 0.4, key_weight=w)) <= 1e-10
+
+
+def test_empty_neighbourhood_warns_on_threads(rng):
+    K = rng.uniform(size=(30, 1))
+    with dask.config.set(scheduler="sync"), pytest.warns(EmptyNeighborhoodWarning):
+        got = ndask.attention_pool(da.from_array(np.array([[0.5], [9.0]]), chunks=1),
+                                   da.from_array(K, chunks=7), K[:, 0], "boxcar", 0.8).compute()
+    assert np.isnan(got[1]) and not np.isnan(got[0])
+
+
+def test_float32_stays_float32(rng):
+    Q, K, V = (a.astype(np.float32) for a in _data(rng))
+    got = ndask.attention_pool(da.from_array(Q, chunks=20), da.from_array(K, chunks=30),
+                               da.from_array(V, chunks=30), bandwidth=0.8)
+    assert got.dtype == np.float32
+    with dask.config.set(scheduler="sync"):
+        out = got.compute()
+    assert out.dtype == np.float32
+    assert naive.relative_error(out, naive.pool(Q, K, V, "gaussian", 0.8)) <= 1e-5
+
+
+def test_loo_cv_error_and_bandwidth_selection(rng, scheduler):
+    X = rng.uniform(size=(80, 2))
+    y = np.sin(5 * X[:, 0]) + X[:, 1] + 0.1 * rng.normal(size=80)
+    sw = rng.uniform(0.5, 2.0, size=80)
+    dX, dy, dsw = (da.from_array(a, chunks=((25, 25, 30),) + a.shape[1:]) for a in (X, y, sw))
+    candidates = [0.02, 0.08, 0.3, 1.0]
+    want = []
+    for h in candidates:
+        pred = naive.pool(X, X, y, "epanechnikov", h, key_weight=sw, exclude_self=True)
+        err = np.inf if np.isnan(pred).any() else np.sum(sw * (pred - y) ** 2) / np.sum(sw)
+        want.append(err)
+    got = float(ndask.loo_cv_error(dX, dy, "epanechnikov", 0.3, sample_weight=dsw).compute())
+    assert abs(got - want[2]) <= 1e-10 * want[2]
+    best, errors = ndask.select_bandwidth(dX, dy, candidates, "epanechnikov",
+                                          sample_weight=dsw)
+    assert np.isinf(errors[0]) and np.isinf(want[0])
+    np.testing.assert_allclose(errors[1:], want[1:], rtol=1e-10)
+    assert best == candidates[int(np.argmin(want))]
+
+
+class _Ridge:
+    """A tiny fitted linear model with two outputs."""
+
+    def __init__(self, coef):
+        self.coef = coef
+
+    def predict(self, X):
+        return X @ self.coef
+
+
+def test_predict_helper(rng, scheduler):
+    from sklearn.neighbors import KNeighborsRegressor
+
+    X = rng.normal(size=(60, 3))
+    y = X.sum(axis=1)
+    model = KNeighborsRegressor(n_neighbors=4).fit(X, y)
+    Xq = rng.normal(size=(50, 3))
+    dXq = da.from_array(Xq, chunks=((11, 30, 9), (2, 1)))
+    got = ndask.predict(model, dXq)
+    assert got.shape == (50,) and got.chunks == ((11, 30, 9),)
+    np.testing.assert_array_equal(got.compute(), model.predict(Xq))
+    two = _Ridge(rng.normal(size=(3, 2)))
+    got2 = ndask.predict(two, dXq, output_shape=(2,))
+    assert got2.chunks == ((11, 30, 9), (2,))
+    np.testing.assert_array_equal(got2.compute(), two.predict(Xq))
+
+
+def test_keys_in_memory_are_scattered_once(rng, cluster_client):
+    Q, K, V = _data(rng)
+    with cluster_client.as_current(), dask.config.set(scheduler=cluster_client.get):
+        got = ndask.attention_pool(da.from_array(Q, chunks=10), K, V)
+        # before anything is computed, the keys already sit on both workers, and the
+        # graph refers to that copy rather than embedding the array
+        on_workers = {key for key, size in cluster_client.nbytes(summary=False).items()
+                      if size == K.nbytes}
+        assert on_workers & set(got.__dask_graph__())
+        for key in on_workers:
+            assert len(cluster_client.who_has()[key]) == 2
+        out = got.compute()
+    assert naive.relative_error(out, ops.attention_pool(Q, K, V)) <= TOL
+
+
+def test_bad_input():
+    Q = da.ones((5, 2), chunks=2)
+    with pytest.raises(ValueError, match="same number of features"):
+        ndask.attention_pool(Q, da.ones((4, 3), chunks=2), da.ones(4, chunks=2))
+    with pytest.raises(ValueError, match="K and V"):
+        ndask.attention_pool(Q, da.ones((4, 2), chunks=2), da.ones(5, chunks=2))
+    with pytest.raises(ValueError, match="exclude_self"):
+        ndask.attention_pool(Q, da.ones((4, 2), chunks=2), da.ones(4, chunks=2),
+                             exclude_self=True)
+    with pytest.raises(ValueError, match="bandwidth"):
+        ndask.attention_pool(Q, Q, da.ones(5, chunks=2), bandwidth=-1.0)
+    with pytest.raises(ValueError, match="kernel"):
+        ndask.attention_pool(Q, Q, da.ones(5, chunks=2), kernel="nope")
+    with pytest.raises(ValueError, match="split_every"):
+        ndask.attention_pool(Q, Q, da.ones(5, chunks=2), split_every=1)
+    with pytest.raises(TypeError, match="K must be a real numeric"):
+        ndask.attention_pool(Q, da.ones((5, 2), chunks=2, dtype=complex), da.ones(5, chunks=2))
+    with pytest.raises(ValueError, match="unknown chunk sizes"):
+        ndask.attention_pool(Q[Q[:, 0] > 0], Q, da.ones(5, chunks=2))
+    with pytest.raises(ValueError, match="key_weight"):
+        ndask.attention_pool(Q, Q, da.ones(5, chunks=2), key_weight=np.ones(4))
+    with pytest.raises(ValueError, match="V"):
+        bad = da.from_array(np.array([1.0, np.nan, 1.0, 1.0, 1.0]), chunks=2)
+        ndask.attention_pool(Q, Q, bad).compute(scheduler="sync")
+    with pytest.raises(TypeError, match="dask array"):
+        ndask.predict(_Ridge(np.ones(2)), np.ones((3, 2)))
+    with pytest.raises(ValueError, match="no method"):
+        ndask.predict(_Ridge(np.ones(2)), Q, method="transform")
+    with pytest.raises(ValueError, match="at least one candidate"):
+        ndask.select_bandwidth(Q, da.ones(5, chunks=2), [])
+
+
+def test_worker_killed_mid_computation(rng):
+    """Losing a worker process in the middle of a pooling: Dask recomputes its share.
+
+    The last query block waits behind a gate (a distributed Event) on one thread
+    of one worker, while the other threads pool the first blocks. The other
+    worker is killed once it holds finished states; then the gate opens and the
+    surviving worker must redo the lost work. A cluster of its own (two threads
+    per worker, so the gate never stalls a worker), because the lost worker does
+    not come back.
+    """
+    Q = rng.normal(size=(800, 2))
+    K = rng.normal(size=(3000, 2))
+    V = rng.normal(size=(3000, 2))
+    gate_name = f"gate-{rng.integers(1 << 30)}"
+
+    def gate(x):
+        distributed.Event(gate_name).wait(timeout=120)
+        return x
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True,
+                                  host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                  silence_logs=50) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client, \
+            client.as_current(), dask.config.set(scheduler=client.get):
+        gated = da.from_delayed(dask.delayed(gate, pure=False)(Q[600:]), shape=(200, 2),
+                                dtype=Q.dtype)
+        dQ = da.concatenate([da.from_array(Q[:600], chunks=200), gated])
+        got = ndask.attention_pool(dQ, da.from_array(K, chunks=700),
+                                   da.from_array(V, chunks=700), "laplacian", 0.5)
+        future = client.compute(got)
+        pids = client.run(os.getpid)
+        deadline = time.monotonic() + 120
+        victim = None
+        while victim is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            gate_worker = [w for w, keys in client.processing().items()
+                           if any("gate" in str(k) for k in keys)]
+            done = [w for w, keys in client.has_what().items()
+                    if any("_state_block" in str(k) for k in keys)]
+            victim = next((w for w in done if w not in gate_worker), None) if gate_worker else None
+        assert victim is not None and not future.done()
+        os.kill(pids[victim], signal.SIGKILL)
+        distributed.Event(gate_name).set()
+        out = future.result(timeout=300)
+    assert naive.relative_error(out, ops.attention_pool(Q, K, V, "laplacian", 0.5)) <= TOL
+
+
+def test_graph_has_one_pooling_task_per_block_pair(rng):
+    Q, K, V = _data(rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # building the graph computes and warns nothing
+        got = ndask.attention_pool(da.from_array(Q, chunks=9), da.from_array(K, chunks=13), V,
+                                   split_every=4)
+    keys = [str(k) for k in got.__dask_graph__()]
+    assert sum(k.startswith("_state_block") for k in keys) == 8 * 9
+    # 9 states per query block, merged 4 at a time: (4, 4, 1) -> 2 merges, then 1
+    assert sum(k.startswith("_merge_block") for k in keys) == 8 * 3
