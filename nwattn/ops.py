@@ -23,7 +23,7 @@ import numpy as np
 from . import _validation as _v
 from ._cpu.dense import pairwise, softmax_rows
 from ._cpu.pool import run_pool
-from ._device import is_device_array, resolve_device
+from ._device import is_device_array, resolve_cpu_only, resolve_device
 from .kernels import DISTANCE, SCALED_DOT_CODE, get_kernel
 from .exceptions import EmptyNeighborhoodWarning
 from .state import PoolState, finalize_state, merge_states
@@ -730,7 +730,7 @@ def additive_scores(Q, K, W_query, W_key, w_score, *, device="cpu"):
     """
     from ._cpu.learned import additive_pairwise
 
-    resolve_device(device)
+    resolve_cpu_only(device, "the additive score")
     Q, K, A, BT, wv = _prepare_additive(Q, K, W_query, W_key, w_score)
     out = np.empty((A.shape[0], BT.shape[1]), np.float64)
     additive_pairwise(A, BT, wv, out)
@@ -793,7 +793,7 @@ def additive_pool(Q, K, V, W_query, W_key, w_score, *, key_weight=None, exclude_
     """
     from ._cpu.learned import ADDITIVE, run_learned_pool
 
-    resolve_device(device)
+    resolve_cpu_only(device, "the additive score")
     Q, K, A, BT, wv = _prepare_additive(Q, K, W_query, W_key, w_score)
     V = _v.check_float_array(V, "V", allow_1d=True)
     if V.shape[0] != K.shape[0]:

@@ -178,7 +178,7 @@ def test_bad_data(rng):
         reg.attention_weights(X, k=0)
     with pytest.raises(ValueError, match="features"):
         reg.predict(X[:, :2])
-    with pytest.raises(NotImplementedError, match="cuda"):
+    with pytest.raises(ValueError, match="no GPU implementation"):
         AttentionRegressor(device="cuda").fit(X, y)
 
 

@@ -14,7 +14,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from .. import ops
 from .._cpu import learned
-from .._device import resolve_device
+from .._device import resolve_cpu_only, resolve_device
 from .._parallel import threads
 
 __all__ = ["AttentionRegressor"]
@@ -301,7 +301,7 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
             The fitted estimator.
         """
         self._validate_params()
-        resolve_device(self.device)
+        resolve_cpu_only(self.device, "fitting AttentionRegressor")
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
                              dtype=[np.float64, np.float32], ensure_min_samples=2)
         sw = _check_sample_weight(sample_weight, X, dtype=np.float64,
