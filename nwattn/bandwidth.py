@@ -50,7 +50,7 @@ from scipy import optimize
 from threadpoolctl import threadpool_limits
 
 from . import _validation as _v
-from ._device import resolve_device
+from ._device import resolve_cpu_only, resolve_device
 from ._parallel import threads
 from .kernels import DISTANCE, SCALED_DOT_CODE, get_kernel
 
@@ -212,8 +212,10 @@ class _LooProblem:
     def value_and_gradient(self, bandwidth):
         """CV score and its gradient with respect to ``log h_t``, one entry per feature.
 
-        Computed on the CPU whatever the device.
+        The gradient pass has no GPU kernel: ``device="auto"`` runs it on the
+        CPU and ``"cuda"`` is refused.
         """
+        resolve_cpu_only(self.device, "the gradient of the leave-one-out score")
         from ._cpu.bandwidth import run_loo_slopes
         from .ops import _prepare_scores
 
@@ -266,7 +268,9 @@ def loo_cv_score(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
     return_gradient : bool, default=False
         Also return the gradient with respect to the log-bandwidths.
     device : {"cpu", "cuda", "auto"}, default="cpu"
-        Where to compute the score (the gradient is computed on the CPU).
+        Where to compute the score. The gradient has no GPU kernel: with
+        ``return_gradient=True``, ``"cuda"`` raises a ValueError and
+        ``"auto"`` means the CPU.
 
     Returns
     -------

@@ -85,7 +85,9 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         Number of CPU threads; ``None`` keeps Numba's setting, ``-1`` uses
         all cores. The previous setting is restored afterwards.
     device : {"cpu", "cuda", "auto"}, default="cpu"
-        Where to compute.
+        Where to compute the predictions and the cross-validation scores.
+        The gradient of the per-feature bandwidth search has no GPU kernel:
+        there ``"auto"`` means the CPU and ``"cuda"`` is refused.
 
     Attributes
     ----------
