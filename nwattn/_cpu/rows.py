@@ -14,7 +14,7 @@ from numba import njit
 
 from .._config import FASTMATH
 from ..kernels import DISTANCE, GAUSSIAN, log_weight
-from .fastexp import exp_shifted
+from .fastexp import exp_shifted, like
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -27,8 +27,9 @@ def score_row(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row):
     (leave-one-out), or -1.
     """
     n = j1 - j0
+    zero = like(row, 0.0)
     for jj in range(n):
-        row[jj] = 0.0
+        row[jj] = zero
     d = Q.shape[1]
     if family == DISTANCE:
         for t in range(d):
@@ -39,8 +40,9 @@ def score_row(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row):
                 row[jj] += diff * diff
         if code == GAUSSIAN:
             # The most used kernel gets a branch-free loop that vectorises.
+            neg_half = like(row, -0.5)
             for jj in range(n):
-                row[jj] *= -0.5
+                row[jj] *= neg_half
         else:
             for jj in range(n):
                 row[jj] = log_weight(code, row[jj])
@@ -50,8 +52,9 @@ def score_row(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row):
             kt = KT[t, j0:j1]
             for jj in range(n):
                 row[jj] += qt * kt[jj]
+        sc = like(row, scale)
         for jj in range(n):
-            row[jj] *= scale
+            row[jj] *= sc
     if logw.shape[0] > 0:
         lw = logw[j0:j1]
         for jj in range(n):
@@ -69,7 +72,7 @@ def absorb_row(row, n, VT, VT2, j0, ii, smax, snorm, sacc, ssq):
     overwritten with the unnormalised weights. ``VT2`` holds the squared
     centred values; it has no columns when the variance is not tracked.
     """
-    tmax = -math.inf
+    tmax = like(row, -math.inf)
     for jj in range(n):
         tmax = max(tmax, row[jj])
     if tmax == -math.inf:
@@ -87,13 +90,13 @@ def absorb_row(row, n, VT, VT2, j0, ii, smax, snorm, sacc, ssq):
     snorm[ii] += exp_shifted(row, smax[ii], n)
     for col in range(VT.shape[0]):
         vt = VT[col, j0:j0 + n]
-        a = 0.0
+        a = like(row, 0.0)
         for jj in range(n):
             a += row[jj] * vt[jj]
         sacc[ii, col] += a
     for col in range(ssq.shape[1]):
         vt2 = VT2[col, j0:j0 + n]
-        b = 0.0
+        b = like(row, 0.0)
         for jj in range(n):
             b += row[jj] * vt2[jj]
         ssq[ii, col] += b
