@@ -55,6 +55,17 @@ def score_row(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row):
         sc = like(row, scale)
         for jj in range(n):
             row[jj] *= sc
+    bias_row(row, logw, j0, j1, self_j)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def bias_row(row, logw, j0, j1, self_j):
+    """Add the log key weights of keys ``j0:j1`` to ``row`` and drop key ``self_j``.
+
+    The last step of every score, whether the tile was scored by
+    :func:`score_row` or by a matrix product.
+    """
+    n = j1 - j0
     if logw.shape[0] > 0:
         lw = logw[j0:j1]
         for jj in range(n):
@@ -64,19 +75,23 @@ def score_row(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row):
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def absorb_row(row, n, VT, VT2, j0, ii, smax, snorm, sacc, ssq):
-    """Fold the scores ``row[:n]`` of keys ``j0:j0+n`` into the state of query ``ii``.
+def weigh_row(row, n, ii, smax, snorm, sacc, ssq):
+    """Turn the scores ``row[:n]`` into weights against the state of query ``ii``.
 
-    The online softmax update (DESIGN section 2): raise the running maximum,
-    rescale what was accumulated, add the tile's terms. ``row`` is
-    overwritten with the unnormalised weights. ``VT2`` holds the squared
-    centred values; it has no columns when the variance is not tracked.
+    The first half of the online softmax update (DESIGN section 2): raise
+    the running maximum, rescale what was accumulated, replace the scores by
+    ``exp(score - max)`` and add their sum to the normaliser. Returns False,
+    with ``row[:n]`` zeroed, when every score is ``-inf``: the tile adds
+    nothing. The caller then adds ``row . v`` to the accumulators.
     """
     tmax = like(row, -math.inf)
     for jj in range(n):
         tmax = max(tmax, row[jj])
     if tmax == -math.inf:
-        return
+        zero = like(row, 0.0)
+        for jj in range(n):
+            row[jj] = zero
+        return False
     old = smax[ii]
     if tmax > old:
         if old > -math.inf:
@@ -88,13 +103,27 @@ def absorb_row(row, n, VT, VT2, j0, ii, smax, snorm, sacc, ssq):
                 ssq[ii, col] *= c
         smax[ii] = tmax
     snorm[ii] += exp_shifted(row, smax[ii], n)
+    return True
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def absorb_row(row, n, VT, VT2, j0, ii, smax, snorm, sacc, ssq):
+    """Fold the scores ``row[:n]`` of keys ``j0:j0+n`` into the state of query ``ii``.
+
+    :func:`weigh_row`, then the weighted sums of the values, one output
+    column at a time. ``row`` is overwritten with the unnormalised weights.
+    ``VT2`` holds the squared centred values; it has no rows when the
+    variance is not tracked.
+    """
+    if not weigh_row(row, n, ii, smax, snorm, sacc, ssq):
+        return
     for col in range(VT.shape[0]):
         vt = VT[col, j0:j0 + n]
         a = like(row, 0.0)
         for jj in range(n):
             a += row[jj] * vt[jj]
         sacc[ii, col] += a
-    for col in range(ssq.shape[1]):
+    for col in range(VT2.shape[0]):
         vt2 = VT2[col, j0:j0 + n]
         b = like(row, 0.0)
         for jj in range(n):
