@@ -2,8 +2,9 @@
 
 Every implementation runs in this process, on the same data, one after the
 other; the ratios between them are what to read, because absolute times on
-a shared machine drift. Each time is the best of ``--repeat`` runs after one
-warm-up run (which absorbs compilation: Numba's, KeOps').
+a shared machine drift. After one warm-up call each (which absorbs
+compilation: Numba's, KeOps'), the implementations are timed in
+``--repeat`` interleaved rounds and each keeps its best time.
 
 Cases (``--quick`` divides the sizes by 10):
 
@@ -231,10 +232,14 @@ def run_statsmodels(case):
         return Q, K, V
 
     def call(Q, K, V):
+        import warnings
+
         d = K.shape[1]
-        model = KernelReg(V[:, 0], K, var_type="c" * d, reg_type="lc",
-                          bw=np.full(d, case["h"]))
-        mean, _ = model.fit(Q)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # pandas, inside statsmodels
+            model = KernelReg(V[:, 0], K, var_type="c" * d, reg_type="lc",
+                              bw=np.full(d, case["h"]))
+            mean, _ = model.fit(Q)
         return mean[:, None]
 
     return prepare, call
@@ -260,21 +265,18 @@ CASES = [
 ]
 
 
-def best_of(fn, repeat):
-    result = fn()  # warm-up: compilation, caches, thread pools
-    best = math.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
-
-
 def run_case(case, args):
+    """Time every peer on one case.
+
+    After one warm-up call each (compilation, caches, thread pools), the
+    peers are timed in rounds, one call each per round, and each keeps its
+    best time: a slow spell of a shared machine then hits every peer alike
+    instead of whichever happened to run during it.
+    """
     Q64, K64, V64 = make_problem(case, args.quick)
     n_check = min(args.check, Q64.shape[0])
     dt = np.dtype(case["dtype"])
-    rows = []
+    ready = []
     for name, factory, limit in PEERS:
         Q, K, V = (a.astype(dt) for a in (Q64, K64, V64))
         if limit is not None and not args.quick:
@@ -282,7 +284,7 @@ def run_case(case, args):
         try:
             prepare, call = factory(case)
             prepared = prepare(Q, K, V)
-            seconds, out = best_of(lambda: call(*prepared), args.repeat)
+            out = call(*prepared)
         except ImportError as exc:
             print(f"  skipped {name}: not installed ({exc})")
             continue
@@ -295,15 +297,22 @@ def run_case(case, args):
         out = np.asarray(out, dtype=np.float64).reshape(Q.shape[0], -1)
         ref = reference(Q64[:n_check], K64[:Q.shape[0]], V64[:Q.shape[0]], case)
         err = float(np.max(np.abs(out[:n_check] - ref)))
-        pairs = Q.shape[0] * K.shape[0]
-        rows.append(dict(case=case["name"], peer=name, n=Q.shape[0], seconds=seconds,
-                         rate=pairs / seconds, error=err))
-        print(f"  {name:<24}{Q.shape[0]:>7} {seconds:>9.3f} s {pairs / seconds / 1e6:>10.1f}"
-              f" Mpairs/s  err {err:.1e}", flush=True)
-    ours = next((r["rate"] for r in rows if r["peer"] == "nwattn"), math.nan)
-    for r in rows:
+        ready.append(dict(case=case["name"], peer=name, n=Q.shape[0], error=err,
+                          seconds=math.inf, run=lambda c=call, a=prepared: c(*a)))
+    for _ in range(args.repeat):
+        for r in ready:
+            t0 = time.perf_counter()
+            r["run"]()
+            r["seconds"] = min(r["seconds"], time.perf_counter() - t0)
+    for r in ready:
+        del r["run"]
+        r["rate"] = r["n"] ** 2 / r["seconds"]
+        print(f"  {r['peer']:<24}{r['n']:>7} {r['seconds']:>9.3f} s {r['rate'] / 1e6:>10.1f}"
+              f" Mpairs/s  err {r['error']:.1e}", flush=True)
+    ours = next((r["rate"] for r in ready if r["peer"] == "nwattn"), math.nan)
+    for r in ready:
         r["ratio"] = ours / r["rate"]
-    return rows
+    return ready
 
 
 def format_table(rows, rst=False):
