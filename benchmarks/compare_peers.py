@@ -315,6 +315,23 @@ def run_case(case, args):
     return ready
 
 
+def float32_speedup(args, rounds=5):
+    """nwattn's float32 against its float64 on the gaussian case, interleaved."""
+    case = CASES[0]
+    Q, K, V = make_problem(case, args.quick)
+    inputs = {dt: tuple(a.astype(dt) for a in (Q, K, V)) for dt in ("float64", "float32")}
+    best = {}
+    for dt, arrays in inputs.items():
+        attention_pool(*arrays, bandwidth=case["h"])
+        best[dt] = math.inf
+    for _ in range(rounds):
+        for dt, arrays in inputs.items():
+            t0 = time.perf_counter()
+            attention_pool(*arrays, bandwidth=case["h"])
+            best[dt] = min(best[dt], time.perf_counter() - t0)
+    return best["float64"] / best["float32"], best
+
+
 def format_table(rows, rst=False):
     head = ("case", "implementation", "n = m", "Mpairs/s", "nwattn is x faster",
             "max error")
@@ -389,6 +406,10 @@ def main(argv=None):
         print(f"{case['name']}: n = m = {case['n'] // (10 if args.quick else 1):,}, "
               f"d = {case['d']}, p = {case['p']}", flush=True)
         rows += run_case(case, args)
+    if wanted is None or {"gaussian float64", "gaussian float32"} <= wanted:
+        ratio, best = float32_speedup(args)
+        print(f"nwattn gaussian float32 vs float64, interleaved: {best['float32']:.3f} s vs "
+              f"{best['float64']:.3f} s, {ratio:.2f}x")
     print()
     print(format_table(rows))
     if args.rst:
