@@ -17,7 +17,7 @@ def make_data(n, m, d, p, dtype, seed=0):
 
 
 def bandwidth(kernel, d):
-    """A bandwidth that gives every query a few hundred effective neighbours."""
+    """A bandwidth comparable with the spread of standard normal data in d dimensions."""
     if kernel in ("dot", "scaled_dot"):
         return 1.0
     return 0.5 * np.sqrt(d) if kernel == "gaussian" else 1.5 * np.sqrt(d)
