@@ -55,6 +55,10 @@ def _skip_namedtuple_fields(app, what, name, obj, skip, options):
     doc = getattr(obj, "__doc__", None) or ""
     if what == "class" and doc.startswith("Alias for field number"):
         return True
+    # scikit-learn generates set_*_request methods on every estimator for its
+    # metadata routing; they are documented by scikit-learn, not here.
+    if what == "class" and name.startswith("set_") and name.endswith("_request"):
+        return True
     return None
 
 

@@ -22,6 +22,18 @@ TARGET_TASKS = 64
 #: A key split is never made shorter than this many keys.
 MIN_SPLIT_KEYS = 4096
 
+#: Dot-product scores with at least this many features are computed a tile
+#: at a time by one matrix product (BLAS) instead of feature by feature.
+GEMM_MIN_FEATURES = 32
+
+#: With at least this many value columns the weighted sums of a tile are one
+#: matrix product instead of one dot product per column.
+GEMM_MIN_OUTPUTS = 16
+
+#: Queries per task on the matrix-product path: larger blocks make larger,
+#: more efficient products while the scores of a tile stay in cache.
+GEMM_QUERY_BLOCK = 128
+
 #: Floating-point relaxations allowed in the CPU kernels. ``reassoc`` lets
 #: LLVM vectorise reductions and ``contract`` fuse multiply-adds; the flags
 #: that assume no NaN or infinity are deliberately absent, because ``-inf``

@@ -1,6 +1,17 @@
-import numpy as np
-import pytest
-from hypothesis import HealthCheck, settings
+import os
+import sys
+
+# numba reads NUMBA_ENABLE_CUDASIM when it is first imported, so the choice
+# of the CUDA simulator (no GPU here) must be made before any test module
+# imports numba; tests/test_cuda.py explains the rest.
+from nwattn._device import driver_problem
+
+if "numba" not in sys.modules and driver_problem() is not None:
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
     "default",

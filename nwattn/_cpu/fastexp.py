@@ -55,6 +55,11 @@ _HALF_F = np.float32(0.5)
 _ZERO_F = np.float32(0.0)
 _C = [np.float32(1.0 / f) for f in (1, 1, 2, 6, 24, 120, 720, 5040)]
 _C0F, _C1F, _C2F, _C3F, _C4F, _C5F, _C6F, _C7F = _C
+# int32 constants: a Python int literal would widen the exponent arithmetic
+# to int64 and halve the SIMD width of the float32 loop.
+_ONE_I = np.int32(1)
+_BIAS_I = np.int32(127)
+_SHIFT_I = np.int32(23)
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -81,9 +86,26 @@ def _exp_f32(x):
     p = _C0F + r * (_C1F + r * (_C2F + r * (_C3F + r * (_C4F + r * (
         _C5F + r * (_C6F + r * _C7F))))))
     ki = np.int32(k)
-    k1 = ki >> 1
-    e = p * _bits_to_f32(np.int32((k1 + 127) << 23)) * _bits_to_f32(np.int32((ki - k1 + 127) << 23))
+    k1 = ki >> _ONE_I
+    e = (p * _bits_to_f32(np.int32((k1 + _BIAS_I) << _SHIFT_I))
+         * _bits_to_f32(np.int32((ki - k1 + _BIAS_I) << _SHIFT_I)))
     return e if x >= _F32_ZERO_BELOW else _ZERO_F
+
+
+def like(arr, x):
+    """``x`` converted to the dtype of ``arr``.
+
+    A float64 literal in a float32 loop promotes the whole loop to float64;
+    constants and accumulators go through this to stay in the array's dtype.
+    """
+    return x
+
+
+@overload(like, inline="always")
+def _like_impl(arr, x):
+    if arr.dtype == types.float32:
+        return lambda arr, x: np.float32(x)
+    return lambda arr, x: np.float64(x)
 
 
 def exp_shifted(row, shift, n):

@@ -7,6 +7,16 @@ Each task writes only its own rows of its own split's output, so no two
 threads share an accumulator. When the keys were split, the partial states
 are merged exactly, always in split order, so the result does not depend on
 the number of threads.
+
+Two task bodies share the scores and the softmax update of
+:mod:`nwattn._cpu.rows`. The row kernel (:func:`pool_task`) streams one
+query at a time and suits few features and outputs. The matrix kernel
+(:func:`pool_task_gemm`) handles a block of queries against a tile of keys
+with matrix products: the scores of a dot-product score with many features
+are one product ``Q_block @ K_tile.T``, and the weighted sums of many
+outputs are one product ``W_tile @ V_tile``. The products run in the BLAS
+that NumPy's linear algebra in Numba uses, limited to one thread per task
+so the tasks, not the BLAS, own the cores.
 """
 
 import math
@@ -15,7 +25,9 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import FASTMATH
-from .rows import absorb_row, score_row
+from ..kernels import DOT
+from .fastexp import like
+from .rows import absorb_row, bias_row, score_row, weigh_row
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -70,6 +82,70 @@ def pool_task(Q, KT, VT, VT2, logw, family, code, scale, self_shift, q0, q1, k0,
             i = q0 + ii
             score_row(Q, i, KT, j0, j1, family, code, scale, logw, i + self_shift, row)
             absorb_row(row, j1 - j0, VT, VT2, j0, ii, smax, snorm, sacc, ssq)
+    for ii in range(nq):
+        out_max[s, q0 + ii] = smax[ii]
+        out_norm[s, q0 + ii] = snorm[ii]
+        for col in range(p):
+            out_acc[s, q0 + ii, col] = sacc[ii, col]
+        for col in range(p2):
+            out_sq[s, q0 + ii, col] = ssq[ii, col]
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def pool_states_gemm(Q, KT, K, V, V2, logw, family, code, scale, self_shift, gemm_scores,
+                     query_block, key_tile, n_split, split_size,
+                     out_max, out_norm, out_acc, out_sq):
+    """:func:`pool_states` with the matrix-product task body.
+
+    ``K`` (m, d) are the keys untransposed (used when ``gemm_scores``; may
+    have no rows otherwise), ``V`` (m, p) and ``V2`` (m, p2) the centred
+    values and their squares untransposed. The other arguments are those of
+    :func:`pool_states`.
+    """
+    n = Q.shape[0]
+    n_blocks = (n + query_block - 1) // query_block
+    for task in prange(n_blocks * n_split):
+        b = task // n_split
+        s = task - b * n_split
+        pool_task_gemm(Q, KT, K, V, V2, logw, family, code, scale, self_shift, gemm_scores,
+                       b * query_block, min(n, (b + 1) * query_block),
+                       s * split_size, min(KT.shape[1], (s + 1) * split_size), key_tile, s,
+                       out_max, out_norm, out_acc, out_sq)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def pool_task_gemm(Q, KT, K, V, V2, logw, family, code, scale, self_shift, gemm_scores,
+                   q0, q1, k0, k1, key_tile, s, out_max, out_norm, out_acc, out_sq):
+    """One task of :func:`pool_states_gemm`: queries ``q0:q1``, keys ``k0:k1``."""
+    p = V.shape[1]
+    p2 = V2.shape[1]
+    nq = q1 - q0
+    smax = np.full(nq, -math.inf, dtype=Q.dtype)
+    snorm = np.zeros(nq, dtype=Q.dtype)
+    sacc = np.zeros((nq, p), dtype=Q.dtype)
+    ssq = np.zeros((nq, p2), dtype=Q.dtype)
+    sc = like(Q, scale)
+    Qb = Q[q0:q1]
+    for j0 in range(k0, k1, key_tile):
+        j1 = min(k1, j0 + key_tile)
+        n = j1 - j0
+        if gemm_scores:
+            S = np.dot(Qb, K[j0:j1].T)
+            for ii in range(nq):
+                row = S[ii]
+                for jj in range(n):
+                    row[jj] *= sc
+                bias_row(row, logw, j0, j1, q0 + ii + self_shift)
+        else:
+            S = np.empty((nq, n), dtype=Q.dtype)
+            for ii in range(nq):
+                i = q0 + ii
+                score_row(Q, i, KT, j0, j1, family, code, scale, logw, i + self_shift, S[ii])
+        for ii in range(nq):
+            weigh_row(S[ii], n, ii, smax, snorm, sacc, ssq)
+        sacc += np.dot(S, V[j0:j1])
+        if p2 > 0:
+            ssq += np.dot(S, V2[j0:j1])
     for ii in range(nq):
         out_max[s, q0 + ii] = smax[ii]
         out_norm[s, q0 + ii] = snorm[ii]
@@ -135,20 +211,34 @@ def run_pool(Q, KT, VT, VT2, logw, family, code, scale, self_shift):
     """
     from .. import _config
 
-    n = Q.shape[0]
+    n, d = Q.shape
     m = KT.shape[1]
     p, p2 = VT.shape[0], VT2.shape[0]
+    gemm_scores = family == DOT and d >= _config.GEMM_MIN_FEATURES
+    use_gemm = gemm_scores or p >= _config.GEMM_MIN_OUTPUTS
+    query_block = _config.GEMM_QUERY_BLOCK if use_gemm else _config.QUERY_BLOCK
     n_split, split_size = plan_splits(
-        n, m, _config.QUERY_BLOCK, _config.TARGET_TASKS, _config.MIN_SPLIT_KEYS
+        n, m, query_block, _config.TARGET_TASKS, _config.MIN_SPLIT_KEYS
     )
     dtype = Q.dtype
     out_max = np.empty((n_split, n), dtype)
     out_norm = np.empty((n_split, n), dtype)
     out_acc = np.empty((n_split, n, p), dtype)
     out_sq = np.empty((n_split, n, p2), dtype)
-    pool_states(Q, KT, VT, VT2, logw, family, code, scale, self_shift,
-                _config.QUERY_BLOCK, _config.KEY_TILE, n_split, split_size,
-                out_max, out_norm, out_acc, out_sq)
+    if use_gemm:
+        from threadpoolctl import threadpool_limits
+
+        K = np.ascontiguousarray(KT.T) if gemm_scores else np.empty((0, d), dtype)
+        V = np.ascontiguousarray(VT.T)
+        V2 = np.ascontiguousarray(VT2.T)
+        with threadpool_limits(1, user_api="blas"):
+            pool_states_gemm(Q, KT, K, V, V2, logw, family, code, scale, self_shift,
+                             gemm_scores, query_block, _config.KEY_TILE, n_split,
+                             split_size, out_max, out_norm, out_acc, out_sq)
+    else:
+        pool_states(Q, KT, VT, VT2, logw, family, code, scale, self_shift,
+                    query_block, _config.KEY_TILE, n_split, split_size,
+                    out_max, out_norm, out_acc, out_sq)
     for s in range(1, n_split):
         merge_into(out_max[0], out_norm[0], out_acc[0], out_sq[0],
                    out_max[s], out_norm[s], out_acc[s], out_sq[s])

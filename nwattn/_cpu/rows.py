@@ -14,7 +14,7 @@ from numba import njit
 
 from .._config import FASTMATH
 from ..kernels import DISTANCE, GAUSSIAN, log_weight
-from .fastexp import exp_shifted
+from .fastexp import exp_shifted, like
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -27,8 +27,9 @@ def score_row(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row):
     (leave-one-out), or -1.
     """
     n = j1 - j0
+    zero = like(row, 0.0)
     for jj in range(n):
-        row[jj] = 0.0
+        row[jj] = zero
     d = Q.shape[1]
     if family == DISTANCE:
         for t in range(d):
@@ -39,8 +40,9 @@ def score_row(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row):
                 row[jj] += diff * diff
         if code == GAUSSIAN:
             # The most used kernel gets a branch-free loop that vectorises.
+            neg_half = like(row, -0.5)
             for jj in range(n):
-                row[jj] *= -0.5
+                row[jj] *= neg_half
         else:
             for jj in range(n):
                 row[jj] = log_weight(code, row[jj])
@@ -50,8 +52,20 @@ def score_row(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row):
             kt = KT[t, j0:j1]
             for jj in range(n):
                 row[jj] += qt * kt[jj]
+        sc = like(row, scale)
         for jj in range(n):
-            row[jj] *= scale
+            row[jj] *= sc
+    bias_row(row, logw, j0, j1, self_j)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def bias_row(row, logw, j0, j1, self_j):
+    """Add the log key weights of keys ``j0:j1`` to ``row`` and drop key ``self_j``.
+
+    The last step of every score, whether the tile was scored by
+    :func:`score_row` or by a matrix product.
+    """
+    n = j1 - j0
     if logw.shape[0] > 0:
         lw = logw[j0:j1]
         for jj in range(n):
@@ -61,19 +75,23 @@ def score_row(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row):
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def absorb_row(row, n, VT, VT2, j0, ii, smax, snorm, sacc, ssq):
-    """Fold the scores ``row[:n]`` of keys ``j0:j0+n`` into the state of query ``ii``.
+def weigh_row(row, n, ii, smax, snorm, sacc, ssq):
+    """Turn the scores ``row[:n]`` into weights against the state of query ``ii``.
 
-    The online softmax update (DESIGN section 2): raise the running maximum,
-    rescale what was accumulated, add the tile's terms. ``row`` is
-    overwritten with the unnormalised weights. ``VT2`` holds the squared
-    centred values; it has no columns when the variance is not tracked.
+    The first half of the online softmax update (DESIGN section 2): raise
+    the running maximum, rescale what was accumulated, replace the scores by
+    ``exp(score - max)`` and add their sum to the normaliser. Returns False,
+    with ``row[:n]`` zeroed, when every score is ``-inf``: the tile adds
+    nothing. The caller then adds ``row . v`` to the accumulators.
     """
-    tmax = -math.inf
+    tmax = like(row, -math.inf)
     for jj in range(n):
         tmax = max(tmax, row[jj])
     if tmax == -math.inf:
-        return
+        zero = like(row, 0.0)
+        for jj in range(n):
+            row[jj] = zero
+        return False
     old = smax[ii]
     if tmax > old:
         if old > -math.inf:
@@ -85,15 +103,29 @@ def absorb_row(row, n, VT, VT2, j0, ii, smax, snorm, sacc, ssq):
                 ssq[ii, col] *= c
         smax[ii] = tmax
     snorm[ii] += exp_shifted(row, smax[ii], n)
+    return True
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def absorb_row(row, n, VT, VT2, j0, ii, smax, snorm, sacc, ssq):
+    """Fold the scores ``row[:n]`` of keys ``j0:j0+n`` into the state of query ``ii``.
+
+    :func:`weigh_row`, then the weighted sums of the values, one output
+    column at a time. ``row`` is overwritten with the unnormalised weights.
+    ``VT2`` holds the squared centred values; it has no rows when the
+    variance is not tracked.
+    """
+    if not weigh_row(row, n, ii, smax, snorm, sacc, ssq):
+        return
     for col in range(VT.shape[0]):
         vt = VT[col, j0:j0 + n]
-        a = 0.0
+        a = like(row, 0.0)
         for jj in range(n):
             a += row[jj] * vt[jj]
         sacc[ii, col] += a
-    for col in range(ssq.shape[1]):
+    for col in range(VT2.shape[0]):
         vt2 = VT2[col, j0:j0 + n]
-        b = 0.0
+        b = like(row, 0.0)
         for jj in range(n):
             b += row[jj] * vt2[jj]
         ssq[ii, col] += b

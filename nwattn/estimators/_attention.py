@@ -121,7 +121,7 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
         Weights of the keys, ``None`` when all are equal.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features, when ``X`` had string column names.
 
     See Also

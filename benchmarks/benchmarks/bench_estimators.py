@@ -1,0 +1,63 @@
+"""The scikit-learn estimators: bandwidth selection, prediction, training.
+
+A benchmark whose estimator is not part of the installed nwattn is skipped.
+"""
+
+import numpy as np
+
+
+def _estimator(name):
+    try:
+        import nwattn
+
+        return getattr(nwattn, name)
+    except (ImportError, AttributeError) as exc:
+        raise NotImplementedError(f"nwattn.{name} is not available: {exc}") from exc
+
+
+def _regression_data(n, d, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-2.0, 2.0, size=(n, d))
+    y = np.sin(2.0 * X[:, 0]) + 0.5 * X[:, 1:].sum(axis=1) + 0.1 * rng.normal(size=n)
+    return X, y
+
+
+class NadarayaWatson:
+    params = ([1_000, 10_000],)
+    param_names = ["n"]
+    timeout = 600
+
+    def setup(self, n):
+        cls = _estimator("NadarayaWatsonRegressor")
+        self.X, self.y = _regression_data(n, 4)
+        self.make = lambda: cls(kernel="gaussian", bandwidth="cv")
+        self.make().fit(self.X[:50], self.y[:50])  # compile outside the timing
+        self.fitted = self.make().fit(self.X, self.y)
+
+    def time_fit_cv_bandwidth(self, n):
+        self.make().fit(self.X, self.y)
+
+    def time_predict(self, n):
+        self.fitted.predict(self.X)
+
+    def peakmem_fit_cv_bandwidth(self, n):
+        self.make().fit(self.X, self.y)
+
+
+class Attention:
+    params = ([1_000, 5_000],)
+    param_names = ["n"]
+    timeout = 600
+
+    def setup(self, n):
+        cls = _estimator("AttentionRegressor")
+        self.X, self.y = _regression_data(n, 4)
+        self.make = lambda: cls(max_iter=20)
+        self.make().fit(self.X[:50], self.y[:50])
+        self.fitted = self.make().fit(self.X, self.y)
+
+    def time_fit(self, n):
+        self.make().fit(self.X, self.y)
+
+    def time_predict(self, n):
+        self.fitted.predict(self.X)

@@ -1,0 +1,82 @@
+"""Accuracy of the vectorisable exp over the whole range of each dtype."""
+
+import numpy as np
+import pytest
+from numba import njit
+
+from nwattn._cpu.fastexp import exp_shifted
+
+# Largest error allowed, in units in the last place of the correctly rounded
+# result (or of the smallest subnormal, for results in the subnormal range).
+MAX_ULP = 2.0
+
+
+@njit(cache=True)
+def _apply(x, shift):
+    row = x.copy()
+    total = exp_shifted(row, shift, row.shape[0])
+    return row, total
+
+
+def _inputs(dtype, rng):
+    """Every regime: -inf, underflow to 0, subnormal results, normal results,
+    subnormal and signed-zero inputs, and the edges of each range."""
+    info = np.finfo(dtype)
+    tiny_sub = float(info.smallest_subnormal)
+    if dtype == np.float64:
+        lo_normal, lo_zero = np.log(info.tiny), -745.2
+    else:
+        lo_normal, lo_zero = float(np.log(np.float64(info.tiny))), -104.0
+    parts = [
+        [-np.inf, -1e300 if dtype == np.float64 else -1e30, lo_zero - 50, lo_zero - 1e-3],
+        rng.uniform(lo_zero - 1, lo_normal, size=2000),         # subnormal results
+        rng.uniform(lo_normal, 0.0, size=20000),                # normal results
+        -np.logspace(-40 if dtype == np.float32 else -300, 1, 2000),  # near zero
+        [0.0, -0.0, tiny_sub, -tiny_sub, float(info.tiny), -float(info.tiny)],
+        rng.uniform(0.0, 20.0, size=500),                       # above the shift
+        np.arange(-40, 1) * np.log(2.0),                        # range-reduction edges
+        np.arange(-40, 1) * np.log(2.0) + 0.5 * np.log(2.0),
+    ]
+    return np.concatenate([np.asarray(p, dtype=np.float64) for p in parts]).astype(dtype)
+
+
+def _ulp_error(got, x, dtype):
+    want64 = np.exp(x.astype(np.float64))
+    want = want64.astype(dtype)
+    spacing = np.spacing(np.abs(want)).astype(np.float64)
+    spacing = np.maximum(spacing, float(np.finfo(dtype).smallest_subnormal))
+    return np.abs(got.astype(np.float64) - want64) / spacing
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_exp_accuracy_whole_range(rng, dtype):
+    x = _inputs(dtype, rng)
+    with np.errstate(under="ignore", over="ignore"):
+        got, total = _apply(x, 0.0)
+        err = _ulp_error(got, x, dtype)
+    assert got.dtype == dtype
+    assert np.all(np.isfinite(got))
+    worst = int(np.argmax(err))
+    assert err[worst] <= MAX_ULP, f"exp({x[worst]!r}) = {got[worst]!r}: {err[worst]:.2f} ulp"
+    assert got[x == -np.inf].tolist() == [0.0]
+    assert np.all(got[x < (-745.2 if dtype == np.float64 else -104.0)] == 0.0)
+    np.testing.assert_allclose(total, got.astype(np.float64).sum(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_exp_shift_and_prefix(rng, dtype):
+    x = rng.uniform(-30.0, 5.0, size=101).astype(dtype)
+    x[7] = -np.inf
+    n = 60
+    row = x.copy()
+    shifted = exp_shifted_prefix(row, 5.0, n)
+    # the shift is subtracted in the dtype, as the kernels do
+    want = np.exp((x[:n] - dtype(5.0)).astype(np.float64))
+    np.testing.assert_allclose(row[:n], want, rtol=4 * np.finfo(dtype).eps)
+    np.testing.assert_array_equal(row[n:], x[n:])  # only the prefix is touched
+    np.testing.assert_allclose(shifted, want.sum(), rtol=1e-5)
+
+
+@njit(cache=True)
+def exp_shifted_prefix(row, shift, n):
+    return exp_shifted(row, shift, n)
