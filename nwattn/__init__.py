@@ -19,7 +19,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-_SUBMODULES = ("kernels", "ops", "state", "exceptions", "bandwidth", "estimators")
+_SUBMODULES = ("kernels", "ops", "state", "exceptions", "bandwidth")
 
 # Estimators import scikit-learn, so they load on first use too.
 _ESTIMATORS = {"AttentionRegressor": "estimators", "NadarayaWatsonRegressor": "estimators"}
