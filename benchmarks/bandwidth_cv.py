@@ -21,12 +21,12 @@ Measured with ``python benchmarks/bandwidth_cv.py --per-feature`` on a 2-core
 AMD EPYC (Zen 4) virtual machine shared with other jobs (numba 0.68,
 statsmodels 0.15.0), one run:
 
-- n = 20 000, d = 8: scalar search 11.4 s (cv score 2.70604, h = 0.123);
-  per-feature search 85 s (cv score 1.34320). Under heavier load from
-  other jobs the scalar search took 23-52 s.
-- n = 1000, d = 2: nwattn 0.033 s on one thread (0.076 s on two),
-  statsmodels 9.17 s: 278x. Both choose h = (0.041, 2.408); the CV score of
-  nwattn's choice is lower by 4.6e-12 (statsmodels' own ``cv_loo``).
+- n = 20 000, d = 8: scalar search 17.1 s (cv score 2.70604, h = 0.123);
+  per-feature search 134 s (cv score 1.34320). Across runs under varying
+  load from other jobs the scalar search took 11-52 s.
+- n = 1000, d = 2: nwattn 0.053 s (median of 5, one thread), statsmodels
+  13.2 s: 247x. Both choose h = (0.041, 2.408); the CV score of nwattn's
+  choice is lower by 4.6e-12 (statsmodels' own ``cv_loo``).
 """
 
 import argparse
