@@ -100,7 +100,8 @@ for kernel, color in [("gaussian", "tab:blue"), ("epanechnikov", "tab:orange")]:
             label=f"{kernel}: error against f, plus noise variance")
     print(f"{kernel:<13} best h = {bandwidths[i]:.3f}, leave-one-out MSE = {loo[i]:.4f}")
     reg = NadarayaWatsonRegressor(kernel, bandwidth="cv").fit(X, y)
-    ax.plot(reg.bandwidth_, reg.cv_score_, "x", color="k", ms=8)
+    ax.plot(reg.bandwidth_, reg.cv_score_, "x", color="k", ms=8,
+            label='NadarayaWatsonRegressor(bandwidth="cv")' if kernel == "gaussian" else None)
     print(f"{'':<13} estimator: bandwidth_ = {reg.bandwidth_:.3f}, "
           f"cv_score_ = {reg.cv_score_:.4f}")
 ax.axhline(0.25, color="0.5", lw=0.8, ls="--")
