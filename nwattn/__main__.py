@@ -145,8 +145,9 @@ def _toy_figure(seed, path):
 
 
 def _demo(args):
-    """Nadaraya-Watson regression with cross-validated bandwidths next to k-NN and ridge
-    regression on scikit-learn's diabetes data and make_friedman1, then a figure of the
+    """Nadaraya-Watson regression with cross-validated bandwidths and attention regression
+    with learned scores (rbf, scaled_dot, additive), next to k-NN and ridge regression, on
+    scikit-learn's diabetes data and make_friedman1, then a figure of the
     noisy-sine toy problem (fits of several kernels and a heatmap of attention weights)."""
     if not args.no_plot and not _have_matplotlib():
         print("nwattn demo: the figure needs matplotlib, which is not installed.\n"
