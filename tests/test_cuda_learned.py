@@ -8,9 +8,12 @@ tiles and key splits.
 """
 
 import warnings
+from unittest import mock
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nwattn import _config, ops
 from nwattn._cpu import learned
@@ -169,3 +172,31 @@ def test_auto_moves_large_fits_to_the_gpu(rng, small_launch, monkeypatch):
     monkeypatch.setattr(_config, "CUDA_AUTO_MIN_PAIRS", 36)
     AttentionRegressor(max_iter=1, device="auto").fit(X, y)
     assert calls
+
+
+@needs_gpu
+@settings(max_examples=8)
+@given(kind=st.sampled_from(list(KINDS)), n=st.integers(2, 9), b_frac=st.floats(0.1, 1.0),
+       r=st.integers(1, 3), p=st.integers(1, 2), threads=st.integers(1, 5),
+       tile=st.integers(1, 4), split_keys=st.integers(1, 6), seed=st.integers(0, 2**32 - 1))
+def test_any_launch_shape_gives_the_cpu_gradient(kind, n, b_frac, r, p, threads, tile,
+                                                 split_keys, seed):
+    """Ragged edges: one row per block, tiles of one column, a split per column..."""
+    from nwattn._cuda import learned as gpu
+
+    rng = np.random.default_rng(seed)
+    b = max(1, int(round(b_frac * n)))
+    Pk = rng.normal(size=(n, r))
+    Pq = Pk[:b].copy() if kind == "rbf" else rng.normal(size=(b, r))
+    wv, Y = rng.normal(size=r), rng.normal(size=(n, p))
+    logw, qw = np.log(rng.uniform(0.5, 2.0, size=n)), rng.uniform(0.5, 2.0, size=b)
+    sizes = dict(CUDA_THREADS_PER_BLOCK=threads, CUDA_KEY_TILE=tile, CUDA_TARGET_BLOCKS=8,
+                 CUDA_MIN_SPLIT_KEYS=split_keys, CUDA_VALUE_CHUNK=2, CUDA_SIMPLE_THREADS=4)
+    with mock.patch.multiple(_config, **sizes):
+        got = gpu.loo_loss_grad(KINDS[kind], Pq, Pk, wv, Y, logw, qw, 0.7)
+    want = learned.loo_loss_grad(KINDS[kind], Pq, Pk, wv, Y, logw, qw, 0.7)
+    assert abs(got[0] - want[0]) <= 1e-10 * want[0]
+    # With two points each query has one neighbour and the gradient is
+    # exactly zero: compare on the scale of the values, not relatively.
+    for g, w in zip(got[1:], want[1:]):
+        assert np.all(np.abs(g - w) <= 1e-10 * (1.0 + np.abs(w).max()))
