@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from nwattn._cpu.fastexp import exp_shifted
+from nwattn._cpu.fastexp import exp_shifted, weights_dot
 
 # Largest error allowed, in units in the last place of the correctly rounded
 # result (or of the smallest subnormal, for results in the subnormal range).
@@ -80,3 +80,35 @@ def test_exp_shift_and_prefix(rng, dtype):
 @njit(cache=True)
 def exp_shifted_prefix(row, shift, n):
     return exp_shifted(row, shift, n)
+
+
+@njit(cache=True)
+def _weights(x, shift, n, v):
+    row = x.copy()
+    total, dot = weights_dot(row, shift, n, v)
+    return row, total, dot
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_weights_whole_range(rng, dtype):
+    """Softmax weights: exp where the result is normal, 0 where it would be
+    subnormal, and the normaliser and weighted sum of the same pass."""
+    x = _inputs(dtype, rng)
+    x = x[x <= 0]
+    v = rng.normal(size=x.shape[0]).astype(dtype)
+    n = x.shape[0] - 3
+    with np.errstate(under="ignore", over="ignore"):
+        got, total, dot = _weights(x, 0.0, n, v)
+        err = _ulp_error(got[:n], x[:n], dtype)
+    tiny = float(np.finfo(dtype).tiny)
+    # a hair above the smallest normal the weight may already be flushed
+    normal = np.exp(x[:n].astype(np.float64)) >= tiny * (1 + 1e-4)
+    assert got.dtype == dtype
+    assert np.max(err[normal], initial=0.0) <= MAX_ULP
+    # near or below the smallest normal a weight is flushed to 0 or kept
+    assert np.all(got[:n][~normal] <= tiny * (1 + 1e-4))
+    np.testing.assert_array_equal(got[n:], x[n:])  # only the prefix is touched
+    want = np.where(normal, np.exp(x[:n].astype(np.float64)), 0.0)
+    np.testing.assert_allclose(total, want.sum(), rtol=1e-5)
+    np.testing.assert_allclose(dot, want @ v[:n].astype(np.float64), rtol=1e-4,
+                               atol=1e-5 * np.abs(v).max())

@@ -78,6 +78,42 @@ def _exp_f64(x):
     return e if x >= _F64_ZERO_BELOW else 0.0
 
 
+# Thresholds below which exp(x) is subnormal (log of the smallest normal).
+_F64_NORMAL_BELOW = -708.3964
+_F32_NORMAL_BELOW = np.float32(-87.3365)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _weight_f64(x):
+    """``exp(x)``, flushed to 0 where the result would be subnormal.
+
+    For softmax weights against the running maximum: the largest weight of
+    a query is 1, so a weight below 2**-1022 cannot change any sum, and one
+    exponent factor then suffices instead of two.
+    """
+    v = max(x, _F64_NORMAL_BELOW)
+    k = np.floor(v * _LOG2E + 0.5)
+    r = (v - k * _LN2_HI) - k * _LN2_LO
+    p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6 + r * (1.0 / 24 + r * (
+        1.0 / 120 + r * (1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320 + r * (
+            1.0 / 362880 + r * (1.0 / 3628800 + r * (1.0 / 39916800 + r * (
+                1.0 / 479001600))))))))))))
+    e = p * _bits_to_f64((np.int64(k) + 1023) << 52)
+    return e if x >= _F64_NORMAL_BELOW else 0.0
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _weight_f32(x):
+    """float32 :func:`_weight_f64`."""
+    v = max(x, _F32_NORMAL_BELOW)
+    k = np.floor(v * _LOG2E_F + _HALF_F)
+    r = (v - k * _LN2_HI_F) - k * _LN2_LO_F
+    p = _C0F + r * (_C1F + r * (_C2F + r * (_C3F + r * (_C4F + r * (
+        _C5F + r * (_C6F + r * _C7F))))))
+    e = p * _bits_to_f32(np.int32((np.int32(k) + _BIAS_I) << _SHIFT_I))
+    return e if x >= _F32_NORMAL_BELOW else _ZERO_F
+
+
 @njit(inline="always", fastmath=FASTMATH)
 def _exp_f32(x):
     v = max(x, _F32_CLAMP)
@@ -142,5 +178,53 @@ def _exp_shifted_impl(row, shift, n):
             row[j] = e
             total += e
         return total
+
+    return impl
+
+
+def weights_dot(row, shift, n, v):
+    """Replace ``row[:n]`` by the softmax weights ``exp(row[:n] - shift)``.
+
+    Returns ``(sum of the weights, weights . v[:n])``: one pass computes
+    the weights of a tile, the normaliser and the first weighted sum.
+    Weights below the smallest normal number become 0 (they cannot change
+    sums whose largest term is 1). ``shift`` must be finite and at least
+    the largest entry.
+    """
+    total = 0.0
+    dot = 0.0
+    for j in range(n):
+        row[j] = np.exp(row[j] - shift)
+        total += row[j]
+        dot += row[j] * v[j]
+    return total, dot
+
+
+@overload(weights_dot, inline="always", jit_options={"fastmath": FASTMATH})
+def _weights_dot_impl(row, shift, n, v):
+    if row.dtype == types.float32:
+
+        def impl(row, shift, n, v):
+            s = np.float32(shift)
+            total = _ZERO_F
+            dot = _ZERO_F
+            for j in range(n):
+                e = _weight_f32(row[j] - s)
+                row[j] = e
+                total += e
+                dot += e * v[j]
+            return total, dot
+
+        return impl
+
+    def impl(row, shift, n, v):
+        total = 0.0
+        dot = 0.0
+        for j in range(n):
+            e = _weight_f64(row[j] - shift)
+            row[j] = e
+            total += e
+            dot += e * v[j]
+        return total, dot
 
     return impl

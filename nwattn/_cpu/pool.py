@@ -27,7 +27,7 @@ from numba import njit, prange
 from .._config import FASTMATH
 from ..kernels import DOT
 from .fastexp import like
-from .rows import absorb_row, bias_row, score_row, weigh_row
+from .rows import absorb_row_max, bias_row, score_row, score_row_max, weigh_row
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -80,8 +80,9 @@ def pool_task(Q, KT, VT, VT2, logw, family, code, scale, self_shift, q0, q1, k0,
         j1 = min(k1, j0 + key_tile)
         for ii in range(nq):
             i = q0 + ii
-            score_row(Q, i, KT, j0, j1, family, code, scale, logw, i + self_shift, row)
-            absorb_row(row, j1 - j0, VT, VT2, j0, ii, smax, snorm, sacc, ssq)
+            tmax = score_row_max(Q, i, KT, j0, j1, family, code, scale, logw,
+                                 i + self_shift, row)
+            absorb_row_max(row, j1 - j0, tmax, VT, VT2, j0, ii, smax, snorm, sacc, ssq)
     for ii in range(nq):
         out_max[s, q0 + ii] = smax[ii]
         out_norm[s, q0 + ii] = snorm[ii]
