@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from nwattn._cpu.fastexp import exp_shifted, weights_dot
+from nwattn._cpu.fastexp import exp_shifted, max_no_nan, weights_dot
 
 # Largest error allowed, in units in the last place of the correctly rounded
 # result (or of the smallest subnormal, for results in the subnormal range).
@@ -112,3 +112,22 @@ def test_weights_whole_range(rng, dtype):
     np.testing.assert_allclose(total, want.sum(), rtol=1e-5)
     np.testing.assert_allclose(dot, want @ v[:n].astype(np.float64), rtol=1e-4,
                                atol=1e-5 * np.abs(v).max())
+
+
+@njit(cache=True)
+def _running_max(x):
+    t = x[0]
+    for j in range(1, x.shape[0]):
+        t = max_no_nan(t, x[j])
+    return t
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_running_max(rng, dtype):
+    """The vectorisable maximum agrees with NumPy, -inf included."""
+    for size in (1, 7, 64, 515):
+        x = rng.normal(size=size).astype(dtype)
+        x[rng.random(size) < 0.3] = -np.inf
+        assert _running_max(x) == x.max()
+    assert _running_max(np.full(9, -np.inf, dtype)) == -np.inf
+    assert _running_max(np.array([-np.inf, 3.0, np.inf], dtype)) == np.inf

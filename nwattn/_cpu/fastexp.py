@@ -12,6 +12,7 @@ that the truncation error is below the dtype's rounding (about 2 ulp).
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from .._config import FASTMATH
@@ -33,6 +34,28 @@ def _bits_to_f32(typingctx, bits):
 
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def max_no_nan(typingctx, a, b):
+    """``max(a, b)`` of two floats of one type that are never NaN.
+
+    LLVM vectorises a running maximum only when it may assume no NaN, and
+    Numba's ``max`` does not say so. Scores are never NaN (inputs are
+    validated finite); ``-inf`` is allowed and handled as usual. The flag
+    is set on this one operation, not on the whole function.
+    """
+    if a != b or not isinstance(a, types.Float):
+        return None
+    sig = a(a, b)
+
+    def codegen(context, builder, signature, args):
+        ty = args[0].type
+        name = "llvm.maxnum.f64" if isinstance(ty, ir.DoubleType) else "llvm.maxnum.f32"
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty, ty]), name)
+        return builder.call(fn, args, fastmath=("nnan", "nsz"))
 
     return sig, codegen
 

@@ -14,7 +14,7 @@ from numba import njit
 
 from .._config import FASTMATH
 from ..kernels import DISTANCE, GAUSSIAN, log_weight
-from .fastexp import exp_shifted, like, weights_dot
+from .fastexp import exp_shifted, like, max_no_nan, weights_dot
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -81,12 +81,12 @@ def score_row_max(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row):
             for jj in range(n):
                 x = row[jj] * neg_half
                 row[jj] = x
-                tmax = max(tmax, x)
+                tmax = max_no_nan(tmax, x)
         else:
             for jj in range(n):
-                x = log_weight(code, row[jj])
+                x = like(row, log_weight(code, row[jj]))
                 row[jj] = x
-                tmax = max(tmax, x)
+                tmax = max_no_nan(tmax, x)
     else:
         for t in range(0, d4, 4):
             qa, qb, qc, qd = Q[i, t], Q[i, t + 1], Q[i, t + 2], Q[i, t + 3]
@@ -110,7 +110,7 @@ def score_row_max(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row):
         for jj in range(n):
             x = row[jj] * sc
             row[jj] = x
-            tmax = max(tmax, x)
+            tmax = max_no_nan(tmax, x)
     if logw.shape[0] > 0 or j0 <= self_j < j1:
         bias_row(row, logw, j0, j1, self_j)
         tmax = row_max(row, n)
@@ -122,7 +122,7 @@ def row_max(row, n):
     """Largest of ``row[:n]`` (``-inf`` when empty or all ``-inf``)."""
     tmax = like(row, -math.inf)
     for jj in range(n):
-        tmax = max(tmax, row[jj])
+        tmax = max_no_nan(tmax, row[jj])
     return tmax
 
 
