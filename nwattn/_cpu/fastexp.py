@@ -60,6 +60,26 @@ def max_no_nan(typingctx, a, b):
     return sig, codegen
 
 
+@intrinsic
+def _f64_to_bits(typingctx, x):
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return sig, codegen
+
+
+@intrinsic
+def _f32_to_bits(typingctx, x):
+    sig = types.int32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return sig, codegen
+
+
 # float64 constants. ln 2 is split in a high part exact in 32 bits and a
 # low part, so that k * LN2_HI is exact (Cody-Waite reduction).
 _LOG2E = 1.4426950408889634
@@ -251,3 +271,64 @@ def _weights_dot_impl(row, shift, n, v):
         return total, dot
 
     return impl
+
+
+# log: x = 2**e * f with f in [sqrt(1/2), sqrt(2)), log f = 2 atanh(s) with
+# s = (f - 1) / (f + 1), |s| < 0.172, and atanh(s) / s a series in s**2
+# truncated where its next term is below the dtype's rounding.
+_SQRT_HALF_BITS = np.int64(0x3FE6A09E667F3BCD)  # bits of sqrt(1/2)
+_MANT_MASK = np.int64((1 << 52) - 1)
+_ONE_BITS = np.int64(1023 << 52)
+_SQRT_HALF_BITS_F = np.int32(0x3F3504F3)
+_MANT_MASK_F = np.int32((1 << 23) - 1)
+_ONE_BITS_F = np.int32(127 << 23)
+_ONE_F = np.float32(1.0)
+_TWO_F = np.float32(2.0)
+_LN2_F = np.float32(0.6931471805599453)
+_A = [np.float32(1.0 / k) for k in (3, 5, 7, 9, 11)]
+_A3F, _A5F, _A7F, _A9F, _A11F = _A
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def log_pos_f64(x):
+    """``log(x)`` for a positive normal float64 ``x``, vectorisable.
+
+    Accurate to a few units in the last place of the result's magnitude
+    (absolute error below 3e-16 near ``x = 1``).
+    """
+    # Offsetting the bits by those of 1 - sqrt(1/2) before splitting them
+    # puts the mantissa in [sqrt(1/2), sqrt(2)) without a branch.
+    ix = _f64_to_bits(x) + (_ONE_BITS - _SQRT_HALF_BITS)
+    e = (ix >> 52) - 1023
+    f = _bits_to_f64((ix & _MANT_MASK) + _SQRT_HALF_BITS)
+    s = (f - 1.0) / (f + 1.0)
+    z = s * s
+    q = 1.0 / 3 + z * (1.0 / 5 + z * (1.0 / 7 + z * (1.0 / 9 + z * (1.0 / 11 + z * (
+        1.0 / 13 + z * (1.0 / 15 + z * (1.0 / 17 + z * (1.0 / 19 + z * (
+            1.0 / 21 + z * (1.0 / 23))))))))))
+    k = np.float64(e)
+    return (k * _LN2_HI + (2.0 * s + (k * _LN2_LO + 2.0 * s * z * q)))
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def log_pos_f32(x):
+    """float32 :func:`log_pos_f64`."""
+    ix = _f32_to_bits(x) + (_ONE_BITS_F - _SQRT_HALF_BITS_F)
+    e = (ix >> _SHIFT_I) - _BIAS_I
+    f = _bits_to_f32((ix & _MANT_MASK_F) + _SQRT_HALF_BITS_F)
+    s = (f - _ONE_F) / (f + _ONE_F)
+    z = s * s
+    q = _A3F + z * (_A5F + z * (_A7F + z * (_A9F + z * _A11F)))
+    return np.float32(e) * _LN2_F + (_TWO_F * s + _TWO_F * s * z * q)
+
+
+def log_pos(x):
+    """``log(x)`` for a positive normal ``x`` in the dtype of ``x``, vectorisable."""
+    return np.log(x)
+
+
+@overload(log_pos, inline="always", jit_options={"fastmath": FASTMATH})
+def _log_pos_impl(x):
+    if x == types.float32:
+        return lambda x: log_pos_f32(x)
+    return lambda x: log_pos_f64(x)

@@ -60,7 +60,10 @@ def pool_states(Q, KT, VT, VT2, logw, family, code, scale, self_shift,
                   out_max, out_norm, out_acc, out_sq)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+# error_model="numpy": without it Numba guards every float division against
+# a zero divisor, a branch that stops LLVM from vectorising the loops of the
+# compact kernels' log-weights (whose divisors are never zero).
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def pool_task(Q, KT, VT, VT2, logw, family, code, scale, self_shift, q0, q1, k0, k1,
               key_tile, s, out_max, out_norm, out_acc, out_sq):
     """One task: queries ``q0:q1`` against keys ``k0:k1``, into split ``s``.
@@ -114,7 +117,7 @@ def pool_states_gemm(Q, KT, K, V, V2, logw, family, code, scale, self_shift, gem
                        out_max, out_norm, out_acc, out_sq)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def pool_task_gemm(Q, KT, K, V, V2, logw, family, code, scale, self_shift, gemm_scores,
                    q0, q1, k0, k1, key_tile, s, out_max, out_norm, out_acc, out_sq):
     """One task of :func:`pool_states_gemm`: queries ``q0:q1``, keys ``k0:k1``."""

@@ -13,8 +13,11 @@ import math
 from numba import njit
 
 from .._config import FASTMATH
-from ..kernels import DISTANCE, GAUSSIAN, log_weight
-from .fastexp import exp_shifted, like, max_no_nan, weights_dot
+import numpy as np
+
+from ..kernels import (BIWEIGHT, BOXCAR, DISTANCE, EPANECHNIKOV, GAUSSIAN, LAPLACIAN,
+                       TRIANGULAR, TRICUBE, log_weight)
+from .fastexp import exp_shifted, like, log_pos, max_no_nan, weights_dot
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -83,10 +86,7 @@ def score_row_max(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row):
                 row[jj] = x
                 tmax = max_no_nan(tmax, x)
         else:
-            for jj in range(n):
-                x = like(row, log_weight(code, row[jj]))
-                row[jj] = x
-                tmax = max_no_nan(tmax, x)
+            tmax = log_weight_row(code, row, n)
     else:
         for t in range(0, d4, 4):
             qa, qb, qc, qd = Q[i, t], Q[i, t + 1], Q[i, t + 2], Q[i, t + 3]
@@ -114,6 +114,63 @@ def score_row_max(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row):
     if logw.shape[0] > 0 or j0 <= self_j < j1:
         bias_row(row, logw, j0, j1, self_j)
         tmax = row_max(row, n)
+    return tmax
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def log_weight_row(code, row, n):
+    """Replace the squared distances ``row[:n]`` by log-weights; return their maximum.
+
+    The formulas of :mod:`nwattn.kernels` written as branch-free loops:
+    the scalar ``log1p`` of the catalogue is a libm call per pair that LLVM
+    cannot vectorise, so ``log(1 - t)`` goes through the vectorisable
+    :func:`~nwattn._cpu.fastexp.log_pos` (``1 - t`` rounds by at most half
+    an ulp, which moves the weight by as little). Kernels without such a
+    form (cosine) use the catalogue's scalar function.
+    """
+    one = like(row, 1.0)
+    zero = like(row, 0.0)
+    ninf = like(row, -math.inf)
+    tmax = ninf
+    if code == EPANECHNIKOV or code == BIWEIGHT:
+        c = like(row, 1.0 if code == EPANECHNIKOV else 2.0)
+        for jj in range(n):
+            t = one - row[jj]
+            x = c * log_pos(t if t > zero else one)
+            x = x if t > zero else ninf
+            row[jj] = x
+            tmax = max_no_nan(tmax, x)
+    elif code == TRIANGULAR:
+        for jj in range(n):
+            t = one - np.sqrt(row[jj])
+            x = log_pos(t if t > zero else one)
+            x = x if t > zero else ninf
+            row[jj] = x
+            tmax = max_no_nan(tmax, x)
+    elif code == TRICUBE:
+        three = like(row, 3.0)
+        for jj in range(n):
+            u = np.sqrt(row[jj])
+            t = one - u * u * u
+            x = three * log_pos(t if t > zero else one)
+            x = x if t > zero else ninf
+            row[jj] = x
+            tmax = max_no_nan(tmax, x)
+    elif code == LAPLACIAN:
+        for jj in range(n):
+            x = -np.sqrt(row[jj])
+            row[jj] = x
+            tmax = max_no_nan(tmax, x)
+    elif code == BOXCAR:
+        for jj in range(n):
+            x = zero if row[jj] <= one else ninf
+            row[jj] = x
+            tmax = max_no_nan(tmax, x)
+    else:
+        for jj in range(n):
+            x = like(row, log_weight(code, row[jj]))
+            row[jj] = x
+            tmax = max_no_nan(tmax, x)
     return tmax
 
 
