@@ -7,6 +7,11 @@ polynomial for ``exp(r)`` on ``|r| <= ln(2)/2`` and the factor ``2**k``
 assembled from exponent bits: straight-line arithmetic that LLVM turns into
 SIMD code. The polynomials are truncated Taylor series of high enough degree
 that the truncation error is below the dtype's rounding (about 2 ulp).
+
+The module also holds the other scalar operations the inner loops need in a
+form LLVM vectorises: a logarithm built the same way (exponent bits and a
+polynomial) for the compact kernels' log-weights, and a maximum that may
+assume its operands are not NaN, for the running maximum of a tile.
 """
 
 import numpy as np

@@ -1,20 +1,23 @@
 """The inner loop: one query against one tile of keys.
 
 Everything that touches a (query, key) pair lives here, so tuning the CPU
-path means tuning these two functions. Keys arrive transposed (``KT`` of
-shape ``(d, m)``) and values transposed and centred (``VT`` of shape
-``(p, m)``), so every loop over keys walks contiguous memory and vectorises. Loops index 1-D views starting at 0
-rather than ``A[t, j0 + jj]``: Numba cannot prove ``j0 + jj`` non-negative,
-and the negative-index wraparound it then inserts stops vectorisation.
+path means tuning this module: the scores (:func:`score_row`) and the
+online-softmax update (:func:`absorb_row`), each also in a form that
+passes the tile's largest score along instead of finding it in a pass of
+its own. Keys arrive transposed (``KT`` of shape ``(d, m)``) and values
+transposed and centred (``VT`` of shape ``(p, m)``), so every loop over
+keys walks contiguous memory and vectorises. Loops index 1-D views starting
+at 0 rather than ``A[t, j0 + jj]``: Numba cannot prove ``j0 + jj``
+non-negative, and the negative-index wraparound it then inserts stops
+vectorisation.
 """
 
 import math
 
+import numpy as np
 from numba import njit
 
 from .._config import FASTMATH
-import numpy as np
-
 from ..kernels import (BIWEIGHT, BOXCAR, DISTANCE, EPANECHNIKOV, GAUSSIAN, LAPLACIAN,
                        TRIANGULAR, TRICUBE, log_weight)
 from .fastexp import exp_shifted, like, log_pos, max_no_nan, weights_dot
