@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from nwattn._cpu.fastexp import exp_shifted
+from nwattn._cpu.fastexp import exp_shifted, log_pos, max_no_nan, weights_dot
 
 # Largest error allowed, in units in the last place of the correctly rounded
 # result (or of the smallest subnormal, for results in the subnormal range).
@@ -80,3 +80,84 @@ def test_exp_shift_and_prefix(rng, dtype):
 @njit(cache=True)
 def exp_shifted_prefix(row, shift, n):
     return exp_shifted(row, shift, n)
+
+
+@njit(cache=True)
+def _weights(x, shift, n, v):
+    row = x.copy()
+    total, dot = weights_dot(row, shift, n, v)
+    return row, total, dot
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_weights_whole_range(rng, dtype):
+    """Softmax weights: exp where the result is normal, 0 where it would be
+    subnormal, and the normaliser and weighted sum of the same pass."""
+    x = _inputs(dtype, rng)
+    x = x[x <= 0]
+    v = rng.normal(size=x.shape[0]).astype(dtype)
+    n = x.shape[0] - 3
+    with np.errstate(under="ignore", over="ignore"):
+        got, total, dot = _weights(x, 0.0, n, v)
+        err = _ulp_error(got[:n], x[:n], dtype)
+    tiny = float(np.finfo(dtype).tiny)
+    # a hair above the smallest normal the weight may already be flushed
+    normal = np.exp(x[:n].astype(np.float64)) >= tiny * (1 + 1e-4)
+    assert got.dtype == dtype
+    assert np.max(err[normal], initial=0.0) <= MAX_ULP
+    # near or below the smallest normal a weight is flushed to 0 or kept
+    assert np.all(got[:n][~normal] <= tiny * (1 + 1e-4))
+    np.testing.assert_array_equal(got[n:], x[n:])  # only the prefix is touched
+    want = np.where(normal, np.exp(x[:n].astype(np.float64)), 0.0)
+    np.testing.assert_allclose(total, want.sum(), rtol=1e-5)
+    np.testing.assert_allclose(dot, want @ v[:n].astype(np.float64), rtol=1e-4,
+                               atol=1e-5 * np.abs(v).max())
+
+
+@njit(cache=True)
+def _running_max(x):
+    t = x[0]
+    for j in range(1, x.shape[0]):
+        t = max_no_nan(t, x[j])
+    return t
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_running_max(rng, dtype):
+    """The vectorisable maximum agrees with NumPy, -inf included."""
+    for size in (1, 7, 64, 515):
+        x = rng.normal(size=size).astype(dtype)
+        x[rng.random(size) < 0.3] = -np.inf
+        assert _running_max(x) == x.max()
+    assert _running_max(np.full(9, -np.inf, dtype)) == -np.inf
+    assert _running_max(np.array([-np.inf, 3.0, np.inf], dtype)) == np.inf
+
+
+@njit(cache=True)
+def _logs(x):
+    out = np.empty_like(x)
+    for j in range(x.shape[0]):
+        out[j] = log_pos(x[j])
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_log_whole_range(rng, dtype):
+    """The vectorisable log: within 2 ulp of the result, and within 2 ulp
+    of 1 in absolute terms where the result is near 0 (the weights of the
+    compact kernels are log(1 - t))."""
+    info = np.finfo(dtype)
+    lo = -15 if dtype == np.float64 else -7
+    x = np.concatenate([
+        rng.uniform(0.0, 1.0, 20000),
+        1.0 - np.logspace(lo, -0.01, 2000),
+        np.logspace(np.log10(float(info.tiny)), np.log10(float(info.max)) - 1, 2000),
+        [1.0, 0.5, 2.0, np.sqrt(2.0), np.sqrt(0.5), float(info.tiny)],
+    ]).astype(dtype)
+    x = x[x > 0]
+    got = _logs(x).astype(np.float64)
+    want = np.log(x.astype(np.float64))
+    assert _logs(x).dtype == dtype
+    spacing = np.spacing(np.abs(want).astype(dtype)).astype(np.float64)
+    err = np.abs(got - want) / np.maximum(spacing, float(info.eps))
+    assert err.max() <= 2.0

@@ -27,7 +27,7 @@ from numba import njit, prange
 from .._config import FASTMATH
 from ..kernels import DOT
 from .fastexp import like
-from .rows import absorb_row, bias_row, score_row, weigh_row
+from .rows import absorb_row_max, bias_row, score_row, score_row_max, weigh_row
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -60,7 +60,10 @@ def pool_states(Q, KT, VT, VT2, logw, family, code, scale, self_shift,
                   out_max, out_norm, out_acc, out_sq)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+# error_model="numpy": without it Numba guards every float division against
+# a zero divisor, a branch that stops LLVM from vectorising the loops of the
+# compact kernels' log-weights (whose divisors are never zero).
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def pool_task(Q, KT, VT, VT2, logw, family, code, scale, self_shift, q0, q1, k0, k1,
               key_tile, s, out_max, out_norm, out_acc, out_sq):
     """One task: queries ``q0:q1`` against keys ``k0:k1``, into split ``s``.
@@ -80,8 +83,9 @@ def pool_task(Q, KT, VT, VT2, logw, family, code, scale, self_shift, q0, q1, k0,
         j1 = min(k1, j0 + key_tile)
         for ii in range(nq):
             i = q0 + ii
-            score_row(Q, i, KT, j0, j1, family, code, scale, logw, i + self_shift, row)
-            absorb_row(row, j1 - j0, VT, VT2, j0, ii, smax, snorm, sacc, ssq)
+            tmax = score_row_max(Q, i, KT, j0, j1, family, code, scale, logw,
+                                 i + self_shift, row)
+            absorb_row_max(row, j1 - j0, tmax, VT, VT2, j0, ii, smax, snorm, sacc, ssq)
     for ii in range(nq):
         out_max[s, q0 + ii] = smax[ii]
         out_norm[s, q0 + ii] = snorm[ii]
@@ -113,7 +117,7 @@ def pool_states_gemm(Q, KT, K, V, V2, logw, family, code, scale, self_shift, gem
                        out_max, out_norm, out_acc, out_sq)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def pool_task_gemm(Q, KT, K, V, V2, logw, family, code, scale, self_shift, gemm_scores,
                    q0, q1, k0, k1, key_tile, s, out_max, out_norm, out_acc, out_sq):
     """One task of :func:`pool_states_gemm`: queries ``q0:q1``, keys ``k0:k1``."""

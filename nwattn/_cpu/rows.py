@@ -1,20 +1,26 @@
 """The inner loop: one query against one tile of keys.
 
 Everything that touches a (query, key) pair lives here, so tuning the CPU
-path means tuning these two functions. Keys arrive transposed (``KT`` of
-shape ``(d, m)``) and values transposed and centred (``VT`` of shape
-``(p, m)``), so every loop over keys walks contiguous memory and vectorises. Loops index 1-D views starting at 0
-rather than ``A[t, j0 + jj]``: Numba cannot prove ``j0 + jj`` non-negative,
-and the negative-index wraparound it then inserts stops vectorisation.
+path means tuning this module: the scores (:func:`score_row`) and the
+online-softmax update (:func:`absorb_row`), each also in a form that
+passes the tile's largest score along instead of finding it in a pass of
+its own. Keys arrive transposed (``KT`` of shape ``(d, m)``) and values
+transposed and centred (``VT`` of shape ``(p, m)``), so every loop over
+keys walks contiguous memory and vectorises. Loops index 1-D views starting
+at 0 rather than ``A[t, j0 + jj]``: Numba cannot prove ``j0 + jj``
+non-negative, and the negative-index wraparound it then inserts stops
+vectorisation.
 """
 
 import math
 
+import numpy as np
 from numba import njit
 
 from .._config import FASTMATH
-from ..kernels import DISTANCE, GAUSSIAN, log_weight
-from .fastexp import exp_shifted, like
+from ..kernels import (BIWEIGHT, BOXCAR, DISTANCE, EPANECHNIKOV, GAUSSIAN, LAPLACIAN,
+                       TRIANGULAR, TRICUBE, log_weight)
+from .fastexp import exp_shifted, like, log_pos, max_no_nan, weights_dot
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -26,36 +32,158 @@ def score_row(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row):
     (empty when there are none). ``self_j`` is the key index to exclude
     (leave-one-out), or -1.
     """
+    score_row_max(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def score_row_max(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row):
+    """:func:`score_row`, returning the largest score of the tile.
+
+    The maximum is taken in the pass that finishes the scores, so the
+    softmax update needs no pass of its own to find it.
+    """
     n = j1 - j0
-    zero = like(row, 0.0)
-    for jj in range(n):
-        row[jj] = zero
     d = Q.shape[1]
+    # Features four at a time: each pass over the row then loads and stores
+    # it once for four features instead of once per feature, which is most
+    # of the memory traffic of a small-d score. The first block writes the
+    # row, so it needs no zeroing pass.
+    d4 = d - d % 4
+    if d4 == 0:
+        zero = like(row, 0.0)
+        for jj in range(n):
+            row[jj] = zero
     if family == DISTANCE:
-        for t in range(d):
+        for t in range(0, d4, 4):
+            qa, qb, qc, qd = Q[i, t], Q[i, t + 1], Q[i, t + 2], Q[i, t + 3]
+            ka = KT[t, j0:j1]
+            kb = KT[t + 1, j0:j1]
+            kc = KT[t + 2, j0:j1]
+            kd = KT[t + 3, j0:j1]
+            if t == 0:
+                for jj in range(n):
+                    da = qa - ka[jj]
+                    db = qb - kb[jj]
+                    dc = qc - kc[jj]
+                    dd = qd - kd[jj]
+                    row[jj] = (da * da + db * db) + (dc * dc + dd * dd)
+            else:
+                for jj in range(n):
+                    da = qa - ka[jj]
+                    db = qb - kb[jj]
+                    dc = qc - kc[jj]
+                    dd = qd - kd[jj]
+                    row[jj] += (da * da + db * db) + (dc * dc + dd * dd)
+        for t in range(d4, d):
             qt = Q[i, t]
             kt = KT[t, j0:j1]
             for jj in range(n):
                 diff = qt - kt[jj]
                 row[jj] += diff * diff
+        tmax = like(row, -math.inf)
         if code == GAUSSIAN:
             # The most used kernel gets a branch-free loop that vectorises.
             neg_half = like(row, -0.5)
             for jj in range(n):
-                row[jj] *= neg_half
+                x = row[jj] * neg_half
+                row[jj] = x
+                tmax = max_no_nan(tmax, x)
         else:
-            for jj in range(n):
-                row[jj] = log_weight(code, row[jj])
+            tmax = log_weight_row(code, row, n)
     else:
-        for t in range(d):
+        for t in range(0, d4, 4):
+            qa, qb, qc, qd = Q[i, t], Q[i, t + 1], Q[i, t + 2], Q[i, t + 3]
+            ka = KT[t, j0:j1]
+            kb = KT[t + 1, j0:j1]
+            kc = KT[t + 2, j0:j1]
+            kd = KT[t + 3, j0:j1]
+            if t == 0:
+                for jj in range(n):
+                    row[jj] = (qa * ka[jj] + qb * kb[jj]) + (qc * kc[jj] + qd * kd[jj])
+            else:
+                for jj in range(n):
+                    row[jj] += (qa * ka[jj] + qb * kb[jj]) + (qc * kc[jj] + qd * kd[jj])
+        for t in range(d4, d):
             qt = Q[i, t]
             kt = KT[t, j0:j1]
             for jj in range(n):
                 row[jj] += qt * kt[jj]
         sc = like(row, scale)
+        tmax = like(row, -math.inf)
         for jj in range(n):
-            row[jj] *= sc
-    bias_row(row, logw, j0, j1, self_j)
+            x = row[jj] * sc
+            row[jj] = x
+            tmax = max_no_nan(tmax, x)
+    if logw.shape[0] > 0 or j0 <= self_j < j1:
+        bias_row(row, logw, j0, j1, self_j)
+        tmax = row_max(row, n)
+    return tmax
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def log_weight_row(code, row, n):
+    """Replace the squared distances ``row[:n]`` by log-weights; return their maximum.
+
+    The formulas of :mod:`nwattn.kernels` written as branch-free loops:
+    the scalar ``log1p`` of the catalogue is a libm call per pair that LLVM
+    cannot vectorise, so ``log(1 - t)`` goes through the vectorisable
+    :func:`~nwattn._cpu.fastexp.log_pos` (``1 - t`` rounds by at most half
+    an ulp, which moves the weight by as little). Kernels without such a
+    form (cosine) use the catalogue's scalar function.
+    """
+    one = like(row, 1.0)
+    zero = like(row, 0.0)
+    ninf = like(row, -math.inf)
+    tmax = ninf
+    if code == EPANECHNIKOV or code == BIWEIGHT:
+        c = like(row, 1.0 if code == EPANECHNIKOV else 2.0)
+        for jj in range(n):
+            t = one - row[jj]
+            x = c * log_pos(t if t > zero else one)
+            x = x if t > zero else ninf
+            row[jj] = x
+            tmax = max_no_nan(tmax, x)
+    elif code == TRIANGULAR:
+        for jj in range(n):
+            t = one - np.sqrt(row[jj])
+            x = log_pos(t if t > zero else one)
+            x = x if t > zero else ninf
+            row[jj] = x
+            tmax = max_no_nan(tmax, x)
+    elif code == TRICUBE:
+        three = like(row, 3.0)
+        for jj in range(n):
+            u = np.sqrt(row[jj])
+            t = one - u * u * u
+            x = three * log_pos(t if t > zero else one)
+            x = x if t > zero else ninf
+            row[jj] = x
+            tmax = max_no_nan(tmax, x)
+    elif code == LAPLACIAN:
+        for jj in range(n):
+            x = -np.sqrt(row[jj])
+            row[jj] = x
+            tmax = max_no_nan(tmax, x)
+    elif code == BOXCAR:
+        for jj in range(n):
+            x = zero if row[jj] <= one else ninf
+            row[jj] = x
+            tmax = max_no_nan(tmax, x)
+    else:
+        for jj in range(n):
+            x = like(row, log_weight(code, row[jj]))
+            row[jj] = x
+            tmax = max_no_nan(tmax, x)
+    return tmax
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def row_max(row, n):
+    """Largest of ``row[:n]`` (``-inf`` when empty or all ``-inf``)."""
+    tmax = like(row, -math.inf)
+    for jj in range(n):
+        tmax = max_no_nan(tmax, row[jj])
+    return tmax
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -75,23 +203,12 @@ def bias_row(row, logw, j0, j1, self_j):
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def weigh_row(row, n, ii, smax, snorm, sacc, ssq):
-    """Turn the scores ``row[:n]`` into weights against the state of query ``ii``.
+def raise_max(tmax, ii, smax, snorm, sacc, ssq):
+    """Raise the running maximum of query ``ii`` to ``tmax`` if larger.
 
-    The first half of the online softmax update (DESIGN section 2): raise
-    the running maximum, rescale what was accumulated, replace the scores by
-    ``exp(score - max)`` and add their sum to the normaliser. Returns False,
-    with ``row[:n]`` zeroed, when every score is ``-inf``: the tile adds
-    nothing. The caller then adds ``row . v`` to the accumulators.
+    What was accumulated against the old maximum is rescaled (DESIGN
+    section 2). ``tmax`` must be finite.
     """
-    tmax = like(row, -math.inf)
-    for jj in range(n):
-        tmax = max(tmax, row[jj])
-    if tmax == -math.inf:
-        zero = like(row, 0.0)
-        for jj in range(n):
-            row[jj] = zero
-        return False
     old = smax[ii]
     if tmax > old:
         if old > -math.inf:
@@ -102,6 +219,25 @@ def weigh_row(row, n, ii, smax, snorm, sacc, ssq):
             for col in range(ssq.shape[1]):
                 ssq[ii, col] *= c
         smax[ii] = tmax
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def weigh_row(row, n, ii, smax, snorm, sacc, ssq):
+    """Turn the scores ``row[:n]`` into weights against the state of query ``ii``.
+
+    The first half of the online softmax update (DESIGN section 2): raise
+    the running maximum, rescale what was accumulated, replace the scores by
+    ``exp(score - max)`` and add their sum to the normaliser. Returns False,
+    with ``row[:n]`` zeroed, when every score is ``-inf``: the tile adds
+    nothing. The caller then adds ``row . v`` to the accumulators.
+    """
+    tmax = row_max(row, n)
+    if tmax == -math.inf:
+        zero = like(row, 0.0)
+        for jj in range(n):
+            row[jj] = zero
+        return False
+    raise_max(tmax, ii, smax, snorm, sacc, ssq)
     snorm[ii] += exp_shifted(row, smax[ii], n)
     return True
 
@@ -110,14 +246,32 @@ def weigh_row(row, n, ii, smax, snorm, sacc, ssq):
 def absorb_row(row, n, VT, VT2, j0, ii, smax, snorm, sacc, ssq):
     """Fold the scores ``row[:n]`` of keys ``j0:j0+n`` into the state of query ``ii``.
 
-    :func:`weigh_row`, then the weighted sums of the values, one output
-    column at a time. ``row`` is overwritten with the unnormalised weights.
-    ``VT2`` holds the squared centred values; it has no rows when the
-    variance is not tracked.
+    ``row`` is overwritten with the unnormalised weights. ``VT2`` holds the
+    squared centred values; it has no rows when the variance is not
+    tracked.
     """
-    if not weigh_row(row, n, ii, smax, snorm, sacc, ssq):
+    absorb_row_max(row, n, row_max(row, n), VT, VT2, j0, ii, smax, snorm, sacc, ssq)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def absorb_row_max(row, n, tmax, VT, VT2, j0, ii, smax, snorm, sacc, ssq):
+    """:func:`absorb_row` for a tile whose largest score ``tmax`` is known.
+
+    Raises the running maximum, then one pass computes the weights, their
+    sum and the weighted sum of the first output column; the other columns
+    take one dot product each. A tile whose scores are all ``-inf`` adds
+    nothing (``row`` is then left as it is).
+    """
+    if tmax == -math.inf:
         return
-    for col in range(VT.shape[0]):
+    raise_max(tmax, ii, smax, snorm, sacc, ssq)
+    if VT.shape[0] > 0:
+        total, a = weights_dot(row, smax[ii], n, VT[0, j0:j0 + n])
+        sacc[ii, 0] += a
+    else:
+        total = exp_shifted(row, smax[ii], n)
+    snorm[ii] += total
+    for col in range(1, VT.shape[0]):
         vt = VT[col, j0:j0 + n]
         a = like(row, 0.0)
         for jj in range(n):
