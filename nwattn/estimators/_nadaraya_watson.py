@@ -1,6 +1,5 @@
 """Nadaraya-Watson kernel regression as a scikit-learn estimator."""
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -10,9 +9,9 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from .. import bandwidth as _bw
 from .._device import DEVICES
+from .._fallback import fill_empty, target_spread
 from .._parallel import threads
 from .._validation import check_bandwidth
-from ..exceptions import EmptyNeighborhoodWarning
 from ..kernels import get_kernel, kernel_names
 
 __all__ = ["NadarayaWatsonRegressor"]
@@ -267,41 +266,20 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         return (pred, std) if return_std else pred
 
     def _fill_empty(self, X, empty, pred, std):
-        n_empty = int(np.count_nonzero(empty))
-        if self.fallback == "nan":
-            warnings.warn(
-                f"{n_empty} of {empty.shape[0]} queries have no training point inside the "
-                f"kernel's support; their predictions are NaN (widen the bandwidth or set "
-                f"fallback='mean' or 'nearest')",
-                EmptyNeighborhoodWarning,
-                stacklevel=3,
-            )
-            return pred, std
-        idx = np.flatnonzero(empty)
         Y2 = self.y_fit_.reshape(self.y_fit_.shape[0], -1)
-        if self.fallback == "mean":
-            fill = self.y_mean_
-            spread = np.sqrt(np.average((Y2 - self.y_mean_) ** 2, axis=0,
-                                        weights=self.sample_weight_))
-        else:
-            from sklearn.neighbors import NearestNeighbors
+        return fill_empty(pred, std, empty, self.fallback, mean=self.y_mean_,
+                          spread=lambda: target_spread(Y2, self.y_mean_, self.sample_weight_),
+                          nearest=lambda idx: Y2[self._nearest(X[idx])], stacklevel=3)
 
-            usable = (np.flatnonzero(self.sample_weight_ > 0)
-                      if self.sample_weight_ is not None else np.arange(Y2.shape[0]))
-            h = np.asarray(self.bandwidth_, dtype=np.float64)
-            nn = NearestNeighbors(n_neighbors=1).fit(self.X_fit_[usable] / h)
-            nearest = usable[nn.kneighbors(X[idx] / h, return_distance=False)[:, 0]]
-            fill = Y2[nearest]
-            spread = 0.0
-        shape = pred.shape
-        pred = pred.reshape(shape[0], -1).copy()
-        pred[idx] = fill
-        pred = pred.reshape(shape)
-        if std is not None:
-            std = std.reshape(shape[0], -1).copy()
-            std[idx] = spread
-            std = std.reshape(shape)
-        return pred, std
+    def _nearest(self, X):
+        """Index of the nearest training point of positive weight of every row of ``X``."""
+        from sklearn.neighbors import NearestNeighbors
+
+        usable = (np.flatnonzero(self.sample_weight_ > 0)
+                  if self.sample_weight_ is not None else np.arange(self.X_fit_.shape[0]))
+        h = np.asarray(self.bandwidth_, dtype=np.float64)
+        nn = NearestNeighbors(n_neighbors=1).fit(self.X_fit_[usable] / h)
+        return usable[nn.kneighbors(X / h, return_distance=False)[:, 0]]
 
     def attention_weights(self, X, k=5):
         """The training points that weigh most in each prediction.
