@@ -11,7 +11,7 @@ from .. import bandwidth as _bw
 from .._device import DEVICES
 from .._fallback import fill_empty, target_spread
 from .._parallel import threads
-from .._validation import check_bandwidth
+from .._validation import check_bandwidth, is_dask_array
 from ..kernels import get_kernel, kernel_names
 
 __all__ = ["NadarayaWatsonRegressor"]
@@ -183,6 +183,10 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             The fitted estimator.
         """
         self._validate_params()
+        if any(is_dask_array(a) for a in (X, y, sample_weight)):
+            from ..dask import _nw_fit
+
+            return _nw_fit(self, X, y, sample_weight)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
                              dtype=[np.float64, np.float32])
         kern = get_kernel(self.kernel)
@@ -256,6 +260,10 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         from ..state import finalize_state
 
         check_is_fitted(self)
+        if is_dask_array(X) or is_dask_array(self.X_fit_):
+            from ..dask import _nw_predict
+
+            return _nw_predict(self, X, return_std)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         state = self._state(X, return_std)
         out = finalize_state(state, return_std=return_std, warn=False)
