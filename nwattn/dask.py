@@ -751,7 +751,7 @@ def _moments(X, Y2, W):
     the size of the data leaves the workers.
     """
     c = da.ones(X.shape[0], chunks=X.chunks[0]) if W is None else W
-    Xf = X.astype(np.float64)
+    Xf, Y2 = X.astype(np.float64), Y2.astype(np.float64)
     checks = {"X": da.isfinite(X).all(), "y": da.isfinite(Y2).all()}
     if W is not None:
         checks["sample_weight"] = da.isfinite(W).all()
@@ -789,7 +789,7 @@ def _nw_fit(estimator, X, y, sample_weight):
     y = _as_dask(y, "y", allow_1d=True)
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
-    if y.dtype != np.float64:
+    if y.dtype not in (np.float32, np.float64):
         y = y.astype(np.float64)
     if y.shape[0] != X.shape[0]:
         raise ValueError(
@@ -830,7 +830,7 @@ def _nw_fit(estimator, X, y, sample_weight):
                 f"weight, got n_samples={int(m['n_positive'])}"
             )
         fallback = "nearest" if estimator.fallback == "nearest" else "mean"
-        problem = _DaskLooProblem(X.astype(np.float64), Y2, W, estimator.kernel, fallback, m)
+        problem = _DaskLooProblem(X.astype(np.float64), Y2.astype(np.float64), W, estimator.kernel, fallback, m)
         sel = _bw._search(problem, False, float(estimator.tol))
         estimator.bandwidth_, estimator.cv_score_ = sel.bandwidth, sel.cv_score
     else:
