@@ -26,6 +26,11 @@ is NaN in the result, as in memory. The
 :class:`~nwattn.exceptions.EmptyNeighborhoodWarning` is raised by the task
 that finalises the query's block, so on a distributed cluster it lands in
 that worker's log; count the NaNs of the result to check from the client.
+
+Estimators. :class:`~nwattn.NadarayaWatsonRegressor` fits and predicts on
+Dask arrays, and :class:`~nwattn.AttentionRegressor` predicts on them,
+through this module; the estimator's ``fallback`` for empty neighbourhoods
+is applied block by block.
 """
 
 import numbers

@@ -181,6 +181,15 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         -------
         self : NadarayaWatsonRegressor
             The fitted estimator.
+
+        Notes
+        -----
+        Any of ``X``, ``y`` and ``sample_weight`` may be a Dask array: the
+        training set then stays distributed (``X_fit_`` and the others are
+        Dask arrays), its values are checked with reductions, and
+        ``bandwidth="cv"`` scores the candidates on the cluster (a single
+        bandwidth only; ``bandwidth_per_feature=True`` is refused). See
+        :doc:`/scaling`.
         """
         self._validate_params()
         if any(is_dask_array(a) for a in (X, y, sample_weight)):
@@ -256,6 +265,10 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             Only with ``return_std=True``. For a fallback prediction, the
             spread of its own weights: the weighted standard deviation of
             all targets for ``"mean"``, 0 for ``"nearest"``.
+
+            For a Dask array ``X``, or a model fitted on Dask arrays, lazy
+            Dask arrays chunked like the rows of ``X`` (see
+            :mod:`nwattn.dask`).
         """
         from ..state import finalize_state
 
