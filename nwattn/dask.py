@@ -835,7 +835,8 @@ def _nw_fit(estimator, X, y, sample_weight):
                 f"weight, got n_samples={int(m['n_positive'])}"
             )
         fallback = "nearest" if estimator.fallback == "nearest" else "mean"
-        problem = _DaskLooProblem(X.astype(np.float64), Y2.astype(np.float64), W, estimator.kernel, fallback, m)
+        problem = _DaskLooProblem(X.astype(np.float64), Y2.astype(np.float64), W,
+                                  estimator.kernel, fallback, m)
         sel = _bw._search(problem, False, float(estimator.tol))
         estimator.bandwidth_, estimator.cv_score_ = sel.bandwidth, sel.cv_score
     else:

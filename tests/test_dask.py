@@ -441,5 +441,9 @@ def test_attention_regressor_predicts_dask_queries(rng, scheduler):
         _same(pred, want)
         _same(std, want_std)
         _same(model.predict(dQ).compute(), want)
+    # the output shape found from the first row
+    pred, std = ndask.predict(model, dQ, return_std=True)
+    assert pred.chunks == ((17, 20, 5), (2,)) and std.chunks == pred.chunks
+    _same(std.compute(), want_std)
     with pytest.raises(ValueError, match="expecting 2 features"):
         model.predict(da.ones((4, 3), chunks=2))
