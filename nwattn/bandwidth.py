@@ -90,22 +90,22 @@ def _silverman_factor(n, d):
 
 #: Factor of each rule of thumb, a function of the effective sample size and
 #: the number of features.
-RULE_FACTORS = {"scott": _scott_factor, "silverman": _silverman_factor}
+_RULE_FACTORS = {"scott": _scott_factor, "silverman": _silverman_factor}
 
 
-def rule_from_spread(rule, sigma, n_eff):
+def _rule_from_spread(rule, sigma, n_eff):
     """Bandwidth of a rule of thumb from the per-feature spread ``sigma``."""
     # A constant feature plays no part in the training distances; any
     # positive bandwidth fits it, and 1 keeps the rule well defined.
     sigma = np.where(sigma > 0, sigma, 1.0)
-    return sigma * RULE_FACTORS[rule](n_eff, sigma.shape[0])
+    return sigma * _RULE_FACTORS[rule](n_eff, sigma.shape[0])
 
 
 def _rule(X, sample_weight, rule):
     X = _v.check_float_array(X, "X", dtype=np.float64)
     w = _check_weights(sample_weight, X.shape[0])
     sigma, n_eff = _spread(X, w)
-    return rule_from_spread(rule, sigma, n_eff)
+    return _rule_from_spread(rule, sigma, n_eff)
 
 
 def scott(X, sample_weight=None):
@@ -192,7 +192,7 @@ class _LooProblem:
         self.c = c
         self.center = np.average(self.Y, axis=0, weights=c)
         # Leave-one-out weighted means: the "mean" fallback of each point.
-        self.loo_mean = loo_means(self.Y, c, c @ self.Y, c.sum())
+        self.loo_mean = _loo_means(self.Y, c, c @ self.Y, c.sum())
         self.var = float(np.sum(np.average((self.Y - self.center) ** 2, axis=0, weights=c)))
 
     def bandwidth_vector(self, bandwidth):
@@ -203,10 +203,10 @@ class _LooProblem:
         return _search_scale(self.X, self.kern, self.w, per_feature)
 
     def _fill_empty(self, pred, empty, h):
-        return fill_loo_empty(pred, empty, self.fallback,
-                              mean=lambda idx: self.loo_mean[idx],
-                              nearest=lambda idx: self.Y[_nearest_other(self.X / h, idx,
-                                                                        self.c > 0)])
+        return _fill_loo_empty(pred, empty, self.fallback,
+                               mean=lambda idx: self.loo_mean[idx],
+                               nearest=lambda idx: self.Y[_nearest_other(self.X / h, idx,
+                                                                         self.c > 0)])
 
     def _score(self, pred):
         r = self.Y - pred
@@ -248,7 +248,7 @@ class _LooProblem:
         return score, grad
 
 
-def loo_means(Y, c, total, wsum):
+def _loo_means(Y, c, total, wsum):
     """Weighted mean of the targets without each point: the ``"mean"`` fallback.
 
     ``total`` and ``wsum`` are the weighted sum of all the targets and the sum
@@ -259,7 +259,7 @@ def loo_means(Y, c, total, wsum):
         return (total - c[:, None] * Y) / (wsum - c)[:, None]
 
 
-def fill_loo_empty(pred, empty, fallback, *, mean, nearest):
+def _fill_loo_empty(pred, empty, fallback, *, mean, nearest):
     """Replace the leave-one-out predictions of the points in ``empty`` by the fallback.
 
     ``mean`` and ``nearest`` map the indices of the empty points to their
@@ -370,12 +370,12 @@ def _search_scale(X, kern, w, per_feature):
     """
     if kern.family == DISTANCE:
         sigma, _ = _spread(X, w)
-        return search_scale_from(kern, X.shape[0], sigma, None, per_feature)
-    return search_scale_from(kern, X.shape[0], None, np.average(X * X, axis=0, weights=w),
-                             per_feature)
+        return _search_scale_from(kern, X.shape[0], sigma, None, per_feature)
+    return _search_scale_from(kern, X.shape[0], None, np.average(X * X, axis=0, weights=w),
+                              per_feature)
 
 
-def search_scale_from(kern, n, sigma, rms2, per_feature):
+def _search_scale_from(kern, n, sigma, rms2, per_feature):
     """:func:`_search_scale` from the moments of the data.
 
     ``sigma`` is the per-feature (weighted) standard deviation, needed for a

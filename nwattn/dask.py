@@ -698,14 +698,14 @@ def _loo_sse_block(packed, nearest, center, v, w, p, fallback, total, wsum):
     Points with an empty leave-one-out neighbourhood get the fallback, as
     in :func:`nwattn.bandwidth.loo_cv_score`.
     """
-    from .bandwidth import fill_loo_empty, loo_means
+    from .bandwidth import _fill_loo_empty, _loo_means
 
     state = _unpack(packed, p, np.asarray(center, packed.dtype), False)
     pred = finalize_state(state, warn=False)
     c = np.ones(v.shape[0]) if w is None else np.asarray(w, np.float64)
-    pred = fill_loo_empty(pred, state.empty, fallback,
-                          mean=lambda idx: loo_means(v[idx], c[idx], total, wsum),
-                          nearest=lambda idx: nearest[idx, 1:])
+    pred = _fill_loo_empty(pred, state.empty, fallback,
+                           mean=lambda idx: _loo_means(v[idx], c[idx], total, wsum),
+                           nearest=lambda idx: nearest[idx, 1:])
     r = v - pred
     return np.array([float(c @ np.sum(r * r, axis=1))])
 
@@ -727,11 +727,11 @@ class _DaskLooProblem:
         self.var = float(np.sum(moments["y_var"]))
 
     def search_scale(self, per_feature):
-        from .bandwidth import search_scale_from
+        from .bandwidth import _search_scale_from
 
         m = self.moments
-        return search_scale_from(self.kern, m["n"], np.sqrt(m["x_var"]), m["x_rms2"],
-                                 per_feature)
+        return _search_scale_from(self.kern, m["n"], np.sqrt(m["x_var"]), m["x_rms2"],
+                                  per_feature)
 
     def value(self, bandwidth):
         m = self.moments
@@ -821,7 +821,7 @@ def _nw_fit(estimator, X, y, sample_weight):
                 f"bandwidth={bw!r} is a rule for smoothing kernels; kernel "
                 f"{kern.name!r} is an attention score: give a number or 'cv'"
             )
-        estimator.bandwidth_ = _bw.rule_from_spread(bw, np.sqrt(m["x_var"]), m["n_eff"])
+        estimator.bandwidth_ = _bw._rule_from_spread(bw, np.sqrt(m["x_var"]), m["n_eff"])
     elif isinstance(bw, str):
         if estimator.bandwidth_per_feature:
             raise ValueError(
