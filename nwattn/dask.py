@@ -710,6 +710,65 @@ def _loo_sse_block(packed, nearest, center, v, w, p, fallback, total, wsum):
     return np.array([float(c @ np.sum(r * r, axis=1))])
 
 
+def _slopes_block(q, k, v, w, center, q0, k0, *, kernel, bandwidth):
+    """Leave-one-out slope accumulators of training block ``q`` over key chunk ``k`` (one task).
+
+    Packed as one array: max, norm, acc (p), A (d), B (d * p) per point.
+    """
+    from ._cpu.bandwidth import run_loo_slopes
+    from .ops import _prepare_scores
+
+    kern, Qs, KT, logw, scale = _prepare_scores(q, k, kernel, bandwidth, w,
+                                                np.dtype(np.float64))
+    VT = np.ascontiguousarray((v - center).T)
+    out = run_loo_slopes(Qs, KT, VT, logw, kern.family, kern.code, scale,
+                         self_offset=int(q0) - int(k0), raw=True)
+    n = q.shape[0]
+    return np.concatenate([out[0][:, None], out[1][:, None], out[2], out[3],
+                           out[4].reshape(n, -1)], axis=1)
+
+
+def _unpack_slopes(packed, p, d):
+    n = packed.shape[0]
+    return (packed[:, 0], packed[:, 1], packed[:, 2:2 + p], packed[:, 2 + p:2 + p + d],
+            packed[:, 2 + p + d:].reshape(n, d, p))
+
+
+def _merge_slopes_block(shape, *packed):
+    """Merge slope accumulators of one training block over disjoint key chunks (one task)."""
+    from ._cpu.bandwidth import merge_slopes
+
+    p, d = shape
+    merged = _unpack_slopes(packed[0], p, d)
+    for other in packed[1:]:
+        merged = merge_slopes(merged, _unpack_slopes(other, p, d))
+    n = packed[0].shape[0]
+    return np.concatenate([merged[0][:, None], merged[1][:, None], merged[2], merged[3],
+                           merged[4].reshape(n, -1)], axis=1)
+
+
+def _loo_grad_block(packed, nearest, center, v, w, shape, fallback, total, wsum):
+    """Weighted squared leave-one-out errors of a block and their slopes (one task).
+
+    Returns ``[sum_i c_i |r_i|**2, sum_i c_i r_i . d yhat_i / d log h_t for each t]``;
+    the fallback predictions have no slope, as in memory.
+    """
+    from ._cpu.bandwidth import finalize_slopes
+    from .bandwidth import _fill_loo_empty, _loo_means
+
+    p, d = shape
+    _, norm, acc, A, B = _unpack_slopes(packed, p, d)
+    _, pred, dpred = finalize_slopes(norm, acc, A, B)
+    pred = pred + center
+    c = np.ones(v.shape[0]) if w is None else np.asarray(w, np.float64)
+    pred = _fill_loo_empty(pred, ~(norm > 0), fallback,
+                           mean=lambda idx: _loo_means(v[idx], c[idx], total, wsum),
+                           nearest=lambda idx: nearest[idx, 1:])
+    r = v - pred
+    return np.concatenate([[float(c @ np.sum(r * r, axis=1))],
+                           np.einsum("i,ic,itc->t", c, r, dpred)])
+
+
 class _DaskLooProblem:
     """The leave-one-out problem of :mod:`nwattn.bandwidth` on distributed training data.
 
@@ -747,6 +806,33 @@ class _DaskLooProblem:
                                      m["y_total"], m["wsum"]), shape=(1,), dtype=np.float64)
                  for st, near, vb, wb in zip(states, nearest, _blocks(Y2), w_blocks)]
         return float(da.concatenate(parts).sum().compute()) / m["wsum"]
+
+    def value_and_gradient(self, bandwidth):
+        """Score and its gradient with respect to ``log h_t``, from merged slope accumulators."""
+        m = self.moments
+        split_every = _check_split_every(None)
+        X, Y2, W = self.X, self.Y2, self.W
+        h = _v.check_bandwidth(bandwidth, X.shape[1], np.float64)
+        shape = (Y2.shape[1], X.shape[1])
+        center = _blocks(Y2.mean(axis=0))[0]
+        x_blocks, y_blocks = _blocks(X), _blocks(Y2)
+        w_blocks = [None] * len(x_blocks) if W is None else _blocks(W)
+        starts = _starts(X.chunks[0])
+        block = dask.delayed(_slopes_block, pure=True)
+        states = [_merge_tree([block(qb, kb, vb, wb, center, q0, k0, kernel=self.kernel,
+                                     bandwidth=h)
+                               for kb, vb, wb, k0 in zip(x_blocks, y_blocks, w_blocks, starts)],
+                              split_every, shape, _merge_slopes_block)
+                  for qb, q0 in zip(x_blocks, starts)]
+        nearest = (_nearest_states(states, X, X, Y2, W, h, True, split_every)
+                   if _needs_nearest(self.kernel, self.fallback) else [None] * len(states))
+        grad = dask.delayed(_loo_grad_block, pure=True)
+        parts = [da.from_delayed(grad(st, near, center, vb, wb, shape, self.fallback,
+                                      m["y_total"], m["wsum"]),
+                                 shape=(1 + shape[1],), dtype=np.float64)
+                 for st, near, vb, wb in zip(states, nearest, y_blocks, w_blocks)]
+        total = np.asarray(da.stack(parts).sum(axis=0).compute())
+        return float(total[0]) / m["wsum"], -2.0 * total[1:] / m["wsum"]
 
 
 def _moments(X, Y2, W):
@@ -823,12 +909,6 @@ def _nw_fit(estimator, X, y, sample_weight):
             )
         estimator.bandwidth_ = _bw._rule_from_spread(bw, np.sqrt(m["x_var"]), m["n_eff"])
     elif isinstance(bw, str):
-        if estimator.bandwidth_per_feature:
-            raise ValueError(
-                "bandwidth_per_feature=True needs the gradient of the leave-one-out score, "
-                "which is computed in memory only; fit on in-memory arrays, or select a "
-                "single bandwidth (bandwidth_per_feature=False) on Dask arrays"
-            )
         if int(m["n_positive"]) < 2:
             raise ValueError(
                 "leave-one-out cross-validation needs at least 2 samples with positive "
@@ -837,7 +917,8 @@ def _nw_fit(estimator, X, y, sample_weight):
         fallback = "nearest" if estimator.fallback == "nearest" else "mean"
         problem = _DaskLooProblem(X.astype(np.float64), Y2.astype(np.float64), W,
                                   estimator.kernel, fallback, m)
-        sel = _bw._search(problem, False, float(estimator.tol))
+        sel = _bw._search(problem, bool(estimator.bandwidth_per_feature),
+                          float(estimator.tol))
         estimator.bandwidth_, estimator.cv_score_ = sel.bandwidth, sel.cv_score
     else:
         checked = _v.check_bandwidth(bw, X.shape[1], np.float64)

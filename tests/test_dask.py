@@ -418,8 +418,6 @@ def test_nadaraya_watson_dask_bad_input(rng):
             NadarayaWatsonRegressor(bandwidth=0.2).fit(dX, dy, sample_weight=dw - 1.0)
         with pytest.raises(ValueError, match="same number of rows"):
             NadarayaWatsonRegressor(bandwidth=0.2).fit(dX, dy[:-1])
-        with pytest.raises(ValueError, match="bandwidth_per_feature"):
-            NadarayaWatsonRegressor(bandwidth_per_feature=True).fit(dX, dy)
         with pytest.raises(ValueError, match="attention score"):
             NadarayaWatsonRegressor("dot", bandwidth="scott").fit(dX, dy)
         model = NadarayaWatsonRegressor(bandwidth=0.2).fit(dX, dy)
@@ -447,3 +445,49 @@ def test_attention_regressor_predicts_dask_queries(rng, scheduler):
     _same(std.compute(), want_std)
     with pytest.raises(ValueError, match="expecting 2 features"):
         model.predict(da.ones((4, 3), chunks=2))
+
+
+@pytest.mark.parametrize("kernel, fallback", [("gaussian", "mean"), ("epanechnikov", "nearest"),
+                                              ("scaled_dot", "mean")])
+def test_leave_one_out_gradient_from_key_chunks(rng, kernel, fallback):
+    """The slope accumulators merged over key chunks give the in-memory score and gradient."""
+    from nwattn.bandwidth import loo_cv_score
+
+    X = rng.uniform(size=(100, 3)) * [1.0, 4.0, 1.0]
+    y = np.c_[np.sin(5 * X[:, 0]) + X[:, 1], X[:, 2]] + 0.1 * rng.normal(size=(100, 2))
+    w = rng.uniform(0.5, 2.0, size=100)
+    w[:3] = 0.0
+    rows = ((35, 9, 56),)
+    dX, dy = da.from_array(X, chunks=rows + (3,)), da.from_array(y, chunks=rows + (2,))
+    dw = da.from_array(w, chunks=rows)
+    h = np.array([0.25, 1.0, 0.35])
+    with dask.config.set(scheduler="threads"):
+        problem = ndask._DaskLooProblem(dX, dy, dw, kernel, fallback,
+                                        ndask._moments(dX, dy, dw))
+        score, grad = problem.value_and_gradient(h)
+        value = problem.value(h)
+    want, want_grad = loo_cv_score(X, y, kernel, h, sample_weight=w, fallback=fallback,
+                                   return_gradient=True)
+    assert score == pytest.approx(want, rel=1e-12) and value == pytest.approx(want, rel=1e-12)
+    assert naive.relative_error(grad, want_grad) <= 1e-12
+    # and a finite difference of the score, as a reference independent of the slope pass
+    eps = 1e-6
+    for t in range(3):
+        step = np.exp(eps * np.eye(3)[t])
+        fd = (loo_cv_score(X, y, kernel, h * step, sample_weight=w, fallback=fallback)
+              - loo_cv_score(X, y, kernel, h / step, sample_weight=w, fallback=fallback))
+        assert grad[t] == pytest.approx(fd / (2 * eps), rel=1e-4, abs=1e-8)
+
+
+def test_nadaraya_watson_per_feature_bandwidth_on_dask(rng, scheduler):
+    from nwattn import NadarayaWatsonRegressor
+
+    X, y, w, Q = _regression(rng)
+    X = X * [1.0, 30.0]  # the second feature on another scale
+    dX, dy, dw, _ = _chunked(X, y, w, Q)
+    params = dict(kernel="gaussian", bandwidth_per_feature=True)
+    want = NadarayaWatsonRegressor(**params).fit(X, y, sample_weight=w)
+    got = NadarayaWatsonRegressor(**params).fit(dX, dy, sample_weight=dw)
+    assert got.bandwidth_.shape == (2,)
+    np.testing.assert_allclose(got.bandwidth_, want.bandwidth_, rtol=1e-6)
+    assert got.cv_score_ == pytest.approx(want.cv_score_, rel=1e-10)

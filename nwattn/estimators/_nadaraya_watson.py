@@ -187,8 +187,8 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         Any of ``X``, ``y`` and ``sample_weight`` may be a Dask array: the
         training set then stays distributed (``X_fit_`` and the others are
         Dask arrays), its values are checked with reductions, and
-        ``bandwidth="cv"`` scores the candidates on the cluster (a single
-        bandwidth only; ``bandwidth_per_feature=True`` is refused). See
+        ``bandwidth="cv"`` computes every score (and, per feature, its
+        gradient) on the cluster, in the same search as in memory. See
         :doc:`/scaling`.
         """
         self._validate_params()
