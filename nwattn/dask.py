@@ -773,8 +773,9 @@ class _DaskLooProblem:
     """The leave-one-out problem of :mod:`nwattn.bandwidth` on distributed training data.
 
     Offers what the search driver of :func:`nwattn.bandwidth.select_bandwidth`
-    asks of a problem (``kern``, ``var``, ``search_scale``, ``value``); every
-    score is one Dask computation over the key chunks.
+    asks of a problem (``kern``, ``var``, ``search_scale``, ``value`` and,
+    for a per-feature search, ``value_and_gradient``); every score is one
+    Dask computation over the key chunks.
     """
 
     def __init__(self, X, Y2, W, kernel, fallback, moments):
