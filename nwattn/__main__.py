@@ -32,20 +32,28 @@ def _format_bandwidth(h):
     return f"{h.min():.2g} .. {h.max():.2g} ({h.size} values)"
 
 
-def _models():
+def _models(seed):
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import GridSearchCV
     from sklearn.neighbors import KNeighborsRegressor
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from nwattn import NadarayaWatsonRegressor
+    from nwattn import AttentionRegressor, NadarayaWatsonRegressor
 
     knn = GridSearchCV(KNeighborsRegressor(), {"n_neighbors": [3, 5, 10, 20, 40]}, cv=5)
     return [
         ("NW gaussian, cv", make_pipeline(StandardScaler(), NadarayaWatsonRegressor())),
         ("NW gaussian, cv per feature",
          make_pipeline(StandardScaler(), NadarayaWatsonRegressor(bandwidth_per_feature=True))),
+        # A small penalty keeps the learned scores from overfitting the 353
+        # training points of diabetes; the additive score, the costliest per
+        # pair, trains on random query batches of 400 against all keys.
+        *[(f"attention, learned {score}",
+           make_pipeline(StandardScaler(),
+                         AttentionRegressor(score, alpha=0.01, max_iter=60, random_state=seed,
+                                            batch_size=400 if score == "additive" else None)))
+          for score in ("rbf", "scaled_dot", "additive")],
         ("k-NN, k by 5-fold cv", make_pipeline(StandardScaler(), knn)),
         ("ridge, alpha by cv", make_pipeline(StandardScaler(), RidgeCV())),
     ]
@@ -55,6 +63,8 @@ def _describe(model):
     est = model[-1]
     if hasattr(est, "bandwidth_"):
         return "h = " + _format_bandwidth(est.bandwidth_)
+    if hasattr(est, "loss_curve_"):
+        return f"{est.n_iter_} L-BFGS-B iterations, LOO MSE {est.loss_curve_[-1]:.3g}"
     if hasattr(est, "best_params_"):
         return f"k = {est.best_params_['n_neighbors']}"
     return f"alpha = {est.alpha_:.3g}"
@@ -75,7 +85,7 @@ def _benchmark_table(seed):
     print("-" * (len(header) + 20))
     for name, X, y in datasets:
         Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.2, random_state=seed)
-        for label, model in _models():
+        for label, model in _models(seed):
             _, fit_s = _timed(model.fit, Xtr, ytr)
             pred, pred_s = _timed(model.predict, Xte)
             r2 = r2_score(yte, pred)
@@ -135,8 +145,9 @@ def _toy_figure(seed, path):
 
 
 def _demo(args):
-    """Nadaraya-Watson regression with cross-validated bandwidths next to k-NN and ridge
-    regression on scikit-learn's diabetes data and make_friedman1, then a figure of the
+    """Nadaraya-Watson regression with cross-validated bandwidths and attention regression
+    with learned scores (rbf, scaled_dot, additive), next to k-NN and ridge regression, on
+    scikit-learn's diabetes data and make_friedman1, then a figure of the
     noisy-sine toy problem (fits of several kernels and a heatmap of attention weights)."""
     if not args.no_plot and not _have_matplotlib():
         print("nwattn demo: the figure needs matplotlib, which is not installed.\n"

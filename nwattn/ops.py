@@ -23,7 +23,7 @@ import numpy as np
 from . import _validation as _v
 from ._cpu.dense import pairwise, softmax_rows
 from ._cpu.pool import run_pool
-from ._device import is_device_array, resolve_cpu_only, resolve_device
+from ._device import is_device_array, resolve_device
 from .kernels import DISTANCE, SCALED_DOT_CODE, get_kernel
 from .exceptions import EmptyNeighborhoodWarning
 from .state import PoolState, finalize_state, merge_states
@@ -676,6 +676,15 @@ def top_k_weights(Q, K, kernel="gaussian", bandwidth=1.0, k=5, *, key_weight=Non
 __all__ += ["additive_scores", "additive_pool"]
 
 
+def _from_device(x):
+    """A NumPy copy of a GPU array (the projections are matrix products on the host)."""
+    if x is None or not is_device_array(x):
+        return x
+    from ._cuda import launch
+
+    return launch.to_host(launch.as_device(x))
+
+
 def _prepare_additive(Q, K, W_query, W_key, w_score):
     Q, K = _check_queries_keys(Q, K)
     d = Q.shape[1]
@@ -713,7 +722,10 @@ def additive_scores(Q, K, W_query, W_key, w_score, *, device="cpu"):
     w_score : array_like of shape (n_components,)
         Weights of the ``tanh`` units.
     device : {"cpu", "cuda", "auto"}, default="cpu"
-        Where to compute.
+        Where to compute (see :func:`attention_pool`). The GPU computes in
+        the inputs' dtype (float32 is its fast path), the CPU in float64.
+        Inputs that live on the GPU are copied to the host for the
+        projections, and the result goes back to the GPU.
 
     Returns
     -------
@@ -730,11 +742,20 @@ def additive_scores(Q, K, W_query, W_key, w_score, *, device="cpu"):
     """
     from ._cpu.learned import additive_pairwise
 
-    resolve_cpu_only(device, "the additive score")
+    backend, device_input = _backend(device, Q, K)
+    Q, K = _from_device(Q), _from_device(K)
     Q, K, A, BT, wv = _prepare_additive(Q, K, W_query, W_key, w_score)
+    dtype = _v.common_float_dtype(Q, K)
+    if backend == "cuda":
+        from ._cuda import launch
+        from .kernels import ADDITIVE, ADDITIVE_CODE
+
+        S = launch.pairwise(A.astype(dtype), BT.astype(dtype), np.empty(0, dtype), ADDITIVE,
+                            ADDITIVE_CODE, 1.0, wv.astype(dtype))
+        return S if device_input else launch.to_host(S)
     out = np.empty((A.shape[0], BT.shape[1]), np.float64)
     additive_pairwise(A, BT, wv, out)
-    return out.astype(_v.common_float_dtype(Q, K), copy=False)
+    return out.astype(dtype, copy=False)
 
 
 def additive_pool(Q, K, V, W_query, W_key, w_score, *, key_weight=None, exclude_self=False,
@@ -766,7 +787,10 @@ def additive_pool(Q, K, V, W_query, W_key, w_score, *, key_weight=None, exclude_
     return_std : bool, default=False
         Also return the weighted standard deviation of the values.
     device : {"cpu", "cuda", "auto"}, default="cpu"
-        Where to compute.
+        Where to compute (see :func:`attention_pool`). The GPU runs the
+        fused pooling kernel in the inputs' dtype (float32 is its fast
+        path), the CPU in float64. Inputs that live on the GPU are copied to
+        the host for the projections, and the results go back to the GPU.
 
     Returns
     -------
@@ -793,7 +817,9 @@ def additive_pool(Q, K, V, W_query, W_key, w_score, *, key_weight=None, exclude_
     """
     from ._cpu.learned import ADDITIVE, run_learned_pool
 
-    resolve_cpu_only(device, "the additive score")
+    backend, device_input = _backend(device, Q, K, V)
+    Q, K, V = _from_device(Q), _from_device(K), _from_device(V)
+    key_weight = _from_device(key_weight)
     Q, K, A, BT, wv = _prepare_additive(Q, K, W_query, W_key, w_score)
     V = _v.check_float_array(V, "V", allow_1d=True)
     if V.shape[0] != K.shape[0]:
@@ -817,10 +843,24 @@ def additive_pool(Q, K, V, W_query, W_key, w_score, *, key_weight=None, exclude_
         with np.errstate(divide="ignore"):
             logw = np.log(w)
     self_shift = 0 if exclude_self else -A.shape[0] - 1
-    smax, snorm, sacc, ssq = run_learned_pool(ADDITIVE, A, BT, wv, 1.0, logw, VT, VT2,
-                                              self_shift)
+    if backend == "cuda":
+        from ._cuda import launch
+        from .kernels import ADDITIVE_CODE
+
+        # The GPU computes in the inputs' dtype: float32 is its fast path.
+        states = launch.pool(A.astype(dtype), BT.astype(dtype), VT.astype(dtype), VT2,
+                             logw.astype(dtype), ADDITIVE, ADDITIVE_CODE, 1.0, self_shift,
+                             wv.astype(dtype))
+        smax, snorm, sacc, ssq = (launch.to_host(a).astype(np.float64) for a in states)
+    else:
+        smax, snorm, sacc, ssq = run_learned_pool(ADDITIVE, A, BT, wv, 1.0, logw, VT, VT2,
+                                                  self_shift)
     state = PoolState(smax, snorm, sacc, ssq if return_std else None, c, V.ndim == 1)
     out = finalize_state(state, return_std=return_std)
-    if return_std:
-        return tuple(o.astype(dtype, copy=False) for o in out)
-    return out.astype(dtype, copy=False)
+    out = tuple(o.astype(dtype, copy=False) for o in out) if return_std else (
+        out.astype(dtype, copy=False))
+    if device_input:
+        from ._cuda import launch
+
+        return tuple(map(launch.as_device, out)) if return_std else launch.as_device(out)
+    return out

@@ -167,7 +167,7 @@ def test_bad_parameters(rng, params, match):
         AttentionRegressor(**params).fit(X, y)
 
 
-def test_bad_data(rng):
+def test_bad_data(rng, monkeypatch):
     X, y = rng.normal(size=(10, 3)), rng.normal(size=10)
     with pytest.raises(ValueError, match="sample_weight"):
         AttentionRegressor().fit(X, y, sample_weight=np.r_[1.0, np.zeros(9)])
@@ -178,7 +178,11 @@ def test_bad_data(rng):
         reg.attention_weights(X, k=0)
     with pytest.raises(ValueError, match="features"):
         reg.predict(X[:, :2])
-    with pytest.raises(ValueError, match="no GPU implementation"):
+    from nwattn import _device
+
+    monkeypatch.setattr(_device, "cuda_problem",
+                        lambda: "the numba-cuda package is not installed")
+    with pytest.raises(RuntimeError, match="device='cuda' cannot run: the numba-cuda"):
         AttentionRegressor(device="cuda").fit(X, y)
 
 

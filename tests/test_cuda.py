@@ -352,20 +352,11 @@ def test_any_launch_shape_matches_the_cpu(problem, threads, tile, split_keys, ch
 def test_scores_without_a_gpu_kernel_are_refused():
     pytest.importorskip("numba_cuda", reason="the cuda extra (numba-cuda) is not installed")
     from nwattn._cuda import launch
-    from nwattn.kernels import ADDITIVE
+    from nwattn.kernels import ADDITIVE, ADDITIVE_CODE
 
     X = np.zeros((2, 1))
+    with pytest.raises(ValueError, match="needs its vector w_score"):
+        launch.pool(X, X.T, X.T, np.empty((0, 2)), np.empty(0), ADDITIVE, ADDITIVE_CODE, 1.0,
+                    -3)
     with pytest.raises(ValueError, match="no GPU implementation"):
-        launch.pool(X, X.T, X.T, np.empty((0, 2)), np.empty(0), ADDITIVE, 102, 1.0, -3)
-    with pytest.raises(ValueError, match="no GPU implementation"):
-        launch.pairwise(X, X.T, np.empty(0), ADDITIVE, 102, 1.0)
-
-
-def test_cpu_only_computations_refuse_cuda():
-    from nwattn._device import resolve_cpu_only
-
-    assert resolve_cpu_only("CPU", "this") == "cpu"
-    with pytest.raises(ValueError, match="the additive score has no GPU implementation"):
-        resolve_cpu_only("cuda", "the additive score")
-    with pytest.raises(ValueError, match="device must be one of"):
-        resolve_cpu_only("tpu", "this")
+        launch.pairwise(X, X.T, np.empty(0), 7, 102, 1.0)

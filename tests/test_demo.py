@@ -14,8 +14,10 @@ def test_demo_prints_the_table_and_writes_the_figure(tmp_path, capsys):
     out = capsys.readouterr().out
     for dataset in ("diabetes", "friedman1"):
         rows = [line for line in out.splitlines() if line.startswith(dataset)]
-        assert len(rows) == 4
+        assert len(rows) == 7
         assert any("NW gaussian, cv per feature" in r for r in rows)
+        for score in ("rbf", "scaled_dot", "additive"):
+            assert any(f"attention, learned {score}" in r for r in rows)
         assert any("k-NN" in r for r in rows) and any("ridge" in r for r in rows)
     for kernel in ("gaussian", "boxcar", "triangular", "epanechnikov"):
         assert any(line.startswith(kernel) for line in out.splitlines())

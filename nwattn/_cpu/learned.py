@@ -335,6 +335,44 @@ def loo_loss_grad(kind, Pq, Pk, wv, Y, logw, query_weight, scale=1.0):
     PqT = np.ascontiguousarray(Pq.T)
     empty_sq = np.empty((0, n), Y.dtype)
     smax, snorm, sacc, _ = run_learned_pool(kind, Pq, PkT, wv, scale, logw, YT, empty_sq, 0)
+    loss, lse, neg_lse, f, g, e, ok = loo_residuals(smax, snorm, sacc, Yc, query_weight)
+    qb, tile = _config.QUERY_BLOCK, _config.KEY_TILE
+    GT = np.ascontiguousarray(g.T)
+    dwv = np.zeros(((b + qb - 1) // qb, r))
+    if kind == RBF and b == n and np.array_equal(Pq, Pk):
+        dPk = np.zeros((n, r))
+        loo_grad_symmetric(Pk, PkT, logw, lse, neg_lse, g, YT, Yc, GT, e, qb, tile, dPk)
+        return loss, np.zeros((b, r)), dPk, dwv.sum(axis=0), finish_predictions(f, center, ok)
+    dPq = np.zeros((b, r))
+    loo_grad_pass(kind, Pq, PkT, wv, scale, logw, lse, g, YT, e, np.zeros(n), qb, tile,
+                  kind == ADDITIVE, dPq, dwv)
+    dPk = np.zeros((n, r))
+    unused = np.zeros((1, r))
+    loo_grad_pass(kind, Pk, PqT, wv, scale, neg_lse, -logw, Yc, GT, np.zeros(n), e, qb, tile,
+                  False, dPk, unused)
+    return loss, dPq, dPk, dwv.sum(axis=0), finish_predictions(f, center, ok)
+
+
+def loo_residuals(smax, snorm, sacc, Yc, query_weight):
+    """The loss, and what the backward sweeps need, from the forward states.
+
+    ``Yc`` are the centred values of all keys (the first ``b`` rows the
+    queries' targets). Shared by the CPU and GPU drivers of the objective.
+
+    Returns
+    -------
+    loss : float
+    lse, neg_lse : ndarray (b,)
+        Each query's log-normaliser, and its negation; ``-inf`` both for a
+        query with no other key of positive weight.
+    f, g : ndarray (b, p)
+        Centred leave-one-out predictions and ``dL/df``.
+    e : ndarray (b,)
+        ``f . g`` per query.
+    ok : ndarray (b,), bool
+        Queries with a prediction.
+    """
+    b = smax.shape[0]
     ok = snorm > 0
     with np.errstate(divide="ignore"):
         lse = np.where(ok, smax + np.log(np.where(ok, snorm, 1.0)), -np.inf)
@@ -345,25 +383,12 @@ def loo_loss_grad(kind, Pq, Pk, wv, Y, logw, query_weight, scale=1.0):
     g = 2.0 * u[:, None] * resid
     e = np.einsum("ij,ij->i", f, g)
     e[~ok] = 0.0
-    qb, tile = _config.QUERY_BLOCK, _config.KEY_TILE
     neg_lse = np.where(ok, -lse, -np.inf)
-    GT = np.ascontiguousarray(g.T)
-    dwv = np.zeros(((b + qb - 1) // qb, r))
-    if kind == RBF and b == n and np.array_equal(Pq, Pk):
-        dPk = np.zeros((n, r))
-        loo_grad_symmetric(Pk, PkT, logw, lse, neg_lse, g, YT, Yc, GT, e, qb, tile, dPk)
-        return loss, np.zeros((b, r)), dPk, dwv.sum(axis=0), _finish(f, center, ok)
-    dPq = np.zeros((b, r))
-    loo_grad_pass(kind, Pq, PkT, wv, scale, logw, lse, g, YT, e, np.zeros(n), qb, tile,
-                  kind == ADDITIVE, dPq, dwv)
-    dPk = np.zeros((n, r))
-    unused = np.zeros((1, r))
-    loo_grad_pass(kind, Pk, PqT, wv, scale, neg_lse, -logw, Yc, GT, np.zeros(n), e, qb, tile,
-                  False, dPk, unused)
-    return loss, dPq, dPk, dwv.sum(axis=0), _finish(f, center, ok)
+    return loss, lse, neg_lse, f, g, e, ok
 
 
-def _finish(f, center, ok):
+def finish_predictions(f, center, ok):
+    """Leave-one-out predictions in the values' units; NaN where there is none."""
     pred = f + center
     pred[~ok] = np.nan
     return pred

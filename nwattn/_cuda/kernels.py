@@ -28,7 +28,7 @@ import numpy as np
 from numba import cuda, from_dtype
 
 from .._device import simulator_enabled
-from ..kernels import DISTANCE, GAUSSIAN, LAPLACIAN, log_weight
+from ..kernels import ADDITIVE, DISTANCE, GAUSSIAN, LAPLACIAN, log_weight
 
 
 def _exp_function(ftype):
@@ -50,19 +50,28 @@ def _exp_function(ftype):
 
 
 def _score_function(ftype, d, family, code):
-    """Device function ``score(q, keys, j, scale)``: query ``q`` against key column ``j``.
+    """Device function ``score(q, keys, j, scale, wv)``: query ``q`` against key column ``j``.
 
     ``keys`` is a (d, *) array, in global or shared memory; inputs are
-    already divided by the bandwidth, as on the CPU.
+    already divided by the bandwidth, as on the CPU. For the additive family
+    the inputs are the projections ``W_q q`` and ``W_k k`` and ``wv`` the
+    vector of the ``tanh`` units; the other families ignore ``wv``.
     """
     zero = ftype(0.0)
     minus_half = ftype(-0.5)
     is_distance = family == DISTANCE
+    is_additive = family == ADDITIVE
     is_gaussian = code == GAUSSIAN
 
     @cuda.jit(device=True, inline=True)
-    def score(q, keys, j, scale):
+    def score(q, keys, j, scale, wv):
         acc = zero
+        if is_additive:
+            # The GPU's tanh is cheap and saturates cleanly; the CPU builds
+            # its own from a vectorisable exp only to let LLVM vectorise.
+            for t in range(d):
+                acc += wv[t] * math.tanh(q[t] + keys[t, j])
+            return acc
         if is_distance:
             for t in range(d):
                 diff = q[t] - keys[t, j]
@@ -81,7 +90,7 @@ def _score_function(ftype, d, family, code):
 
 @lru_cache(maxsize=None)
 def pairwise_kernel(dtype, d, family, code, with_logw):
-    """Kernel ``(Q, KT, logw, scale, out)`` filling ``out[i, j]`` with the score.
+    """Kernel ``(Q, KT, logw, scale, wv, out)`` filling ``out[i, j]`` with the score.
 
     Launched on a 2-D grid: x over keys (coalesced reads of ``KT`` and
     writes of ``out``), y over queries with a grid-stride loop, so any
@@ -91,12 +100,12 @@ def pairwise_kernel(dtype, d, family, code, with_logw):
     score = _score_function(ftype, d, family, code)
 
     @cuda.jit
-    def kernel(Q, KT, logw, scale, out):
+    def kernel(Q, KT, logw, scale, wv, out):
         j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
         if j >= KT.shape[1]:
             return
         for i in range(cuda.blockIdx.y, Q.shape[0], cuda.gridDim.y):
-            s = score(Q[i], KT, j, scale)
+            s = score(Q[i], KT, j, scale, wv)
             if with_logw:
                 s += logw[j]
             out[i, j] = s
@@ -150,9 +159,10 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
     itself, is the score ``-inf``) are compiled in only for those calls:
     they cost as much as the rest of the gaussian pair at d = 3.
 
-    Signature ``(Q, KT, VT, logw, scale, self_shift, split_size, out_max,
-    out_norm, out_acc, out_sq)``; arrays as in
-    :func:`nwattn._cpu.pool.pool_states`. Grid: x over blocks of ``threads``
+    Signature ``(Q, KT, VT, logw, scale, wv, self_shift, split_size,
+    out_max, out_norm, out_acc, out_sq)``; arrays as in
+    :func:`nwattn._cpu.pool.pool_states`, ``wv`` the additive score's vector
+    (empty for the other scores). Grid: x over blocks of ``threads``
     queries, y over key splits of ``split_size`` keys, z over chunks of
     ``value_chunk`` value columns (each chunk recomputes the scores but
     keeps its accumulators small enough for registers).
@@ -170,7 +180,7 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
     may_be_inf = with_logw or (family == DISTANCE and code not in (GAUSSIAN, LAPLACIAN))
 
     @cuda.jit
-    def kernel(Q, KT, VT, logw, scale, self_shift, split_size,
+    def kernel(Q, KT, VT, logw, scale, wv, self_shift, split_size,
                out_max, out_norm, out_acc, out_sq):
         tx = cuda.threadIdx.x
         i = cuda.blockIdx.x * threads + tx
@@ -223,7 +233,7 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
             if not active:
                 continue
             for jj in range(nt):
-                sc = score(q, keys, jj, scale)
+                sc = score(q, keys, jj, scale, wv)
                 if with_logw:
                     sc += lw[jj]
                 if may_be_inf and sc == neg_inf:

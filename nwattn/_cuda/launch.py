@@ -14,7 +14,7 @@ from numba import cuda
 from .. import _config
 from .._cpu.pool import plan_splits
 from .._device import is_device_array
-from ..kernels import DISTANCE, DOT
+from ..kernels import ADDITIVE, DISTANCE, DOT
 from . import kernels as _k
 
 # Largest grid size in y and z on every CUDA device.
@@ -55,25 +55,34 @@ def _launch(kernel, grid, block, *args):
         ) from exc
 
 
-def _check_family(family):
-    # Learned scores (the additive family) need parameters these kernels do
-    # not take; refusing them beats silently computing a dot product.
+def _score_vector(family, wv, dtype):
+    """The additive score's vector on the device; an empty one for the other scores."""
+    if family == ADDITIVE:
+        # The additive score has parameters besides the inputs; without them
+        # refusing beats silently computing something else.
+        if wv is None:
+            raise ValueError("the additive score needs its vector w_score on the GPU")
+        return as_device(np.asarray(wv, dtype=dtype) if not is_device_array(wv) else wv)
     if family not in (DISTANCE, DOT):
         raise ValueError("this score has no GPU implementation; use device='cpu'")
+    return as_device(np.empty(0, dtype))
 
 
-def pairwise(Qs, KT, logw, family, code, scale):
-    """Device (n, m) matrix of the scores of every query against every key."""
-    _check_family(family)
+def pairwise(Qs, KT, logw, family, code, scale, wv=None):
+    """Device (n, m) matrix of the scores of every query against every key.
+
+    ``wv`` is the additive score's vector (family ``ADDITIVE`` only).
+    """
     Qd, KTd, lwd = as_device(Qs), as_device(KT), as_device(logw)
     dtype = np.dtype(Qd.dtype)
+    wvd = _score_vector(family, wv, dtype)
     n, d = Qd.shape
     m = KTd.shape[1]
     out = cuda.device_array((n, m), dtype)
     kernel = _k.pairwise_kernel(_key(dtype), d, family, code, lwd.shape[0] > 0)
     threads = _config.CUDA_SIMPLE_THREADS
     grid = (_blocks(m, threads), min(n, _GRID_YZ_MAX))
-    _launch(kernel, grid, threads, Qd, KTd, lwd, dtype.type(scale), out)
+    _launch(kernel, grid, threads, Qd, KTd, lwd, dtype.type(scale), wvd, out)
     return out
 
 
@@ -99,16 +108,19 @@ def tile_size(d, value_chunk, itemsize):
     return tile
 
 
-def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift):
+def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, wv=None):
     """Device counterpart of :func:`nwattn._cpu.pool.run_pool`.
 
     Returns ``(max, norm, acc, sq)`` device arrays; ``sq`` has no columns
     when ``VT2`` has no rows. ``VT2`` is only a flag here: the kernel squares
-    the values it already holds in shared memory.
+    the values it already holds in shared memory. ``wv`` is the additive
+    score's vector (family ``ADDITIVE``, with ``Qs`` and ``KT`` the
+    projected queries and keys), as in
+    :func:`nwattn._cpu.learned.run_learned_pool`.
     """
-    _check_family(family)
     Qd, KTd, VTd, lwd = as_device(Qs), as_device(KT), as_device(VT), as_device(logw)
     dtype = np.dtype(Qd.dtype)
+    wvd = _score_vector(family, wv, dtype)
     n, d = Qd.shape
     m = KTd.shape[1]
     p = VTd.shape[0]
@@ -129,8 +141,8 @@ def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift):
     kernel = _k.pool_kernel(_key(dtype), d, family, code, lwd.shape[0] > 0, with_sq,
                             bool(exclude_self), threads, tile, chunk)
     grid = (_blocks(n, threads), n_split, n_chunks)
-    _launch(kernel, grid, threads, Qd, KTd, VTd, lwd, dtype.type(scale), np.int64(self_shift),
-            np.int64(split_size), out_max, out_norm, out_acc, out_sq)
+    _launch(kernel, grid, threads, Qd, KTd, VTd, lwd, dtype.type(scale), wvd,
+            np.int64(self_shift), np.int64(split_size), out_max, out_norm, out_acc, out_sq)
     if n_split > 1:
         simple = _config.CUDA_SIMPLE_THREADS
         _launch(_k.merge_kernel(_key(dtype)), _blocks(n, simple), simple, out_max, out_norm,

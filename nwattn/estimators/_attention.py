@@ -14,7 +14,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from .. import ops
 from .._cpu import learned
-from .._device import resolve_cpu_only, resolve_device
+from .._device import resolve_device
 from .._parallel import threads
 
 __all__ = ["AttentionRegressor"]
@@ -96,7 +96,14 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
         Number of threads of the compiled kernels (scikit-learn's
         convention: ``None`` keeps Numba's setting, ``-1`` uses all cores).
     device : {"cpu", "cuda", "auto"}, default="cpu"
-        Where to compute.
+        Where to compute the training objective and the predictions.
+        ``"cuda"`` runs the objective's kernels (pooling and both gradient
+        sweeps) and the predictions on an NVIDIA GPU (needs the ``cuda``
+        extra); the parameters stay on the host, where L-BFGS-B and the
+        ``O(n d r)`` projections run, so each evaluation moves only
+        ``O(n (r + p))`` numbers. ``"auto"`` uses the GPU when one is usable
+        and the number of (query, key) pairs is large enough to pay for the
+        transfers.
 
     Attributes
     ----------
@@ -252,9 +259,16 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
         wv = theta[2 * r * d:] if self.kernel == "additive" else None
         return Wq, Wk, wv
 
-    def _objective(self, X, Y, logw, qweight, b, r):
-        """``theta -> (loss, gradient)`` for L-BFGS-B; ``X[:b]`` are the queries."""
+    def _objective(self, X, Y, logw, qweight, b, r, backend="cpu"):
+        """``theta -> (loss, gradient)`` for L-BFGS-B; ``X[:b]`` are the queries.
+
+        ``backend`` (``"cpu"`` or ``"cuda"``) runs the compiled kernels.
+        """
         kind = _KINDS[self.kernel]
+        if backend == "cuda":
+            from .._cuda.learned import loo_loss_grad
+        else:
+            loo_loss_grad = learned.loo_loss_grad
         d = X.shape[1]
         scale = 1.0 / np.sqrt(r)
         alpha = float(self.alpha)
@@ -264,7 +278,7 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
             Wq, Wk, wv = self._unpack(theta, r, d)
             Pk = np.ascontiguousarray(X @ Wk.T)
             Pq = Pk[:b] if self.kernel == "rbf" else np.ascontiguousarray(X[:b] @ Wq.T)
-            loss, dPq, dPk, dwv, _ = learned.loo_loss_grad(
+            loss, dPq, dPk, dwv, _ = loo_loss_grad(
                 kind, Pq, Pk, no_wv if wv is None else np.ascontiguousarray(wv), Y, logw,
                 qweight, scale)
             if self.kernel == "rbf":
@@ -301,7 +315,7 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
             The fitted estimator.
         """
         self._validate_params()
-        resolve_cpu_only(self.device, "fitting AttentionRegressor")
+        resolve_device(self.device)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
                              dtype=[np.float64, np.float32], ensure_min_samples=2)
         sw = _check_sample_weight(sample_weight, X, dtype=np.float64,
@@ -340,7 +354,8 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
                              "zero sample_weight")
         qweight = qw / (total * Y.shape[1])
 
-        objective = self._objective(Xo, Yo, logw, qweight, b, r)
+        backend = resolve_device(self.device, n_pairs=b * n)
+        objective = self._objective(Xo, Yo, logw, qweight, b, r, backend)
         last = {}
 
         def fun(theta):
@@ -422,11 +437,12 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
                 return ops.additive_pool(X, self.X_fit_, self.y_fit_, self.W_query_,
                                          self.W_key_, self.w_score_,
                                          key_weight=self.sample_weight_,
-                                         return_std=return_std)
+                                         return_std=return_std, device=self.device)
             kernel = "gaussian" if self.kernel == "rbf" else "scaled_dot"
             return ops.attention_pool(X @ self.W_query_.T, self.X_fit_ @ self.W_key_.T,
                                       self.y_fit_, kernel, 1.0,
-                                      key_weight=self.sample_weight_, return_std=return_std)
+                                      key_weight=self.sample_weight_, return_std=return_std,
+                                      device=self.device)
 
     def attention_weights(self, X, k=5):
         """The ``k`` training points with the largest attention weight for each query.
@@ -463,7 +479,8 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
             if self.kernel != "additive":
                 kernel = "gaussian" if self.kernel == "rbf" else "scaled_dot"
                 return ops.top_k_weights(X @ self.W_query_.T, self.X_fit_ @ self.W_key_.T,
-                                         kernel, 1.0, int(k), key_weight=self.sample_weight_)
+                                         kernel, 1.0, int(k), key_weight=self.sample_weight_,
+                                         device=self.device)
             m = self.X_fit_.shape[0]
             logw = None
             if self.sample_weight_ is not None:
@@ -474,7 +491,7 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
             weights = np.empty((X.shape[0], int(k)))
             for i0 in range(0, X.shape[0], chunk):
                 S = ops.additive_scores(X[i0:i0 + chunk], self.X_fit_, self.W_query_,
-                                        self.W_key_, self.w_score_)
+                                        self.W_key_, self.w_score_, device=self.device)
                 if logw is not None:
                     S += logw
                 indices[i0:i0 + chunk], weights[i0:i0 + chunk] = ops.top_k_from_scores(
