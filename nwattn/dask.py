@@ -211,7 +211,8 @@ def _merge_block(p, *packed):
 def _nearest_block(packed, q, k, v, w, q0, k0, *, bandwidth, exclude_self):
     """Nearest key of chunk ``k`` to each query of block ``q`` that needs one (one task).
 
-    Only the queries whose merged state ``packed`` is empty need one. The
+    Only the queries whose merged state ``packed`` is empty need one (its
+    column 1 is the norm, in a pooling state and in slope accumulators). The
     distance is scaled by the bandwidth; keys of zero weight are skipped and,
     with ``exclude_self``, so is the query's own row. Returns an array of
     shape (n_queries, 1 + p): the squared distance (``inf`` for a query that
