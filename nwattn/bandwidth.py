@@ -1,10 +1,10 @@
 """Bandwidth selection: rules of thumb and leave-one-out cross-validation.
 
-The rules of thumb (:func:`scott`, :func:`silverman`) give one bandwidth per
+The rules of thumb (:func:`scott` [1]_, :func:`silverman` [2]_) give one bandwidth per
 feature, proportional to that feature's spread, so rescaling a feature
 rescales its bandwidth and leaves the fit unchanged.
 
-Leave-one-out least-squares cross-validation scores a bandwidth ``h`` by
+Leave-one-out least-squares cross-validation [3]_ scores a bandwidth ``h`` by
 
     CV(h) = sum_i c_i ||y_i - yhat_{-i}(x_i)||**2 / sum_i c_i,
 

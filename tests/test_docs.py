@@ -1,10 +1,12 @@
 """The documentation stays in step with the code.
 
 The gallery scripts run here as well as in the documentation build, so a
-change of the API that breaks an example fails the test suite; the kernel
-table and the API reference must name every kernel and public function.
+change of the API that breaks an example fails the test suite; so do the
+``>>>`` examples of the narrative pages. The kernel table and the API
+reference must name every kernel and public function.
 """
 
+import doctest
 import importlib.util
 import re
 import runpy
@@ -17,6 +19,8 @@ from nwattn import exceptions, kernels, ops, state
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("plot_*.py"))
+# Narrative pages whose code is written as doctests.
+DOCTEST_PAGES = ["getting_started.rst", "nadaraya_watson.rst", "attention_regressor.rst"]
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
@@ -31,6 +35,15 @@ def test_gallery_example_runs(script, monkeypatch):
         assert plt.get_fignums(), f"{script.name} draws no figure"
     finally:
         plt.close("all")
+
+
+@pytest.mark.parametrize("page", DOCTEST_PAGES)
+def test_page_examples_run(page):
+    path = ROOT / "docs" / page
+    assert ">>> " in path.read_text(encoding="utf-8"), f"{page} has no examples"
+    result = doctest.testfile(str(path), module_relative=False, verbose=False,
+                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples of {page} failed"
 
 
 def test_kernel_table_lists_every_kernel_and_alias():

@@ -38,7 +38,7 @@ class _KernelName(StrOptions):
 class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     """Nadaraya-Watson kernel regression with bandwidth selection.
 
-    Predicts the kernel-weighted mean of the training targets,
+    Predicts the kernel-weighted mean of the training targets [1]_ [2]_,
     ``f(x) = sum_j w_j K((x - x_j) / h) y_j / sum_j w_j K((x - x_j) / h)``:
     attention pooling with the training points as keys and their targets as
     values. Predictions stream over the training set with an online softmax
@@ -59,7 +59,7 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         computed from each feature's spread (:func:`nwattn.bandwidth.scott`,
         :func:`nwattn.bandwidth.silverman`; smoothing kernels only); or
         ``"cv"``, the bandwidth minimising the leave-one-out least-squares
-        cross-validation score on the training set
+        cross-validation score on the training set [3]_
         (:func:`nwattn.bandwidth.select_bandwidth`).
     bandwidth_per_feature : bool, default=False
         With ``bandwidth="cv"``, select one bandwidth per feature (L-BFGS-B
@@ -105,7 +105,7 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         Weighted mean of the targets (the ``"mean"`` fallback).
     n_features_in_ : int
         Number of features seen during :meth:`fit`.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features, when ``X`` has string column names.
 
     See Also
