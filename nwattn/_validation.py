@@ -6,11 +6,18 @@ adds the parameter name to every message and the checks it does not make
 """
 
 import numbers
+import sys
 
 import numpy as np
 from sklearn.utils import check_array
 
 FLOAT_DTYPES = (np.float64, np.float32)
+
+
+def is_dask_array(X):
+    """Whether ``X`` is a Dask array (without importing Dask when it is not loaded)."""
+    da = sys.modules.get("dask.array")
+    return da is not None and isinstance(X, da.Array)
 
 
 def _native(X):

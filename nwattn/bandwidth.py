@@ -80,14 +80,32 @@ def _spread(X, w):
     return np.sqrt(var), float(n_eff)
 
 
-def _rule(X, sample_weight, factor):
-    X = _v.check_float_array(X, "X", dtype=np.float64)
-    w = _check_weights(sample_weight, X.shape[0])
-    sigma, n_eff = _spread(X, w)
+def _scott_factor(n, d):
+    return n ** (-1.0 / (d + 4))
+
+
+def _silverman_factor(n, d):
+    return (4.0 / ((d + 2) * n)) ** (1.0 / (d + 4))
+
+
+#: Factor of each rule of thumb, a function of the effective sample size and
+#: the number of features.
+_RULE_FACTORS = {"scott": _scott_factor, "silverman": _silverman_factor}
+
+
+def _rule_from_spread(rule, sigma, n_eff):
+    """Bandwidth of a rule of thumb from the per-feature spread ``sigma``."""
     # A constant feature plays no part in the training distances; any
     # positive bandwidth fits it, and 1 keeps the rule well defined.
     sigma = np.where(sigma > 0, sigma, 1.0)
-    return sigma * factor(n_eff, X.shape[1])
+    return sigma * _RULE_FACTORS[rule](n_eff, sigma.shape[0])
+
+
+def _rule(X, sample_weight, rule):
+    X = _v.check_float_array(X, "X", dtype=np.float64)
+    w = _check_weights(sample_weight, X.shape[0])
+    sigma, n_eff = _spread(X, w)
+    return _rule_from_spread(rule, sigma, n_eff)
 
 
 def scott(X, sample_weight=None):
@@ -117,7 +135,7 @@ def scott(X, sample_weight=None):
     >>> bool(np.isclose(h[1] / h[0], 1000, rtol=0.1))
     True
     """
-    return _rule(X, sample_weight, lambda n, d: n ** (-1.0 / (d + 4)))
+    return _rule(X, sample_weight, "scott")
 
 
 def silverman(X, sample_weight=None):
@@ -143,7 +161,7 @@ def silverman(X, sample_weight=None):
     >>> silverman(X).round(2)
     array([0.26])
     """
-    return _rule(X, sample_weight, lambda n, d: (4.0 / ((d + 2) * n)) ** (1.0 / (d + 4)))
+    return _rule(X, sample_weight, "silverman")
 
 
 class _LooProblem:
@@ -174,24 +192,21 @@ class _LooProblem:
         self.c = c
         self.center = np.average(self.Y, axis=0, weights=c)
         # Leave-one-out weighted means: the "mean" fallback of each point.
-        total = c @ self.Y
-        wsum = c.sum()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            self.loo_mean = (total - c[:, None] * self.Y) / (wsum - c)[:, None]
+        self.loo_mean = _loo_means(self.Y, c, c @ self.Y, c.sum())
         self.var = float(np.sum(np.average((self.Y - self.center) ** 2, axis=0, weights=c)))
 
     def bandwidth_vector(self, bandwidth):
         return _v.check_bandwidth(bandwidth, self.X.shape[1], np.float64)
 
+    def search_scale(self, per_feature):
+        """Direction, range and start of the search (see :func:`_search_scale`)."""
+        return _search_scale(self.X, self.kern, self.w, per_feature)
+
     def _fill_empty(self, pred, empty, h):
-        if not empty.any():
-            return pred
-        idx = np.flatnonzero(empty)
-        if self.fallback == "mean":
-            pred[idx] = self.loo_mean[idx]
-        else:
-            pred[idx] = self.Y[_nearest_other(self.X / h, idx, self.c > 0)]
-        return pred
+        return _fill_loo_empty(pred, empty, self.fallback,
+                               mean=lambda idx: self.loo_mean[idx],
+                               nearest=lambda idx: self.Y[_nearest_other(self.X / h, idx,
+                                                                         self.c > 0)])
 
     def _score(self, pred):
         r = self.Y - pred
@@ -231,6 +246,31 @@ class _LooProblem:
         score, r = self._score(pred)
         grad = -2.0 * np.einsum("i,ic,itc->t", self.c, r, dpred) / self.c.sum()
         return score, grad
+
+
+def _loo_means(Y, c, total, wsum):
+    """Weighted mean of the targets without each point: the ``"mean"`` fallback.
+
+    ``total`` and ``wsum`` are the weighted sum of all the targets and the sum
+    of all the weights, so a block of points needs no other data.
+    """
+    c = np.asarray(c, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (total - c[:, None] * Y) / (wsum - c)[:, None]
+
+
+def _fill_loo_empty(pred, empty, fallback, *, mean, nearest):
+    """Replace the leave-one-out predictions of the points in ``empty`` by the fallback.
+
+    ``mean`` and ``nearest`` map the indices of the empty points to their
+    ``"mean"`` and ``"nearest"`` predictions; only the one ``fallback`` names
+    is called, and only when some point is empty.
+    """
+    if not empty.any():
+        return pred
+    idx = np.flatnonzero(empty)
+    pred[idx] = mean(idx) if fallback == "mean" else nearest(idx)
+    return pred
 
 
 def _nearest_other(Xs, idx, usable):
@@ -328,15 +368,28 @@ def _search_scale(X, kern, w, per_feature):
     bandwidth is a temperature and the range spans near-argmax to
     near-uniform weights.
     """
-    n, d = X.shape
     if kern.family == DISTANCE:
         sigma, _ = _spread(X, w)
+        return _search_scale_from(kern, X.shape[0], sigma, None, per_feature)
+    return _search_scale_from(kern, X.shape[0], None, np.average(X * X, axis=0, weights=w),
+                              per_feature)
+
+
+def _search_scale_from(kern, n, sigma, rms2, per_feature):
+    """:func:`_search_scale` from the moments of the data.
+
+    ``sigma`` is the per-feature (weighted) standard deviation, needed for a
+    smoothing kernel, and ``rms2`` the per-feature (weighted) mean square,
+    needed for a dot score.
+    """
+    if kern.family == DISTANCE:
+        d = sigma.shape[0]
         v = np.where(sigma > 0, sigma, 1.0) if per_feature else np.ones(d)
         spread = math.sqrt(float(np.sum((sigma / v) ** 2))) or 1.0
         d_eff = max(1, int(np.count_nonzero(sigma > 0)))
         start = spread / math.sqrt(d_eff) * (4.0 / ((d_eff + 2) * n)) ** (1.0 / (d_eff + 4))
         return v, 0.05 * spread * n ** (-1.0 / d_eff), start, 10.0 * spread
-    rms2 = np.average(X * X, axis=0, weights=w)
+    d = rms2.shape[0]
     v = np.where(rms2 > 0, rms2, 1.0) if per_feature else np.ones(d)
     scale = 1.0 / math.sqrt(d) if kern.code == SCALED_DOT_CODE else 1.0
     typical = float(np.sum(rms2 / v)) * scale or 1.0
@@ -472,7 +525,7 @@ def _search(problem, per_feature, tol):
                 best_x, best_f = float(res.x), float(res.fun)
         return best_x + np.log(v), best_f
 
-    v, lo, c0, hi = _search_scale(problem.X, kern, problem.w, per_feature)
+    v, lo, c0, hi = problem.search_scale(per_feature)
     if not per_feature:
         log_h, f_best = line_search(v, lo, c0, hi, tol)
         return BandwidthSelection(float(math.exp(log_h[0])), float(f_best * norm), n_eval)
@@ -485,7 +538,7 @@ def _search(problem, per_feature, tol):
     if piecewise_constant:
         # Powell's search only polishes its start, so that start is the
         # better of the common multiple of the spreads and the common bandwidth.
-        v1, lo1, c01, hi1 = _search_scale(problem.X, kern, problem.w, False)
+        v1, lo1, c01, hi1 = problem.search_scale(False)
         theta1, f1 = line_search(v1, lo1, c01, hi1, tol)
         if f1 < f_best:
             theta0, f_best = theta1, f1

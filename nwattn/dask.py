@@ -26,6 +26,11 @@ is NaN in the result, as in memory. The
 :class:`~nwattn.exceptions.EmptyNeighborhoodWarning` is raised by the task
 that finalises the query's block, so on a distributed cluster it lands in
 that worker's log; count the NaNs of the result to check from the client.
+
+Estimators. :class:`~nwattn.NadarayaWatsonRegressor` fits and predicts on
+Dask arrays, and :class:`~nwattn.AttentionRegressor` predicts on them,
+through this module; the estimator's ``fallback`` for empty neighbourhoods
+is applied block by block.
 """
 
 import numbers
@@ -36,6 +41,7 @@ import dask
 import dask.array as da
 
 from . import _validation as _v
+from ._fallback import fill_empty
 from .kernels import get_kernel
 from .ops import attention_pool_state
 from .state import PoolState, finalize_state, merge_states
@@ -180,9 +186,12 @@ def _state_block(q, k, v, w, center, q0, k0, *, kernel, bandwidth, exclude_self,
     return _pack(state)
 
 
-def _merge_tree(states, split_every, p):
-    """Combine delayed packed states in a tree, ``split_every`` at a time."""
-    merge = dask.delayed(_merge_block, pure=True)
+def _merge_tree(states, split_every, p, combine=None):
+    """Combine delayed packed states in a tree, ``split_every`` at a time.
+
+    ``combine(p, *parts)`` merges parts; by default the exact state merge.
+    """
+    merge = dask.delayed(_merge_block if combine is None else combine, pure=True)
     while len(states) > 1:
         states = [merge(p, *states[s:s + split_every])
                   if len(states[s:s + split_every]) > 1 else states[s]
@@ -199,10 +208,68 @@ def _merge_block(p, *packed):
     return _pack(merged)
 
 
-def _finalize_block(packed, center, p, values_1d, return_std):
-    """Predictions (and standard deviations) of one query block (one task)."""
+def _nearest_block(packed, q, k, v, w, q0, k0, *, bandwidth, exclude_self):
+    """Nearest key of chunk ``k`` to each query of block ``q`` that needs one (one task).
+
+    Only the queries whose merged state ``packed`` is empty need one (its
+    column 1 is the norm, in a pooling state and in slope accumulators). The
+    distance is scaled by the bandwidth; keys of zero weight are skipped and,
+    with ``exclude_self``, so is the query's own row. Returns an array of
+    shape (n_queries, 1 + p): the squared distance (``inf`` for a query that
+    needs no neighbour or has none here) and the nearest key's value.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    out = np.full((q.shape[0], 1 + v.shape[1]), np.inf)
+    need = np.flatnonzero(~(packed[:, 1] > 0))
+    usable = (np.arange(k.shape[0]) if w is None
+              else np.flatnonzero(np.asarray(w, np.float64) > 0))
+    if need.size == 0 or usable.size == 0:
+        return out
+    h = np.asarray(bandwidth, dtype=np.float64)
+    n_neighbors = min(2 if exclude_self else 1, usable.size)
+    nn = NearestNeighbors(n_neighbors=n_neighbors).fit(np.asarray(k, np.float64)[usable] / h)
+    dist, found = nn.kneighbors(np.asarray(q, np.float64)[need] / h)
+    found = usable[found]
+    if exclude_self:
+        dist = np.where(found + k0 == (need + q0)[:, None], np.inf, dist)
+    col = np.argmin(dist, axis=1)  # the nearer of equals: kneighbors sorts them
+    rows = np.arange(need.size)
+    out[need, 0] = dist[rows, col] ** 2
+    out[need, 1:] = np.where(np.isfinite(dist[rows, col])[:, None],
+                             v[found[rows, col]], np.inf)
+    return out
+
+
+def _merge_nearest(p, *parts):
+    """Keep the nearer of the candidates of disjoint key chunks (one task).
+
+    On a tie the earlier chunk wins, as the earlier index does in memory.
+    """
+    best = parts[0].copy()
+    for other in parts[1:]:
+        closer = other[:, 0] < best[:, 0]
+        best[closer] = other[closer]
+    return best
+
+
+def _finalize_block(packed, center, p, values_1d, return_std, nearest=None, fallback=None,
+                    mean=None, spread=None):
+    """Predictions (and standard deviations) of one query block (one task).
+
+    Without ``fallback`` an empty query is NaN with a warning, as in
+    :func:`nwattn.ops.attention_pool`; with one, it is filled as by
+    :class:`~nwattn.NadarayaWatsonRegressor` (``nearest`` holds the block's
+    merged output of :func:`_nearest_block`).
+    """
     state = _unpack(packed, p, np.asarray(center, packed.dtype), values_1d)
-    return finalize_state(state, return_std=return_std)
+    out = finalize_state(state, return_std=return_std, warn=fallback is None)
+    if fallback is None:
+        return out
+    pred, std = out if return_std else (out, None)
+    pred, std = fill_empty(pred, std, state.empty, fallback, mean=mean,
+                           spread=lambda: spread, nearest=lambda idx: nearest[idx, 1:])
+    return (pred, std) if return_std else pred
 
 
 def _loo_block(packed, center, v, w, p):
@@ -344,12 +411,17 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
                                               exclude_self)
     states, center = _pooled_states(Q, K, V2, W, kernel, bandwidth, exclude_self,
                                     return_std, dtype, split_every)
-    p = V2.shape[1]
+    return _finalized(states, center, Q, V2.shape[1], values_1d, return_std, dtype)
+
+
+def _finalized(states, center, Q, p, values_1d, return_std, dtype, nearest=None, **fallback):
+    """The lazy predictions (and standard deviations) from the merged states."""
     finalize = dask.delayed(_finalize_block, pure=True, nout=2 if return_std else None)
+    nearest = [None] * len(states) if nearest is None else nearest
     preds, stds = [], []
-    for state, n_i in zip(states, Q.chunks[0]):
+    for state, near, n_i in zip(states, nearest, Q.chunks[0]):
         shape = (n_i,) if values_1d else (n_i, p)
-        out = finalize(state, center, p, values_1d, bool(return_std))
+        out = finalize(state, center, p, values_1d, bool(return_std), near, **fallback)
         if return_std:
             preds.append(da.from_delayed(out[0], shape=shape, dtype=dtype))
             stds.append(da.from_delayed(out[1], shape=shape, dtype=dtype))
@@ -482,11 +554,14 @@ def select_bandwidth(X, y, bandwidths, kernel="gaussian", *, sample_weight=None,
     return candidates[int(np.argmin(errors))], errors
 
 
-def _predict_block(x, estimator, method):
+def _predict_block(x, estimator, method, return_std=False):
+    if return_std:
+        # Both outputs in one block, split by the caller; so one task makes both.
+        return np.stack(getattr(estimator, method)(x, return_std=True), axis=1)
     return getattr(estimator, method)(x)
 
 
-def predict(estimator, X, *, method="predict", output_shape=None):
+def predict(estimator, X, *, method="predict", output_shape=None, return_std=False):
     """Apply a fitted estimator to a Dask array of queries, block by block.
 
     The estimator is sent to the workers once (scattered to every worker
@@ -507,11 +582,19 @@ def predict(estimator, X, *, method="predict", output_shape=None):
         Shape of the output of one query: ``()`` for one number per query,
         ``(n_outputs,)`` for a row. By default it is found by applying the
         method to the first row of ``X`` (which computes that row).
+    return_std : bool, default=False
+        Call the method with ``return_std=True`` (as for the estimators of
+        :mod:`nwattn`, or scikit-learn's
+        :class:`~sklearn.gaussian_process.GaussianProcessRegressor`) and
+        return both of its outputs.
 
     Returns
     -------
     dask.array.Array of shape (n_queries,) + output_shape
         Lazy predictions, chunked like the rows of ``X``.
+    std : dask.array.Array of the same shape
+        Only with ``return_std=True``; made by the same tasks as the
+        predictions.
 
     Examples
     --------
@@ -535,8 +618,8 @@ def predict(estimator, X, *, method="predict", output_shape=None):
         raise ValueError(f"the estimator has no method {method!r}")
     X = X.rechunk({1: -1})
     if output_shape is None:
-        sample = np.asarray(_predict_block(X[:1].compute(), estimator, method))
-        output_shape, dtype = sample.shape[1:], sample.dtype
+        sample = np.asarray(_predict_block(X[:1].compute(), estimator, method, return_std))
+        output_shape, dtype = sample.shape[1 + bool(return_std):], sample.dtype
     else:
         output_shape, dtype = tuple(int(s) for s in output_shape), np.float64
         if len(output_shape) > 1 or any(s < 1 for s in output_shape):
@@ -544,8 +627,308 @@ def predict(estimator, X, *, method="predict", output_shape=None):
     client = _current_client()
     shared = dask.delayed(client.scatter(estimator, broadcast=True, hash=False)
                           if client is not None else estimator)
+    if return_std:
+        both = X.map_blocks(_predict_block, shared, method, True, dtype=dtype,
+                            chunks=(X.chunks[0], (2,)) + tuple((s,) for s in output_shape),
+                            new_axis=list(range(2, 2 + len(output_shape))),
+                            meta=np.empty((0,) * (2 + len(output_shape)), dtype))
+        return both[:, 0], both[:, 1]
     if output_shape:
         return X.map_blocks(_predict_block, shared, method, dtype=dtype,
                             chunks=(X.chunks[0], output_shape), meta=np.empty((0, 0), dtype))
     return X.map_blocks(_predict_block, shared, method, dtype=dtype, drop_axis=1,
                         meta=np.empty((0,), dtype))
+
+
+# ------------------------------------- NadarayaWatsonRegressor on Dask arrays
+
+
+def _nearest_states(states, Q, K, V2, W, bandwidth, exclude_self, split_every):
+    """Delayed nearest keys of the empty queries of every query block (``"nearest"`` fallback)."""
+    near = dask.delayed(_nearest_block, pure=True)
+    q_blocks, k_blocks, v_blocks = _blocks(Q), _blocks(K), _blocks(V2)
+    w_blocks = [None] * len(k_blocks) if W is None else _blocks(W)
+    q_starts, k_starts = _starts(Q.chunks[0]), _starts(K.chunks[0])
+    out = []
+    for state, qb, q0 in zip(states, q_blocks, q_starts):
+        parts = [near(state, qb, kb, vb, wb, q0, k0, bandwidth=bandwidth,
+                      exclude_self=exclude_self)
+                 for kb, vb, wb, k0 in zip(k_blocks, v_blocks, w_blocks, k_starts)]
+        out.append(_merge_tree(parts, split_every, V2.shape[1], _merge_nearest))
+    return out
+
+
+def _needs_nearest(kernel, fallback):
+    # Only a compact kernel leaves queries without neighbours.
+    return fallback == "nearest" and get_kernel(kernel).is_compact
+
+
+def _nw_predict(estimator, X, return_std):
+    """:meth:`NadarayaWatsonRegressor.predict` with Dask queries or Dask training data.
+
+    The pooling of :func:`attention_pool` with the estimator's training set
+    as keys, the fallback applied block by block.
+    """
+    Q = _as_dask(X, "X")
+    if Q.shape[1] != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {Q.shape[1]} features, but NadarayaWatsonRegressor is expecting "
+            f"{estimator.n_features_in_} features as input"
+        )
+    if Q.dtype not in (np.float32, np.float64):
+        Q = Q.astype(np.float64)
+    kernel, h, fallback = estimator.kernel, estimator.bandwidth_, estimator.fallback
+    Q, K, V2, W, values_1d, dtype = _prepare(Q, estimator.X_fit_, estimator.y_fit_, kernel, h,
+                                              estimator.sample_weight_, False)
+    split_every = _check_split_every(None)
+    states, center = _pooled_states(Q, K, V2, W, kernel, h, False, return_std, dtype,
+                                    split_every)
+    nearest = (_nearest_states(states, Q, K, V2, W, h, False, split_every)
+               if _needs_nearest(kernel, fallback) else None)
+    spread = None
+    if fallback == "mean" and return_std:
+        mean = estimator.y_mean_
+        spread = _blocks(da.sqrt(da.average((V2 - mean) ** 2, axis=0, weights=W)))[0]
+    return _finalized(states, center, Q, V2.shape[1], values_1d, return_std, dtype,
+                      nearest, fallback=fallback, mean=estimator.y_mean_, spread=spread)
+
+
+def _loo_sse_block(packed, nearest, center, v, w, p, fallback, total, wsum):
+    """Weighted sum of squared leave-one-out errors of a block of training points (one task).
+
+    Points with an empty leave-one-out neighbourhood get the fallback, as
+    in :func:`nwattn.bandwidth.loo_cv_score`.
+    """
+    from .bandwidth import _fill_loo_empty, _loo_means
+
+    state = _unpack(packed, p, np.asarray(center, packed.dtype), False)
+    pred = finalize_state(state, warn=False)
+    c = np.ones(v.shape[0]) if w is None else np.asarray(w, np.float64)
+    pred = _fill_loo_empty(pred, state.empty, fallback,
+                           mean=lambda idx: _loo_means(v[idx], c[idx], total, wsum),
+                           nearest=lambda idx: nearest[idx, 1:])
+    r = v - pred
+    return np.array([float(c @ np.sum(r * r, axis=1))])
+
+
+def _slopes_block(q, k, v, w, center, q0, k0, *, kernel, bandwidth):
+    """Leave-one-out slope accumulators of training block ``q`` over key chunk ``k`` (one task).
+
+    Packed as one array: max, norm, acc (p), A (d), B (d * p) per point.
+    """
+    from ._cpu.bandwidth import run_loo_slopes
+    from .ops import _prepare_scores
+
+    kern, Qs, KT, logw, scale = _prepare_scores(q, k, kernel, bandwidth, w,
+                                                np.dtype(np.float64))
+    VT = np.ascontiguousarray((v - center).T)
+    out = run_loo_slopes(Qs, KT, VT, logw, kern.family, kern.code, scale,
+                         self_offset=int(q0) - int(k0), raw=True)
+    n = q.shape[0]
+    return np.concatenate([out[0][:, None], out[1][:, None], out[2], out[3],
+                           out[4].reshape(n, -1)], axis=1)
+
+
+def _unpack_slopes(packed, p, d):
+    n = packed.shape[0]
+    return (packed[:, 0], packed[:, 1], packed[:, 2:2 + p], packed[:, 2 + p:2 + p + d],
+            packed[:, 2 + p + d:].reshape(n, d, p))
+
+
+def _merge_slopes_block(shape, *packed):
+    """Merge slope accumulators of one training block over disjoint key chunks (one task)."""
+    from ._cpu.bandwidth import merge_slopes
+
+    p, d = shape
+    merged = _unpack_slopes(packed[0], p, d)
+    for other in packed[1:]:
+        merged = merge_slopes(merged, _unpack_slopes(other, p, d))
+    n = packed[0].shape[0]
+    return np.concatenate([merged[0][:, None], merged[1][:, None], merged[2], merged[3],
+                           merged[4].reshape(n, -1)], axis=1)
+
+
+def _loo_grad_block(packed, nearest, center, v, w, shape, fallback, total, wsum):
+    """Weighted squared leave-one-out errors of a block and their slopes (one task).
+
+    Returns ``[sum_i c_i |r_i|**2, sum_i c_i r_i . d yhat_i / d log h_t for each t]``;
+    the fallback predictions have no slope, as in memory.
+    """
+    from ._cpu.bandwidth import finalize_slopes
+    from .bandwidth import _fill_loo_empty, _loo_means
+
+    p, d = shape
+    _, norm, acc, A, B = _unpack_slopes(packed, p, d)
+    _, pred, dpred = finalize_slopes(norm, acc, A, B)
+    pred = pred + center
+    c = np.ones(v.shape[0]) if w is None else np.asarray(w, np.float64)
+    pred = _fill_loo_empty(pred, ~(norm > 0), fallback,
+                           mean=lambda idx: _loo_means(v[idx], c[idx], total, wsum),
+                           nearest=lambda idx: nearest[idx, 1:])
+    r = v - pred
+    return np.concatenate([[float(c @ np.sum(r * r, axis=1))],
+                           np.einsum("i,ic,itc->t", c, r, dpred)])
+
+
+class _DaskLooProblem:
+    """The leave-one-out problem of :mod:`nwattn.bandwidth` on distributed training data.
+
+    Offers what the search driver of :func:`nwattn.bandwidth.select_bandwidth`
+    asks of a problem (``kern``, ``var``, ``search_scale``, ``value`` and,
+    for a per-feature search, ``value_and_gradient``); every score is one
+    Dask computation over the key chunks.
+    """
+
+    def __init__(self, X, Y2, W, kernel, fallback, moments):
+        self.X, self.Y2, self.W = X, Y2, W
+        self.kernel = kernel
+        self.kern = get_kernel(kernel)
+        self.fallback = fallback
+        self.moments = moments
+        self.var = float(np.sum(moments["y_var"]))
+
+    def search_scale(self, per_feature):
+        from .bandwidth import _search_scale_from
+
+        m = self.moments
+        return _search_scale_from(self.kern, m["n"], np.sqrt(m["x_var"]), m["x_rms2"],
+                                  per_feature)
+
+    def value(self, bandwidth):
+        m = self.moments
+        split_every = _check_split_every(None)
+        X, Y2, W = self.X, self.Y2, self.W
+        states, center = _pooled_states(X, X, Y2, W, self.kernel, bandwidth, True, False,
+                                        np.dtype(np.float64), split_every)
+        nearest = (_nearest_states(states, X, X, Y2, W, bandwidth, True, split_every)
+                   if _needs_nearest(self.kernel, self.fallback) else [None] * len(states))
+        w_blocks = [None] * len(states) if W is None else _blocks(W)
+        sse = dask.delayed(_loo_sse_block, pure=True)
+        parts = [da.from_delayed(sse(st, near, center, vb, wb, Y2.shape[1], self.fallback,
+                                     m["y_total"], m["wsum"]), shape=(1,), dtype=np.float64)
+                 for st, near, vb, wb in zip(states, nearest, _blocks(Y2), w_blocks)]
+        return float(da.concatenate(parts).sum().compute()) / m["wsum"]
+
+    def value_and_gradient(self, bandwidth):
+        """Score and its gradient with respect to ``log h_t``, from merged slope accumulators."""
+        m = self.moments
+        split_every = _check_split_every(None)
+        X, Y2, W = self.X, self.Y2, self.W
+        h = _v.check_bandwidth(bandwidth, X.shape[1], np.float64)
+        shape = (Y2.shape[1], X.shape[1])
+        center = _blocks(Y2.mean(axis=0))[0]
+        x_blocks, y_blocks = _blocks(X), _blocks(Y2)
+        w_blocks = [None] * len(x_blocks) if W is None else _blocks(W)
+        starts = _starts(X.chunks[0])
+        block = dask.delayed(_slopes_block, pure=True)
+        states = [_merge_tree([block(qb, kb, vb, wb, center, q0, k0, kernel=self.kernel,
+                                     bandwidth=h)
+                               for kb, vb, wb, k0 in zip(x_blocks, y_blocks, w_blocks, starts)],
+                              split_every, shape, _merge_slopes_block)
+                  for qb, q0 in zip(x_blocks, starts)]
+        nearest = (_nearest_states(states, X, X, Y2, W, h, True, split_every)
+                   if _needs_nearest(self.kernel, self.fallback) else [None] * len(states))
+        grad = dask.delayed(_loo_grad_block, pure=True)
+        parts = [da.from_delayed(grad(st, near, center, vb, wb, shape, self.fallback,
+                                      m["y_total"], m["wsum"]),
+                                 shape=(1 + shape[1],), dtype=np.float64)
+                 for st, near, vb, wb in zip(states, nearest, y_blocks, w_blocks)]
+        total = np.asarray(da.stack(parts).sum(axis=0).compute())
+        return float(total[0]) / m["wsum"], -2.0 * total[1:] / m["wsum"]
+
+
+def _moments(X, Y2, W):
+    """Validate the distributed training data and reduce it to the numbers the fit needs.
+
+    Two passes of reductions (means, then spreads around them); nothing of
+    the size of the data leaves the workers.
+    """
+    c = da.ones(X.shape[0], chunks=X.chunks[0]) if W is None else W
+    Xf, Y2 = X.astype(np.float64), Y2.astype(np.float64)
+    checks = {"X": da.isfinite(X).all(), "y": da.isfinite(Y2).all()}
+    if W is not None:
+        checks["sample_weight"] = da.isfinite(W).all()
+        checks["negative"] = (W >= 0).all()
+    sums = dict(wsum=c.sum(), w2sum=(c * c).sum(), n_positive=(c > 0).sum(),
+                x_total=(c[:, None] * Xf).sum(axis=0),
+                x_sq=(c[:, None] * Xf * Xf).sum(axis=0),
+                y_total=(c[:, None] * Y2).sum(axis=0))
+    checks, m = dask.compute(checks, sums)
+    for name in ("X", "y", "sample_weight"):
+        if not checks.get(name, True):
+            raise ValueError(f"{name} must be finite: it contains NaN or infinity")
+    if not checks.get("negative", True):
+        raise ValueError("sample_weight must be non-negative")
+    if not m["wsum"] > 0:
+        raise ValueError("sample_weight must have a positive sum")
+    wsum = float(m["wsum"])
+    m = {key: np.asarray(val, dtype=np.float64) for key, val in m.items()}
+    m["wsum"], m["n"] = wsum, int(X.shape[0])
+    m["n_eff"] = wsum ** 2 / float(m["w2sum"]) if W is not None else float(X.shape[0])
+    m["x_mean"], m["y_mean"] = m["x_total"] / wsum, m["y_total"] / wsum
+    m["x_rms2"] = m["x_sq"] / wsum
+    x_var, y_var = dask.compute((c[:, None] * (Xf - m["x_mean"]) ** 2).sum(axis=0),
+                                (c[:, None] * (Y2 - m["y_mean"]) ** 2).sum(axis=0))
+    m["x_var"], m["y_var"] = np.asarray(x_var) / wsum, np.asarray(y_var) / wsum
+    return m
+
+
+def _nw_fit(estimator, X, y, sample_weight):
+    """:meth:`NadarayaWatsonRegressor.fit` on Dask arrays; the training set stays distributed."""
+    from . import bandwidth as _bw
+
+    kern = get_kernel(estimator.kernel)
+    X = _as_dask(X, "X")
+    y = _as_dask(y, "y", allow_1d=True)
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    if y.dtype not in (np.float32, np.float64):
+        y = y.astype(np.float64)
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(
+            f"X and y must have the same number of rows, got {X.shape[0]} and {y.shape[0]}"
+        )
+    X = X.rechunk({1: -1})
+    y = y.rechunk({0: X.chunks[0], **({1: -1} if y.ndim == 2 else {})})
+    W = None
+    if sample_weight is not None:
+        W = _as_dask(sample_weight, "sample_weight", ndim=1).astype(np.float64)
+        if W.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"sample_weight must have one entry per sample ({X.shape[0]}), "
+                f"got {W.shape[0]}"
+            )
+        W = W.rechunk({0: X.chunks[0]})
+    Y2 = y.reshape(y.shape[0], -1)
+    m = _moments(X, Y2, W)
+    estimator.cv_score_ = None
+    bw = estimator.bandwidth
+    if isinstance(bw, str) and bw in ("scott", "silverman"):
+        if not kern.is_distance:
+            raise ValueError(
+                f"bandwidth={bw!r} is a rule for smoothing kernels; kernel "
+                f"{kern.name!r} is an attention score: give a number or 'cv'"
+            )
+        estimator.bandwidth_ = _bw._rule_from_spread(bw, np.sqrt(m["x_var"]), m["n_eff"])
+    elif isinstance(bw, str):
+        if int(m["n_positive"]) < 2:
+            raise ValueError(
+                "leave-one-out cross-validation needs at least 2 samples with positive "
+                f"weight, got n_samples={int(m['n_positive'])}"
+            )
+        fallback = "nearest" if estimator.fallback == "nearest" else "mean"
+        problem = _DaskLooProblem(X.astype(np.float64), Y2.astype(np.float64), W,
+                                  estimator.kernel, fallback, m)
+        sel = _bw._search(problem, bool(estimator.bandwidth_per_feature),
+                          float(estimator.tol))
+        estimator.bandwidth_, estimator.cv_score_ = sel.bandwidth, sel.cv_score
+    else:
+        checked = _v.check_bandwidth(bw, X.shape[1], np.float64)
+        estimator.bandwidth_ = float(checked[0]) if np.ndim(bw) == 0 else checked
+    estimator.n_features_in_ = int(X.shape[1])
+    if hasattr(estimator, "feature_names_in_"):  # from an earlier fit on a data frame
+        del estimator.feature_names_in_
+    estimator.X_fit_, estimator.y_fit_, estimator.sample_weight_ = X, y, W
+    estimator.y_mean_ = m["y_mean"]
+    return estimator
+

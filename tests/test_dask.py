@@ -290,3 +290,204 @@ def test_graph_has_one_pooling_task_per_block_pair(rng):
     assert sum(k.startswith("_state_block") for k in keys) == 8 * 9
     # 9 states per query block, merged 4 at a time: (4, 4, 1) -> 2 merges, then 1
     assert sum(k.startswith("_merge_block") for k in keys) == 8 * 3
+
+
+# ------------------------------------------------------------- estimators
+
+
+def _regression(rng, n=90):
+    X = rng.uniform(size=(n, 2))
+    y = np.sin(5 * X[:, 0]) + X[:, 1] + 0.1 * rng.normal(size=n)
+    w = rng.uniform(0.5, 2.0, size=n)
+    w[:5] = 0.0
+    # two queries far outside the data: empty neighbourhoods for compact kernels
+    Q = np.concatenate([rng.uniform(size=(40, 2)), [[4.0, 4.0], [-3.0, 0.5]]])
+    return X, y, w, Q
+
+
+def _chunked(X, y, w, Q):
+    rows = (40, 13, 37)
+    return (da.from_array(X, chunks=(rows, (1, 1))), da.from_array(y, chunks=45),
+            da.from_array(w, chunks=(rows,)), da.from_array(Q, chunks=((17, 20, 5), 2)))
+
+
+def _same(got, want, tol=TOL):
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    ok = ~np.isnan(want)
+    assert naive.relative_error(got[ok], want[ok]) <= tol
+
+
+@pytest.mark.parametrize("fallback", ["nan", "mean", "nearest"])
+def test_nadaraya_watson_predicts_dask_queries(rng, scheduler, fallback):
+    from nwattn import NadarayaWatsonRegressor
+
+    X, y, w, Q = _regression(rng)
+    Y = np.c_[y, 2 * y]
+    model = NadarayaWatsonRegressor("epanechnikov", 0.2, fallback=fallback)
+    model.fit(X, Y, sample_weight=w)
+    dQ = _chunked(X, y, w, Q)[3]
+    pred, std = model.predict(dQ, return_std=True)
+    assert isinstance(pred, da.Array) and pred.chunks == ((17, 20, 5), (2,))
+    pred, std = dask.compute(pred, std)
+    want, want_std = model.predict(Q, return_std=True)
+    assert np.isnan(want[-2:]).all() == (fallback == "nan")
+    _same(pred, want)
+    _same(std, want_std)
+
+
+@pytest.mark.parametrize("kernel, bandwidth, fallback", [
+    ("gaussian", "cv", "nan"),
+    ("epanechnikov", "cv", "nearest"),
+    ("biweight", "cv", "mean"),
+    ("laplacian", "silverman", "nan"),
+    ("boxcar", 0.15, "nearest"),
+])
+def test_nadaraya_watson_fits_on_dask(rng, scheduler, kernel, bandwidth, fallback):
+    from nwattn import NadarayaWatsonRegressor
+
+    X, y, w, Q = _regression(rng)
+    dX, dy, dw, dQ = _chunked(X, y, w, Q)
+    params = dict(kernel=kernel, bandwidth=bandwidth, fallback=fallback)
+    want = NadarayaWatsonRegressor(**params).fit(X, y, sample_weight=w)
+    got = NadarayaWatsonRegressor(**params).fit(dX, dy, sample_weight=dw)
+    assert isinstance(got.X_fit_, da.Array) and got.X_fit_.chunks[0] == (40, 13, 37)
+    np.testing.assert_allclose(got.y_mean_, want.y_mean_, rtol=1e-12)
+    assert got.n_features_in_ == 2
+    if bandwidth == "cv":
+        # the same search on the same scores: equal to far better than its tolerance
+        assert abs(np.log(got.bandwidth_ / want.bandwidth_)) <= got.tol
+        assert got.cv_score_ == pytest.approx(want.cv_score_, rel=1e-10)
+    else:
+        np.testing.assert_allclose(got.bandwidth_, want.bandwidth_, rtol=1e-12)
+    # predictions of the distributed fit, with the in-memory bandwidth, for in-memory
+    # and Dask queries
+    got.bandwidth_ = want.bandwidth_
+    pred, std = got.predict(dQ, return_std=True)
+    assert isinstance(pred, da.Array)
+    want_pred, want_std = want.predict(Q, return_std=True)
+    pred, std, pred2 = dask.compute(pred, std, got.predict(Q))
+    _same(pred, want_pred)
+    _same(pred2, want_pred)
+    _same(std, want_std, 1e-10)
+
+
+def test_nadaraya_watson_dask_fit_multi_output_float32_and_dot(rng):
+    from nwattn import NadarayaWatsonRegressor
+
+    X, y, _, Q = _regression(rng)
+    Y = np.c_[y, y ** 2]
+    with dask.config.set(scheduler="threads"):
+        want = NadarayaWatsonRegressor("scaled_dot").fit(X, Y)
+        got = NadarayaWatsonRegressor("scaled_dot").fit(da.from_array(X, chunks=25),
+                                                        da.from_array(Y, chunks=(30, 1)))
+        assert abs(np.log(got.bandwidth_ / want.bandwidth_)) <= got.tol
+        assert got.cv_score_ == pytest.approx(want.cv_score_, rel=1e-10)
+        got.bandwidth_ = want.bandwidth_
+        _same(got.predict(Q).compute(), want.predict(Q))
+        X32 = X.astype(np.float32)
+        y32 = y.astype(np.float32)
+        model = NadarayaWatsonRegressor(bandwidth=0.3).fit(da.from_array(X32, chunks=30), y32)
+        assert model.X_fit_.dtype == np.float32
+        pred = model.predict(da.from_array(X32, chunks=30)).compute()
+        want = NadarayaWatsonRegressor(bandwidth=0.3).fit(X32, y32).predict(X32)
+        assert pred.dtype == want.dtype
+        np.testing.assert_allclose(pred, want, rtol=1e-5, atol=1e-6)
+
+
+def test_nadaraya_watson_dask_warns_for_empty_neighbourhoods(rng):
+    from nwattn import NadarayaWatsonRegressor
+
+    X, y, _, Q = _regression(rng)
+    model = NadarayaWatsonRegressor("boxcar", 0.2).fit(da.from_array(X, chunks=30), y)
+    with dask.config.set(scheduler="sync"), pytest.warns(EmptyNeighborhoodWarning):
+        pred = model.predict(Q).compute()
+    assert np.isnan(pred[-2:]).all() and not np.isnan(pred[:-2]).any()
+
+
+def test_nadaraya_watson_dask_bad_input(rng):
+    from nwattn import NadarayaWatsonRegressor
+
+    X, y, w, Q = _regression(rng)
+    dX, dy, dw, _ = _chunked(X, y, w, Q)
+    with dask.config.set(scheduler="sync"):
+        bad = X.copy()
+        bad[50, 1] = np.nan
+        with pytest.raises(ValueError, match="X must be finite"):
+            NadarayaWatsonRegressor(bandwidth=0.2).fit(da.from_array(bad, chunks=30), dy)
+        with pytest.raises(ValueError, match="sample_weight must be non-negative"):
+            NadarayaWatsonRegressor(bandwidth=0.2).fit(dX, dy, sample_weight=dw - 1.0)
+        with pytest.raises(ValueError, match="same number of rows"):
+            NadarayaWatsonRegressor(bandwidth=0.2).fit(dX, dy[:-1])
+        with pytest.raises(ValueError, match="attention score"):
+            NadarayaWatsonRegressor("dot", bandwidth="scott").fit(dX, dy)
+        model = NadarayaWatsonRegressor(bandwidth=0.2).fit(dX, dy)
+        with pytest.raises(ValueError, match="expecting 2 features"):
+            model.predict(da.ones((4, 3), chunks=2))
+
+
+def test_attention_regressor_predicts_dask_queries(rng, scheduler):
+    from nwattn import AttentionRegressor
+
+    X, y, _, Q = _regression(rng)
+    dQ = _chunked(X, y, y, Q)[3]
+    for kernel, target in [("rbf", y), ("additive", np.c_[y, -y])]:
+        model = AttentionRegressor(kernel, max_iter=3, random_state=0).fit(X, target)
+        pred, std = model.predict(dQ, return_std=True)
+        assert pred.shape == (Q.shape[0],) + target.shape[1:]
+        want, want_std = model.predict(Q, return_std=True)
+        pred, std = dask.compute(pred, std)
+        _same(pred, want)
+        _same(std, want_std)
+        _same(model.predict(dQ).compute(), want)
+    # the output shape found from the first row
+    pred, std = ndask.predict(model, dQ, return_std=True)
+    assert pred.chunks == ((17, 20, 5), (2,)) and std.chunks == pred.chunks
+    _same(std.compute(), want_std)
+    with pytest.raises(ValueError, match="expecting 2 features"):
+        model.predict(da.ones((4, 3), chunks=2))
+
+
+@pytest.mark.parametrize("kernel, fallback", [("gaussian", "mean"), ("epanechnikov", "nearest"),
+                                              ("scaled_dot", "mean")])
+def test_leave_one_out_gradient_from_key_chunks(rng, kernel, fallback):
+    """The slope accumulators merged over key chunks give the in-memory score and gradient."""
+    from nwattn.bandwidth import loo_cv_score
+
+    X = rng.uniform(size=(100, 3)) * [1.0, 4.0, 1.0]
+    y = np.c_[np.sin(5 * X[:, 0]) + X[:, 1], X[:, 2]] + 0.1 * rng.normal(size=(100, 2))
+    w = rng.uniform(0.5, 2.0, size=100)
+    w[:3] = 0.0
+    rows = ((35, 9, 56),)
+    dX, dy = da.from_array(X, chunks=rows + (3,)), da.from_array(y, chunks=rows + (2,))
+    dw = da.from_array(w, chunks=rows)
+    h = np.array([0.25, 1.0, 0.35])
+    with dask.config.set(scheduler="threads"):
+        problem = ndask._DaskLooProblem(dX, dy, dw, kernel, fallback,
+                                        ndask._moments(dX, dy, dw))
+        score, grad = problem.value_and_gradient(h)
+        value = problem.value(h)
+    want, want_grad = loo_cv_score(X, y, kernel, h, sample_weight=w, fallback=fallback,
+                                   return_gradient=True)
+    assert score == pytest.approx(want, rel=1e-12) and value == pytest.approx(want, rel=1e-12)
+    assert naive.relative_error(grad, want_grad) <= 1e-12
+    # and a finite difference of the score, as a reference independent of the slope pass
+    eps = 1e-6
+    for t in range(3):
+        step = np.exp(eps * np.eye(3)[t])
+        fd = (loo_cv_score(X, y, kernel, h * step, sample_weight=w, fallback=fallback)
+              - loo_cv_score(X, y, kernel, h / step, sample_weight=w, fallback=fallback))
+        assert grad[t] == pytest.approx(fd / (2 * eps), rel=1e-4, abs=1e-8)
+
+
+def test_nadaraya_watson_per_feature_bandwidth_on_dask(rng, scheduler):
+    from nwattn import NadarayaWatsonRegressor
+
+    X, y, w, Q = _regression(rng)
+    X = X * [1.0, 30.0]  # the second feature on another scale
+    dX, dy, dw, _ = _chunked(X, y, w, Q)
+    params = dict(kernel="gaussian", bandwidth_per_feature=True)
+    want = NadarayaWatsonRegressor(**params).fit(X, y, sample_weight=w)
+    got = NadarayaWatsonRegressor(**params).fit(dX, dy, sample_weight=dw)
+    assert got.bandwidth_.shape == (2,)
+    np.testing.assert_allclose(got.bandwidth_, want.bandwidth_, rtol=1e-6)
+    assert got.cv_score_ == pytest.approx(want.cv_score_, rel=1e-10)

@@ -11,7 +11,9 @@ leave-one-out prediction ``yhat_i`` and ``d yhat_i / d theta_t`` with
 where ``A_it = sum_j e_ij ds_ij/dtheta_t``, ``B_it = sum_j e_ij ds_ij/dtheta_t v_j``
 and ``l_i = sum_j e_ij``. ``A`` and ``B`` are two more accumulators of the
 online-softmax state, rescaled with it whenever the running maximum rises,
-so nothing of size n x n is stored. For a smoothing kernel
+so nothing of size n x n is stored. Like the pooling state, they can be
+computed over disjoint chunks of keys and merged exactly (:func:`merge_slopes`).
+For a smoothing kernel
 ``ds/dtheta_t = -2 (d log K / d u2) (q_t - k_t)**2 / h_t**2``; for a dot score
 ``ds/dtheta_t = -scale q_t k_t / h_t``.
 """
@@ -27,34 +29,39 @@ from .rows import absorb_row, score_row
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def loo_slopes(Q, KT, VT, logw, family, code, scale, query_block, key_tile,
-               out_norm, out_pred, out_dpred):
-    """Leave-one-out predictions of every training point and their slopes.
+def loo_slopes(Q, KT, VT, logw, family, code, scale, self_offset, query_block, key_tile,
+               out_max, out_norm, out_acc, out_A, out_B):
+    """Leave-one-out accumulators of every training point and of their slopes.
 
     Parameters
     ----------
     Q : (n, d) training points divided by the bandwidth.
-    KT : (d, n) the keys transposed: ``Q.T`` for a smoothing kernel, the
-        unscaled points for a dot score (as :func:`nwattn.ops` prepares them).
-    VT : (p, n) centred targets.
-    logw : (n,) log key weights, or empty.
+    KT : (d, m) the keys transposed, divided by the bandwidth for a
+        smoothing kernel, unscaled for a dot score (as :func:`nwattn.ops`
+        prepares them): all the training points, or a chunk of them.
+    VT : (p, m) centred targets of the keys.
+    logw : (m,) log key weights, or empty.
     family, code, scale : the score (see ``nwattn.kernels``).
+    self_offset : key ``i + self_offset`` is point ``i`` itself, left out
+        (0 when the keys are the points; a chunk of keys shifts it).
     query_block, key_tile : work decomposition.
-    out_norm : (n,) sum of the weights relative to the running maximum;
-        0 for a point with no other point in its neighbourhood.
-    out_pred : (n, p) centred leave-one-out predictions.
-    out_dpred : (n, d, p) their derivatives with respect to ``log h_t``.
+    out_max : (n,) running maximum of the scores (``-inf``: no key).
+    out_norm : (n,) ``l``, sum of the weights relative to the maximum.
+    out_acc : (n, p) weighted sum of the values, relative to the maximum.
+    out_A : (n, d) ``A``, relative to the maximum.
+    out_B : (n, d, p) ``B``, relative to the maximum.
     """
     n = Q.shape[0]
     n_blocks = (n + query_block - 1) // query_block
     for b in prange(n_blocks):
-        loo_task(Q, KT, VT, logw, family, code, scale, b * query_block,
-                 min(n, (b + 1) * query_block), key_tile, out_norm, out_pred, out_dpred)
+        loo_task(Q, KT, VT, logw, family, code, scale, self_offset, b * query_block,
+                 min(n, (b + 1) * query_block), key_tile, out_max, out_norm, out_acc,
+                 out_A, out_B)
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def loo_task(Q, KT, VT, logw, family, code, scale, q0, q1, key_tile,
-             out_norm, out_pred, out_dpred):
+def loo_task(Q, KT, VT, logw, family, code, scale, self_offset, q0, q1, key_tile,
+             out_max, out_norm, out_acc, out_A, out_B):
     """Queries ``q0:q1`` against every key, outside the ``prange`` body so
     that the inner loops vectorise as in serial code."""
     d = Q.shape[1]
@@ -82,9 +89,9 @@ def loo_task(Q, KT, VT, logw, family, code, scale, q0, q1, key_tile,
                 # Scoring with the gaussian kernel and nothing added gives
                 # -u2/2 exactly, from which every kernel's log-weight and slope follow.
                 score_row(Q, i, KT, j0, j1, DISTANCE, GAUSSIAN, 1.0, no_logw, -1, row)
-                kernel_and_slope(row, slope, nk, code, logw, j0, i)
+                kernel_and_slope(row, slope, nk, code, logw, j0, i + self_offset)
             else:
-                score_row(Q, i, KT, j0, j1, family, code, scale, logw, i, row)
+                score_row(Q, i, KT, j0, j1, family, code, scale, logw, i + self_offset, row)
                 for jj in range(nk):
                     slope[jj] = -scale
             tmax = -math.inf
@@ -103,19 +110,14 @@ def loo_task(Q, KT, VT, logw, family, code, scale, q0, q1, key_tile,
             absorb_slopes(Q, i, KT, VT, j0, nk, family, row, slope, term, A[ii], B[ii])
     for ii in range(nq):
         i = q0 + ii
-        norm = snorm[ii]
-        out_norm[i] = norm
+        out_max[i] = smax[ii]
+        out_norm[i] = snorm[ii]
         for col in range(p):
-            if norm > 0:
-                pred = sacc[ii, col] / norm
-            else:
-                pred = math.nan
-            out_pred[i, col] = pred
-            for t in range(d):
-                if norm > 0:
-                    out_dpred[i, t, col] = (B[ii, t, col] - pred * A[ii, t]) / norm
-                else:
-                    out_dpred[i, t, col] = 0.0
+            out_acc[i, col] = sacc[ii, col]
+        for t in range(d):
+            out_A[i, t] = A[ii, t]
+            for col in range(p):
+                out_B[i, t, col] = B[ii, t, col]
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -172,18 +174,46 @@ def absorb_slopes(Q, i, KT, VT, j0, n, family, weight, slope, term, a, b):
             b[t, col] += s2
 
 
-def run_loo_slopes(Q, KT, VT, logw, family, code, scale):
+def run_loo_slopes(Q, KT, VT, logw, family, code, scale, self_offset=0, raw=False):
     """Host side: allocate the outputs and run :func:`loo_slopes`.
 
-    Returns ``(norm, pred, dpred)`` as described there.
+    Returns the accumulators ``(max, norm, acc, A, B)`` with ``raw=True``,
+    else their :func:`finalize_slopes`.
     """
     from .. import _config
 
     n, d = Q.shape
     p = VT.shape[0]
-    out_norm = np.empty(n, Q.dtype)
-    out_pred = np.empty((n, p), Q.dtype)
-    out_dpred = np.empty((n, d, p), Q.dtype)
-    loo_slopes(Q, KT, VT, logw, family, code, scale, _config.QUERY_BLOCK, _config.KEY_TILE,
-               out_norm, out_pred, out_dpred)
-    return out_norm, out_pred, out_dpred
+    out = (np.empty(n, Q.dtype), np.empty(n, Q.dtype), np.empty((n, p), Q.dtype),
+           np.empty((n, d), Q.dtype), np.empty((n, d, p), Q.dtype))
+    loo_slopes(Q, KT, VT, logw, family, code, scale, int(self_offset), _config.QUERY_BLOCK,
+               _config.KEY_TILE, *out)
+    return out if raw else finalize_slopes(*out[1:])
+
+
+def merge_slopes(first, second):
+    """Merge the accumulators ``(max, norm, acc, A, B)`` of two disjoint sets of keys."""
+    m1, m2 = first[0], second[0]
+    top = np.maximum(m1, m2)
+    with np.errstate(invalid="ignore"):  # -inf - -inf for a point empty in both
+        c1 = np.where(m1 > -np.inf, np.exp(m1 - top), 0.0)
+        c2 = np.where(m2 > -np.inf, np.exp(m2 - top), 0.0)
+    merged = [top]
+    for a, b in zip(first[1:], second[1:]):
+        shape = (-1,) + (1,) * (a.ndim - 1)
+        merged.append(a * c1.reshape(shape) + b * c2.reshape(shape))
+    return tuple(merged)
+
+
+def finalize_slopes(norm, acc, A, B):
+    """Centred leave-one-out predictions ``(n, p)`` and their derivatives ``(n, d, p)``.
+
+    Returns ``(norm, pred, dpred)``: NaN predictions and zero derivatives
+    for a point with no other point in its neighbourhood (``norm == 0``).
+    """
+    ok = norm > 0
+    safe = np.where(ok, norm, 1.0)
+    pred = np.where(ok[:, None], acc / safe[:, None], np.nan)
+    dpred = np.where(ok[:, None, None],
+                     (B - pred[:, None, :] * A[:, :, None]) / safe[:, None, None], 0.0)
+    return norm, pred, dpred

@@ -1,6 +1,5 @@
 """Nadaraya-Watson kernel regression as a scikit-learn estimator."""
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -10,9 +9,9 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from .. import bandwidth as _bw
 from .._device import DEVICES
+from .._fallback import fill_empty, target_spread
 from .._parallel import threads
-from .._validation import check_bandwidth
-from ..exceptions import EmptyNeighborhoodWarning
+from .._validation import check_bandwidth, is_dask_array
 from ..kernels import get_kernel, kernel_names
 
 __all__ = ["NadarayaWatsonRegressor"]
@@ -182,8 +181,21 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         -------
         self : NadarayaWatsonRegressor
             The fitted estimator.
+
+        Notes
+        -----
+        Any of ``X``, ``y`` and ``sample_weight`` may be a Dask array: the
+        training set then stays distributed (``X_fit_`` and the others are
+        Dask arrays), its values are checked with reductions, and
+        ``bandwidth="cv"`` computes every score (and, per feature, its
+        gradient) on the cluster, in the same search as in memory. See
+        :doc:`/scaling`.
         """
         self._validate_params()
+        if any(is_dask_array(a) for a in (X, y, sample_weight)):
+            from ..dask import _nw_fit
+
+            return _nw_fit(self, X, y, sample_weight)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
                              dtype=[np.float64, np.float32])
         kern = get_kernel(self.kernel)
@@ -253,10 +265,18 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             Only with ``return_std=True``. For a fallback prediction, the
             spread of its own weights: the weighted standard deviation of
             all targets for ``"mean"``, 0 for ``"nearest"``.
+
+            For a Dask array ``X``, or a model fitted on Dask arrays, lazy
+            Dask arrays chunked like the rows of ``X`` (see
+            :mod:`nwattn.dask`).
         """
         from ..state import finalize_state
 
         check_is_fitted(self)
+        if is_dask_array(X) or is_dask_array(self.X_fit_):
+            from ..dask import _nw_predict
+
+            return _nw_predict(self, X, return_std)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         state = self._state(X, return_std)
         out = finalize_state(state, return_std=return_std, warn=False)
@@ -267,41 +287,20 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         return (pred, std) if return_std else pred
 
     def _fill_empty(self, X, empty, pred, std):
-        n_empty = int(np.count_nonzero(empty))
-        if self.fallback == "nan":
-            warnings.warn(
-                f"{n_empty} of {empty.shape[0]} queries have no training point inside the "
-                f"kernel's support; their predictions are NaN (widen the bandwidth or set "
-                f"fallback='mean' or 'nearest')",
-                EmptyNeighborhoodWarning,
-                stacklevel=3,
-            )
-            return pred, std
-        idx = np.flatnonzero(empty)
         Y2 = self.y_fit_.reshape(self.y_fit_.shape[0], -1)
-        if self.fallback == "mean":
-            fill = self.y_mean_
-            spread = np.sqrt(np.average((Y2 - self.y_mean_) ** 2, axis=0,
-                                        weights=self.sample_weight_))
-        else:
-            from sklearn.neighbors import NearestNeighbors
+        return fill_empty(pred, std, empty, self.fallback, mean=self.y_mean_,
+                          spread=lambda: target_spread(Y2, self.y_mean_, self.sample_weight_),
+                          nearest=lambda idx: Y2[self._nearest(X[idx])], stacklevel=3)
 
-            usable = (np.flatnonzero(self.sample_weight_ > 0)
-                      if self.sample_weight_ is not None else np.arange(Y2.shape[0]))
-            h = np.asarray(self.bandwidth_, dtype=np.float64)
-            nn = NearestNeighbors(n_neighbors=1).fit(self.X_fit_[usable] / h)
-            nearest = usable[nn.kneighbors(X[idx] / h, return_distance=False)[:, 0]]
-            fill = Y2[nearest]
-            spread = 0.0
-        shape = pred.shape
-        pred = pred.reshape(shape[0], -1).copy()
-        pred[idx] = fill
-        pred = pred.reshape(shape)
-        if std is not None:
-            std = std.reshape(shape[0], -1).copy()
-            std[idx] = spread
-            std = std.reshape(shape)
-        return pred, std
+    def _nearest(self, X):
+        """Index of the nearest training point of positive weight of every row of ``X``."""
+        from sklearn.neighbors import NearestNeighbors
+
+        usable = (np.flatnonzero(self.sample_weight_ > 0)
+                  if self.sample_weight_ is not None else np.arange(self.X_fit_.shape[0]))
+        h = np.asarray(self.bandwidth_, dtype=np.float64)
+        nn = NearestNeighbors(n_neighbors=1).fit(self.X_fit_[usable] / h)
+        return usable[nn.kneighbors(X / h, return_distance=False)[:, 0]]
 
     def attention_weights(self, X, k=5):
         """The training points that weigh most in each prediction.
