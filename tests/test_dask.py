@@ -270,8 +270,11 @@ def test_worker_killed_mid_computation(rng):
             time.sleep(0.05)
             gate_worker = [w for w, keys in client.processing().items()
                            if any("gate" in str(k) for k in keys)]
+            # Finished work sits in memory as states or, once merged, as
+            # partial merges: either is lost with the worker.
             done = [w for w, keys in client.has_what().items()
-                    if any("_state_block" in str(k) for k in keys)]
+                    if any("_state_block" in str(k) or "_merge_block" in str(k)
+                           for k in keys)]
             victim = next((w for w in done if w not in gate_worker), None) if gate_worker else None
         assert victim is not None and not future.done()
         os.kill(pids[victim], signal.SIGKILL)
