@@ -144,7 +144,11 @@ def test_leave_one_out_and_empty_neighbourhoods(rng, small_launch, dtype, kernel
     else:
         got = ops.attention_pool(X, X, y, kernel, 0.8, exclude_self=True, device="cuda")
     want = naive.pool(X, X, y, kernel, 0.8, exclude_self=True)
-    assert naive.relative_error(got, want) <= TOL[dtype]
+    assert naive.relative_error(got[:-2], want[:-2]) <= TOL[dtype]
+    # The isolated points see keys ~60 bandwidths away: scores near -2000,
+    # whose float32 rounding (eps * |s| ~ 1e-4) moves the weights by as much.
+    far_tol = 2e-3 if dtype == np.float32 else TOL[dtype]
+    assert naive.relative_error(got[-2:], want[-2:]) <= far_tol
 
 
 @needs_gpu
