@@ -34,9 +34,9 @@ accuracy (test MSE, 500 test points)::
 
 speed (one fit, n = 5000, 100 iterations)::
 
-    nwattn AttentionRegressor(rbf)   37.0 s before, 24.1 s after the peer   test MSE 1.3294
-    metric-learn MLKR               177.6 s                                  test MSE 1.3294
-    speed-up 5.8x against the mean (4.8x to 7.4x)
+    nwattn AttentionRegressor(rbf)   14.0 s before, 13.2 s after the peer   test MSE 1.3294
+    metric-learn MLKR               101.0 s                                  test MSE 1.3294
+    speed-up 7.4x against the mean (idle machine; 5.8x in an earlier run under a load of 2-11)
 
 Both reach the same optimum (the same model up to the factor sqrt(2) in
 the metric). The machine's load drifted during the run; on one thread with
