@@ -141,3 +141,24 @@ def common_float_dtype(*arrays):
     if all(a.dtype == np.float32 for a in arrays):
         return np.dtype(np.float32)
     return np.dtype(np.float64)
+
+
+def check_matching_shapes(Q=None, K=None, V=None, *, exclude_self=False):
+    """Check that queries, keys and values fit together, by their shapes alone.
+
+    Works on anything with a ``shape`` (NumPy, Dask and GPU arrays); any
+    argument may be omitted.
+    """
+    if Q is not None and K is not None and Q.shape[1] != K.shape[1]:
+        raise ValueError(
+            f"Q and K must have the same number of features, got {Q.shape[1]} and {K.shape[1]}"
+        )
+    if K is not None and V is not None and V.shape[0] != K.shape[0]:
+        raise ValueError(
+            f"K and V must have the same number of rows, got {K.shape[0]} and {V.shape[0]}"
+        )
+    if exclude_self and Q is not None and K is not None and Q.shape[0] != K.shape[0]:
+        raise ValueError(
+            "exclude_self=True needs the queries to be the keys (Q is K); got "
+            f"{Q.shape[0]} queries and {K.shape[0]} keys"
+        )

@@ -106,19 +106,7 @@ def _prepare(Q, K, V, kernel, bandwidth, key_weight, exclude_self):
     Q = _as_dask(Q, "Q")
     K = _as_dask(K, "K")
     V = _as_dask(V, "V", allow_1d=True)
-    if Q.shape[1] != K.shape[1]:
-        raise ValueError(
-            f"Q and K must have the same number of features, got {Q.shape[1]} and {K.shape[1]}"
-        )
-    if V.shape[0] != K.shape[0]:
-        raise ValueError(
-            f"K and V must have the same number of rows, got {K.shape[0]} and {V.shape[0]}"
-        )
-    if exclude_self and Q.shape[0] != K.shape[0]:
-        raise ValueError(
-            "exclude_self=True needs the queries to be the keys (Q is K); got "
-            f"{Q.shape[0]} queries and {K.shape[0]} keys"
-        )
+    _v.check_matching_shapes(Q, K, V, exclude_self=exclude_self)
     dtype = _v.common_float_dtype(Q, K, V)
     _v.check_bandwidth(bandwidth, Q.shape[1], dtype)
     values_1d = V.ndim == 1

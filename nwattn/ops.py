@@ -47,10 +47,7 @@ __all__ = [
 def _check_queries_keys(Q, K):
     Q = _v.check_float_array(Q, "Q")
     K = _v.check_float_array(K, "K")
-    if Q.shape[1] != K.shape[1]:
-        raise ValueError(
-            f"Q and K must have the same number of features, got {Q.shape[1]} and {K.shape[1]}"
-        )
+    _v.check_matching_shapes(Q, K)
     return Q, K
 
 
@@ -136,10 +133,7 @@ def _prepare_device(Q, K, kernel, bandwidth, key_weight):
 
     Qd, qmax = launch.check_device_array(Q, "Q")
     Kd, kmax = launch.check_device_array(K, "K")
-    if Qd.shape[1] != Kd.shape[1]:
-        raise ValueError(
-            f"Q and K must have the same number of features, got {Qd.shape[1]} and {Kd.shape[1]}"
-        )
+    _v.check_matching_shapes(Qd, Kd)
     if Qd.dtype != Kd.dtype:
         raise TypeError(
             f"Q and K on the GPU must have the same dtype, got {Qd.dtype} and {Kd.dtype}"
@@ -367,10 +361,7 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
                          launch.to_host(ssq) if return_std else None, c, values_1d)
     Q, K = _check_queries_keys(Q, K)
     V = _v.check_float_array(V, "V", allow_1d=True)
-    if V.shape[0] != K.shape[0]:
-        raise ValueError(
-            f"K and V must have the same number of rows, got {K.shape[0]} and {V.shape[0]}"
-        )
+    _v.check_matching_shapes(K=K, V=V)
     values_1d = V.ndim == 1
     V2 = V.reshape(V.shape[0], -1)
     dtype = _v.common_float_dtype(Q, K, V2)
@@ -468,11 +459,7 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
                                       return_std)
     if exclude_self:
         Q, K = _check_queries_keys(Q, K)
-        if Q.shape[0] != K.shape[0]:
-            raise ValueError(
-                "exclude_self=True needs the queries to be the keys (Q is K); got "
-                f"{Q.shape[0]} queries and {K.shape[0]} keys"
-            )
+        _v.check_matching_shapes(Q, K, exclude_self=True)
     state = attention_pool_state(Q, K, V, kernel, bandwidth, key_weight=key_weight,
                                  exclude_self=exclude_self, return_std=return_std,
                                  device=backend)
@@ -490,10 +477,7 @@ def _pool_device(Q, K, V, kernel, bandwidth, key_weight, exclude_self, query_off
 
     kern, Qs, KT, logw, scale = _prepare_device(Q, K, kernel, bandwidth, key_weight)
     Vd, _ = launch.check_device_array(V, "V", allow_1d=True)
-    if Vd.shape[0] != KT.shape[1]:
-        raise ValueError(
-            f"K and V must have the same number of rows, got {KT.shape[1]} and {Vd.shape[0]}"
-        )
+    _v.check_matching_shapes(K=KT.T, V=Vd)
     if Vd.dtype != Qs.dtype:
         raise TypeError(f"V on the GPU must have the dtype of Q and K, got {Vd.dtype}")
     dtype = np.dtype(Vd.dtype)
@@ -517,11 +501,7 @@ def _attention_pool_device(Q, K, V, kernel, bandwidth, key_weight, exclude_self,
     """:func:`attention_pool` of inputs that live on the GPU; device arrays out."""
     from ._cuda import launch
 
-    if exclude_self and Q.shape[0] != K.shape[0]:
-        raise ValueError(
-            "exclude_self=True needs the queries to be the keys (Q is K); got "
-            f"{Q.shape[0]} queries and {K.shape[0]} keys"
-        )
+    _v.check_matching_shapes(Q, K, exclude_self=exclude_self)
     smax, snorm, sacc, ssq, c, values_1d = _pool_device(
         Q, K, V, kernel, bandwidth, key_weight, exclude_self, 0, 0, return_std, None)
     pred, std, n_empty = launch.finalize(smax, snorm, sacc, ssq, c, values_1d, return_std)
@@ -629,8 +609,7 @@ def top_k_weights(Q, K, kernel="gaussian", bandwidth=1.0, k=5, *, key_weight=Non
         dtype = _v.common_float_dtype(Q, K)
         kern, Qs, KT, logw, scale = _prepare_scores(Q, K, kernel, bandwidth, key_weight, dtype)
     n, m = Qs.shape[0], KT.shape[1]
-    if exclude_self and n != m:
-        raise ValueError("exclude_self=True needs the queries to be the keys (Q is K)")
+    _v.check_matching_shapes(Qs, KT.T, exclude_self=exclude_self)
     chunk = max(1, min(n, 4_000_000 // m))
     indices = np.empty((n, int(k)), dtype=np.int64)
     weights = np.empty((n, int(k)), dtype=dtype)
@@ -822,15 +801,7 @@ def additive_pool(Q, K, V, W_query, W_key, w_score, *, key_weight=None, exclude_
     key_weight = _from_device(key_weight)
     Q, K, A, BT, wv = _prepare_additive(Q, K, W_query, W_key, w_score)
     V = _v.check_float_array(V, "V", allow_1d=True)
-    if V.shape[0] != K.shape[0]:
-        raise ValueError(
-            f"K and V must have the same number of rows, got {K.shape[0]} and {V.shape[0]}"
-        )
-    if exclude_self and Q.shape[0] != K.shape[0]:
-        raise ValueError(
-            "exclude_self=True needs the queries to be the keys (Q is K); got "
-            f"{Q.shape[0]} queries and {K.shape[0]} keys"
-        )
+    _v.check_matching_shapes(Q, K, V, exclude_self=exclude_self)
     dtype = _v.common_float_dtype(Q, K, V)
     V2 = V.reshape(V.shape[0], -1).astype(np.float64)
     c = V2.mean(axis=0)

@@ -8,9 +8,9 @@ import warnings
 import numpy as np
 import pytest
 
-dask = pytest.importorskip("dask")
-da = pytest.importorskip("dask.array")
-distributed = pytest.importorskip("distributed")
+dask = pytest.importorskip("dask", reason="the dask extra is not installed")
+da = pytest.importorskip("dask.array", reason="the dask extra is not installed")
+distributed = pytest.importorskip("distributed", reason="the dask extra (distributed) is not installed")
 
 from nwattn import dask as ndask  # noqa: E402
 from nwattn import ops  # noqa: E402

@@ -9,7 +9,7 @@ from nwattn.__main__ import FIGURE_NAME, main
 
 
 def test_demo_prints_the_table_and_writes_the_figure(tmp_path, capsys):
-    pytest.importorskip("matplotlib")
+    pytest.importorskip("matplotlib", reason="matplotlib (the demo extra) is not installed")
     assert main(["demo", "--output", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     for dataset in ("diabetes", "friedman1"):
@@ -39,6 +39,6 @@ def test_missing_matplotlib_gives_a_clear_message(monkeypatch, capsys):
 
 
 def test_missing_output_directory(tmp_path, capsys):
-    pytest.importorskip("matplotlib")
+    pytest.importorskip("matplotlib", reason="matplotlib (the demo extra) is not installed")
     assert main(["demo", "--output", str(tmp_path / "absent")]) == 2
     assert "does not exist" in capsys.readouterr().err

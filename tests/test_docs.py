@@ -25,7 +25,7 @@ DOCTEST_PAGES = ["getting_started.rst", "nadaraya_watson.rst", "attention_regres
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
 def test_gallery_example_runs(script, monkeypatch):
-    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib = pytest.importorskip("matplotlib", reason="matplotlib (the demo extra) is not installed")
     matplotlib.use("agg")
     import matplotlib.pyplot as plt
 
@@ -78,3 +78,12 @@ def test_api_reference_lists_every_top_level_name():
             assert f".. automodule:: nwattn.{name}" in text, f"module nwattn.{name} undocumented"
         else:
             assert name in listed, f"nwattn.{name} missing from docs/api.rst"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    fence = [i for i, line in enumerate(readme) if line.startswith("```")]
+    install_and_demo, install_and_test = readme[fence[0] + 1:fence[1]]
+    assert "nwattn demo" in install_and_demo
+    ci_lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert install_and_test in ci_lines

@@ -1,18 +1,8 @@
-"""The scikit-learn estimators: bandwidth selection, prediction, training.
-
-A benchmark whose estimator is not part of the installed nwattn is skipped.
-"""
+"""The scikit-learn estimators: bandwidth selection, prediction, training."""
 
 import numpy as np
 
-
-def _estimator(name):
-    try:
-        import nwattn
-
-        return getattr(nwattn, name)
-    except (ImportError, AttributeError) as exc:
-        raise NotImplementedError(f"nwattn.{name} is not available: {exc}") from exc
+from nwattn import AttentionRegressor, NadarayaWatsonRegressor
 
 
 def _regression_data(n, d, seed=0):
@@ -28,7 +18,7 @@ class NadarayaWatson:
     timeout = 600
 
     def setup(self, n):
-        cls = _estimator("NadarayaWatsonRegressor")
+        cls = NadarayaWatsonRegressor
         self.X, self.y = _regression_data(n, 4)
         self.make = lambda: cls(kernel="gaussian", bandwidth="cv")
         self.make().fit(self.X[:50], self.y[:50])  # compile outside the timing
@@ -50,7 +40,7 @@ class Attention:
     timeout = 600
 
     def setup(self, n):
-        cls = _estimator("AttentionRegressor")
+        cls = AttentionRegressor
         self.X, self.y = _regression_data(n, 4)
         self.make = lambda: cls(max_iter=20)
         self.make().fit(self.X[:50], self.y[:50])

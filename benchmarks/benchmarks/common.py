@@ -24,5 +24,10 @@ def bandwidth(kernel, d):
 
 
 def skip_if_too_big(n, m, d, p):
+    """Skip a parameter combination that would take minutes per sample.
+
+    asv reports a benchmark whose ``setup`` raises ``NotImplementedError`` as
+    skipped; that is its documented way to leave out combinations of a grid.
+    """
     if n * m * (d + p) > MAX_WORK:
         raise NotImplementedError("skipped: too much work for this suite")
