@@ -47,11 +47,10 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy import optimize
-from threadpoolctl import threadpool_limits
 
 from . import _validation as _v
 from ._device import resolve_cpu_only, resolve_device
-from ._parallel import threads
+from ._parallel import serial_blas, threads
 from .kernels import DISTANCE, SCALED_DOT_CODE, get_kernel
 
 __all__ = ["scott", "silverman", "loo_cv_score", "select_bandwidth", "BandwidthSelection"]
@@ -466,7 +465,7 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
     # longer than a whole small pass takes on one core.
     n, d = problem.X.shape
     serial = n * n * d < _SERIAL_WORK
-    with threadpool_limits(limits=1, user_api="blas"), (threads(1) if serial else nullcontext()):
+    with serial_blas(), (threads(1) if serial else nullcontext()):
         return _search(problem, per_feature, tol)
 
 

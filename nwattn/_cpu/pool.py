@@ -26,6 +26,7 @@ from numba import njit, prange
 
 from .._config import FASTMATH
 from ..kernels import DOT
+from .._parallel import serial_blas
 from .fastexp import like
 from .rows import absorb_row_max, bias_row, score_row, score_row_max, weigh_row
 
@@ -230,12 +231,10 @@ def run_pool(Q, KT, VT, VT2, logw, family, code, scale, self_shift):
     out_acc = np.empty((n_split, n, p), dtype)
     out_sq = np.empty((n_split, n, p2), dtype)
     if use_gemm:
-        from threadpoolctl import threadpool_limits
-
         K = np.ascontiguousarray(KT.T) if gemm_scores else np.empty((0, d), dtype)
         V = np.ascontiguousarray(VT.T)
         V2 = np.ascontiguousarray(VT2.T)
-        with threadpool_limits(1, user_api="blas"):
+        with serial_blas():
             pool_states_gemm(Q, KT, K, V, V2, logw, family, code, scale, self_shift,
                              gemm_scores, query_block, _config.KEY_TILE, n_split,
                              split_size, out_max, out_norm, out_acc, out_sq)

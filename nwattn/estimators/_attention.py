@@ -15,7 +15,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from .. import ops
 from .._cpu import learned
 from .._device import resolve_device
-from .._parallel import threads
+from .._parallel import serial_blas, threads
 
 __all__ = ["AttentionRegressor"]
 
@@ -374,7 +374,9 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
 
         self.loss_curve_ = []
         start = time.perf_counter()
-        with threads(self.n_jobs):
+        # Each evaluation interleaves small products (n x d by d x r) with
+        # the parallel sweeps: see serial_blas for why BLAS gets one thread.
+        with threads(self.n_jobs), serial_blas():
             self.loss_curve_.append(fun(theta0)[0])
             res = minimize(fun, theta0, method="L-BFGS-B", jac=True, tol=self.tol,
                            callback=callback, options={"maxiter": int(self.max_iter)})
