@@ -22,6 +22,15 @@ TARGET_TASKS = 64
 #: A key split is never made shorter than this many keys.
 MIN_SPLIT_KEYS = 4096
 
+#: The rbf training objective cuts its points into about this many blocks of
+#: rows; the blocks are paired round-robin (see ``nwattn._cpu.pairs``), so a
+#: round has about half this many tasks to spread over the threads.
+PAIR_BLOCKS = 32
+
+#: ... and never into blocks of fewer rows than this (nor more than
+#: KEY_TILE).
+PAIR_MIN_ROWS = 64
+
 #: Dot-product scores with at least this many features are computed a tile
 #: at a time by one matrix product (BLAS) instead of feature by feature.
 GEMM_MIN_FEATURES = 32

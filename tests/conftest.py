@@ -46,4 +46,6 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(_config, "KEY_TILE", 5)
     monkeypatch.setattr(_config, "TARGET_TASKS", 16)
     monkeypatch.setattr(_config, "MIN_SPLIT_KEYS", 4)
+    monkeypatch.setattr(_config, "PAIR_BLOCKS", 5)
+    monkeypatch.setattr(_config, "PAIR_MIN_ROWS", 2)
     return _config

@@ -1,0 +1,240 @@
+"""The rbf leave-one-out objective with every unordered pair scored once.
+
+When the queries are all the training points and the score is rbf
+(``s_oj = -||z_o - z_j||^2 / 2 = s_jo``), the sweeps of
+:mod:`nwattn._cpu.learned` score each pair twice, once from each side, and
+the backward takes two exponentials per pair. Here the pair ``{o, j}`` is
+scored once and its one exponential ``E_oj = exp(s_oj)`` serves both rows:
+half the scores and a quarter of the exponentials.
+
+Two things make that possible.
+
+No running maximum. ``s <= 0``, so ``E <= 1`` needs no shift; with the key
+weights divided by the largest (``w'``), the normaliser ``N_o = sum_j w'_j
+E_oj`` and the weighted sums are plain sums that either side of a pair can
+add to. The price is underflow for a point far from all others: when some
+``N_o`` is below ``exp(-600)`` the caller uses the online-softmax sweeps
+instead (above it, the terms lost by underflow are below ``n exp(-108)`` of
+``N_o``).
+
+No races. Every task writes to the rows of both sides of its pairs. The
+blocks of rows are paired as in a round-robin tournament (the circle
+method): the tasks of a round are disjoint pairs of blocks, so each task
+owns the rows it writes, and a last round takes the pairs inside each block.
+The order in which contributions reach a row depends on the shape alone,
+so the results are the same for any number of threads.
+
+The gradient. With ``alpha_oj = w'_j E_oj / N_o``, ``f`` the centred
+predictions, ``g = dL/df`` and ``e_o = f_o . g_o``, the score gradient of
+the pair in both directions is
+
+    h_oj = G_oj + G_jo = E_oj (a_j . b_o),
+    a_j = [w'_j y_j, w'_j, g_j / N_j, e_j / N_j],
+    b_o = [g_o / N_o, -e_o / N_o, w'_o y_o, -w'_o],
+
+(``a_j . b_o = a_o . b_j``), and ``dz_o += h_oj (z_j - z_o)``, ``dz_j +=
+h_oj (z_o - z_j)``.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .._config import FASTMATH
+from ..kernels import DISTANCE, GAUSSIAN
+from .fastexp import exp_shifted
+from .rows import score_row
+
+#: ``log N_o`` below which a point counts as isolated (see the module's text).
+LOG_NORM_FLOOR = -600.0
+
+
+def block_size(n):
+    """Rows per block for ``n`` points: the decomposition depends on ``n`` only."""
+    from .. import _config
+
+    size = max(_config.PAIR_MIN_ROWS, -(-n // _config.PAIR_BLOCKS))
+    return max(1, min(size, _config.KEY_TILE, n))
+
+
+def round_robin(n_blocks):
+    """The tasks of each round: ``(n_rounds, n_tasks, 2)`` block indices, -1 for none.
+
+    The first rounds pair distinct blocks so that every pair of blocks meets
+    once and no block is in two tasks of a round (the circle method); the
+    last rounds pair each block with itself, as many per round. Rounds are
+    as wide as they are full: the threads split a round's tasks evenly by
+    position, so empty slots would leave a thread idle.
+
+    Examples
+    --------
+    >>> from nwattn._cpu.pairs import round_robin
+    >>> round_robin(4).tolist()
+    [[[0, 3], [1, 2]], [[1, 3], [2, 0]], [[2, 3], [0, 1]], [[0, 0], [1, 1]], [[2, 2], [3, 3]]]
+    """
+    # With an odd count a phantom block makes it even; its partner rests.
+    players = n_blocks + n_blocks % 2
+    width = max(1, players // 2)
+    rounds = []
+    for rnd in range(players - 1 if n_blocks > 1 else 0):
+        tasks = [(rnd, players - 1)]
+        for k in range(1, width):
+            tasks.append(((rnd + k) % (players - 1), (rnd - k) % (players - 1)))
+        rounds.append([(a, b) for a, b in tasks if a < n_blocks and b < n_blocks])
+    for start in range(0, n_blocks, width):
+        rounds.append([(a, a) for a in range(start, min(n_blocks, start + width))])
+    plan = np.full((len(rounds), width, 2), -1, dtype=np.int64)
+    for rnd, tasks in enumerate(rounds):
+        plan[rnd, :len(tasks)] = tasks
+    return plan
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _forward_task(Z, ZT, V, VT, a0, a1, b0, b1, out):
+    q = VT.shape[0]
+    same = a0 == b0
+    s = np.empty(b1 - b0, dtype=Z.dtype)
+    col = np.zeros((q, b1 - b0), dtype=Z.dtype)
+    no_weights = np.empty(0, dtype=Z.dtype)
+    for o in range(a0, a1):
+        js = o + 1 if same else b0
+        m = b1 - js
+        if m <= 0:
+            continue
+        score_row(Z, o, ZT, js, b1, DISTANCE, GAUSSIAN, 1.0, no_weights, -1, s)
+        exp_shifted(s, 0.0, m)
+        c0 = js - b0
+        for k in range(q):
+            vt = VT[k, js:b1]
+            vo = V[o, k]
+            cb = col[k, c0:]
+            a = 0.0
+            for jj in range(m):
+                e = s[jj]
+                a += e * vt[jj]
+                cb[jj] += e * vo
+            out[o, k] += a
+    for k in range(q):
+        for jj in range(b1 - b0):
+            out[b0 + jj, k] += col[k, jj]
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def pair_sums(Z, ZT, V, VT, bs, plan, out):
+    """``out[o] += sum_{j != o} exp(s_oj) V[j]``, each pair scored once.
+
+    ``Z`` (n, r) the embedded points and ``ZT`` its transpose; ``V`` (n, q)
+    and ``VT`` its transpose; ``bs`` rows per block; ``plan`` from
+    :func:`round_robin`.
+    """
+    n = Z.shape[0]
+    for rnd in range(plan.shape[0]):
+        for t in prange(plan.shape[1]):
+            bi = plan[rnd, t, 0]
+            bj = plan[rnd, t, 1]
+            if bi >= 0:
+                _forward_task(Z, ZT, V, VT, bi * bs, min(n, (bi + 1) * bs), bj * bs,
+                              min(n, (bj + 1) * bs), out)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _backward_task(Z, ZT, B, AT, a0, a1, b0, b1, dZ):
+    q = AT.shape[0]
+    r = Z.shape[1]
+    same = a0 == b0
+    width = b1 - b0
+    s = np.empty(width, dtype=Z.dtype)
+    br = np.empty(width, dtype=Z.dtype)
+    colh = np.zeros(width, dtype=Z.dtype)
+    colz = np.zeros((r, width), dtype=Z.dtype)
+    no_weights = np.empty(0, dtype=Z.dtype)
+    for o in range(a0, a1):
+        js = o + 1 if same else b0
+        m = b1 - js
+        if m <= 0:
+            continue
+        score_row(Z, o, ZT, js, b1, DISTANCE, GAUSSIAN, 1.0, no_weights, -1, s)
+        exp_shifted(s, 0.0, m)
+        for jj in range(m):
+            br[jj] = 0.0
+        for k in range(q):
+            at = AT[k, js:b1]
+            bo = B[o, k]
+            for jj in range(m):
+                br[jj] += at[jj] * bo
+        c0 = js - b0
+        ch = colh[c0:]
+        hsum = 0.0
+        for jj in range(m):
+            h = s[jj] * br[jj]
+            s[jj] = h
+            hsum += h
+            ch[jj] += h
+        for t in range(r):
+            zt = ZT[t, js:b1]
+            zo = Z[o, t]
+            cz = colz[t, c0:]
+            a = 0.0
+            for jj in range(m):
+                h = s[jj]
+                a += h * zt[jj]
+                cz[jj] += h * zo
+            dZ[o, t] += a - zo * hsum
+    for t in range(r):
+        for jj in range(width):
+            dZ[b0 + jj, t] += colz[t, jj] - Z[b0 + jj, t] * colh[jj]
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def pair_gradient(Z, ZT, B, AT, bs, plan, dZ):
+    """``dZ[o] += sum_j h_oj (z_j - z_o)`` with ``h_oj = exp(s_oj) (A_j . B_o)``.
+
+    ``A . B`` must be symmetric in the pair (see the module's text); each
+    pair is scored once and feeds both of its rows. Arguments as for
+    :func:`pair_sums`, ``AT`` the transpose of ``A``.
+    """
+    n = Z.shape[0]
+    for rnd in range(plan.shape[0]):
+        for t in prange(plan.shape[1]):
+            bi = plan[rnd, t, 0]
+            bj = plan[rnd, t, 1]
+            if bi >= 0:
+                _backward_task(Z, ZT, B, AT, bi * bs, min(n, (bi + 1) * bs), bj * bs,
+                               min(n, (bj + 1) * bs), dZ)
+
+
+def loo_loss_grad_pairs(Z, Yc, logw, query_weight):
+    """The rbf objective with every point a query, each pair scored once.
+
+    ``Yc`` are the centred values and ``logw`` the log key weights. Returns
+    ``(loss, dZ, f, ok)`` like :func:`nwattn._cpu.learned.loo_loss_grad`
+    (``f`` the centred predictions), or ``None`` when a point is too
+    isolated for the unshifted sums (see the module's text).
+    """
+    from .learned import loo_residuals
+
+    n, p = Yc.shape
+    top = float(np.max(logw))
+    w = np.exp(logw - top)
+    bs = block_size(n)
+    plan = round_robin(-(-n // bs))
+    ZT = np.ascontiguousarray(Z.T)
+    V = np.empty((n, p + 1))
+    V[:, 0] = w
+    V[:, 1:] = w[:, None] * Yc
+    sums = np.zeros((n, p + 1))
+    pair_sums(Z, ZT, V, np.ascontiguousarray(V.T), bs, plan, sums)
+    norm = sums[:, 0]
+    with np.errstate(divide="ignore"):
+        if np.min(np.log(norm)) < LOG_NORM_FLOOR:
+            return None
+    loss, _, _, f, g, e, ok = loo_residuals(np.full(n, top), norm, sums[:, 1:], Yc,
+                                            query_weight)
+    inv = 1.0 / norm
+    wy, gn, en = V[:, 1:], g * inv[:, None], e * inv
+    A = np.concatenate([wy, w[:, None], gn, en[:, None]], axis=1)
+    B = np.concatenate([gn, -en[:, None], wy, -w[:, None]], axis=1)
+    dZ = np.zeros((n, Z.shape[1]))
+    pair_gradient(Z, ZT, B, np.ascontiguousarray(A.T), bs, plan, dZ)
+    return loss, dZ, f, ok
