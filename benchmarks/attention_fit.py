@@ -18,12 +18,19 @@ standard deviation, fixed seeds:
    validators, which scikit-learn 1.6 renamed ``ensure_all_finite``; the
    script translates that one keyword for it.
 
+3. ``--task evaluation``: one evaluation of the rbf objective and its
+   gradient on one thread, at the fitted metric of task 2's data, per pair
+   of training points: the kernels that score each unordered pair once
+   (forward sums and gradient separately) and the general two-sided
+   sweeps that the other scores and ``batch_size`` use.
+
 Usage::
 
-    python benchmarks/attention_fit.py [--task accuracy|speed|all] [--n 5000]
+    python benchmarks/attention_fit.py [--task accuracy|speed|evaluation|all] [--n 5000]
 
-Figures on a shared 2-core x86_64 virtual machine (other jobs running, load
-average 2 to 10), numpy 2, scikit-learn 1.9, metric-learn 0.7.0:
+Figures on a shared 2-core x86_64 virtual machine (AMD EPYC, AVX-512),
+otherwise idle during the run, numpy 2, scikit-learn 1.9, metric-learn
+0.7.0:
 
 accuracy (test MSE, 500 test points)::
 
@@ -34,14 +41,18 @@ accuracy (test MSE, 500 test points)::
 
 speed (one fit, n = 5000, 100 iterations)::
 
-    nwattn AttentionRegressor(rbf)   14.0 s before, 13.2 s after the peer   test MSE 1.3294
-    metric-learn MLKR               101.0 s                                  test MSE 1.3294
-    speed-up 7.4x against the mean (idle machine; 5.8x in an earlier run under a load of 2-11)
+    nwattn AttentionRegressor(rbf)    5.2 s before, 5.0 s after the peer   test MSE 1.3294
+    metric-learn MLKR               106.8 s                                 test MSE 1.3294
+    speed-up 21.0x against the mean
 
-Both reach the same optimum (the same model up to the factor sqrt(2) in
-the metric). The machine's load drifted during the run; on one thread with
-the machine quieter, one objective-and-gradient evaluation costs 3.6 ns per
-pair for the forward sweep and 4.8 ns per pair for the backward sweep.
+evaluation (one thread, n = 5000)::
+
+    pairs scored once: sums 2.2 ns, gradient 4.8 ns per unordered pair
+    (7.0 ns, or 3.5 ns per ordered pair); two-sided sweeps 5.9 ns per
+    ordered pair
+
+Both fits reach the same optimum (the same model up to the factor sqrt(2)
+in the metric).
 """
 
 import argparse
@@ -159,9 +170,51 @@ def speed(n=5000, n_test=1000, max_iter=100, seed=0):
     print(f"  speed-up {t_mlkr / (0.5 * (t_before + t_after)):.1f}x")
 
 
+def evaluation(n=5000, seed=0, repeats=5):
+    """One rbf objective evaluation on one thread, per pair of training points."""
+    from nwattn._cpu import learned, pairs
+    from nwattn._parallel import threads
+
+    Xtr, _, ytr, _ = standardised_split(n, 0, noise=1.0, seed=seed)
+    reg = AttentionRegressor(n_components=10, tol=0.0).fit(Xtr, ytr)
+    Z = np.ascontiguousarray(Xtr @ reg.components_.T)
+    Y = ((ytr - ytr.mean()) / ytr.std())[:, None]
+    logw, weight = np.zeros(n), np.full(n, 1.0 / n)
+    bs = pairs.block_size(n)
+    plan = pairs.round_robin(-(-n // bs))
+    V = np.concatenate([np.ones((n, 1)), Y - Y.mean()], axis=1)
+    ZT, VT = np.ascontiguousarray(Z.T), np.ascontiguousarray(V.T)
+
+    def best(call):
+        call()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    no_wv = np.zeros(Z.shape[1])
+    with threads(1):
+        t_once = best(lambda: learned.loo_loss_grad(learned.RBF, Z, Z, no_wv, Y, logw, weight))
+        t_sums = best(lambda: pairs.pair_sums(Z, ZT, V, VT, bs, plan, np.zeros((n, 2))))
+        t_two = best(lambda: learned.loo_loss_grad(learned.RBF, Z, Z, no_wv, Y, logw, weight,
+                                                   pairs_once=False))
+    unordered, ordered = n * (n - 1) / 2, n * (n - 1)
+    print(f"one objective evaluation on one thread, n = {n}, r = {Z.shape[1]}, at the fitted "
+          f"metric (best of {repeats})")
+    print(f"  pairs scored once: {t_once * 1e3:.1f} ms = {t_once / unordered * 1e9:.2f} ns "
+          f"per unordered pair (sums {t_sums / unordered * 1e9:.2f} ns, gradient "
+          f"{(t_once - t_sums) / unordered * 1e9:.2f} ns), "
+          f"{t_once / ordered * 1e9:.2f} ns per ordered pair")
+    print(f"  two-sided sweeps:  {t_two * 1e3:.1f} ms = {t_two / ordered * 1e9:.2f} ns "
+          f"per ordered pair")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", choices=["accuracy", "speed", "all"], default="all")
+    parser.add_argument("--task", choices=["accuracy", "speed", "evaluation", "all"],
+                        default="all")
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--max-iter", type=int, default=100)
     args = parser.parse_args()
@@ -169,6 +222,8 @@ def main():
         accuracy()
     if args.task in ("speed", "all"):
         speed(n=args.n, max_iter=args.max_iter)
+    if args.task in ("evaluation", "all"):
+        evaluation(n=args.n)
 
 
 if __name__ == "__main__":

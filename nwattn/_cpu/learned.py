@@ -180,6 +180,13 @@ def loo_grad_pass(kind, P, OT, wv, scale, logw, shift, F, HT, e_own, e_other, qu
 
 
 @njit(cache=True, fastmath=FASTMATH)
+def _exp_in_place(row, shift, n):
+    # A called function rather than two inlined copies of exp_shifted in
+    # _sym_grad_block: with two copies Numba's IR checks warn at compile time.
+    exp_shifted(row, shift, n)
+
+
+@njit(cache=True, fastmath=FASTMATH)
 def _sym_grad_block(Z, ZT, logw, lse, neg_lse, G, YT, Y, GT, e, o0, o1, key_tile, dZ):
     p = G.shape[1]
     r = Z.shape[1]
@@ -201,7 +208,7 @@ def _sym_grad_block(Z, ZT, logw, lse, neg_lse, G, YT, Y, GT, e, o0, o1, key_tile
             for jj in range(m):
                 a2[jj] = s[jj] + nl[jj]
             if math.isfinite(wo):
-                exp_shifted(a2, -wo, m)
+                _exp_in_place(a2, -wo, m)
             else:
                 for jj in range(m):
                     a2[jj] = 0.0
@@ -219,7 +226,7 @@ def _sym_grad_block(Z, ZT, logw, lse, neg_lse, G, YT, Y, GT, e, o0, o1, key_tile
             if math.isfinite(lo):
                 for jj in range(m):
                     s[jj] += lw[jj]
-                exp_shifted(s, lo, m)
+                _exp_in_place(s, lo, m)
                 eo = e[o]
                 for jj in range(m):
                     a2[jj] = -eo
@@ -286,7 +293,7 @@ def run_learned_pool(kind, P, OT, wv, scale, logw, VT, VT2, self_shift):
     return out_max, out_norm, out_acc, out_sq
 
 
-def loo_loss_grad(kind, Pq, Pk, wv, Y, logw, query_weight, scale=1.0):
+def loo_loss_grad(kind, Pq, Pk, wv, Y, logw, query_weight, scale=1.0, pairs_once=True):
     """Leave-one-out squared error and its gradient, in O(n (r + p)) memory.
 
     The queries are the first ``b = len(Pq)`` training points, the keys all
@@ -311,6 +318,11 @@ def loo_loss_grad(kind, Pq, Pk, wv, Y, logw, query_weight, scale=1.0):
         ``sum_i u_i ||f_i - y_i||^2``.
     scale : float
         The scaled-dot score's factor.
+    pairs_once : bool
+        For the rbf score with every point a query, score each unordered
+        pair once (:mod:`nwattn._cpu.pairs`) unless a point is too isolated
+        for it; ``False`` runs the general sweeps (tests and benchmarks
+        compare the two).
 
     Returns
     -------
@@ -335,7 +347,7 @@ def loo_loss_grad(kind, Pq, Pk, wv, Y, logw, query_weight, scale=1.0):
     PkT = np.ascontiguousarray(Pk.T)
     PqT = np.ascontiguousarray(Pq.T)
     empty_sq = np.empty((0, n), Y.dtype)
-    if kind == RBF and b == n and np.array_equal(Pq, Pk):
+    if pairs_once and kind == RBF and b == n and np.array_equal(Pq, Pk):
         fast = loo_loss_grad_pairs(np.ascontiguousarray(Pk), Yc, logw, query_weight)
         if fast is not None:
             loss, dPk, f, ok = fast
