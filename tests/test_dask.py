@@ -237,9 +237,9 @@ def test_worker_killed_mid_computation(rng):
     """Losing a worker process in the middle of a pooling: Dask recomputes its share.
 
     The last query block waits behind a gate (a distributed Event) on one thread
-    of one worker, while the other threads pool the first blocks. The other
-    worker is killed once it holds finished states; then the gate opens and the
-    surviving worker must redo the lost work. A cluster of its own (two threads
+    of one worker, while the other threads pool the first blocks. A worker is
+    killed once it holds finished states (the other worker when it has any);
+    then the gate opens and the surviving worker must redo the lost work. A cluster of its own (two threads
     per worker, so the gate never stalls a worker), because the lost worker does
     not come back.
     """
@@ -270,12 +270,17 @@ def test_worker_killed_mid_computation(rng):
             time.sleep(0.05)
             gate_worker = [w for w, keys in client.processing().items()
                            if any("gate" in str(k) for k in keys)]
-            # Finished work sits in memory as states or, once merged, as
-            # partial merges: either is lost with the worker.
+            # Finished work sits in memory as states, partial merges or, once
+            # a query block is complete, its finalised rows: all lost with the
+            # worker. (Polling can miss the short-lived states and merges.)
             done = [w for w, keys in client.has_what().items()
-                    if any("_state_block" in str(k) or "_merge_block" in str(k)
-                           for k in keys)]
-            victim = next((w for w in done if w not in gate_worker), None) if gate_worker else None
+                    if any(name in str(k) for k in keys
+                           for name in ("_state_block", "_merge_block", "_finalize_block"))]
+            # Prefer a worker other than the gate's; if the scheduler kept all
+            # finished work with the gate (data locality pulls merges there),
+            # kill that one: the gate task is then rerun on the survivor too.
+            others = [w for w in done if w not in gate_worker]
+            victim = (others or done or [None])[0] if gate_worker else None
         assert victim is not None and not future.done()
         os.kill(pids[victim], signal.SIGKILL)
         distributed.Event(gate_name).set()
