@@ -238,10 +238,10 @@ def test_worker_killed_mid_computation(rng):
 
     The last query block waits behind a gate (a distributed Event) on one thread
     of one worker, while the other threads pool the first blocks. A worker is
-    killed once it holds finished states (the other worker when it has any);
-    then the gate opens and the surviving worker must redo the lost work. A cluster of its own (two threads
-    per worker, so the gate never stalls a worker), because the lost worker does
-    not come back.
+    killed once it holds finished work (the other worker when it has any);
+    then the gate opens and the surviving worker must redo the lost work. A
+    cluster of its own (two threads per worker, so the gate never stalls a
+    worker), because the lost worker does not come back.
     """
     Q = rng.normal(size=(800, 2))
     K = rng.normal(size=(3000, 2))
