@@ -64,6 +64,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from sklearn.datasets import make_friedman1
 
+from _timing import best_time
 from nwattn.estimators import AttentionRegressor
 from nwattn.estimators._attention import demo_rows
 from nwattn.ops import attention_pool
@@ -185,21 +186,14 @@ def evaluation(n=5000, seed=0, repeats=5):
     V = np.concatenate([np.ones((n, 1)), Y - Y.mean()], axis=1)
     ZT, VT = np.ascontiguousarray(Z.T), np.ascontiguousarray(V.T)
 
-    def best(call):
-        call()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - t0)
-        return min(times)
-
     no_wv = np.zeros(Z.shape[1])
     with threads(1):
-        t_once = best(lambda: learned.loo_loss_grad(learned.RBF, Z, Z, no_wv, Y, logw, weight))
-        t_sums = best(lambda: pairs.pair_sums(Z, ZT, V, VT, bs, plan, np.zeros((n, 2))))
-        t_two = best(lambda: learned.loo_loss_grad(learned.RBF, Z, Z, no_wv, Y, logw, weight,
-                                                   pairs_once=False))
+        t_once = best_time(lambda: learned.loo_loss_grad(learned.RBF, Z, Z, no_wv, Y, logw,
+                                                         weight), repeats)
+        t_sums = best_time(lambda: pairs.pair_sums(Z, ZT, V, VT, bs, plan, np.zeros((n, 2))),
+                           repeats)
+        t_two = best_time(lambda: learned.loo_loss_grad(learned.RBF, Z, Z, no_wv, Y, logw,
+                                                        weight, pairs_once=False), repeats)
     unordered, ordered = n * (n - 1) / 2, n * (n - 1)
     print(f"one objective evaluation on one thread, n = {n}, r = {Z.shape[1]}, at the fitted "
           f"metric (best of {repeats})")

@@ -14,19 +14,9 @@ Usage::
 """
 
 import argparse
-import time
 
 import numpy as np
-
-
-def best_time(func, repeat):
-    func()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+from _timing import best_time
 
 
 def main():

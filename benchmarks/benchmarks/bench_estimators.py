@@ -51,3 +51,30 @@ class Attention:
 
     def time_predict(self, n):
         self.fitted.predict(self.X)
+
+
+class AttentionObjective:
+    """One evaluation of the rbf training objective and its gradient.
+
+    ``pairs``: every unordered pair scored once (the path a fit without
+    ``batch_size`` takes); ``two_sided``: the general sweeps, which the other
+    scores and ``batch_size`` use.
+    """
+
+    params = (["pairs", "two_sided"], [2_000, 10_000])
+    param_names = ["path", "n"]
+    timeout = 300
+
+    def setup(self, path, n):
+        from nwattn._cpu import learned
+
+        rng = np.random.default_rng(0)
+        r = 10
+        Z = rng.normal(size=(n, r))
+        Y = rng.normal(size=(n, 1))
+        args = (learned.RBF, Z, Z, np.zeros(r), Y, np.zeros(n), np.full(n, 1.0 / n))
+        self.run = lambda: learned.loo_loss_grad(*args, pairs_once=path == "pairs")
+        self.run()  # compile outside the timing
+
+    def time_objective(self, path, n):
+        self.run()

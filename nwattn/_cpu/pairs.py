@@ -90,6 +90,41 @@ def round_robin(n_blocks):
     return plan
 
 
+@njit(inline="always")
+def task_rows(plan, rnd, t, bs, n):
+    """Rows ``a0:a1`` and ``b0:b1`` of the two blocks of task ``t`` of round ``rnd``.
+
+    ``a0`` is -1 for an empty slot of the round.
+    """
+    bi = plan[rnd, t, 0]
+    bj = plan[rnd, t, 1]
+    if bi < 0:
+        return -1, -1, -1, -1
+    return bi * bs, min(n, (bi + 1) * bs), bj * bs, min(n, (bj + 1) * bs)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def pair_weights(Z, ZT, o, j0, j1, no_weights, row):
+    """``row[:j1 - j0] = exp(s_oj)`` for the points ``j0:j1``, unshifted (``s <= 0``)."""
+    score_row(Z, o, ZT, j0, j1, DISTANCE, GAUSSIAN, 1.0, no_weights, -1, row)
+    exp_shifted(row, 0.0, j1 - j0)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def both_sides(e, m, other, column, own):
+    """Both rows of the pairs ``(o, j)`` at once: ``column += e own``; return ``e . other``.
+
+    ``e`` holds the pairs' weights, ``other`` a quantity of each ``j`` summed
+    into row ``o``, and ``own`` a quantity of ``o`` added to each ``j``.
+    """
+    a = 0.0
+    for jj in range(m):
+        w = e[jj]
+        a += w * other[jj]
+        column[jj] += w * own
+    return a
+
+
 @njit(cache=True, fastmath=FASTMATH)
 def _forward_task(Z, ZT, V, VT, a0, a1, b0, b1, out):
     q = VT.shape[0]
@@ -102,19 +137,10 @@ def _forward_task(Z, ZT, V, VT, a0, a1, b0, b1, out):
         m = b1 - js
         if m <= 0:
             continue
-        score_row(Z, o, ZT, js, b1, DISTANCE, GAUSSIAN, 1.0, no_weights, -1, s)
-        exp_shifted(s, 0.0, m)
+        pair_weights(Z, ZT, o, js, b1, no_weights, s)
         c0 = js - b0
         for k in range(q):
-            vt = VT[k, js:b1]
-            vo = V[o, k]
-            cb = col[k, c0:]
-            a = 0.0
-            for jj in range(m):
-                e = s[jj]
-                a += e * vt[jj]
-                cb[jj] += e * vo
-            out[o, k] += a
+            out[o, k] += both_sides(s, m, VT[k, js:b1], col[k, c0:], V[o, k])
     for k in range(q):
         for jj in range(b1 - b0):
             out[b0 + jj, k] += col[k, jj]
@@ -131,11 +157,9 @@ def pair_sums(Z, ZT, V, VT, bs, plan, out):
     n = Z.shape[0]
     for rnd in range(plan.shape[0]):
         for t in prange(plan.shape[1]):
-            bi = plan[rnd, t, 0]
-            bj = plan[rnd, t, 1]
-            if bi >= 0:
-                _forward_task(Z, ZT, V, VT, bi * bs, min(n, (bi + 1) * bs), bj * bs,
-                              min(n, (bj + 1) * bs), out)
+            a0, a1, b0, b1 = task_rows(plan, rnd, t, bs, n)
+            if a0 >= 0:
+                _forward_task(Z, ZT, V, VT, a0, a1, b0, b1, out)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -154,8 +178,7 @@ def _backward_task(Z, ZT, B, AT, a0, a1, b0, b1, dZ):
         m = b1 - js
         if m <= 0:
             continue
-        score_row(Z, o, ZT, js, b1, DISTANCE, GAUSSIAN, 1.0, no_weights, -1, s)
-        exp_shifted(s, 0.0, m)
+        pair_weights(Z, ZT, o, js, b1, no_weights, s)
         for jj in range(m):
             br[jj] = 0.0
         for k in range(q):
@@ -172,15 +195,8 @@ def _backward_task(Z, ZT, B, AT, a0, a1, b0, b1, dZ):
             hsum += h
             ch[jj] += h
         for t in range(r):
-            zt = ZT[t, js:b1]
             zo = Z[o, t]
-            cz = colz[t, c0:]
-            a = 0.0
-            for jj in range(m):
-                h = s[jj]
-                a += h * zt[jj]
-                cz[jj] += h * zo
-            dZ[o, t] += a - zo * hsum
+            dZ[o, t] += both_sides(s, m, ZT[t, js:b1], colz[t, c0:], zo) - zo * hsum
     for t in range(r):
         for jj in range(width):
             dZ[b0 + jj, t] += colz[t, jj] - Z[b0 + jj, t] * colh[jj]
@@ -197,11 +213,9 @@ def pair_gradient(Z, ZT, B, AT, bs, plan, dZ):
     n = Z.shape[0]
     for rnd in range(plan.shape[0]):
         for t in prange(plan.shape[1]):
-            bi = plan[rnd, t, 0]
-            bj = plan[rnd, t, 1]
-            if bi >= 0:
-                _backward_task(Z, ZT, B, AT, bi * bs, min(n, (bi + 1) * bs), bj * bs,
-                               min(n, (bj + 1) * bs), dZ)
+            a0, a1, b0, b1 = task_rows(plan, rnd, t, bs, n)
+            if a0 >= 0:
+                _backward_task(Z, ZT, B, AT, a0, a1, b0, b1, dZ)
 
 
 def loo_loss_grad_pairs(Z, Yc, logw, query_weight):
