@@ -174,9 +174,11 @@ def loo_grad_pass(kind, P, OT, wv, scale, logw, shift, F, HT, e_own, e_other, qu
     n = P.shape[0]
     n_blocks = (n + query_block - 1) // query_block
     for b in prange(n_blocks):
+        # The parallel body types the loop index as uint64, the rest of the
+        # function as int64: passed as it is, _grad_block compiled twice.
         _grad_block(kind, P, OT, wv, scale, logw, shift, F, HT, e_own, e_other,
-                    b * query_block, min(n, (b + 1) * query_block), key_tile, with_wv, b,
-                    dP, dwv)
+                    b * query_block, min(n, (b + 1) * query_block), key_tile, with_wv,
+                    np.int64(b), dP, dwv)
 
 
 @njit(cache=True, fastmath=FASTMATH)
