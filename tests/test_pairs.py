@@ -35,7 +35,7 @@ def test_round_robin_meets_every_pair_once_without_sharing_a_block(n_blocks):
     assert sorted(met) == [(a, b) for a in range(n_blocks) for b in range(a, n_blocks)]
 
 
-@pytest.mark.parametrize("n, p, weighted", [(2, 1, False), (23, 2, True), (40, 1, False),
+@pytest.mark.parametrize("n, p, weighted", [(3, 1, False), (23, 2, True), (40, 1, False),
                                             (31, 3, True)])
 def test_pairs_match_the_two_sided_sweeps(rng, small_blocks, n, p, weighted):
     Z, Y, kw, logw, qw = _problem(rng, n, 3, p, weighted)
@@ -49,6 +49,16 @@ def test_pairs_match_the_two_sided_sweeps(rng, small_blocks, n, p, weighted):
     assert not dPq.any() and not dwv.any()
     scale = max(np.abs(ref[2]).max(), 1e-300)
     assert np.abs(dPk - ref[2]).max() <= 1e-12 * scale + 1e-15
+
+
+def test_two_points_have_no_gradient(rng):
+    # Each point's leave-one-out prediction is the other's value whatever the
+    # metric: the gradient is zero up to rounding of its terms.
+    Z, Y, kw, logw, qw = _problem(rng, 2, 3, 2, weighted=False)
+    loss, _, dPk, _, pred = learned.loo_loss_grad(learned.RBF, Z, Z, np.zeros(3), Y, logw, qw)
+    np.testing.assert_allclose(pred, Y[::-1], rtol=1e-14)
+    terms = np.abs(Z).max() * np.abs(Y - Y.mean(axis=0)).max() ** 2
+    assert np.abs(dPk).max() <= 1e-12 * terms
 
 
 def test_pair_gradient_matches_finite_differences(rng, small_blocks):

@@ -345,15 +345,15 @@ def loo_loss_grad(kind, Pq, Pk, wv, Y, logw, query_weight, scale=1.0, pairs_once
     n, p = Y.shape
     center = Y.mean(axis=0)
     Yc = Y - center
-    YT = np.ascontiguousarray(Yc.T)
-    PkT = np.ascontiguousarray(Pk.T)
-    PqT = np.ascontiguousarray(Pq.T)
-    empty_sq = np.empty((0, n), Y.dtype)
     if pairs_once and kind == RBF and b == n and np.array_equal(Pq, Pk):
         fast = loo_loss_grad_pairs(np.ascontiguousarray(Pk), Yc, logw, query_weight)
         if fast is not None:
             loss, dPk, f, ok = fast
             return loss, np.zeros((b, r)), dPk, np.zeros(r), finish_predictions(f, center, ok)
+    YT = np.ascontiguousarray(Yc.T)
+    PkT = np.ascontiguousarray(Pk.T)
+    PqT = np.ascontiguousarray(Pq.T)
+    empty_sq = np.empty((0, n), Y.dtype)
     smax, snorm, sacc, _ = run_learned_pool(kind, Pq, PkT, wv, scale, logw, YT, empty_sq, 0)
     loss, lse, neg_lse, f, g, e, ok = loo_residuals(smax, snorm, sacc, Yc, query_weight)
     qb, tile = _config.QUERY_BLOCK, _config.KEY_TILE

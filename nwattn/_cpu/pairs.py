@@ -46,8 +46,8 @@ from ..kernels import DISTANCE, GAUSSIAN
 from .fastexp import exp_shifted
 from .rows import score_row
 
-#: ``log N_o`` below which a point counts as isolated (see the module's text).
-LOG_NORM_FLOOR = -600.0
+#: ``N_o`` below which a point counts as isolated (see the module's text).
+NORM_FLOOR = math.exp(-600.0)
 
 
 def block_size(n):
@@ -240,9 +240,8 @@ def loo_loss_grad_pairs(Z, Yc, logw, query_weight):
     sums = np.zeros((n, p + 1))
     pair_sums(Z, ZT, V, np.ascontiguousarray(V.T), bs, plan, sums)
     norm = sums[:, 0]
-    with np.errstate(divide="ignore"):
-        if np.min(np.log(norm)) < LOG_NORM_FLOOR:
-            return None
+    if norm.min() < NORM_FLOOR:
+        return None
     loss, _, _, f, g, e, ok = loo_residuals(np.full(n, top), norm, sums[:, 1:], Yc,
                                             query_weight)
     inv = 1.0 / norm
