@@ -173,7 +173,9 @@ def speed(n=5000, n_test=1000, max_iter=100, seed=0):
 
 def evaluation(n=5000, seed=0, repeats=5):
     """One rbf objective evaluation on one thread, per pair of training points."""
-    from nwattn._cpu import learned, pairs
+    from nwattn._backend import get_backend
+    from nwattn.kernels import RBF_KIND
+    from nwattn.objective import loo_loss_grad
     from nwattn._parallel import threads
 
     Xtr, _, ytr, _ = standardised_split(n, 0, noise=1.0, seed=seed)
@@ -181,19 +183,16 @@ def evaluation(n=5000, seed=0, repeats=5):
     Z = np.ascontiguousarray(Xtr @ reg.components_.T)
     Y = ((ytr - ytr.mean()) / ytr.std())[:, None]
     logw, weight = np.zeros(n), np.full(n, 1.0 / n)
-    bs = pairs.block_size(n)
-    plan = pairs.round_robin(-(-n // bs))
     V = np.concatenate([np.ones((n, 1)), Y - Y.mean()], axis=1)
-    ZT, VT = np.ascontiguousarray(Z.T), np.ascontiguousarray(V.T)
+    cpu = get_backend("cpu")
 
     no_wv = np.zeros(Z.shape[1])
     with threads(1):
-        t_once = best_time(lambda: learned.loo_loss_grad(learned.RBF, Z, Z, no_wv, Y, logw,
-                                                         weight), repeats)
-        t_sums = best_time(lambda: pairs.pair_sums(Z, ZT, V, VT, bs, plan, np.zeros((n, 2))),
+        t_once = best_time(lambda: loo_loss_grad(RBF_KIND, Z, Z, no_wv, Y, logw, weight),
                            repeats)
-        t_two = best_time(lambda: learned.loo_loss_grad(learned.RBF, Z, Z, no_wv, Y, logw,
-                                                        weight, pairs_once=False), repeats)
+        t_sums = best_time(lambda: cpu.pair_sums(Z, V), repeats)
+        t_two = best_time(lambda: loo_loss_grad(RBF_KIND, Z, Z, no_wv, Y, logw, weight,
+                                                pairs_once=False), repeats)
     unordered, ordered = n * (n - 1) / 2, n * (n - 1)
     print(f"one objective evaluation on one thread, n = {n}, r = {Z.shape[1]}, at the fitted "
           f"metric (best of {repeats})")

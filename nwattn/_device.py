@@ -131,20 +131,3 @@ def resolve_device(device, n_pairs=None, device_input=False):
         what = "device='cuda'" if device == "cuda" else "inputs that live on a GPU"
         raise RuntimeError(f"{what} cannot run: {problem}")
     return "cuda"
-
-
-def resolve_cpu_only(device, what):
-    """Validate ``device`` for a computation that has no GPU kernel; return ``"cpu"``.
-
-    ``"auto"`` quietly means the CPU; ``"cuda"`` raises rather than run on the
-    CPU behind the caller's back.
-
-    Examples
-    --------
-    >>> from nwattn._device import resolve_cpu_only
-    >>> resolve_cpu_only("auto", "the additive score")
-    'cpu'
-    """
-    if isinstance(device, str) and device.lower() == "cuda":
-        raise ValueError(f"{what} has no GPU implementation; use device='cpu' or 'auto'")
-    return resolve_device(device)

@@ -4,8 +4,8 @@ Concurrency. Numba's ``workqueue`` threading layer (the one it falls back to
 when neither TBB nor OpenMP is available) aborts the whole process when two
 Python threads run ``parallel=True`` functions at the same time, which is
 what Dask's threaded scheduler, web servers and thread pools do. The
-``tbb`` and ``omp`` layers are thread-safe. :func:`serialised` wraps a
-compiled entry point so that, under ``workqueue`` only, calls from different
+``tbb`` and ``omp`` layers are thread-safe. :func:`guarded` wraps a
+host function that launches compiled kernels so that, under ``workqueue`` only, calls from different
 threads take turns on a process-wide lock; under ``tbb`` or ``omp`` they run
 concurrently and the lock is never taken. Choose the layer with Numba's
 ``NUMBA_THREADING_LAYER`` environment variable (installing the ``tbb``
@@ -13,6 +13,7 @@ package makes ``tbb`` available everywhere).
 """
 
 import functools
+import os
 import threading
 from contextlib import contextmanager
 
@@ -100,6 +101,19 @@ def serial_blas():
 THREAD_SAFE_LAYERS = frozenset({"tbb", "omp"})
 
 _launch_lock = threading.RLock()
+_inside = threading.local()
+
+
+def _reset_after_fork():
+    # A fork while another thread held the lock would leave the child's copy
+    # locked for ever (only the forking thread exists in the child).
+    global _launch_lock
+    _launch_lock = threading.RLock()
+    _inside.depth = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def layer_is_thread_safe():
@@ -120,40 +134,62 @@ def layer_is_thread_safe():
         return False
 
 
-def serialised(func):
-    """Wrap a ``parallel=True`` entry point so concurrent calls are safe.
+def in_guard():
+    """Whether the calling thread is inside a :func:`guarded` call.
+
+    Examples
+    --------
+    >>> from nwattn._parallel import in_guard
+    >>> in_guard()
+    False
+    """
+    return getattr(_inside, "depth", 0) > 0
+
+
+def guarded(func):
+    """Wrap a host function that launches ``parallel=True`` kernels so concurrent calls are safe.
 
     Under a thread-safe layer (``tbb``, ``omp``) the wrapper calls ``func``
     directly; otherwise calls take turns on one re-entrant lock shared by
     every wrapped function, because ``workqueue`` forbids any two parallel
-    regions at once, not only two runs of the same function.
+    regions at once, not only two runs of the same function. The CPU
+    backend wraps each of its operations with it, so every parallel launch
+    of the package goes through it.
 
     Examples
     --------
     >>> from concurrent.futures import ThreadPoolExecutor
     >>> import numpy as np
     >>> from numba import njit, prange
-    >>> from nwattn._parallel import serialised
+    >>> from nwattn._parallel import guarded
     >>> @njit(parallel=True)
     ... def total(x):
     ...     s = 0.0
     ...     for i in prange(x.shape[0]):
     ...         s += x[i]
     ...     return s
-    >>> safe_total = serialised(total)
+    >>> safe_total = guarded(total)
     >>> with ThreadPoolExecutor(4) as pool:
     ...     list(pool.map(safe_total, [np.ones(1000)] * 4))
     [1000.0, 1000.0, 1000.0, 1000.0]
     """
 
+    def call(*args, **kwargs):
+        _inside.depth = getattr(_inside, "depth", 0) + 1
+        try:
+            return func(*args, **kwargs)
+        finally:
+            _inside.depth -= 1
+
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         if layer_is_thread_safe():
-            return func(*args, **kwargs)
+            return call(*args, **kwargs)
         with _launch_lock:
-            return func(*args, **kwargs)
+            return call(*args, **kwargs)
 
     return wrapper
 
 
-__all__ = ["effective_n_jobs", "threads", "serial_blas", "layer_is_thread_safe", "serialised"]
+__all__ = ["effective_n_jobs", "threads", "serial_blas", "layer_is_thread_safe", "guarded",
+           "in_guard"]

@@ -49,7 +49,7 @@ import numpy as np
 from scipy import optimize
 
 from . import _validation as _v
-from ._device import resolve_cpu_only, resolve_device
+from ._device import resolve_device
 from ._parallel import serial_blas, threads
 from .kernels import DISTANCE, SCALED_DOT_CODE, get_kernel
 
@@ -229,17 +229,13 @@ class _LooProblem:
         The gradient pass has no GPU kernel: ``device="auto"`` runs it on the
         CPU and ``"cuda"`` is refused.
         """
-        resolve_cpu_only(self.device, "the gradient of the leave-one-out score")
-        from ._cpu.bandwidth import run_loo_slopes
-        from .ops import _prepare_scores
+        from .ops import finalize_slopes, loo_slopes_state
 
         h = self.bandwidth_vector(bandwidth)
-        kern, Qs, KT, logw, scale = _prepare_scores(self.X, self.X, self.kern, h, self.w,
-                                                    np.dtype(np.float64))
-        VT = np.ascontiguousarray((self.Y - self.center).T)
-        norm, pred, dpred = run_loo_slopes(Qs, KT, VT, logw, kern.family, kern.code, scale)
+        state = loo_slopes_state(self.X, self.X, self.Y, self.kern, h, key_weight=self.w,
+                                 center=self.center, device=self.device)
+        norm, pred, dpred = finalize_slopes(state)
         empty = ~(norm > 0)
-        pred = pred + self.center
         pred = self._fill_empty(pred, empty, h)
         dpred[empty] = 0.0
         score, r = self._score(pred)

@@ -62,6 +62,20 @@ DOT_CODE = 100
 SCALED_DOT_CODE = 101
 ADDITIVE_CODE = 102
 
+# Learned scores (AttentionRegressor): each compares projected inputs, so
+# the kernels take the projections and a kind, never a bandwidth.
+#: ``-||A q - A k||**2 / 2``.
+RBF_KIND = 0
+#: ``(W_q q) . (W_k k) / sqrt(r)``.
+SCALED_DOT_KIND = 1
+#: ``w_v . tanh(W_q q + W_k k)``.
+ADDITIVE_KIND = 2
+#: Kind of each learned score by name.
+LEARNED_KINDS = {"rbf": RBF_KIND, "scaled_dot": SCALED_DOT_KIND, "additive": ADDITIVE_KIND}
+#: ``(family, code)`` of the fixed score a learned score applies to its projections.
+LEARNED_SCORES = {RBF_KIND: (DISTANCE, GAUSSIAN), SCALED_DOT_KIND: (DOT, SCALED_DOT_CODE),
+                  ADDITIVE_KIND: (ADDITIVE, ADDITIVE_CODE)}
+
 _HALF_PI = 0.5 * math.pi
 
 

@@ -21,16 +21,12 @@ import math
 import numpy as np
 
 from . import _validation as _v
-from ._cpu.dense import pairwise, softmax_rows
-from ._cpu.pool import run_pool
-from ._device import is_device_array, resolve_device
-from .kernels import DISTANCE, SCALED_DOT_CODE, get_kernel
+from ._backend import backend_for, get_backend
+from ._device import is_device_array
+from ._layout import pool_layout, slopes_layout
+from .kernels import ADDITIVE_KIND, DISTANCE, SCALED_DOT_CODE, get_kernel
 from .exceptions import EmptyNeighborhoodWarning
-from .state import PoolState, finalize_state, merge_states
-from ._parallel import serialised
-
-# Safe to call from several Python threads at once (see nwattn._parallel).
-pairwise, softmax_rows, run_pool = map(serialised, (pairwise, softmax_rows, run_pool))
+from .state import PoolState, finalize_slopes, finalize_state, merge_states
 
 __all__ = [
     "pairwise_scores",
@@ -41,6 +37,8 @@ __all__ = [
     "finalize_state",
     "PoolState",
     "top_k_weights",
+    "loo_slopes_state",
+    "finalize_slopes",
 ]
 
 
@@ -108,19 +106,6 @@ def _check_score_range(kern, qmax, kmax, d, scale, dtype):
         )
 
 
-def _backend(device, *arrays):
-    """Resolve ``device`` for a problem on ``arrays[0]`` (queries) x ``arrays[1]`` (keys).
-
-    Returns ``(backend, device_input)``.
-    """
-    device_input = any(is_device_array(a) for a in arrays)
-    try:
-        n_pairs = int(np.shape(arrays[0])[0]) * int(np.shape(arrays[1])[0])
-    except (TypeError, ValueError, IndexError):
-        n_pairs = None  # malformed input: validation names the problem
-    return resolve_device(device, n_pairs, device_input), device_input
-
-
 def _prepare_device(Q, K, kernel, bandwidth, key_weight):
     """GPU twin of :func:`_prepare_scores` for inputs that live on the GPU.
 
@@ -129,10 +114,9 @@ def _prepare_device(Q, K, kernel, bandwidth, key_weight):
     as Numba device arrays (the key weights, validated on the host, are
     copied over by the launch code).
     """
-    from ._cuda import launch
-
-    Qd, qmax = launch.check_device_array(Q, "Q")
-    Kd, kmax = launch.check_device_array(K, "K")
+    gpu = get_backend("cuda")
+    Qd, qmax = gpu.check_array(Q, "Q")
+    Kd, kmax = gpu.check_array(K, "K")
     _v.check_matching_shapes(Qd, Kd)
     if Qd.dtype != Kd.dtype:
         raise TypeError(
@@ -143,8 +127,8 @@ def _prepare_device(Q, K, kernel, bandwidth, key_weight):
     d = Qd.shape[1]
     h = _v.check_bandwidth(bandwidth, d, dtype)
     distance = kern.family == DISTANCE
-    Qs = launch.scaled(Qd, h, transpose=False)
-    KT = launch.scaled(Kd, h if distance else np.ones(d, dtype), transpose=True)
+    Qs = gpu.scaled(Qd, h, transpose=False)
+    KT = gpu.scaled(Kd, h if distance else np.ones(d, dtype), transpose=True)
     scale = 1.0 / math.sqrt(d) if kern.code == SCALED_DOT_CODE else 1.0
     hmin = float(h.min())
     _check_score_range(kern, qmax / hmin, kmax / hmin if distance else kmax, d, scale, dtype)
@@ -152,7 +136,7 @@ def _prepare_device(Q, K, kernel, bandwidth, key_weight):
         logw = np.empty(0, dtype)
     else:
         if is_device_array(key_weight):
-            key_weight = launch.to_host(launch.as_device(key_weight))
+            key_weight = gpu.to_host(gpu.to_device(key_weight))
         w = _v.check_key_weight(key_weight, Kd.shape[0], np.float64)
         with np.errstate(divide="ignore"):
             logw = np.log(w).astype(dtype)
@@ -193,22 +177,14 @@ def pairwise_scores(Q, K, kernel="gaussian", bandwidth=1.0, *, device="cpu"):
     >>> pairwise_scores([[0.0]], [[0.5], [2.0]], kernel="epanechnikov")
     array([[-0.28768207,        -inf]])
     """
-    backend, device_input = _backend(device, Q, K)
+    be, device_input = backend_for(device, Q, K, need="pairwise")
     if device_input:
-        from ._cuda import launch
-
         kern, Qs, KT, logw, scale = _prepare_device(Q, K, kernel, bandwidth, None)
-        return launch.pairwise(Qs, KT, logw, kern.family, kern.code, scale)
+        return be.pairwise(Qs, KT, logw, kern.family, kern.code, scale)
     Q, K = _check_queries_keys(Q, K)
     dtype = _v.common_float_dtype(Q, K)
     kern, Qs, KT, logw, scale = _prepare_scores(Q, K, kernel, bandwidth, None, dtype)
-    if backend == "cuda":
-        from ._cuda import launch
-
-        return launch.to_host(launch.pairwise(Qs, KT, logw, kern.family, kern.code, scale))
-    out = np.empty((Qs.shape[0], KT.shape[1]), dtype)
-    pairwise(Qs, KT, logw, kern.family, kern.code, scale, out)
-    return out
+    return _to_host(be, be.pairwise(Qs, KT, logw, kern.family, kern.code, scale))
 
 
 def softmax(S, axis=-1, *, device="cpu"):
@@ -242,8 +218,8 @@ def softmax(S, axis=-1, *, device="cpu"):
     >>> softmax([1000.0, 1000.0])
     array([0.5, 0.5])
     """
-    device_input = is_device_array(S)
-    backend = resolve_device(device, getattr(S, "size", None), device_input)
+    be, device_input = backend_for(device, S, need="softmax",
+                                   n_pairs=getattr(S, "size", None))
     if device_input:
         return _softmax_device(S, axis)
     if isinstance(S, (str, bytes)):
@@ -264,29 +240,22 @@ def softmax(S, axis=-1, *, device="cpu"):
         raise ValueError(f"axis must be an integer in [{-S.ndim}, {S.ndim}), got {axis!r}")
     moved = np.moveaxis(S, axis, -1)
     flat = np.ascontiguousarray(moved.reshape(-1, moved.shape[-1]))
-    if backend == "cuda":
-        from ._cuda import launch
-
-        out = launch.to_host(launch.softmax(flat))
-    else:
-        out = np.empty_like(flat)
-        softmax_rows(flat, out)
+    out = _to_host(be, be.softmax(flat))
     return np.moveaxis(out.reshape(moved.shape), -1, axis)
 
 
 def _softmax_device(S, axis):
     """:func:`softmax` of an array that lives on the GPU, left there."""
-    from ._cuda import launch
-
-    Sd = launch.as_device(S)
+    gpu = get_backend("cuda")
+    Sd = gpu.to_device(S)
     if Sd.ndim not in (1, 2):
         raise ValueError(f"S on the GPU must be 1-D or 2-D, got shape {Sd.shape}")
     if axis not in (-1, Sd.ndim - 1) or isinstance(axis, bool):
         raise ValueError(f"axis must be the last axis for S on the GPU, got {axis!r}")
-    rows, _ = launch.check_device_array(Sd, "S", allow_1d=True, allow_neg_inf=True)
+    rows, _ = gpu.check_array(Sd, "S", allow_1d=True, allow_neg_inf=True)
     if Sd.ndim == 1:
         rows = Sd.reshape(1, Sd.shape[0])
-    out = launch.softmax(rows)
+    out = gpu.softmax(rows)
     return out.reshape(Sd.shape[0]) if Sd.ndim == 1 else out
 
 
@@ -347,18 +316,16 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
     >>> finalize_state(merge_states(a, b)).round(3)
     array([1.657, 2.703, 4.498, 3.402])
     """
-    backend, device_input = _backend(device, Q, K, V)
+    be, device_input = backend_for(device, Q, K, V)
     for name, off in (("query_offset", query_offset), ("key_offset", key_offset)):
         if not isinstance(off, (int, np.integer)) or isinstance(off, bool) or off < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {off!r}")
     if device_input:
-        from ._cuda import launch
-
-        smax, snorm, sacc, ssq, c, values_1d = _pool_device(
+        smax, packed, c, values_1d = _pool_device(
             Q, K, V, kernel, bandwidth, key_weight, exclude_self, query_offset, key_offset,
             return_std, center)
-        return PoolState(launch.to_host(smax), launch.to_host(snorm), launch.to_host(sacc),
-                         launch.to_host(ssq) if return_std else None, c, values_1d)
+        return PoolState(be.to_host(smax), be.to_host(packed), pool_layout(len(c), return_std),
+                         c, values_1d)
     Q, K = _check_queries_keys(Q, K)
     V = _v.check_float_array(V, "V", allow_1d=True)
     _v.check_matching_shapes(K=K, V=V)
@@ -378,15 +345,76 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
         self_shift = int(query_offset) - int(key_offset)
     else:
         self_shift = -Qs.shape[0] - 1
-    if backend == "cuda":
-        from ._cuda import launch
+    smax, packed = be.pool(Qs, KT, VT, VT2, logw, kern.family, kern.code, scale, self_shift)
+    return PoolState(_to_host(be, smax), _to_host(be, packed), pool_layout(len(c), return_std),
+                     c, values_1d)
 
-        states = launch.pool(Qs, KT, VT, VT2, logw, kern.family, kern.code, scale, self_shift)
-        smax, snorm, sacc, ssq = (launch.to_host(a) for a in states)
+
+def loo_slopes_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
+                     query_offset=0, key_offset=0, center=None, device="cpu"):
+    """Leave-one-out pooling states with their slopes in the log-bandwidths.
+
+    The state of :func:`attention_pool_state` with ``exclude_self=True``,
+    plus, for every query, ``A_t = sum_j e_j ds_j/dtheta_t`` and
+    ``B_t = sum_j e_j ds_j/dtheta_t (v_j - c)`` with ``theta_t = log h_t``
+    (see :mod:`nwattn._cpu.slopes`). States over disjoint keys merge with
+    :func:`merge_states`; :func:`finalize_slopes` turns the merged state
+    into leave-one-out predictions and their derivatives. This is what the
+    gradient of the leave-one-out score is made of.
+
+    Parameters
+    ----------
+    Q : array_like of shape (n_queries, n_features)
+        Training points (queries).
+    K : array_like of shape (n_keys, n_features)
+        Training points (keys, all or a shard of them).
+    V : array_like of shape (n_keys,) or (n_keys, n_outputs)
+        Targets of the keys.
+    kernel, bandwidth, key_weight : see :func:`attention_pool`.
+    query_offset, key_offset : int, default=0
+        Global index of the first query and key; query ``query_offset + i``
+        skips key ``key_offset + j`` when the two numbers are equal.
+    center : array_like of shape (n_outputs,), default=None
+        Centre subtracted from the targets; by default their mean.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        The slopes have no GPU kernel: ``"auto"`` means the CPU and
+        ``"cuda"`` raises a ValueError.
+
+    Returns
+    -------
+    PoolState
+        With the layout of :func:`nwattn._layout.slopes_layout`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.ops import loo_slopes_state, finalize_slopes
+    >>> X = np.array([[0.0], [1.0], [3.0]])
+    >>> norm, pred, dpred = finalize_slopes(loo_slopes_state(X, X, [0.0, 1.0, 2.0]))
+    >>> pred.ravel().round(3)
+    array([1.012, 0.348, 0.982])
+    """
+    be, _ = backend_for(device, Q, K, V, need="slopes",
+                        what="the gradient of the leave-one-out score")
+    for name, off in (("query_offset", query_offset), ("key_offset", key_offset)):
+        if not isinstance(off, (int, np.integer)) or isinstance(off, bool) or off < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {off!r}")
+    Q, K = _check_queries_keys(Q, K)
+    V = _v.check_float_array(V, "V", allow_1d=True)
+    _v.check_matching_shapes(K=K, V=V)
+    V2 = V.reshape(V.shape[0], -1)
+    dtype = np.dtype(np.float64)
+    kern, Qs, KT, logw, scale = _prepare_scores(Q, K, kernel, bandwidth, key_weight, dtype)
+    if center is None:
+        c = V2.mean(axis=0, dtype=np.float64)
     else:
-        smax, snorm, sacc, ssq = run_pool(Qs, KT, VT, VT2, logw, kern.family, kern.code,
-                                          scale, self_shift)
-    return PoolState(smax, snorm, sacc, ssq if return_std else None, c, values_1d)
+        c = _v.check_float_array(center, "center", ndim=1).astype(dtype)
+        if c.shape[0] != V2.shape[1]:
+            raise ValueError(f"center must have {V2.shape[1]} entries, got {c.shape[0]}")
+    VT = np.ascontiguousarray((V2 - c).T, dtype=dtype)
+    smax, packed = be.slopes(Qs, KT, VT, logw, kern.family, kern.code, scale,
+                             int(query_offset) - int(key_offset))
+    return PoolState(smax, packed, slopes_layout(V2.shape[1], Q.shape[1]), c, V.ndim == 1)
 
 
 def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
@@ -453,7 +481,7 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
     ...                exclude_self=True).round(4)
     array([0.0625, 0.125 , 0.3125, 0.625 , 0.5625])
     """
-    backend, device_input = _backend(device, Q, K, V)
+    be, device_input = backend_for(device, Q, K, V)
     if device_input:
         return _attention_pool_device(Q, K, V, kernel, bandwidth, key_weight, exclude_self,
                                       return_std)
@@ -462,7 +490,7 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
         _v.check_matching_shapes(Q, K, exclude_self=True)
     state = attention_pool_state(Q, K, V, kernel, bandwidth, key_weight=key_weight,
                                  exclude_self=exclude_self, return_std=return_std,
-                                 device=backend)
+                                 device=be.name)
     return finalize_state(state, return_std=return_std)
 
 
@@ -470,41 +498,38 @@ def _pool_device(Q, K, V, kernel, bandwidth, key_weight, exclude_self, query_off
                  key_offset, return_std, center):
     """Pooling states of inputs that live on the GPU, left there.
 
-    Returns ``(max, norm, acc, sq, center, values_1d)``: device arrays, the
-    centre as a NumPy array.
+    Returns ``(max, packed, center, values_1d)``: device arrays, the centre
+    as a NumPy array.
     """
-    from ._cuda import launch
-
+    gpu = get_backend("cuda")
     kern, Qs, KT, logw, scale = _prepare_device(Q, K, kernel, bandwidth, key_weight)
-    Vd, _ = launch.check_device_array(V, "V", allow_1d=True)
+    Vd, _ = gpu.check_array(V, "V", allow_1d=True)
     _v.check_matching_shapes(K=KT.T, V=Vd)
     if Vd.dtype != Qs.dtype:
         raise TypeError(f"V on the GPU must have the dtype of Q and K, got {Vd.dtype}")
     dtype = np.dtype(Vd.dtype)
     p = Vd.shape[1]
     if center is None:
-        c = launch.column_mean(Vd).astype(dtype)
+        c = gpu.column_mean(Vd).astype(dtype)
     else:
         c = _v.check_float_array(center, "center", ndim=1).astype(dtype)
         if c.shape[0] != p:
             raise ValueError(f"center must have {p} entries, got {c.shape[0]}")
-    VT = launch.centred(Vd, c)
+    VT = gpu.centred(Vd, c)
     flag_sq = np.empty((p if return_std else 0, 0), dtype)
     n = Qs.shape[0]
     self_shift = int(query_offset) - int(key_offset) if exclude_self else -n - 1
-    smax, snorm, sacc, ssq = launch.pool(Qs, KT, VT, flag_sq, logw, kern.family, kern.code,
-                                         scale, self_shift)
-    return smax, snorm, sacc, ssq, c, len(V.shape) == 1
+    smax, packed = gpu.pool(Qs, KT, VT, flag_sq, logw, kern.family, kern.code, scale,
+                            self_shift)
+    return smax, packed, c, len(V.shape) == 1
 
 
 def _attention_pool_device(Q, K, V, kernel, bandwidth, key_weight, exclude_self, return_std):
     """:func:`attention_pool` of inputs that live on the GPU; device arrays out."""
-    from ._cuda import launch
-
     _v.check_matching_shapes(Q, K, exclude_self=exclude_self)
-    smax, snorm, sacc, ssq, c, values_1d = _pool_device(
+    _, packed, c, values_1d = _pool_device(
         Q, K, V, kernel, bandwidth, key_weight, exclude_self, 0, 0, return_std, None)
-    pred, std, n_empty = launch.finalize(smax, snorm, sacc, ssq, c, values_1d, return_std)
+    pred, std, n_empty = get_backend("cuda").finalize(packed, c, values_1d, return_std)
     if n_empty:
         import warnings
 
@@ -533,8 +558,7 @@ def top_k_from_scores(S, k):
         the support.
     """
     n, m = S.shape
-    W = np.empty_like(S)
-    softmax_rows(S, W)
+    W = get_backend("cpu").softmax(S)
     k_eff = min(k, m)
     part = np.argpartition(-np.nan_to_num(W, nan=-1.0), k_eff - 1, axis=1)[:, :k_eff]
     top = np.take_along_axis(W, part, axis=1)
@@ -598,7 +622,7 @@ def top_k_weights(Q, K, kernel="gaussian", bandwidth=1.0, k=5, *, key_weight=Non
     >>> w
     array([[1., 0., 0.]])
     """
-    backend, device_input = _backend(device, Q, K)
+    be, device_input = backend_for(device, Q, K, need="pairwise")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     if device_input:
@@ -615,15 +639,8 @@ def top_k_weights(Q, K, kernel="gaussian", bandwidth=1.0, k=5, *, key_weight=Non
     weights = np.empty((n, int(k)), dtype=dtype)
     for i0 in range(0, n, chunk):
         i1 = min(n, i0 + chunk)
-        if backend == "cuda":
-            # The n x m scoring runs on the GPU; the selection of a chunk on the host.
-            from ._cuda import launch
-
-            S = launch.to_host(launch.pairwise(Qs[i0:i1], KT, logw, kern.family, kern.code,
-                                               scale))
-        else:
-            S = np.empty((i1 - i0, m), dtype)
-            pairwise(Qs[i0:i1], KT, logw, kern.family, kern.code, scale, S)
+        # On the GPU the n x m scoring runs there; the selection of a chunk on the host.
+        S = _to_host(be, be.pairwise(Qs[i0:i1], KT, logw, kern.family, kern.code, scale))
         if exclude_self:
             rows = np.arange(i1 - i0)
             S[rows, rows + i0] = -np.inf
@@ -639,9 +656,7 @@ def top_k_weights(Q, K, kernel="gaussian", bandwidth=1.0, k=5, *, key_weight=Non
             stacklevel=2,
         )
     if device_input:
-        from ._cuda import launch
-
-        return launch.as_device(indices), launch.as_device(weights)
+        return be.to_device(indices), be.to_device(weights)
     return indices, weights
 
 
@@ -659,9 +674,13 @@ def _from_device(x):
     """A NumPy copy of a GPU array (the projections are matrix products on the host)."""
     if x is None or not is_device_array(x):
         return x
-    from ._cuda import launch
+    gpu = get_backend("cuda")
+    return gpu.to_host(gpu.to_device(x))
 
-    return launch.to_host(launch.as_device(x))
+
+def _to_host(be, x):
+    """A NumPy array of a backend's result (device results are copied back)."""
+    return be.to_host(x) if be.name != "cpu" else x
 
 
 def _prepare_additive(Q, K, W_query, W_key, w_score):
@@ -719,22 +738,15 @@ def additive_scores(Q, K, W_query, W_key, w_score, *, device="cpu"):
     >>> bool(np.allclose(S, [[np.tanh(1) + np.tanh(1), np.tanh(1) - np.tanh(1)]]))
     True
     """
-    from ._cpu.learned import additive_pairwise
-
-    backend, device_input = _backend(device, Q, K)
+    be, device_input = backend_for(device, Q, K, need="additive_pairwise")
     Q, K = _from_device(Q), _from_device(K)
     Q, K, A, BT, wv = _prepare_additive(Q, K, W_query, W_key, w_score)
     dtype = _v.common_float_dtype(Q, K)
-    if backend == "cuda":
-        from ._cuda import launch
-        from .kernels import ADDITIVE, ADDITIVE_CODE
-
-        S = launch.pairwise(A.astype(dtype), BT.astype(dtype), np.empty(0, dtype), ADDITIVE,
-                            ADDITIVE_CODE, 1.0, wv.astype(dtype))
-        return S if device_input else launch.to_host(S)
-    out = np.empty((A.shape[0], BT.shape[1]), np.float64)
-    additive_pairwise(A, BT, wv, out)
-    return out.astype(dtype, copy=False)
+    if be.name != "cpu":
+        # The GPU computes in the inputs' dtype: float32 is its fast path.
+        S = be.additive_pairwise(A.astype(dtype), BT.astype(dtype), wv.astype(dtype))
+        return S if device_input else be.to_host(S)
+    return be.additive_pairwise(A, BT, wv).astype(dtype, copy=False)
 
 
 def additive_pool(Q, K, V, W_query, W_key, w_score, *, key_weight=None, exclude_self=False,
@@ -794,9 +806,7 @@ def additive_pool(Q, K, V, W_query, W_key, w_score, *, key_weight=None, exclude_
     >>> bool(0.0 < pred[0] < 1.0)
     True
     """
-    from ._cpu.learned import ADDITIVE, run_learned_pool
-
-    backend, device_input = _backend(device, Q, K, V)
+    be, device_input = backend_for(device, Q, K, V, need="learned_pool")
     Q, K, V = _from_device(Q), _from_device(K), _from_device(V)
     key_weight = _from_device(key_weight)
     Q, K, A, BT, wv = _prepare_additive(Q, K, W_query, W_key, w_score)
@@ -814,24 +824,17 @@ def additive_pool(Q, K, V, W_query, W_key, w_score, *, key_weight=None, exclude_
         with np.errstate(divide="ignore"):
             logw = np.log(w)
     self_shift = 0 if exclude_self else -A.shape[0] - 1
-    if backend == "cuda":
-        from ._cuda import launch
-        from .kernels import ADDITIVE_CODE
-
-        # The GPU computes in the inputs' dtype: float32 is its fast path.
-        states = launch.pool(A.astype(dtype), BT.astype(dtype), VT.astype(dtype), VT2,
-                             logw.astype(dtype), ADDITIVE, ADDITIVE_CODE, 1.0, self_shift,
-                             wv.astype(dtype))
-        smax, snorm, sacc, ssq = (launch.to_host(a).astype(np.float64) for a in states)
-    else:
-        smax, snorm, sacc, ssq = run_learned_pool(ADDITIVE, A, BT, wv, 1.0, logw, VT, VT2,
-                                                  self_shift)
-    state = PoolState(smax, snorm, sacc, ssq if return_std else None, c, V.ndim == 1)
+    # The GPU computes in the inputs' dtype (float32 is its fast path), the
+    # CPU in float64; either way the same learned score kind reaches the kernel.
+    work = np.float64 if be.name == "cpu" else dtype
+    smax, packed = be.learned_pool(ADDITIVE_KIND, *(x.astype(work) for x in (A, BT, wv)), 1.0,
+                                   logw.astype(work), VT.astype(work), VT2.astype(work),
+                                   self_shift)
+    state = PoolState(smax.astype(np.float64), packed.astype(np.float64),
+                      pool_layout(len(c), return_std), c, V.ndim == 1)
     out = finalize_state(state, return_std=return_std)
     out = tuple(o.astype(dtype, copy=False) for o in out) if return_std else (
         out.astype(dtype, copy=False))
     if device_input:
-        from ._cuda import launch
-
-        return tuple(map(launch.as_device, out)) if return_std else launch.as_device(out)
+        return tuple(map(be.to_device, out)) if return_std else be.to_device(out)
     return out

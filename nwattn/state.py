@@ -18,24 +18,36 @@ associative and commutative up to rounding, so keys can be split across
 threads, processes or machines and combined in any order.
 """
 
-from typing import NamedTuple
-
 import numpy as np
 
 from .exceptions import EmptyNeighborhoodWarning
-from ._cpu.pool import merge_into
+from ._layout import StateLayout, merge_rows, pool_layout
 
-__all__ = ["PoolState", "merge_states", "finalize_state"]
+__all__ = ["PoolState", "merge_states", "finalize_state", "finalize_slopes"]
 
 
-class PoolState(NamedTuple):
+class PoolState:
     """Per-query online-softmax state of attention pooling.
+
+    A running maximum and one packed block of accumulators whose columns a
+    :class:`~nwattn._layout.StateLayout` describes; ``norm``, ``acc`` and
+    ``sq`` are views of that block.
+
+    Parameters
+    ----------
+    max : ndarray of shape (n_queries,)
+        Running maximum score.
+    packed : ndarray of shape (n_queries, layout.width)
+        The accumulators, relative to ``exp(max)``.
+    layout : StateLayout
+        What the columns of ``packed`` hold.
+    center : ndarray of shape (n_outputs,)
+        The centre subtracted from the values.
+    values_1d : bool
+        Whether the values were 1-D (the finaliser then returns 1-D arrays).
 
     Attributes
     ----------
-    max : ndarray of shape (n_queries,)
-        Running maximum score; ``-inf`` for a query that met no key in its
-        kernel's support.
     norm : ndarray of shape (n_queries,)
         Sum of the key weights, relative to ``exp(max)``.
     acc : ndarray of shape (n_queries, n_outputs)
@@ -43,10 +55,6 @@ class PoolState(NamedTuple):
     sq : ndarray of shape (n_queries, n_outputs) or None
         Weighted sum of the squared centred values, when the variance is
         tracked.
-    center : ndarray of shape (n_outputs,)
-        The centre subtracted from the values.
-    values_1d : bool
-        Whether the values were 1-D (the finaliser then returns 1-D arrays).
 
     Examples
     --------
@@ -59,12 +67,33 @@ class PoolState(NamedTuple):
     array([0.3775])
     """
 
-    max: np.ndarray
-    norm: np.ndarray
-    acc: np.ndarray
-    sq: object
-    center: np.ndarray
-    values_1d: bool
+    __slots__ = ("max", "packed", "layout", "center", "values_1d")
+
+    def __init__(self, max, packed, layout, center, values_1d):
+        self.max = max
+        self.packed = packed
+        self.layout = layout
+        self.center = center
+        self.values_1d = bool(values_1d)
+
+    def __repr__(self):
+        return (f"PoolState(n_queries={self.max.shape[0]}, n_outputs={self.center.shape[0]}, "
+                f"sq={'sq' in self.layout}, dtype={self.packed.dtype})")
+
+    def __reduce__(self):
+        return (PoolState, (self.max, self.packed, self.layout, self.center, self.values_1d))
+
+    @property
+    def norm(self):
+        return self.packed[:, 0]
+
+    @property
+    def acc(self):
+        return self.layout.view(self.packed, "acc")
+
+    @property
+    def sq(self):
+        return self.layout.view(self.packed, "sq") if "sq" in self.layout else None
 
     @property
     def empty(self):
@@ -78,22 +107,59 @@ class PoolState(NamedTuple):
 
     def copy(self):
         """A deep copy, so that merging into it leaves the original intact."""
-        return PoolState(self.max.copy(), self.norm.copy(), self.acc.copy(),
-                         None if self.sq is None else self.sq.copy(),
-                         self.center.copy(), self.values_1d)
+        return PoolState(self.max.copy(), self.packed.copy(), self.layout, self.center.copy(),
+                         self.values_1d)
+
+
+def _check_state(state, name):
+    """Refuse a malformed state before any compiled code touches its arrays.
+
+    Fields can be reassigned, and states travel through pickles and user
+    code; a short ``max`` or a ``packed`` block of the wrong width would
+    otherwise be read or written past its end by the compiled merge.
+    """
+    if not isinstance(state, PoolState):
+        raise TypeError(f"{name} must be a PoolState, got {type(state).__name__}")
+    if not isinstance(state.layout, StateLayout):
+        raise TypeError(f"{name}.layout must be a StateLayout, got "
+                        f"{type(state.layout).__name__}")
+    mx, packed, center = state.max, state.packed, state.center
+    if not (isinstance(mx, np.ndarray) and mx.ndim == 1 and mx.dtype.kind == "f"):
+        raise ValueError(f"{name}.max must be a 1-D float array, got "
+                         f"{getattr(mx, 'shape', type(mx).__name__)}")
+    n = mx.shape[0]
+    width = state.layout.width
+    if not (isinstance(packed, np.ndarray) and packed.shape == (n, width)
+            and packed.dtype == mx.dtype):
+        raise ValueError(
+            f"{name}.packed must be a {mx.dtype} array of shape ({n}, {width}) to match "
+            f"{name}.max and {name}.layout, got "
+            f"{getattr(packed, 'dtype', '?')} {getattr(packed, 'shape', type(packed).__name__)}")
+    p = state.layout.columns("acc").stop - state.layout.columns("acc").start
+    if not (isinstance(center, np.ndarray) and center.shape == (p,) and center.dtype.kind == "f"):
+        raise ValueError(f"{name}.center must be a float array of shape ({p},), got "
+                         f"{getattr(center, 'shape', type(center).__name__)}")
+    if not np.all(np.isfinite(center)):
+        raise ValueError(f"{name}.center contains NaN or infinity")
 
 
 def _recentred(state, center):
     """Express ``state`` relative to another centre (exact algebra)."""
-    shift = (state.center - center).astype(state.acc.dtype)
+    shift = (state.center - center).astype(state.packed.dtype)
     if not np.any(shift):
         return state
+    out = state.copy()
     norm = state.norm[:, None]
-    acc = state.acc + shift * norm
-    sq = None
+    out.acc[...] = state.acc + shift * norm
     if state.sq is not None:
-        sq = state.sq + 2.0 * shift * state.acc + shift * shift * norm
-    return state._replace(acc=acc, sq=sq, center=center)
+        out.sq[...] = state.sq + 2.0 * shift * state.acc + shift * shift * norm
+    if "B" in state.layout:
+        # B_t = sum_j e_j s'_j (v_j - c): a new centre adds shift * A_t.
+        A = state.layout.view(state.packed, "A")
+        B = state.layout.view(out.packed, "B").reshape(A.shape + shift.shape)
+        B += A[:, :, None] * shift
+    out.center = center
+    return out
 
 
 def merge_states(a, b):
@@ -123,24 +189,21 @@ def merge_states(a, b):
     True
     """
     for name, st in (("a", a), ("b", b)):
-        if not isinstance(st, PoolState):
-            raise TypeError(f"{name} must be a PoolState, got {type(st).__name__}")
+        _check_state(st, name)
     if a.acc.shape != b.acc.shape:
         raise ValueError(
             f"states cover different queries or outputs: {a.acc.shape} and {b.acc.shape}"
         )
-    if (a.sq is None) != (b.sq is None):
-        raise ValueError("one state tracks the variance and the other does not")
-    dtype = np.result_type(a.acc, b.acc)
-    out = a.copy()
-    out = out._replace(max=out.max.astype(dtype), norm=out.norm.astype(dtype),
-                       acc=out.acc.astype(dtype),
-                       sq=None if out.sq is None else out.sq.astype(dtype))
+    if a.layout != b.layout:
+        if (a.sq is None) != (b.sq is None):
+            raise ValueError("one state tracks the variance and the other does not")
+        raise ValueError(f"states hold different accumulators: {a.layout} and {b.layout}")
+    dtype = np.result_type(a.packed, b.packed)
+    out = PoolState(a.max.astype(dtype), a.packed.astype(dtype), a.layout, a.center.copy(),
+                    a.values_1d)
     b = _recentred(b, a.center)
-    empty_sq = np.empty((out.acc.shape[0], 0), dtype)
-    merge_into(out.max, out.norm, out.acc, empty_sq if out.sq is None else out.sq,
-               b.max.astype(dtype), b.norm.astype(dtype), b.acc.astype(dtype),
-               empty_sq if b.sq is None else b.sq.astype(dtype))
+    merge_rows(out.max, out.packed, b.max.astype(dtype), b.packed.astype(dtype),
+               out.layout.powers)
     return out
 
 
@@ -172,8 +235,9 @@ def finalize_state(state, return_std=False, warn=True):
     >>> finalize_state(st, return_std=True)
     (array([1.]), array([1.]))
     """
-    if not isinstance(state, PoolState):
-        raise TypeError(f"state must be a PoolState, got {type(state).__name__}")
+    _check_state(state, "state")
+    if "B" in state.layout:
+        raise TypeError("state holds leave-one-out slopes: finalise it with finalize_slopes")
     if return_std and state.sq is None:
         raise ValueError("return_std=True needs a state computed with return_std=True")
     empty = state.empty
@@ -201,3 +265,45 @@ def finalize_state(state, return_std=False, warn=True):
     if state.values_1d:
         std = std[:, 0]
     return pred, std
+
+
+def finalize_slopes(state):
+    """Leave-one-out predictions and their derivatives from a slopes state.
+
+    Parameters
+    ----------
+    state : PoolState
+        From :func:`nwattn.ops.loo_slopes_state` (merged over all keys).
+
+    Returns
+    -------
+    norm : ndarray of shape (n_queries,)
+        The normaliser (0 for a point with no other point in its
+        neighbourhood).
+    pred : ndarray of shape (n_queries, n_outputs)
+        Leave-one-out predictions in the targets' units; NaN where ``norm``
+        is 0.
+    dpred : ndarray of shape (n_queries, n_features, n_outputs)
+        ``d pred / d log h_t``; 0 where ``norm`` is 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.ops import loo_slopes_state, finalize_slopes
+    >>> X = np.array([[0.0], [1.0]])
+    >>> finalize_slopes(loo_slopes_state(X, X, [0.0, 1.0]))[1].ravel()
+    array([1., 0.])
+    """
+    _check_state(state, "state")
+    if "B" not in state.layout:
+        raise TypeError("state must be a PoolState from loo_slopes_state")
+    A = state.layout.view(state.packed, "A")
+    p = state.center.shape[0]
+    B = state.layout.view(state.packed, "B").reshape(A.shape + (p,))
+    norm = state.norm
+    ok = norm > 0
+    safe = np.where(ok, norm, 1.0)
+    mean = np.where(ok[:, None], state.acc / safe[:, None], np.nan)
+    dpred = np.where(ok[:, None, None],
+                     (B - mean[:, None, :] * A[:, :, None]) / safe[:, None, None], 0.0)
+    return norm, mean + state.center, dpred

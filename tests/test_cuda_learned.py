@@ -16,15 +16,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nwattn import _config, ops
-from nwattn._cpu import learned
+from nwattn import objective
+from nwattn.kernels import ADDITIVE_KIND, RBF_KIND
 from nwattn.estimators import AttentionRegressor
 from nwattn.exceptions import EmptyNeighborhoodWarning
 
 from . import naive
 from .test_cuda import TOL, needs_gpu, small_launch  # noqa: F401  (small_launch: fixture)
 
-KINDS = {"rbf": learned.RBF, "scaled_dot": learned.SCALED_DOT,
-         "additive": learned.ADDITIVE}
+KINDS = objective.LEARNED_KINDS
 
 
 def _problem(rng, kind, n=13, b=13, r=3, p=2):
@@ -44,12 +44,11 @@ def _problem(rng, kind, n=13, b=13, r=3, p=2):
 @pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("b", [13, 8])
 def test_loss_and_gradient_match_the_cpu(rng, small_launch, kind, b):
-    from nwattn._cuda import learned as gpu
-
     Pq, Pk, wv, Y, logw, qw, kw = _problem(rng, kind, b=b)
     scale = 1.0 / np.sqrt(Pq.shape[1])
-    got = gpu.loo_loss_grad(KINDS[kind], Pq, Pk, wv, Y, logw, qw, scale)
-    want = learned.loo_loss_grad(KINDS[kind], Pq, Pk, wv, Y, logw, qw, scale)
+    got = objective.loo_loss_grad(KINDS[kind], Pq, Pk, wv, Y, logw, qw, scale,
+                                  device="cuda")
+    want = objective.loo_loss_grad(KINDS[kind], Pq, Pk, wv, Y, logw, qw, scale)
     loss, dPq, dPk, dwv, pred = got
     assert abs(loss - want[0]) <= 1e-10 * want[0]
     assert dPq.shape == want[1].shape and dPk.shape == want[2].shape
@@ -63,15 +62,13 @@ def test_loss_and_gradient_match_the_cpu(rng, small_launch, kind, b):
 
 @needs_gpu
 def test_query_without_neighbours(small_launch):
-    from nwattn._cuda import learned as gpu
-
     # Query 0's only positive-weight key is itself: no prediction, no loss, no gradient.
     Pk = np.array([[0.0], [1.0], [2.0]])
     Y = np.array([[1.0], [2.0], [4.0]])
     with np.errstate(divide="ignore"):
         logw = np.log([1.0, 0.0, 0.0])
-    loss, dPq, dPk, _, pred = gpu.loo_loss_grad(learned.RBF, Pk, Pk, np.zeros(1), Y, logw,
-                                                np.ones(3))
+    loss, dPq, dPk, _, pred = objective.loo_loss_grad(RBF_KIND, Pk, Pk, np.zeros(1), Y, logw,
+                                                      np.ones(3), device="cuda")
     assert np.isnan(pred[0, 0])
     assert loss == pytest.approx(1.0 + 9.0, rel=1e-12)
     assert np.abs(dPq).max() < 1e-12 and np.abs(dPk).max() < 1e-12
@@ -79,12 +76,10 @@ def test_query_without_neighbours(small_launch):
 
 @needs_gpu
 def test_float32_objective(rng, small_launch):
-    from nwattn._cuda import learned as gpu
-
     Pq, Pk, wv, Y, logw, qw, _ = _problem(rng, "additive", b=9)
-    got = gpu.loo_loss_grad(learned.ADDITIVE, Pq.astype(np.float32), Pk.astype(np.float32),
-                            wv, Y, logw, qw, 1.0)
-    want = learned.loo_loss_grad(learned.ADDITIVE, Pq, Pk, wv, Y, logw, qw, 1.0)
+    got = objective.loo_loss_grad(ADDITIVE_KIND, Pq.astype(np.float32), Pk.astype(np.float32),
+                                  wv, Y, logw, qw, 1.0, device="cuda")
+    want = objective.loo_loss_grad(ADDITIVE_KIND, Pq, Pk, wv, Y, logw, qw, 1.0)
     assert abs(got[0] - want[0]) <= 1e-4 * want[0]
     for g, w in zip(got[1:], want[1:]):
         assert naive.relative_error(g, w) <= 1e-4
@@ -156,16 +151,17 @@ def test_fit_on_the_gpu_equals_the_cpu(rng, small_launch, kernel, batch):
 
 @needs_gpu
 def test_auto_moves_large_fits_to_the_gpu(rng, small_launch, monkeypatch):
-    from nwattn._cuda import learned as gpu
+    from nwattn._backend import get_backend
 
+    gpu = get_backend("cuda")
     calls = []
-    real = gpu.loo_loss_grad
+    real = gpu.grad_pass
 
     def counting(*args):
         calls.append(1)
         return real(*args)
 
-    monkeypatch.setattr(gpu, "loo_loss_grad", counting)
+    monkeypatch.setattr(gpu, "grad_pass", counting)
     X, y = rng.normal(size=(6, 2)), rng.normal(size=6)
     AttentionRegressor(max_iter=1, device="auto").fit(X, y)
     assert not calls  # 36 pairs: the CPU
@@ -182,8 +178,6 @@ def test_auto_moves_large_fits_to_the_gpu(rng, small_launch, monkeypatch):
 def test_any_launch_shape_gives_the_cpu_gradient(kind, n, b_frac, r, p, threads, tile,
                                                  split_keys, seed):
     """Ragged edges: one row per block, tiles of one column, a split per column..."""
-    from nwattn._cuda import learned as gpu
-
     rng = np.random.default_rng(seed)
     b = max(1, int(round(b_frac * n)))
     Pk = rng.normal(size=(n, r))
@@ -193,10 +187,42 @@ def test_any_launch_shape_gives_the_cpu_gradient(kind, n, b_frac, r, p, threads,
     sizes = dict(CUDA_THREADS_PER_BLOCK=threads, CUDA_KEY_TILE=tile, CUDA_TARGET_BLOCKS=8,
                  CUDA_MIN_SPLIT_KEYS=split_keys, CUDA_VALUE_CHUNK=2, CUDA_SIMPLE_THREADS=4)
     with mock.patch.multiple(_config, **sizes):
-        got = gpu.loo_loss_grad(KINDS[kind], Pq, Pk, wv, Y, logw, qw, 0.7)
-    want = learned.loo_loss_grad(KINDS[kind], Pq, Pk, wv, Y, logw, qw, 0.7)
+        got = objective.loo_loss_grad(KINDS[kind], Pq, Pk, wv, Y, logw, qw, 0.7, device="cuda")
+    want = objective.loo_loss_grad(KINDS[kind], Pq, Pk, wv, Y, logw, qw, 0.7)
     assert abs(got[0] - want[0]) <= 1e-10 * want[0]
     # With two points each query has one neighbour and the gradient is
     # exactly zero: compare on the scale of the values, not relatively.
     for g, w in zip(got[1:], want[1:]):
         assert np.all(np.abs(g - w) <= 1e-10 * (1.0 + np.abs(w).max()))
+
+
+@needs_gpu
+@pytest.mark.parametrize("name", list(KINDS))
+def test_learned_kinds_reach_the_gpu_as_their_catalogue_family(rng, small_launch, monkeypatch,
+                                                               name):
+    """A learned score's kind is translated to its (family, code) in one place.
+
+    The kinds and the score families are different numberings; the GPU pooling
+    launcher takes a family, so passing a kind through unchanged only worked
+    where the two numbers happened to agree.
+    """
+    from nwattn._backend import get_backend
+    from nwattn._cuda import launch
+    from nwattn.kernels import LEARNED_SCORES
+
+    seen = []
+    real = launch.pool
+
+    def spy(Qs, KT, VT, VT2, logw, family, code, *rest):
+        seen.append((family, code))
+        return real(Qs, KT, VT, VT2, logw, family, code, *rest)
+
+    monkeypatch.setattr(launch, "pool", spy)
+    P, OT = rng.normal(size=(5, 2)), rng.normal(size=(2, 7))
+    VT, wv = rng.normal(size=(1, 7)), rng.normal(size=2)
+    args = (KINDS[name], P, OT, wv, 0.7, np.zeros(7), VT, np.empty((0, 7)), -99)
+    got = get_backend("cuda").learned_pool(*args)
+    want = get_backend("cpu").learned_pool(*args)
+    assert seen == [LEARNED_SCORES[KINDS[name]]]
+    np.testing.assert_array_equal(got[0], want[0])
+    assert naive.relative_error(got[1], want[1]) <= 1e-10

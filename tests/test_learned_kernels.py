@@ -6,13 +6,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nwattn import ops
-from nwattn._cpu import learned
+from nwattn import objective
+from nwattn.kernels import RBF_KIND
 from nwattn.estimators import AttentionRegressor
 
 from . import naive
 
-KINDS = {"rbf": learned.RBF, "scaled_dot": learned.SCALED_DOT,
-         "additive": learned.ADDITIVE}
+KINDS = objective.LEARNED_KINDS
 
 
 def _params(rng, r, d):
@@ -81,7 +81,7 @@ def test_loo_loss_matches_reference(rng, small_blocks, kind):
     qw = rng.uniform(0.5, 2.0, size=b)
     with np.errstate(divide="ignore"):
         logw = np.log(kw)
-    loss, dPq, dPk, dwv, pred = learned.loo_loss_grad(KINDS[kind], Pq, Pk, wv, Y, logw, qw,
+    loss, dPq, dPk, dwv, pred = objective.loo_loss_grad(KINDS[kind], Pq, Pk, wv, Y, logw, qw,
                                                       1.0 / np.sqrt(r))
     ref_loss, ref_pred = naive.loo_loss(kind, Pq, Pk, Y, kw, qw, wv)
     assert abs(loss - ref_loss) <= 1e-12 * ref_loss
@@ -96,7 +96,7 @@ def test_loo_loss_query_without_neighbours(small_blocks):
     kw = np.array([1.0, 0.0, 0.0])
     with np.errstate(divide="ignore"):
         logw = np.log(kw)
-    loss, dPq, dPk, _, pred = learned.loo_loss_grad(learned.RBF, Pk, Pk, np.zeros(1), Y, logw,
+    loss, dPq, dPk, _, pred = objective.loo_loss_grad(RBF_KIND, Pk, Pk, np.zeros(1), Y, logw,
                                                     np.ones(3))
     ref_loss, ref_pred = naive.loo_loss("rbf", Pk, Pk, Y, kw, np.ones(3))
     assert np.isnan(pred[0, 0]) and np.isnan(ref_pred[0, 0])

@@ -5,7 +5,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nwattn._cpu import learned, pairs
+from nwattn import objective
+from nwattn._backend import get_backend
+from nwattn._cpu import pairs
+from nwattn.kernels import RBF_KIND
 from nwattn._parallel import threads
 
 from . import naive
@@ -39,10 +42,10 @@ def test_round_robin_meets_every_pair_once_without_sharing_a_block(n_blocks):
                                             (31, 3, True)])
 def test_pairs_match_the_two_sided_sweeps(rng, small_blocks, n, p, weighted):
     Z, Y, kw, logw, qw = _problem(rng, n, 3, p, weighted)
-    args = (learned.RBF, Z, Z, np.zeros(3), Y, logw, qw)
-    assert pairs.loo_loss_grad_pairs(Z, Y - Y.mean(axis=0), logw, qw) is not None
-    loss, dPq, dPk, dwv, pred = learned.loo_loss_grad(*args)
-    ref = learned.loo_loss_grad(*args, pairs_once=False)
+    args = (RBF_KIND, Z, Z, np.zeros(3), Y, logw, qw)
+    assert objective._pairs_objective(get_backend("cpu"), Z, Y - Y.mean(axis=0), logw, qw) is not None
+    loss, dPq, dPk, dwv, pred = objective.loo_loss_grad(*args)
+    ref = objective.loo_loss_grad(*args, pairs_once=False)
     ref_loss, ref_pred = naive.loo_loss("rbf", Z, Z, Y, kw, qw)
     assert abs(loss - ref_loss) <= 1e-12 * ref_loss
     assert naive.relative_error(pred, ref_pred) < 1e-12
@@ -55,7 +58,7 @@ def test_two_points_have_no_gradient(rng):
     # Each point's leave-one-out prediction is the other's value whatever the
     # metric: the gradient is zero up to rounding of its terms.
     Z, Y, kw, logw, qw = _problem(rng, 2, 3, 2, weighted=False)
-    loss, _, dPk, _, pred = learned.loo_loss_grad(learned.RBF, Z, Z, np.zeros(3), Y, logw, qw)
+    loss, _, dPk, _, pred = objective.loo_loss_grad(RBF_KIND, Z, Z, np.zeros(3), Y, logw, qw)
     np.testing.assert_allclose(pred, Y[::-1], rtol=1e-14)
     terms = np.abs(Z).max() * np.abs(Y - Y.mean(axis=0)).max() ** 2
     assert np.abs(dPk).max() <= 1e-12 * terms
@@ -64,16 +67,16 @@ def test_two_points_have_no_gradient(rng):
 def test_pair_gradient_matches_finite_differences(rng, small_blocks):
     n, r = 19, 3
     Z, Y, kw, logw, qw = _problem(rng, n, r, 2, weighted=True)
-    loss, _, grad, _, _ = learned.loo_loss_grad(learned.RBF, Z, Z, np.zeros(r), Y, logw, qw)
+    loss, _, grad, _, _ = objective.loo_loss_grad(RBF_KIND, Z, Z, np.zeros(r), Y, logw, qw)
     num = np.empty_like(Z)
     eps = 1e-6
     for i in range(n):
         for t in range(r):
             step = np.zeros_like(Z)
             step[i, t] = eps
-            up = learned.loo_loss_grad(learned.RBF, Z + step, Z + step, np.zeros(r), Y, logw,
+            up = objective.loo_loss_grad(RBF_KIND, Z + step, Z + step, np.zeros(r), Y, logw,
                                        qw)[0]
-            down = learned.loo_loss_grad(learned.RBF, Z - step, Z - step, np.zeros(r), Y,
+            down = objective.loo_loss_grad(RBF_KIND, Z - step, Z - step, np.zeros(r), Y,
                                          logw, qw)[0]
             num[i, t] = (up - down) / (2 * eps)
     assert np.linalg.norm(grad - num) <= 1e-6 * np.linalg.norm(num)
@@ -85,8 +88,8 @@ def test_isolated_point_falls_back_to_the_online_softmax(rng, small_blocks):
     Z, Y, kw, logw, qw = _problem(rng, 15, 2, 1, weighted=False)
     Z[0] = 1e3
     Yc = Y - Y.mean(axis=0)
-    assert pairs.loo_loss_grad_pairs(Z, Yc, logw, qw) is None
-    loss, _, dPk, _, pred = learned.loo_loss_grad(learned.RBF, Z, Z, np.zeros(2), Y, logw, qw)
+    assert objective._pairs_objective(get_backend("cpu"), Z, Yc, logw, qw) is None
+    loss, _, dPk, _, pred = objective.loo_loss_grad(RBF_KIND, Z, Z, np.zeros(2), Y, logw, qw)
     ref_loss, ref_pred = naive.loo_loss("rbf", Z, Z, Y, kw, qw)
     assert np.isfinite(pred).all()
     assert abs(loss - ref_loss) <= 1e-12 * ref_loss
@@ -95,11 +98,11 @@ def test_isolated_point_falls_back_to_the_online_softmax(rng, small_blocks):
 
 def test_pairs_do_not_depend_on_the_thread_count(rng, small_blocks):
     Z, Y, kw, logw, qw = _problem(rng, 60, 4, 2, weighted=True)
-    args = (learned.RBF, Z, Z, np.zeros(4), Y, logw, qw)
+    args = (RBF_KIND, Z, Z, np.zeros(4), Y, logw, qw)
     with threads(1):
-        one = learned.loo_loss_grad(*args)
+        one = objective.loo_loss_grad(*args)
     with threads(-1):
-        every = learned.loo_loss_grad(*args)
+        every = objective.loo_loss_grad(*args)
     assert one[0] == every[0]
     np.testing.assert_array_equal(one[2], every[2])
     np.testing.assert_array_equal(one[4], every[4])

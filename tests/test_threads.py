@@ -50,7 +50,7 @@ def test_concurrent_calls_give_the_sequential_results(rng):
         assert naive.relative_error(weights, want) <= 1e-12
 
 
-def test_serialised_takes_the_lock_when_the_layer_is_not_thread_safe(rng, monkeypatch):
+def test_guarded_takes_the_lock_when_the_layer_is_not_thread_safe(rng, monkeypatch):
     monkeypatch.setattr(_parallel, "layer_is_thread_safe", lambda: False)
 
     def other_thread_can_take_the_lock():
@@ -67,45 +67,86 @@ def test_serialised_takes_the_lock_when_the_layer_is_not_thread_safe(rng, monkey
         return got[0]
 
     assert other_thread_can_take_the_lock()
-    assert not _parallel.serialised(other_thread_can_take_the_lock)()
+    assert not _parallel.guarded(other_thread_can_take_the_lock)()
     problems = _calls(rng, 3)
     for (Q, K, V), (pooled, _) in zip(problems * 3, _run_all(problems)):
         assert naive.relative_error(pooled, naive.pool(Q, K, V, "gaussian", 0.7)) <= 1e-12
 
 
+# Every public entry point that reaches a parallel kernel, on small distinct
+# problems: first run one after the other, then all of them from 4 threads
+# at once (each thread runs the whole list, in a different order).
 SCRIPT = textwrap.dedent("""
     import threading
     import numba
     import numpy as np
-    from nwattn.ops import attention_pool
+    from nwattn import NadarayaWatsonRegressor, AttentionRegressor, bandwidth, objective, ops
+    from nwattn.kernels import RBF_KIND, SCALED_DOT_KIND
 
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(2000, 2))
-    y = rng.normal(size=2000)
-    ref = attention_pool(X, X, y)
+    X = rng.normal(size=(300, 2))
+    Y = rng.normal(size=(300, 2))
+    Y20 = rng.normal(size=(300, 20))
+    Wq, Wk, wv = rng.normal(size=(3, 2)), rng.normal(size=(3, 2)), rng.normal(size=3)
+    Z = rng.normal(size=(120, 2))
+    lw, qw = np.zeros(120), np.ones(120)
+
+    def nw():
+        m = NadarayaWatsonRegressor(bandwidth="cv", bandwidth_per_feature=True).fit(X, Y[:, 0])
+        return m.predict(X[:50])
+
+    calls = {
+        "attention_pool": lambda: ops.attention_pool(X, X, Y, "epanechnikov", 0.9,
+                                                     exclude_self=True, return_std=True),
+        "matrix body": lambda: ops.attention_pool(X, X, Y20, "gaussian", 0.5),
+        "pairwise_scores": lambda: ops.pairwise_scores(X[:40], X, "laplacian", 0.5),
+        "softmax": lambda: ops.softmax(ops.pairwise_scores(X[:40], X)),
+        "top_k_weights": lambda: ops.top_k_weights(X[:40], X, k=3),
+        "additive_scores": lambda: ops.additive_scores(X[:40], X, Wq, Wk, wv),
+        "additive_pool": lambda: ops.additive_pool(X, X, Y, Wq, Wk, wv, exclude_self=True),
+        "loo_slopes_state": lambda: ops.finalize_slopes(ops.loo_slopes_state(X, X, Y))[2],
+        "loo_cv_score": lambda: bandwidth.loo_cv_score(X, Y, "gaussian", [0.5, 0.7],
+                                                       return_gradient=True)[1],
+        "select_bandwidth": lambda: bandwidth.select_bandwidth(X, Y[:, 0]).bandwidth,
+        "objective pairs": lambda: objective.loo_loss_grad(RBF_KIND, Z, Z, wv, Y[:120], lw,
+                                                           qw)[2],
+        "objective sweeps": lambda: objective.loo_loss_grad(SCALED_DOT_KIND, Z[:40], Z, wv,
+                                                            Y[:120], lw, qw[:40], 0.5)[1],
+        "NadarayaWatsonRegressor": nw,
+        "AttentionRegressor": lambda: AttentionRegressor(max_iter=3).fit(X, Y[:, 0]).predict(X),
+    }
+    ref = {name: f() for name, f in calls.items()}
     bad = []
 
-    def work():
-        for _ in range(4):
-            if not np.array_equal(attention_pool(X, X, y), ref):
-                bad.append(1)
+    def same(a, b):
+        if isinstance(a, tuple):
+            return all(same(x, y) for x, y in zip(a, b))
+        return np.allclose(a, b, rtol=1e-12, atol=0, equal_nan=True)
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
+    def work(seed):
+        names = list(calls)
+        np.random.default_rng(seed).shuffle(names)
+        for name in names:
+            if not same(calls[name](), ref[name]):
+                bad.append(name)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    print(numba.threading_layer(), "mismatches", len(bad))
+    print(numba.threading_layer(), "mismatches", len(bad), *bad)
 """)
 
 
 def test_workqueue_layer_survives_concurrent_calls():
     """Numba's workqueue layer aborts the process on concurrent launches;
-    nwattn's lock keeps it alive. Runs in a child process pinned to that layer."""
+    the backend's guard keeps it alive, for every public entry point that
+    reaches a parallel kernel. Runs in a child process pinned to that layer."""
     env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue",
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", SCRIPT], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["workqueue", "mismatches", "0"]
 

@@ -1,4 +1,4 @@
-"""Pooling with learned scores, and the leave-one-out objective's gradient.
+"""The leave-one-out objective's gradient sweeps for the learned scores.
 
 Three scores have parameters: ``RBF`` (``-||z_q - z_k||^2 / 2`` with
 ``z = A x``), ``SCALED_DOT`` (``(W_q q) . (W_k k) / sqrt(r)``) and
@@ -13,7 +13,8 @@ gradient with respect to the scores is
 
     dL/ds_ij = G_ij = alpha_ij (y_j - f_i) . g_i
 
-(DESIGN section 2). It is never stored: a forward sweep keeps only each
+(DESIGN section 2). It is never stored: the forward pass (the engine's
+sweep with the ``LEARNED`` score, :mod:`nwattn._cpu.sweep`) keeps only each
 query's log-normaliser ``lse_i`` and prediction, and the backward sweeps
 recompute ``alpha_ij = w_j exp(s_ij - lse_i)`` tile by tile, as
 FlashAttention's backward pass does. A query's gradient is a sum over keys
@@ -29,76 +30,10 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import FASTMATH
-from ..kernels import DISTANCE, DOT, GAUSSIAN, SCALED_DOT_CODE
+from ..kernels import ADDITIVE_KIND as ADDITIVE, DISTANCE, GAUSSIAN, RBF_KIND as RBF
 from .additive import additive_row
 from .fastexp import exp_shifted
-from .pairs import loo_loss_grad_pairs
-from .rows import absorb_row, score_row
-
-RBF = 0
-SCALED_DOT = 1
-ADDITIVE = 2
-
-
-@njit(inline="always", fastmath=FASTMATH)
-def score_tile(kind, P, i, OT, j0, j1, wv, scale, logw, self_j, row, TH):
-    """Scores of row ``i`` of ``P`` against columns ``j0:j1`` of ``OT``.
-
-    The three scores are symmetric in the sense the backward needs: swapping
-    the roles of ``P`` and ``OT`` (a key row against query columns) gives
-    the same ``s_ij``.
-    """
-    if kind == ADDITIVE:
-        additive_row(P, i, OT, j0, j1, wv, logw, self_j, row, TH)
-    elif kind == RBF:
-        score_row(P, i, OT, j0, j1, DISTANCE, GAUSSIAN, 1.0, logw, self_j, row)
-    else:
-        score_row(P, i, OT, j0, j1, DOT, SCALED_DOT_CODE, scale, logw, self_j, row)
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _pool_block(kind, P, OT, wv, scale, logw, VT, VT2, self_shift, q0, q1, key_tile,
-                out_max, out_norm, out_acc, out_sq):
-    p, p2 = VT.shape[0], VT2.shape[0]
-    nq = q1 - q0
-    m = OT.shape[1]
-    smax = np.full(nq, -math.inf, dtype=P.dtype)
-    snorm = np.zeros(nq, dtype=P.dtype)
-    sacc = np.zeros((nq, p), dtype=P.dtype)
-    ssq = np.zeros((nq, p2), dtype=P.dtype)
-    row = np.empty(key_tile, dtype=P.dtype)
-    TH = np.empty((0, key_tile), dtype=P.dtype)
-    for j0 in range(0, m, key_tile):
-        j1 = min(m, j0 + key_tile)
-        for ii in range(nq):
-            i = q0 + ii
-            score_tile(kind, P, i, OT, j0, j1, wv, scale, logw, i + self_shift, row, TH)
-            absorb_row(row, j1 - j0, VT, VT2, j0, ii, smax, snorm, sacc, ssq)
-    for ii in range(nq):
-        out_max[q0 + ii] = smax[ii]
-        out_norm[q0 + ii] = snorm[ii]
-        for col in range(p):
-            out_acc[q0 + ii, col] = sacc[ii, col]
-        for col in range(p2):
-            out_sq[q0 + ii, col] = ssq[ii, col]
-
-
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
-def learned_pool(kind, P, OT, wv, scale, logw, VT, VT2, self_shift, query_block, key_tile,
-                 out_max, out_norm, out_acc, out_sq):
-    """Pooling states (see :class:`nwattn.state.PoolState`) with a learned score.
-
-    ``P`` (n, r) projected queries, ``OT`` (r, m) projected keys transposed,
-    ``wv`` the additive score's vector (ignored otherwise), ``VT``/``VT2``
-    centred values and their squares, transposed. Query ``i`` skips key
-    ``i + self_shift``.
-    """
-    n = P.shape[0]
-    n_blocks = (n + query_block - 1) // query_block
-    for b in prange(n_blocks):
-        _pool_block(kind, P, OT, wv, scale, logw, VT, VT2, self_shift, b * query_block,
-                    min(n, (b + 1) * query_block), key_tile, out_max, out_norm, out_acc,
-                    out_sq)
+from .rows import learned_row, score_row
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -118,7 +53,7 @@ def _grad_block(kind, P, OT, wv, scale, logw, shift, F, HT, e_own, e_other, o0, 
             sh = shift[o]
             if not math.isfinite(sh):
                 continue
-            score_tile(kind, P, o, OT, j0, j1, wv, scale, logw, o, row, TH)
+            learned_row(kind, P, o, OT, j0, j1, wv, scale, logw, o, row, TH)
             exp_shifted(row, sh, n)
             eown = e_own[o]
             for jj in range(n):
@@ -278,137 +213,3 @@ def additive_pairwise(A, BT, wv, out):
     logw = np.empty(0, dtype=A.dtype)
     for i in prange(A.shape[0]):
         _additive_full_row(A, i, BT, wv, logw, out[i])
-
-
-def run_learned_pool(kind, P, OT, wv, scale, logw, VT, VT2, self_shift):
-    """Host side of :func:`learned_pool`: allocate the states and run it."""
-    from .. import _config
-
-    n, p, p2 = P.shape[0], VT.shape[0], VT2.shape[0]
-    dtype = P.dtype
-    out_max = np.empty(n, dtype)
-    out_norm = np.empty(n, dtype)
-    out_acc = np.empty((n, p), dtype)
-    out_sq = np.empty((n, p2), dtype)
-    learned_pool(kind, P, OT, wv, scale, logw, VT, VT2, self_shift, _config.QUERY_BLOCK,
-                 _config.KEY_TILE, out_max, out_norm, out_acc, out_sq)
-    return out_max, out_norm, out_acc, out_sq
-
-
-def loo_loss_grad(kind, Pq, Pk, wv, Y, logw, query_weight, scale=1.0, pairs_once=True):
-    """Leave-one-out squared error and its gradient, in O(n (r + p)) memory.
-
-    The queries are the first ``b = len(Pq)`` training points, the keys all
-    ``n`` of them, so query ``i`` leaves out key ``i``.
-
-    Parameters
-    ----------
-    kind : int
-        ``RBF``, ``SCALED_DOT`` or ``ADDITIVE``.
-    Pq : ndarray (b, r), float64
-        Projected queries (``z`` for rbf, ``W_q x`` otherwise).
-    Pk : ndarray (n, r), float64
-        Projected keys (``z`` for rbf, ``W_k x`` otherwise).
-    wv : ndarray (r,)
-        The additive score's vector (any array otherwise).
-    Y : ndarray (n, p)
-        Values of the keys; the first ``b`` rows are the queries' targets.
-    logw : ndarray (n,)
-        Log key weights (``-inf`` for a zero weight).
-    query_weight : ndarray (b,)
-        Weight of each query's squared error; the loss is
-        ``sum_i u_i ||f_i - y_i||^2``.
-    scale : float
-        The scaled-dot score's factor.
-    pairs_once : bool
-        For the rbf score with every point a query, score each unordered
-        pair once (:mod:`nwattn._cpu.pairs`) unless a point is too isolated
-        for it; ``False`` runs the general sweeps (tests and benchmarks
-        compare the two).
-
-    Returns
-    -------
-    loss : float
-    dPq : ndarray (b, r)
-    dPk : ndarray (n, r)
-        Gradients with respect to the projected queries and keys. For the
-        rbf score with every point a query (``Pq`` equal to ``Pk``) the two
-        are the same variables and the whole gradient is in ``dPk``.
-    dwv : ndarray (r,)
-    pred : ndarray (b, p)
-        The leave-one-out predictions; NaN for a query with no other key of
-        positive weight (it contributes nothing to the loss).
-    """
-    from .. import _config
-
-    b, r = Pq.shape
-    n, p = Y.shape
-    center = Y.mean(axis=0)
-    Yc = Y - center
-    if pairs_once and kind == RBF and b == n and np.array_equal(Pq, Pk):
-        fast = loo_loss_grad_pairs(np.ascontiguousarray(Pk), Yc, logw, query_weight)
-        if fast is not None:
-            loss, dPk, f, ok = fast
-            return loss, np.zeros((b, r)), dPk, np.zeros(r), finish_predictions(f, center, ok)
-    YT = np.ascontiguousarray(Yc.T)
-    PkT = np.ascontiguousarray(Pk.T)
-    PqT = np.ascontiguousarray(Pq.T)
-    empty_sq = np.empty((0, n), Y.dtype)
-    smax, snorm, sacc, _ = run_learned_pool(kind, Pq, PkT, wv, scale, logw, YT, empty_sq, 0)
-    loss, lse, neg_lse, f, g, e, ok = loo_residuals(smax, snorm, sacc, Yc, query_weight)
-    qb, tile = _config.QUERY_BLOCK, _config.KEY_TILE
-    GT = np.ascontiguousarray(g.T)
-    dwv = np.zeros(((b + qb - 1) // qb, r))
-    if kind == RBF and b == n and np.array_equal(Pq, Pk):
-        dPk = np.zeros((n, r))
-        loo_grad_symmetric(Pk, PkT, logw, lse, neg_lse, g, YT, Yc, GT, e, qb, tile, dPk)
-        return loss, np.zeros((b, r)), dPk, dwv.sum(axis=0), finish_predictions(f, center, ok)
-    dPq = np.zeros((b, r))
-    loo_grad_pass(kind, Pq, PkT, wv, scale, logw, lse, g, YT, e, np.zeros(n), qb, tile,
-                  kind == ADDITIVE, dPq, dwv)
-    dPk = np.zeros((n, r))
-    unused = np.zeros((1, r))
-    loo_grad_pass(kind, Pk, PqT, wv, scale, neg_lse, -logw, Yc, GT, np.zeros(n), e, qb, tile,
-                  False, dPk, unused)
-    return loss, dPq, dPk, dwv.sum(axis=0), finish_predictions(f, center, ok)
-
-
-def loo_residuals(smax, snorm, sacc, Yc, query_weight):
-    """The loss, and what the backward sweeps need, from the forward states.
-
-    ``Yc`` are the centred values of all keys (the first ``b`` rows the
-    queries' targets). Shared by the CPU and GPU drivers of the objective.
-
-    Returns
-    -------
-    loss : float
-    lse, neg_lse : ndarray (b,)
-        Each query's log-normaliser, and its negation; ``-inf`` both for a
-        query with no other key of positive weight.
-    f, g : ndarray (b, p)
-        Centred leave-one-out predictions and ``dL/df``.
-    e : ndarray (b,)
-        ``f . g`` per query.
-    ok : ndarray (b,), bool
-        Queries with a prediction.
-    """
-    b = smax.shape[0]
-    ok = snorm > 0
-    with np.errstate(divide="ignore"):
-        lse = np.where(ok, smax + np.log(np.where(ok, snorm, 1.0)), -np.inf)
-    f = sacc / np.where(ok, snorm, 1.0)[:, None]
-    resid = np.where(ok[:, None], f - Yc[:b], 0.0)
-    u = np.where(ok, query_weight, 0.0)
-    loss = float(np.sum(u[:, None] * resid * resid))
-    g = 2.0 * u[:, None] * resid
-    e = np.einsum("ij,ij->i", f, g)
-    e[~ok] = 0.0
-    neg_lse = np.where(ok, -lse, -np.inf)
-    return loss, lse, neg_lse, f, g, e, ok
-
-
-def finish_predictions(f, center, ok):
-    """Leave-one-out predictions in the values' units; NaN where there is none."""
-    pred = f + center
-    pred[~ok] = np.nan
-    return pred

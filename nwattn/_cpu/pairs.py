@@ -36,8 +36,6 @@ the pair in both directions is
 h_oj (z_o - z_j)``.
 """
 
-import math
-
 import numpy as np
 from numba import njit, prange
 
@@ -45,10 +43,6 @@ from .._config import FASTMATH
 from ..kernels import DISTANCE, GAUSSIAN
 from .fastexp import exp_shifted
 from .rows import score_row
-
-#: ``N_o`` below which a point counts as isolated (see the module's text).
-NORM_FLOOR = math.exp(-600.0)
-
 
 def block_size(n):
     """Rows per block for ``n`` points: the decomposition depends on ``n`` only."""
@@ -218,36 +212,7 @@ def pair_gradient(Z, ZT, B, AT, bs, plan, dZ):
                 _backward_task(Z, ZT, B, AT, a0, a1, b0, b1, dZ)
 
 
-def loo_loss_grad_pairs(Z, Yc, logw, query_weight):
-    """The rbf objective with every point a query, each pair scored once.
-
-    ``Yc`` are the centred values and ``logw`` the log key weights. Returns
-    ``(loss, dZ, f, ok)`` like :func:`nwattn._cpu.learned.loo_loss_grad`
-    (``f`` the centred predictions), or ``None`` when a point is too
-    isolated for the unshifted sums (see the module's text).
-    """
-    from .learned import loo_residuals
-
-    n, p = Yc.shape
-    top = float(np.max(logw))
-    w = np.exp(logw - top)
+def plan_for(n):
+    """``(rows per block, round-robin plan)`` for ``n`` points; depends on ``n`` only."""
     bs = block_size(n)
-    plan = round_robin(-(-n // bs))
-    ZT = np.ascontiguousarray(Z.T)
-    V = np.empty((n, p + 1))
-    V[:, 0] = w
-    V[:, 1:] = w[:, None] * Yc
-    sums = np.zeros((n, p + 1))
-    pair_sums(Z, ZT, V, np.ascontiguousarray(V.T), bs, plan, sums)
-    norm = sums[:, 0]
-    if norm.min() < NORM_FLOOR:
-        return None
-    loss, _, _, f, g, e, ok = loo_residuals(np.full(n, top), norm, sums[:, 1:], Yc,
-                                            query_weight)
-    inv = 1.0 / norm
-    wy, gn, en = V[:, 1:], g * inv[:, None], e * inv
-    A = np.concatenate([wy, w[:, None], gn, en[:, None]], axis=1)
-    B = np.concatenate([gn, -en[:, None], wy, -w[:, None]], axis=1)
-    dZ = np.zeros((n, Z.shape[1]))
-    pair_gradient(Z, ZT, B, np.ascontiguousarray(A.T), bs, plan, dZ)
-    return loss, dZ, f, ok
+    return bs, round_robin(-(-n // bs))

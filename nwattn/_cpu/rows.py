@@ -1,10 +1,10 @@
 """The inner loop: one query against one tile of keys.
 
-Everything that touches a (query, key) pair lives here, so tuning the CPU
-path means tuning this module: the scores (:func:`score_row`) and the
-online-softmax update (:func:`absorb_row`), each also in a form that
-passes the tile's largest score along instead of finding it in a pass of
-its own. Keys arrive transposed (``KT`` of shape ``(d, m)``) and values
+Everything that scores a (query, key) pair lives here, so tuning the CPU
+path means tuning this module and the absorb strategies of
+:mod:`nwattn._cpu.strategies`: the scores (:func:`score_row`, also in a
+form that returns the tile's largest score instead of leaving it to a
+pass of its own) and the learned scores (:func:`learned_row`). Keys arrive transposed (``KT`` of shape ``(d, m)``) and values
 transposed and centred (``VT`` of shape ``(p, m)``), so every loop over
 keys walks contiguous memory and vectorises. Loops index 1-D views starting
 at 0 rather than ``A[t, j0 + jj]``: Numba cannot prove ``j0 + jj``
@@ -18,9 +18,10 @@ import numpy as np
 from numba import njit
 
 from .._config import FASTMATH
-from ..kernels import (BIWEIGHT, BOXCAR, DISTANCE, EPANECHNIKOV, GAUSSIAN, LAPLACIAN,
-                       TRIANGULAR, TRICUBE, log_weight)
-from .fastexp import exp_shifted, like, log_pos, max_no_nan, weights_dot
+from ..kernels import (ADDITIVE_KIND, BIWEIGHT, BOXCAR, DISTANCE, DOT, EPANECHNIKOV, GAUSSIAN,
+                       LAPLACIAN, RBF_KIND, SCALED_DOT_CODE, TRIANGULAR, TRICUBE, log_weight)
+from .additive import additive_row
+from .fastexp import like, log_pos, max_no_nan
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -203,83 +204,19 @@ def bias_row(row, logw, j0, j1, self_j):
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def raise_max(tmax, ii, smax, snorm, sacc, ssq):
-    """Raise the running maximum of query ``ii`` to ``tmax`` if larger.
+def learned_row(kind, P, i, OT, j0, j1, wv, scale, logw, self_j, row, TH):
+    """Scores of a learned score: row ``i`` of ``P`` against columns ``j0:j1`` of ``OT``.
 
-    What was accumulated against the old maximum is rescaled (DESIGN
-    section 2). ``tmax`` must be finite.
+    ``P`` and ``OT`` are projections (``z = A x`` for rbf, ``W_q q`` and
+    ``W_k k`` otherwise), so each kind is a fixed score of them. The
+    three are symmetric in the sense the backward sweeps need: swapping
+    the roles of ``P`` and ``OT`` (a key row against query columns) gives
+    the same ``s_ij``. ``TH`` receives the additive score's tanh values
+    when it has rows.
     """
-    old = smax[ii]
-    if tmax > old:
-        if old > -math.inf:
-            c = math.exp(old - tmax)
-            snorm[ii] *= c
-            for col in range(sacc.shape[1]):
-                sacc[ii, col] *= c
-            for col in range(ssq.shape[1]):
-                ssq[ii, col] *= c
-        smax[ii] = tmax
-
-
-@njit(inline="always", fastmath=FASTMATH)
-def weigh_row(row, n, ii, smax, snorm, sacc, ssq):
-    """Turn the scores ``row[:n]`` into weights against the state of query ``ii``.
-
-    The first half of the online softmax update (DESIGN section 2): raise
-    the running maximum, rescale what was accumulated, replace the scores by
-    ``exp(score - max)`` and add their sum to the normaliser. Returns False,
-    with ``row[:n]`` zeroed, when every score is ``-inf``: the tile adds
-    nothing. The caller then adds ``row . v`` to the accumulators.
-    """
-    tmax = row_max(row, n)
-    if tmax == -math.inf:
-        zero = like(row, 0.0)
-        for jj in range(n):
-            row[jj] = zero
-        return False
-    raise_max(tmax, ii, smax, snorm, sacc, ssq)
-    snorm[ii] += exp_shifted(row, smax[ii], n)
-    return True
-
-
-@njit(inline="always", fastmath=FASTMATH)
-def absorb_row(row, n, VT, VT2, j0, ii, smax, snorm, sacc, ssq):
-    """Fold the scores ``row[:n]`` of keys ``j0:j0+n`` into the state of query ``ii``.
-
-    ``row`` is overwritten with the unnormalised weights. ``VT2`` holds the
-    squared centred values; it has no rows when the variance is not
-    tracked.
-    """
-    absorb_row_max(row, n, row_max(row, n), VT, VT2, j0, ii, smax, snorm, sacc, ssq)
-
-
-@njit(inline="always", fastmath=FASTMATH)
-def absorb_row_max(row, n, tmax, VT, VT2, j0, ii, smax, snorm, sacc, ssq):
-    """:func:`absorb_row` for a tile whose largest score ``tmax`` is known.
-
-    Raises the running maximum, then one pass computes the weights, their
-    sum and the weighted sum of the first output column; the other columns
-    take one dot product each. A tile whose scores are all ``-inf`` adds
-    nothing (``row`` is then left as it is).
-    """
-    if tmax == -math.inf:
-        return
-    raise_max(tmax, ii, smax, snorm, sacc, ssq)
-    if VT.shape[0] > 0:
-        total, a = weights_dot(row, smax[ii], n, VT[0, j0:j0 + n])
-        sacc[ii, 0] += a
+    if kind == ADDITIVE_KIND:
+        additive_row(P, i, OT, j0, j1, wv, logw, self_j, row, TH)
+    elif kind == RBF_KIND:
+        score_row(P, i, OT, j0, j1, DISTANCE, GAUSSIAN, 1.0, logw, self_j, row)
     else:
-        total = exp_shifted(row, smax[ii], n)
-    snorm[ii] += total
-    for col in range(1, VT.shape[0]):
-        vt = VT[col, j0:j0 + n]
-        a = like(row, 0.0)
-        for jj in range(n):
-            a += row[jj] * vt[jj]
-        sacc[ii, col] += a
-    for col in range(VT2.shape[0]):
-        vt2 = VT2[col, j0:j0 + n]
-        b = like(row, 0.0)
-        for jj in range(n):
-            b += row[jj] * vt2[jj]
-        ssq[ii, col] += b
+        score_row(P, i, OT, j0, j1, DOT, SCALED_DOT_CODE, scale, logw, self_j, row)

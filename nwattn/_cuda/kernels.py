@@ -28,6 +28,7 @@ import numpy as np
 from numba import cuda, from_dtype
 
 from .._device import simulator_enabled
+from .._layout import merge_query
 from ..kernels import ADDITIVE, DISTANCE, GAUSSIAN, LAPLACIAN, log_weight
 
 
@@ -160,8 +161,9 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
     they cost as much as the rest of the gaussian pair at d = 3.
 
     Signature ``(Q, KT, VT, logw, scale, wv, self_shift, split_size,
-    out_max, out_norm, out_acc, out_sq)``; arrays as in
-    :func:`nwattn._cpu.pool.pool_states`, ``wv`` the additive score's vector
+    out_max, out_acc)``; arrays as in :func:`nwattn._cpu.sweep.row_sweep`
+    (``out_acc`` the packed states of ``nwattn._layout.pool_layout``:
+    normaliser, values, squares), ``wv`` the additive score's vector
     (empty for the other scores). Grid: x over blocks of ``threads``
     queries, y over key splits of ``split_size`` keys, z over chunks of
     ``value_chunk`` value columns (each chunk recomputes the scores but
@@ -180,8 +182,7 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
     may_be_inf = with_logw or (family == DISTANCE and code not in (GAUSSIAN, LAPLACIAN))
 
     @cuda.jit
-    def kernel(Q, KT, VT, logw, scale, wv, self_shift, split_size,
-               out_max, out_norm, out_acc, out_sq):
+    def kernel(Q, KT, VT, logw, scale, wv, self_shift, split_size, out_max, out_acc):
         tx = cuda.threadIdx.x
         i = cuda.blockIdx.x * threads + tx
         s = cuda.blockIdx.y
@@ -260,55 +261,38 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
                         sq[c] += e * v * v
 
         if active:
+            # The packed layout: normaliser, then the p values, then their squares.
+            p = VT.shape[0]
             out_max[s, i] = mx
-            out_norm[s, i] = norm
+            out_acc[s, i, 0] = norm
             for c in range(pc):
-                out_acc[s, i, c0 + c] = acc[c]
+                out_acc[s, i, 1 + c0 + c] = acc[c]
             if with_sq:
                 for c in range(pc):
-                    out_sq[s, i, c0 + c] = sq[c]
+                    out_acc[s, i, 1 + p + c0 + c] = sq[c]
 
     return kernel
 
 
-@lru_cache(maxsize=None)
-def merge_kernel(dtype):
-    """Kernel ``(out_max, out_norm, out_acc, out_sq)`` merging every split into split 0.
+@cuda.jit
+def merge_kernel(out_max, out_acc, powers):
+    """Merge the packed states of every key split into split 0, one thread per query.
 
-    One thread per query; splits are merged in order, so the result does not
-    depend on the launch. The rule is that of :func:`nwattn._cpu.pool.merge_into`:
-    a split with no key in the support contributes nothing.
+    Splits are merged in order, so the result does not depend on the launch.
+    The rule is the package's one rule, :func:`nwattn._layout.merge_query`,
+    compiled for the device: a split with no key in the support contributes
+    nothing.
     """
-    neg_inf = np.dtype(dtype).type(-math.inf)
-
-    @cuda.jit
-    def kernel(out_max, out_norm, out_acc, out_sq):
-        i = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-        if i >= out_max.shape[1]:
-            return
-        p = out_acc.shape[2]
-        p2 = out_sq.shape[2]
-        for s in range(1, out_max.shape[0]):
-            ma = out_max[0, i]
-            mb = out_max[s, i]
-            if mb == neg_inf:
-                continue
-            m = max(ma, mb)
-            ca = math.exp(ma - m)
-            cb = math.exp(mb - m)
-            out_max[0, i] = m
-            out_norm[0, i] = out_norm[0, i] * ca + out_norm[s, i] * cb
-            for c in range(p):
-                out_acc[0, i, c] = out_acc[0, i, c] * ca + out_acc[s, i, c] * cb
-            for c in range(p2):
-                out_sq[0, i, c] = out_sq[0, i, c] * ca + out_sq[s, i, c] * cb
-
-    return kernel
+    i = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    if i >= out_max.shape[1]:
+        return
+    for s in range(1, out_max.shape[0]):
+        merge_query(out_max[0], out_acc[0], i, out_max[s], out_acc[s], i, powers)
 
 
 @lru_cache(maxsize=None)
 def finalize_kernel(dtype, values_1d, with_std):
-    """Kernel ``(max, norm, acc, sq, center, pred, std, n_empty)``: ``c + a / l`` on the device.
+    """Kernel ``(norm, acc, sq, center, pred, std, n_empty)``: ``c + a / l`` on the device.
 
     The device twin of :func:`nwattn.state.finalize_state`, so device inputs
     give device outputs. ``n_empty[0]`` counts the queries with an empty
@@ -319,7 +303,7 @@ def finalize_kernel(dtype, values_1d, with_std):
     nan = ftype(math.nan)
 
     @cuda.jit
-    def kernel(smax, snorm, sacc, ssq, center, pred, std, n_empty):
+    def kernel(snorm, sacc, ssq, center, pred, std, n_empty):
         i = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
         if i >= snorm.shape[0]:
             return

@@ -12,7 +12,8 @@ import numpy as np
 from numba import cuda
 
 from .. import _config
-from .._cpu.pool import plan_splits
+from .._layout import pool_layout
+from .._plan import plan_splits
 from .._device import is_device_array
 from ..kernels import ADDITIVE, DISTANCE, DOT
 from . import kernels as _k
@@ -109,14 +110,14 @@ def tile_size(d, value_chunk, itemsize):
 
 
 def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, wv=None):
-    """Device counterpart of :func:`nwattn._cpu.pool.run_pool`.
+    """Device counterpart of the CPU backend's ``pool``.
 
-    Returns ``(max, norm, acc, sq)`` device arrays; ``sq`` has no columns
-    when ``VT2`` has no rows. ``VT2`` is only a flag here: the kernel squares
+    Returns ``(max, packed)`` device arrays, ``packed`` laid out by
+    :func:`nwattn._layout.pool_layout` (squares only when ``VT2`` has rows). ``VT2`` is only a flag here: the kernel squares
     the values it already holds in shared memory. ``wv`` is the additive
     score's vector (family ``ADDITIVE``, with ``Qs`` and ``KT`` the
     projected queries and keys), as in
-    :func:`nwattn._cpu.learned.run_learned_pool`.
+    the CPU backend's ``learned_pool``.
     """
     Qd, KTd, VTd, lwd = as_device(Qs), as_device(KT), as_device(VT), as_device(logw)
     dtype = np.dtype(Qd.dtype)
@@ -133,27 +134,34 @@ def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, wv=None):
     n_chunks = -(-p // chunk)
     if n_split > _GRID_YZ_MAX or n_chunks > _GRID_YZ_MAX:
         raise ValueError(f"too many value columns for the GPU kernel: {p}")
+    layout = pool_layout(p, with_sq)
     out_max = cuda.device_array((n_split, n), dtype)
-    out_norm = cuda.device_array((n_split, n), dtype)
-    out_acc = cuda.device_array((n_split, n, p), dtype)
-    out_sq = cuda.device_array((n_split, n, p if with_sq else 0), dtype)
+    out_acc = cuda.device_array((n_split, n, layout.width), dtype)
     exclude_self = -n < self_shift < m  # some query meets itself among the keys
     kernel = _k.pool_kernel(_key(dtype), d, family, code, lwd.shape[0] > 0, with_sq,
                             bool(exclude_self), threads, tile, chunk)
     grid = (_blocks(n, threads), n_split, n_chunks)
     _launch(kernel, grid, threads, Qd, KTd, VTd, lwd, dtype.type(scale), wvd,
-            np.int64(self_shift), np.int64(split_size), out_max, out_norm, out_acc, out_sq)
+            np.int64(self_shift), np.int64(split_size), out_max, out_acc)
     if n_split > 1:
         simple = _config.CUDA_SIMPLE_THREADS
-        _launch(_k.merge_kernel(_key(dtype)), _blocks(n, simple), simple, out_max, out_norm,
-                out_acc, out_sq)
-    return out_max[0], out_norm[0], out_acc[0], out_sq[0]
+        _launch(_k.merge_kernel, _blocks(n, simple), simple, out_max, out_acc,
+                cuda.to_device(layout.powers))
+    return out_max[0], out_acc[0]
 
 
-def finalize(smax, snorm, sacc, ssq, center, values_1d, with_std):
-    """Predictions (and std) on the device; returns ``(pred, std or None, n_empty)``."""
-    dtype = np.dtype(sacc.dtype)
-    n, p = sacc.shape
+def finalize(packed, center, values_1d, with_std):
+    """Predictions (and std) of packed pooling states on the device.
+
+    Returns ``(pred, std or None, n_empty)``.
+    """
+    dtype = np.dtype(packed.dtype)
+    p = len(center)
+    n = packed.shape[0]
+    layout = pool_layout(p, with_std)
+    snorm = packed[:, 0]
+    sacc = packed[:, layout.columns("acc")]
+    ssq = packed[:, layout.columns("sq")] if with_std else None
     shape = (n,) if values_1d else (n, p)
     pred = cuda.device_array(shape, dtype)
     std = cuda.device_array(shape if with_std else (0,) * len(shape), dtype)
@@ -162,7 +170,7 @@ def finalize(smax, snorm, sacc, ssq, center, values_1d, with_std):
     if ssq is None:
         ssq = cuda.device_array((n, 0), dtype)
     kernel = _k.finalize_kernel(_key(dtype), bool(values_1d), bool(with_std))
-    _launch(kernel, _blocks(n, threads), threads, smax, snorm, sacc, ssq, as_device(center),
+    _launch(kernel, _blocks(n, threads), threads, snorm, sacc, ssq, as_device(center),
             pred, std, n_empty)
     return pred, (std if with_std else None), int(n_empty.copy_to_host()[0])
 

@@ -1,4 +1,4 @@
-"""The leave-one-out objective of the learned scores, and its gradient, on the GPU.
+"""The backward sweeps of the learned scores' leave-one-out objective, on the GPU.
 
 Same mathematics as :mod:`nwattn._cpu.learned`, whose docstring derives it:
 a forward sweep (the fused pooling kernel of :mod:`.kernels`, which knows
@@ -25,21 +25,11 @@ import numpy as np
 from numba import cuda, from_dtype
 
 from .. import _config
-from .._cpu.learned import ADDITIVE, RBF, SCALED_DOT, finish_predictions, loo_residuals
-from .._cpu.pool import plan_splits
-from .. import kernels as _cat
+from .._plan import plan_splits
+from ..kernels import ADDITIVE_KIND as ADDITIVE, LEARNED_SCORES as SCORES, RBF_KIND as RBF
 from .._device import is_device_array
 from . import kernels as _k
-from .launch import _blocks, _key, _launch, as_device, pool, tile_size, to_host
-
-#: The catalogue's family and code of each learned score: the scores are
-#: those of the fixed kernels applied to projected inputs (rbf is the
-#: gaussian with unit bandwidth, scaled_dot the scaled dot product).
-SCORES = {
-    RBF: (_cat.DISTANCE, _cat.GAUSSIAN),
-    SCALED_DOT: (_cat.DOT, _cat.SCALED_DOT_CODE),
-    ADDITIVE: (_cat.ADDITIVE, _cat.ADDITIVE_CODE),
-}
+from .launch import _blocks, _key, _launch, as_device, tile_size, to_host
 
 
 @lru_cache(maxsize=None)
@@ -176,38 +166,3 @@ def grad_pass(kind, P, OT, wv, scale, logw, shift, F, HT, e_own, e_other, with_w
     grad = to_host(dP).sum(axis=0)
     gw = to_host(dwv).sum(axis=(0, 1)) if with_wv else np.zeros(r, dtype)
     return grad, gw
-
-
-def loo_loss_grad(kind, Pq, Pk, wv, Y, logw, query_weight, scale=1.0):
-    """GPU twin of :func:`nwattn._cpu.learned.loo_loss_grad`: same arguments, same results.
-
-    The arrays come from and go back to the host (the projections are
-    ``O(n r)``, the work ``O(b n r)``); the kernels run in the dtype of
-    ``Pq``. As on the CPU, for the rbf score with every point a query
-    (``Pq`` equal to ``Pk``) the whole gradient is returned in ``dPk``.
-    """
-    b, r = Pq.shape
-    n, p = Y.shape
-    dtype = np.dtype(Pq.dtype)
-    family, code = SCORES[kind]
-    center = Y.mean(axis=0)
-    Yc = Y - center
-    YT = np.ascontiguousarray(Yc.T, dtype=dtype)
-    PkT = np.ascontiguousarray(Pk.T, dtype=dtype)
-    PqT = np.ascontiguousarray(Pq.T, dtype=dtype)
-    # Arrays used by both sweeps travel to the device once.
-    Pqd, PkTd, YTd, lwd = (_on_device(a, dtype) for a in (Pq, PkT, YT, logw))
-    wv_arg = wv if kind == ADDITIVE else None
-    states = pool(Pqd, PkTd, YTd, np.empty((0, n), dtype), lwd, family, code, scale, 0,
-                  wv_arg)
-    smax, snorm, sacc, _ = (to_host(a) for a in states)
-    loss, lse, neg_lse, f, g, e, ok = loo_residuals(smax, snorm, sacc, Yc, query_weight)
-    wv_dev = np.asarray(wv, dtype=dtype)
-    dPq, dwv = grad_pass(kind, Pqd, PkTd, wv_dev, scale, lwd, lse, g, YTd, e, np.zeros(n),
-                         kind == ADDITIVE)
-    dPk, _ = grad_pass(kind, Pk, PqT, wv_dev, scale, neg_lse, -logw, Yc, g.T, np.zeros(n), e,
-                       False)
-    if kind == RBF and b == n and np.array_equal(Pq, Pk):
-        dPk += dPq
-        dPq = np.zeros((b, r))
-    return loss, dPq, dPk, dwv, finish_predictions(f, center, ok)

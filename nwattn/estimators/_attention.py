@@ -13,13 +13,11 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .. import ops
-from .._cpu import learned
+from ..objective import LEARNED_KINDS as _KINDS, loo_loss_grad
 from .._device import resolve_device
 from .._parallel import serial_blas, threads
 
 __all__ = ["AttentionRegressor"]
-
-_KINDS = {"rbf": learned.RBF, "scaled_dot": learned.SCALED_DOT, "additive": learned.ADDITIVE}
 
 
 def _is_rbf(estimator):
@@ -265,10 +263,6 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
         ``backend`` (``"cpu"`` or ``"cuda"``) runs the compiled kernels.
         """
         kind = _KINDS[self.kernel]
-        if backend == "cuda":
-            from .._cuda.learned import loo_loss_grad
-        else:
-            loo_loss_grad = learned.loo_loss_grad
         d = X.shape[1]
         scale = 1.0 / np.sqrt(r)
         alpha = float(self.alpha)
@@ -280,7 +274,7 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
             Pq = Pk[:b] if self.kernel == "rbf" else np.ascontiguousarray(X[:b] @ Wq.T)
             loss, dPq, dPk, dwv, _ = loo_loss_grad(
                 kind, Pq, Pk, no_wv if wv is None else np.ascontiguousarray(wv), Y, logw,
-                qweight, scale)
+                qweight, scale, device=backend)
             if self.kernel == "rbf":
                 dPk[:b] += dPq
                 grad = (dPk.T @ X).ravel()

@@ -1,0 +1,227 @@
+"""The one CPU sweep: every streaming computation of the package runs here.
+
+The work is cut into tasks, one per (block of queries, split of keys). A
+task keeps the packed online-softmax state of its queries
+(:mod:`nwattn._layout`) in thread-local arrays and visits its keys tile by
+tile, in the order its tile schedule gives; nothing of size n x m is ever
+allocated. Each task writes only its own rows of its own split's output,
+so no two threads share an accumulator. When the keys were split, the
+partial states are merged exactly by the layout's rule, always in split
+order, so the result does not depend on the number of threads.
+
+What a task does with a tile comes from :mod:`nwattn._cpu.strategies`: the
+score strategy (a kernel, a learned score, a kernel with its bandwidth
+slopes), the absorb strategy (which accumulators) and the tile schedule.
+They arrive as ``numba.literally`` arguments, so each combination is its
+own compiled specialisation with the chosen code inlined and the others
+pruned, and each is cached on disk like any other signature.
+
+Two task bodies share those strategies. The row body (:func:`row_task`)
+streams one query at a time and suits few features and outputs. The matrix
+body (:func:`matrix_task`, pooling only) handles a block of queries against
+a tile of keys with matrix products: the scores of a dot-product score with
+many features are one product ``Q_block @ K_tile.T``, and the weighted sums
+of many outputs are one product ``W_tile @ V_tile``. The products run in
+the BLAS that NumPy's linear algebra in Numba uses, limited to one thread
+per task so the tasks, not the BLAS, own the cores.
+"""
+
+import math
+
+import numpy as np
+from numba import literally, njit, prange
+
+from .. import _config
+from .._config import FASTMATH
+from .._layout import merge_rows
+from .._plan import plan_splits
+from .._parallel import serial_blas
+from ..kernels import DOT
+from .fastexp import like
+from .rows import bias_row, score_row
+from .strategies import (DENSE, KERNEL, POOL, absorb_offsets, absorb_tile, score_tile,
+                         tile_bounds, weigh_row)
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def row_sweep(score, absorb, schedule, Q, KT, VT, VT2, logw, wv, family, code, scale,
+              self_shift, query_block, key_tile, n_split, split_size, powers, offsets,
+              out_max, out_acc):
+    """States of every query against every key split, row body.
+
+    Parameters
+    ----------
+    score, absorb, schedule : int
+        Strategies (:mod:`nwattn._cpu.strategies`), compiled as literals.
+    Q : (n, d) queries, already divided by the bandwidth (or projected).
+    KT : (d, m) keys, transposed, likewise prepared.
+    VT, VT2 : (p, m) centred values and their squares (VT2 may have no rows).
+    logw : (m,) log key weights, or empty.
+    wv : (r,) the additive score's vector (empty otherwise).
+    family, code, scale : the score (see ``nwattn.kernels``); for a learned
+        score ``family`` is its kind.
+    self_shift : key index of query ``i`` is ``i + self_shift`` (leave-one-out),
+        or a value that puts every query's self outside ``[0, m)``.
+    query_block, key_tile, n_split, split_size : work decomposition.
+    powers, offsets : the layout's column powers and block offsets.
+    out_max : (n_split, n); out_acc : (n_split, n, width) packed states.
+    """
+    n = Q.shape[0]
+    n_blocks = (n + query_block - 1) // query_block
+    for task in prange(n_blocks * n_split):
+        b = task // n_split
+        s = task - b * n_split
+        row_task(literally(score), literally(absorb), literally(schedule), Q, KT, VT, VT2,
+                 logw, wv, family, code, scale, self_shift,
+                 b * query_block, min(n, (b + 1) * query_block),
+                 s * split_size, min(KT.shape[1], (s + 1) * split_size), key_tile, s,
+                 powers, offsets, out_max, out_acc)
+
+
+# error_model="numpy": without it Numba guards every float division against
+# a zero divisor, a branch that stops LLVM from vectorising the loops of the
+# compact kernels' log-weights (whose divisors are never zero).
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def row_task(score, absorb, schedule, Q, KT, VT, VT2, logw, wv, family, code, scale,
+             self_shift, q0, q1, k0, k1, key_tile, s, powers, offsets, out_max, out_acc):
+    """One task: queries ``q0:q1`` against keys ``k0:k1``, into split ``s``.
+
+    Kept out of the ``prange`` body so that Numba's parallel transforms do
+    not touch the inner loops, which then vectorise as in serial code.
+    """
+    nq = q1 - q0
+    dtype = Q.dtype
+    smax = np.full(nq, -math.inf, dtype=dtype)
+    S = np.zeros((nq, out_acc.shape[2]), dtype=dtype)
+    row = np.empty(key_tile, dtype=dtype)
+    # Scratch only the chosen strategies use; empty otherwise.
+    scratch = key_tile if absorb != POOL else 0
+    slope = np.empty(scratch, dtype=dtype)
+    term = np.empty(scratch, dtype=dtype)
+    # The additive score can keep its tanh values for a gradient; pooling
+    # does not need them.
+    TH = np.empty((0, key_tile), dtype=dtype)
+    t = 0
+    while True:
+        j0, j1 = tile_bounds(schedule, t, k0, k1, key_tile)
+        if j0 >= k1:
+            break
+        t += 1
+        for ii in range(nq):
+            i = q0 + ii
+            tmax = score_tile(score, Q, i, KT, j0, j1, family, code, scale, logw,
+                              i + self_shift, wv, row, slope, TH)
+            absorb_tile(absorb, row, j1 - j0, tmax, Q, i, KT, family, VT, VT2, j0, ii, smax,
+                        S, powers, offsets, slope, term)
+    for ii in range(nq):
+        out_max[s, q0 + ii] = smax[ii]
+        for col in range(S.shape[1]):
+            out_acc[s, q0 + ii, col] = S[ii, col]
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def matrix_sweep(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift,
+                 gemm_scores, query_block, key_tile, n_split, split_size, powers, offsets,
+                 out_max, out_acc):
+    """:func:`row_sweep` with the matrix-product body (kernel score, pooling layout).
+
+    ``K`` (m, d) are the keys untransposed (used when ``gemm_scores``; may
+    have no rows otherwise), ``V`` (m, p) and ``V2`` (m, p2) the centred
+    values and their squares untransposed.
+    """
+    n = Q.shape[0]
+    n_blocks = (n + query_block - 1) // query_block
+    for task in prange(n_blocks * n_split):
+        b = task // n_split
+        s = task - b * n_split
+        matrix_task(literally(schedule), Q, KT, K, V, V2, logw, family, code, scale,
+                    self_shift, gemm_scores, b * query_block, min(n, (b + 1) * query_block),
+                    s * split_size, min(KT.shape[1], (s + 1) * split_size), key_tile, s,
+                    powers, offsets, out_max, out_acc)
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def matrix_task(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift, gemm_scores,
+                q0, q1, k0, k1, key_tile, s, powers, offsets, out_max, out_acc):
+    """One task of :func:`matrix_sweep`: queries ``q0:q1``, keys ``k0:k1``."""
+    p = V.shape[1]
+    p2 = V2.shape[1]
+    nq = q1 - q0
+    o_norm, o_acc, o_sq = offsets[0], offsets[1], offsets[2]
+    smax = np.full(nq, -math.inf, dtype=Q.dtype)
+    S = np.zeros((nq, out_acc.shape[2]), dtype=Q.dtype)
+    sc = like(Q, scale)
+    Qb = Q[q0:q1]
+    t = 0
+    while True:
+        j0, j1 = tile_bounds(schedule, t, k0, k1, key_tile)
+        if j0 >= k1:
+            break
+        t += 1
+        n = j1 - j0
+        if gemm_scores:
+            W = np.dot(Qb, K[j0:j1].T)
+            for ii in range(nq):
+                row = W[ii]
+                for jj in range(n):
+                    row[jj] *= sc
+                bias_row(row, logw, j0, j1, q0 + ii + self_shift)
+        else:
+            W = np.empty((nq, n), dtype=Q.dtype)
+            for ii in range(nq):
+                i = q0 + ii
+                score_row(Q, i, KT, j0, j1, family, code, scale, logw, i + self_shift, W[ii])
+        for ii in range(nq):
+            weigh_row(W[ii], n, ii, smax, S, powers, o_norm)
+        acc = np.dot(W, V[j0:j1])
+        for ii in range(nq):
+            for col in range(p):
+                S[ii, o_acc + col] += acc[ii, col]
+        if p2 > 0:
+            sq = np.dot(W, V2[j0:j1])
+            for ii in range(nq):
+                for col in range(p2):
+                    S[ii, o_sq + col] += sq[ii, col]
+    for ii in range(nq):
+        out_max[s, q0 + ii] = smax[ii]
+        for col in range(S.shape[1]):
+            out_acc[s, q0 + ii, col] = S[ii, col]
+
+
+def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self_shift,
+          wv=None, schedule=DENSE):
+    """Host side of the sweep: plan the work, run it, merge the splits.
+
+    Returns ``(max, packed)``: the running maxima ``(n,)`` and the packed
+    states ``(n, layout.width)`` of every query. The matrix body is chosen
+    for pooling with many features (dot scores) or many outputs.
+    """
+    n, d = Q.shape
+    m = KT.shape[1]
+    p = VT.shape[0]
+    dtype = Q.dtype
+    offsets = absorb_offsets(absorb, layout)
+    gemm_scores = score == KERNEL and family == DOT and d >= _config.GEMM_MIN_FEATURES
+    use_matrix = absorb == POOL and score == KERNEL and (gemm_scores
+                                                    or p >= _config.GEMM_MIN_OUTPUTS)
+    query_block = _config.GEMM_QUERY_BLOCK if use_matrix else _config.QUERY_BLOCK
+    n_split, split_size = plan_splits(n, m, query_block, _config.TARGET_TASKS,
+                                      _config.MIN_SPLIT_KEYS)
+    out_max = np.empty((n_split, n), dtype)
+    out_acc = np.empty((n_split, n, layout.width), dtype)
+    if use_matrix:
+        K = np.ascontiguousarray(KT.T) if gemm_scores else np.empty((0, d), dtype)
+        V = np.ascontiguousarray(VT.T)
+        V2 = np.ascontiguousarray(VT2.T)
+        with serial_blas():
+            matrix_sweep(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift,
+                         gemm_scores, query_block, _config.KEY_TILE, n_split, split_size,
+                         layout.powers, offsets, out_max, out_acc)
+    else:
+        wv = np.empty(0, dtype) if wv is None else np.ascontiguousarray(wv, dtype=dtype)
+        row_sweep(score, absorb, schedule, Q, KT, VT, VT2, logw, wv, family, code, scale,
+                  self_shift, query_block, _config.KEY_TILE, n_split, split_size,
+                  layout.powers, offsets, out_max, out_acc)
+    for s in range(1, n_split):
+        merge_rows(out_max[0], out_acc[0], out_max[s], out_acc[s], layout.powers)
+    return out_max[0], out_acc[0]

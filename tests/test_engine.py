@@ -1,0 +1,218 @@
+"""The streaming engine: the packed state's one rule, the backend seam and its guard."""
+
+import importlib
+import pkgutil
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import nwattn._cpu
+from nwattn import _parallel, bandwidth, objective, ops
+from nwattn._backend import CAPABILITIES, REGISTRY, backend_for, get_backend
+from nwattn._layout import StateLayout, merge_rows, pool_layout, slopes_layout
+from nwattn.kernels import RBF_KIND, SCALED_DOT_KIND
+
+from . import naive
+
+
+# --- the one rescale/merge rule -----------------------------------------------------------
+
+
+def _reference_state(scores, values, powers):
+    """Max and packed sums ``sum_j exp(k (s_j - m)) x_jc`` in float64, directly."""
+    m = np.max(scores)
+    w = np.exp(scores - m)
+    return m, np.array([np.sum(w ** k * values[:, c]) for c, k in enumerate(powers)])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 4), st.lists(st.integers(1, 3), min_size=1,
+                                                       max_size=5), st.integers(0, 2**32 - 1))
+def test_merge_rule_with_powers_equals_the_whole(n_keys, cut_at, powers, seed):
+    """Columns of power 1, 2, 3 merged from two key sets = computed over all keys."""
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(scale=30.0, size=n_keys)
+    values = rng.normal(size=(n_keys, len(powers)))
+    cut = min(cut_at, n_keys)
+    powers = np.array(powers, dtype=np.int64)
+    ma, pa = _reference_state(scores[:cut], values[:cut], powers)
+    if cut < n_keys:
+        mb, pb = _reference_state(scores[cut:], values[cut:], powers)
+    else:
+        mb, pb = -np.inf, np.zeros(len(powers))
+    max_a, acc_a = np.array([ma]), pa[None, :].copy()
+    merge_rows(max_a, acc_a, np.array([mb]), pb[None, :], powers)
+    m, want = _reference_state(scores, values, powers)
+    assert max_a[0] == m
+    np.testing.assert_allclose(acc_a[0], want, rtol=1e-12, atol=1e-300)
+
+
+def test_merge_rule_empty_sides():
+    powers = np.array([1, 2])
+    max_a, acc_a = np.array([-np.inf, -np.inf, 0.5]), np.zeros((3, 2))
+    acc_a[2] = [3.0, 4.0]
+    max_b, acc_b = np.array([-np.inf, 1.0, -np.inf]), np.array([[0.0, 0.0], [1.0, 2.0],
+                                                                [0.0, 0.0]])
+    merge_rows(max_a, acc_a, max_b, acc_b, powers)
+    assert max_a[0] == -np.inf and np.all(acc_a[0] == 0)
+    assert max_a[1] == 1.0 and np.all(acc_a[1] == [1.0, 2.0])
+    assert max_a[2] == 0.5 and np.all(acc_a[2] == [3.0, 4.0])
+
+
+def test_layouts():
+    lay = pool_layout(3, True)
+    assert lay.width == 7 and lay.powers.tolist() == [1] * 7
+    assert "sq" in lay and "sq" not in pool_layout(3, False)
+    assert lay == pool_layout(3, True) and lay != pool_layout(3, False)
+    assert slopes_layout(2, 3).columns("B") == slice(6, 12)
+    with pytest.raises(ValueError, match="unique"):
+        StateLayout([("a", 1, 1), ("a", 2, 1)])
+    with pytest.raises(ValueError, match="power"):
+        StateLayout([("a", 1, 0)])
+
+
+def test_slopes_states_merge_over_key_shards(rng):
+    """The slopes are one more layout: shards merged by the same rule = the whole."""
+    X = rng.normal(size=(40, 2))
+    Y = rng.normal(loc=5.0, size=(40, 2))
+    h = [0.6, 0.9]
+    whole = ops.finalize_slopes(ops.loo_slopes_state(X, X, Y, "biweight", h))
+    left = ops.loo_slopes_state(X, X[:13], Y[:13], "biweight", h, key_offset=0)
+    # A different centre on the right: the merge recentres B as well.
+    right = ops.loo_slopes_state(X, X[13:], Y[13:], "biweight", h, key_offset=13,
+                                 center=np.array([-1.0, 2.0]))
+    merged = ops.finalize_slopes(ops.merge_states(left, right))
+    for a, b in zip(merged, whole):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_slopes_match_finite_differences(rng):
+    X = rng.normal(size=(30, 2))
+    y = rng.normal(size=30)
+    h = np.array([0.7, 1.1])
+    _, pred, dpred = ops.finalize_slopes(ops.loo_slopes_state(X, X, y, "gaussian", h))
+    for t in range(2):
+        step = np.zeros(2)
+        step[t] = 1e-6
+        up = naive.pool(X, X, y, "gaussian", h * np.exp(step), exclude_self=True)
+        down = naive.pool(X, X, y, "gaussian", h * np.exp(-step), exclude_self=True)
+        np.testing.assert_allclose(dpred[:, t, 0], (up - down) / 2e-6, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(pred[:, 0], naive.pool(X, X, y, "gaussian", h,
+                                                      exclude_self=True), rtol=1e-12)
+
+
+# --- the backend seam ---------------------------------------------------------------------
+
+
+def test_registry_and_capabilities():
+    assert set(REGISTRY) == {"cpu", "cuda"}
+    cpu = get_backend("cpu")
+    assert cpu.capabilities <= CAPABILITIES
+    for op in cpu.capabilities:
+        assert callable(getattr(cpu, op)), op
+
+
+def test_missing_capability_is_one_clear_error(monkeypatch):
+    from nwattn import _backend
+
+    class NoSlopes:
+        name = "cuda"
+        capabilities = frozenset({"pool"})
+
+    monkeypatch.setitem(_backend._loaded, "cuda", NoSlopes())
+    monkeypatch.setattr(_backend, "resolve_device", lambda device, n, on_gpu: "cuda")
+    with pytest.raises(ValueError, match="the gradient of the leave-one-out score has no cuda"):
+        backend_for("cuda", [[0.0]], [[0.0]], need="slopes",
+                    what="the gradient of the leave-one-out score")
+    # "auto" quietly means the CPU for what the GPU lacks.
+    assert backend_for("auto", [[0.0]], [[0.0]], need="slopes")[0].name == "cpu"
+
+
+def _parallel_dispatchers():
+    """Every ``parallel=True`` compiled function of the CPU backend's modules."""
+    found = []
+    for info in pkgutil.iter_modules(nwattn._cpu.__path__):
+        mod = importlib.import_module(f"nwattn._cpu.{info.name}")
+        for name, obj in vars(mod).items():
+            opts = getattr(obj, "targetoptions", None)
+            if opts is not None and opts.get("parallel") and obj.__module__ == mod.__name__:
+                found.append((mod, name, obj))
+    return found
+
+
+def test_every_parallel_kernel_is_reached_only_through_the_guard(rng, monkeypatch):
+    """Structural: wrap every parallel kernel so that a launch outside the guard is
+    recorded, then run every public entry point that reaches one."""
+    dispatchers = _parallel_dispatchers()
+    assert len(dispatchers) >= 8
+    launched, unguarded = set(), []
+
+    def watch(mod, name, fn):
+        def wrapper(*args):
+            launched.add(name)
+            if not _parallel.in_guard():
+                unguarded.append(name)
+            return fn(*args)
+        return wrapper
+
+    for mod, name, fn in dispatchers:
+        monkeypatch.setattr(mod, name, watch(mod, name, fn))
+    X = rng.normal(size=(60, 2))
+    Y = rng.normal(size=(60, 2))
+    Wq, Wk, wv = rng.normal(size=(2, 2)), rng.normal(size=(2, 2)), rng.normal(size=2)
+    ops.attention_pool(X, X, Y, "gaussian", 0.5, return_std=True)
+    ops.attention_pool(X, X, rng.normal(size=(60, 20)), "gaussian", 0.5)
+    ops.top_k_weights(X, X, k=2)
+    ops.softmax(ops.pairwise_scores(X, X))
+    ops.additive_scores(X, X, Wq, Wk, wv)
+    ops.additive_pool(X, X, Y, Wq, Wk, wv)
+    bandwidth.loo_cv_score(X, Y, bandwidth=[0.5, 0.6], return_gradient=True)
+    objective.loo_loss_grad(RBF_KIND, X, X, wv, Y, np.zeros(60), np.ones(60))
+    objective.loo_loss_grad(RBF_KIND, X, X, wv, Y, np.zeros(60), np.ones(60),
+                            pairs_once=False)
+    objective.loo_loss_grad(SCALED_DOT_KIND, X[:20], X, wv, Y, np.zeros(60), np.ones(20), 0.5)
+    assert not unguarded
+    assert launched == {name for _, name, _ in dispatchers}
+
+
+# --- malformed states are refused before any compiled code runs ---------------------------
+
+
+def _state(rng, n=4, p=2, std=False):
+    return ops.attention_pool_state(rng.normal(size=(n, 2)), rng.normal(size=(6, 2)),
+                                    rng.normal(size=(6, p)), return_std=std)
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("max", np.zeros(3), "max must be a 1-D float array|packed must be"),
+    ("max", np.zeros((4, 1)), "max must be a 1-D float array"),
+    ("max", np.zeros(4, dtype=np.int64), "max must be a 1-D float array"),
+    ("packed", np.zeros((4, 2)), "packed must be a float64 array of shape \\(4, 3\\)"),
+    ("packed", np.zeros((3, 3)), "packed must be"),
+    ("packed", np.zeros((4, 3), dtype=np.float32), "packed must be a float64"),
+    ("center", np.zeros(3), "center must be a float array of shape \\(2,\\)"),
+    ("center", np.array([np.nan, 0.0]), "center contains NaN"),
+    ("layout", "pool", "layout must be a StateLayout"),
+])
+def test_malformed_states_are_refused(rng, field, value, match):
+    good, bad = _state(rng), _state(rng)
+    setattr(bad, field, value)
+    for call in (lambda: ops.merge_states(good, bad), lambda: ops.merge_states(bad, good),
+                 lambda: ops.finalize_state(bad)):
+        with pytest.raises((ValueError, TypeError), match=match):
+            call()
+
+
+def test_states_of_different_accumulators_are_refused(rng):
+    X = rng.normal(size=(4, 2))
+    with pytest.raises(ValueError, match="variance"):
+        ops.merge_states(_state(rng, std=True), _state(rng))
+    slopes = ops.loo_slopes_state(X, X, rng.normal(size=4))
+    with pytest.raises(ValueError, match="different accumulators"):
+        ops.merge_states(_state(rng, p=1), slopes)
+    with pytest.raises(TypeError, match="finalize_slopes"):
+        ops.finalize_state(slopes)
+    with pytest.raises(TypeError, match="loo_slopes_state"):
+        ops.finalize_slopes(_state(rng))
