@@ -234,7 +234,40 @@ def _seed(text):
 
 
 def main(argv=None):
-    """Entry point of ``python -m nwattn`` and the ``nwattn`` script."""
+    """Entry point of ``python -m nwattn`` and the ``nwattn`` script.
+
+    The only command, ``demo``, runs the demonstration (``--help`` lists
+    its options). Its arguments and output directory are checked before any
+    work starts.
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        The arguments, without the program name; ``None`` reads
+        ``sys.argv``.
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 2 when the demo cannot run (matplotlib
+        missing for the figure, an output directory that cannot be written).
+        Malformed arguments end in :class:`SystemExit` with status 2, as
+        :mod:`argparse` does, after a one-line message on stderr.
+
+    Examples
+    --------
+    >>> import contextlib, io
+    >>> from nwattn.__main__ import main
+    >>> err = io.StringIO()
+    >>> with contextlib.redirect_stderr(err):
+    ...     try:
+    ...         main(["demo", "--seed", "-1"])
+    ...     except SystemExit as stop:
+    ...         print("exit status", stop.code)
+    exit status 2
+    >>> print(err.getvalue().splitlines()[-1])
+    nwattn demo: error: argument --seed: must be an integer from 0 to 4294967295, got '-1'
+    """
     parser = argparse.ArgumentParser(prog="nwattn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the demonstration", description=_demo.__doc__)

@@ -132,3 +132,11 @@ def test_bad_seed_from_the_command_line():
     assert done.returncode == 2, done.stderr
     assert "--seed" in _one_line_error(done.stderr)
     assert done.stdout == ""
+
+
+def test_docstring_examples_run():
+    # pytest's --doctest-modules does not collect __main__.py files.
+    import doctest
+
+    result = doctest.testmod(cli, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
