@@ -3,10 +3,25 @@
 import argparse
 import os
 import sys
+import tempfile
 import time
 
 FIGURE_NAME = "nwattn-demo.png"
 TOY_KERNELS = ("gaussian", "boxcar", "triangular", "epanechnikov")
+# scikit-learn's random_state (the data split, the synthetic data, the
+# initial parameters) accepts seeds in [0, 2**32 - 1] only.
+MAX_SEED = 2**32 - 1
+# Measured with `python -m nwattn demo --no-plot`, NUMBA_CACHE_DIR pointed at
+# an empty directory for the first run and reused for the second, on a 2-core
+# virtual machine (docs/contributing.rst has the commands). The machine was
+# shared, so the figures below come from the CPU time of the runs (222 s
+# compiling and running, 38 s cached) rather than their wall time; Numba
+# compiles on one thread, so an idle machine takes about as long.
+COMPILE_NOTICE = (
+    "The first run in a new environment compiles nwattn's kernels with Numba: "
+    "expect about 4 minutes on an idle 2-core machine, longer on a busy one.\n"
+    "Later runs load the kernels from Numba's cache and take well under a minute."
+)
 
 
 def _have_matplotlib():
@@ -70,7 +85,13 @@ def _describe(model):
     return f"alpha = {est.alpha_:.3g}"
 
 
-def _benchmark_table(seed):
+def _step(text):
+    # Flushed, so that a step is on the screen while it runs even when the
+    # output goes through a pipe.
+    print(text, flush=True)
+
+
+def _benchmark_table(seed, steps):
     """Test R², fit and predict times on two data sets that ship with scikit-learn."""
     from sklearn.datasets import load_diabetes, make_friedman1
     from sklearn.metrics import r2_score
@@ -81,22 +102,28 @@ def _benchmark_table(seed):
         ("friedman1", *make_friedman1(n_samples=2000, noise=1.0, random_state=seed)),
     ]
     header = f"{'data':<11}{'model':<30}{'test R2':>8}{'fit s':>8}{'pred s':>8}  chosen"
-    print(header)
-    print("-" * (len(header) + 20))
-    for name, X, y in datasets:
+    for step, (name, X, y) in enumerate(datasets, start=1):
         Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.2, random_state=seed)
-        for label, model in _models(seed):
+        models = _models(seed)
+        _step(f"[{step}/{steps}] {name}: {X.shape[0]} samples, {X.shape[1]} features, "
+              f"80/20 split; fitting {len(models)} models, one row each")
+        print(header)
+        print("-" * (len(header) + 20))
+        for label, model in models:
+            # The start of the row is the model being fitted; the figures
+            # follow on the same line once it is done.
+            print(f"{name:<11}{label:<30}", end="", flush=True)
             _, fit_s = _timed(model.fit, Xtr, ytr)
             pred, pred_s = _timed(model.predict, Xte)
             r2 = r2_score(yte, pred)
-            print(f"{name:<11}{label:<30}{r2:>8.3f}{fit_s:>8.3f}{pred_s:>8.3f}  "
-                  f"{_describe(model)}")
-        print(f"{'':<11}({X.shape[0]} samples, {X.shape[1]} features, 80/20 split)")
-    print()
+            print(f"{r2:>8.3f}{fit_s:>8.3f}{pred_s:>8.3f}  {_describe(model)}", flush=True)
+        print()
 
 
 def _toy_figure(seed, path):
     """Noisy sine: fits of several kernels and the attention weights of one."""
+    _step(f"[3/3] noisy sine: fitting {len(TOY_KERNELS)} kernels and drawing "
+          f"{path}")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -144,21 +171,49 @@ def _toy_figure(seed, path):
     print(f"\nfigure written to {path}")
 
 
+def _error(message):
+    # One line on stderr, in the form argparse uses for its own errors.
+    print(f"nwattn demo: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _check_output_dir(path):
+    """Why the figure cannot be written into ``path``, or None if it can."""
+    if not os.path.exists(path):
+        return f"output directory {path!r} does not exist"
+    if not os.path.isdir(path):
+        return f"output directory {path!r} is not a directory"
+    if os.path.isdir(os.path.join(path, FIGURE_NAME)):
+        return f"{os.path.join(path, FIGURE_NAME)!r} is a directory; the figure cannot replace it"
+    # Creating a file is the only reliable test: permission bits do not bind
+    # root, and say nothing of read-only file systems.
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".nwattn-demo-"):
+            pass
+    except OSError as exc:
+        return f"cannot write to output directory {path!r}: {exc.strerror or exc}"
+    return None
+
+
 def _demo(args):
     """Nadaraya-Watson regression with cross-validated bandwidths and attention regression
     with learned scores (rbf, scaled_dot, additive), next to k-NN and ridge regression, on
     scikit-learn's diabetes data and make_friedman1, then a figure of the
     noisy-sine toy problem (fits of several kernels and a heatmap of attention weights)."""
-    if not args.no_plot and not _have_matplotlib():
-        print("nwattn demo: the figure needs matplotlib, which is not installed.\n"
-              "Install it with `pip install \"nwattn[demo]\"` (or `pip install matplotlib`), "
-              "or run `python -m nwattn demo --no-plot` for the table alone.", file=sys.stderr)
-        return 2
-    if not args.no_plot and not os.path.isdir(args.output):
-        print(f"nwattn demo: output directory {args.output!r} does not exist", file=sys.stderr)
-        return 2
+    if not args.no_plot:
+        if not _have_matplotlib():
+            print("nwattn demo: the figure needs matplotlib, which is not installed.\n"
+                  "Install it with `pip install \"nwattn[demo]\"` (or `pip install matplotlib`), "
+                  "or run `python -m nwattn demo --no-plot` for the table alone.",
+                  file=sys.stderr)
+            return 2
+        problem = _check_output_dir(args.output)
+        if problem is not None:
+            return _error(problem)
+    steps = 2 if args.no_plot else 3
+    _step(COMPILE_NOTICE + "\n")
     t0 = time.perf_counter()
-    _benchmark_table(args.seed)
+    _benchmark_table(args.seed, steps)
     if not args.no_plot:
         _toy_figure(args.seed, os.path.join(args.output, FIGURE_NAME))
     print(f"demo finished in {time.perf_counter() - t0:.1f} s "
@@ -166,15 +221,61 @@ def _demo(args):
     return 0
 
 
+def _seed(text):
+    """argparse type of ``--seed``: an integer in [0, MAX_SEED]."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer from 0 to {MAX_SEED}, got {text!r}")
+    return value
+
+
 def main(argv=None):
-    """Entry point of ``python -m nwattn`` and the ``nwattn`` script."""
+    """Entry point of ``python -m nwattn`` and the ``nwattn`` script.
+
+    The only command, ``demo``, runs the demonstration (``--help`` lists
+    its options). Its arguments and output directory are checked before any
+    work starts.
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        The arguments, without the program name; ``None`` reads
+        ``sys.argv``.
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 2 when the demo cannot run (matplotlib
+        missing for the figure, an output directory that cannot be written).
+        Malformed arguments end in :class:`SystemExit` with status 2, as
+        :mod:`argparse` does, after a one-line message on stderr.
+
+    Examples
+    --------
+    >>> import contextlib, io
+    >>> from nwattn.__main__ import main
+    >>> err = io.StringIO()
+    >>> with contextlib.redirect_stderr(err):
+    ...     try:
+    ...         main(["demo", "--seed", "-1"])
+    ...     except SystemExit as stop:
+    ...         print("exit status", stop.code)
+    exit status 2
+    >>> print(err.getvalue().splitlines()[-1])
+    nwattn demo: error: argument --seed: must be an integer from 0 to 4294967295, got '-1'
+    """
     parser = argparse.ArgumentParser(prog="nwattn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the demonstration", description=_demo.__doc__)
     demo.add_argument("-o", "--output", default=".", metavar="DIR",
                       help=f"directory in which to write {FIGURE_NAME} (default: current)")
     demo.add_argument("--no-plot", action="store_true", help="print the table only")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    demo.add_argument("--seed", type=_seed, default=0,
+                      help=f"random seed, an integer from 0 to {MAX_SEED} (default: 0)")
     demo.set_defaults(func=_demo)
     args = parser.parse_args(argv)
     return args.func(args)
