@@ -77,6 +77,74 @@ def check_numeric_kind(X, name):
     return X
 
 
+_NUMERIC_KINDS = frozenset("biuf")
+
+
+def _dtypes_of(X):
+    """NumPy kinds of ``X``'s columns when they can be read without converting it, else None."""
+    dtypes = getattr(X, "dtypes", None)  # pandas DataFrame: one dtype per column
+    if dtypes is None or hasattr(dtypes, "kind"):  # (a Series has one, as its dtypes)
+        dtypes = [getattr(X, "dtype", None) if dtypes is None else dtypes]
+    try:
+        kinds = [getattr(dt, "kind", None) for dt in dtypes]
+    except TypeError:
+        return None
+    return None if any(not isinstance(k, str) for k in kinds) else kinds
+
+
+def check_estimator_input(X, name):
+    """Reject non-numeric input to an estimator with an error naming ``name``.
+
+    scikit-learn's own checks let string arrays through to NumPy (a ufunc
+    error that names no parameter) and do not say which argument was
+    wrong. Nothing is converted or returned: ``X`` goes on to the
+    estimator's validation as it is, so pandas column names are kept.
+
+    Parameters
+    ----------
+    X : array_like or None
+        The input; None, Dask arrays and GPU arrays are left to their own
+        paths.
+    name : str
+        Parameter name for messages.
+
+    Raises
+    ------
+    TypeError
+        For strings or bytes, and objects that are not numbers (the type of
+        NumPy's own conversion error, as scikit-learn's checks expect).
+    ValueError
+        For complex input (``"Complex data not supported"``, as
+        scikit-learn words it), and objects that do not convert to float.
+
+    Examples
+    --------
+    >>> from nwattn._validation import check_estimator_input
+    >>> check_estimator_input(["a", "b"], "y")
+    Traceback (most recent call last):
+    ...
+    TypeError: y must be numeric, got an array of dtype <U1
+    """
+    if X is None or is_dask_array(X) or is_device_array(X):
+        return
+    if isinstance(X, (str, bytes)):
+        raise TypeError(f"{name} must be an array of numbers, got a string")
+    kinds = _dtypes_of(X)
+    if kinds is not None and _NUMERIC_KINDS.issuperset(kinds):
+        return
+    arr = _native(X, name)
+    kind = arr.dtype.kind
+    if kind == "c":
+        raise ValueError(f"Complex data not supported: {name} must be real-valued")
+    if kind in "USVMm":
+        raise TypeError(f"{name} must be numeric, got an array of dtype {arr.dtype}")
+    if kind == "O":
+        try:
+            np.asarray(arr, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{name} must be numeric: {exc}") from None
+
+
 def _check_finite(X, name):
     """Raise ``ValueError`` naming ``name`` when ``X`` has a NaN or an infinity."""
     # One pass over the data in the common case: the sum is finite exactly

@@ -100,3 +100,49 @@ def test_torch_tensors_in_the_low_level_api(data):
                                torch.tensor(K, dtype=torch.float32),
                                torch.tensor(V, dtype=torch.float32))
     assert got32.dtype == np.float32
+
+
+# -- non-numeric input names its parameter ---------------------------------------------
+
+_STRING_TARGETS = [
+    pytest.param(np.array(["a", "b"] * 10), id="str-array"),
+    pytest.param(["1.5", "2"] * 10, id="numeric-strings"),
+    pytest.param(np.array(["a", "b"] * 10, dtype=object), id="object-strings"),
+]
+
+
+@pytest.mark.parametrize("y", _STRING_TARGETS)
+@pytest.mark.parametrize("fit", [
+    pytest.param(lambda X, y: NadarayaWatsonRegressor(bandwidth=1.0).fit(X, y), id="NW"),
+    pytest.param(lambda X, y: AttentionRegressor(max_iter=1).fit(X, y), id="Attention"),
+    pytest.param(lambda X, y: bw.loo_cv_score(X, y), id="loo_cv_score"),
+    pytest.param(lambda X, y: bw.select_bandwidth(X, y), id="select_bandwidth"),
+])
+def test_string_targets_are_refused_naming_y(rng, fit, y):
+    X = rng.normal(size=(20, 2))
+    with pytest.raises((TypeError, ValueError), match=r"^y must be numeric"):
+        fit(X, y)
+
+
+@pytest.mark.parametrize("Estimator", [NadarayaWatsonRegressor, AttentionRegressor])
+def test_estimators_name_non_numeric_features_and_weights(rng, Estimator):
+    X, y = rng.normal(size=(20, 2)), rng.normal(size=20)
+    est = Estimator(max_iter=1) if Estimator is AttentionRegressor else Estimator(bandwidth=1.0)
+    with pytest.raises(TypeError, match=r"^X must be numeric"):
+        est.fit(X.astype(str), y)
+    with pytest.raises(ValueError, match="Complex data not supported: X"):
+        est.fit(X + 1j, y)
+    with pytest.raises(TypeError, match=r"^sample_weight must be numeric"):
+        est.fit(X, y, sample_weight=np.array(["1"] * 20))
+    est.fit(X, y)
+    with pytest.raises(TypeError, match=r"^X must be numeric"):
+        est.predict(np.array([["a", "b"]]))
+
+
+@pytest.mark.parametrize("rule", ["scott", "silverman"])
+def test_rules_name_non_numeric_input(rng, rule):
+    X = rng.normal(size=(20, 2))
+    with pytest.raises(TypeError, match=r"^X must be numeric"):
+        getattr(bw, rule)(X.astype(str))
+    with pytest.raises(TypeError, match=r"^sample_weight must be numeric"):
+        getattr(bw, rule)(X, sample_weight=["a"] * 20)

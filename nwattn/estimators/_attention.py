@@ -16,6 +16,7 @@ from .. import ops
 from .._cpu import learned
 from .._device import resolve_device
 from .._parallel import serial_blas, threads
+from .._validation import check_estimator_input
 
 __all__ = ["AttentionRegressor"]
 
@@ -316,6 +317,8 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
         """
         self._validate_params()
         resolve_device(self.device)
+        for value, name in ((X, "X"), (y, "y"), (sample_weight, "sample_weight")):
+            check_estimator_input(value, name)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
                              dtype=[np.float64, np.float32], ensure_min_samples=2)
         sw = _check_sample_weight(sample_weight, X, dtype=np.float64,
@@ -398,6 +401,7 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
     def _check_query(self, X):
         check_is_fitted(self)
         resolve_device(self.device)
+        check_estimator_input(X, "X")
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return np.asarray(X, dtype=np.float64)
 
