@@ -296,6 +296,38 @@ def check_key_weight(key_weight, n_keys, dtype, *, name="key_weight"):
     return w.astype(dtype)
 
 
+def unit_weights(w):
+    """Weights divided by their largest, so that only their ratios remain.
+
+    Weighted means, variances and the effective sample size
+    ``(sum w)**2 / sum w**2`` do not depend on the scale of the weights, but
+    their sums overflow from about 1e154 (squares) or 1e308, and underflow
+    below 1e-154; after the division the largest weight is 1 and the sums
+    stay between 1 and ``n``.
+
+    Parameters
+    ----------
+    w : ndarray of shape (n,) or None
+        Non-negative weights with at least one positive entry.
+
+    Returns
+    -------
+    ndarray of shape (n,) or None
+        ``w / w.max()`` in float64, or None when ``w`` is None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn._validation import unit_weights
+    >>> unit_weights(np.array([1e300, 4e300]))
+    array([0.25, 1.  ])
+    """
+    if w is None:
+        return None
+    w = np.asarray(w, dtype=np.float64)
+    return w / w.max()
+
+
 def common_float_dtype(*arrays):
     """float32 when every array is float32, otherwise float64."""
     if all(a.dtype == np.float32 for a in arrays):

@@ -146,3 +146,72 @@ def test_rules_name_non_numeric_input(rng, rule):
         getattr(bw, rule)(X.astype(str))
     with pytest.raises(TypeError, match=r"^sample_weight must be numeric"):
         getattr(bw, rule)(X, sample_weight=["a"] * 20)
+
+
+# -- sample weights matter by their ratios only -----------------------------------------
+
+_SCALES = [1e160, 1e-170, 1e307, 1e-300]
+
+
+@pytest.mark.parametrize("scale", _SCALES)
+@pytest.mark.parametrize("rule", ["scott", "silverman"])
+def test_rules_of_thumb_ignore_the_scale_of_the_weights(rng, rule, scale):
+    X = rng.normal(size=(40, 3)) * [1.0, 10.0, 0.1]
+    w = rng.uniform(0.5, 2.0, size=40)
+    got = getattr(bw, rule)(X, sample_weight=w * scale)
+    assert np.all(np.isfinite(got))
+    assert naive.relative_error(got, naive.rule_of_thumb(X, rule, w)) < 1e-12
+
+
+@pytest.mark.parametrize("scale", _SCALES)
+def test_nadaraya_watson_rule_bandwidth_ignores_the_scale_of_the_weights(rng, scale):
+    X, y = rng.normal(size=(40, 2)), rng.normal(size=40)
+    w = rng.uniform(0.5, 2.0, size=40)
+    ref = NadarayaWatsonRegressor(bandwidth="scott").fit(X, y, sample_weight=w)
+    got = NadarayaWatsonRegressor(bandwidth="scott").fit(X, y, sample_weight=w * scale)
+    np.testing.assert_allclose(got.bandwidth_, ref.bandwidth_, rtol=1e-12)
+    np.testing.assert_allclose(got.y_mean_, np.average(y, weights=w), rtol=1e-12)
+    np.testing.assert_allclose(got.predict(X[:5]), ref.predict(X[:5]), rtol=1e-10)
+
+
+@pytest.mark.parametrize("scale", [1e307, 1e-300])
+def test_loo_score_ignores_the_scale_of_the_weights(rng, scale):
+    X, y = rng.normal(size=(25, 2)), rng.normal(size=25)
+    w = rng.uniform(0.5, 2.0, size=25)
+    ref = naive.loo_cv(X, y, "gaussian", 0.6, w)
+    assert bw.loo_cv_score(X, y, "gaussian", 0.6, sample_weight=w * scale) == \
+        pytest.approx(ref, rel=1e-10)
+
+
+def test_nadaraya_watson_cv_fit_with_huge_weights(rng):
+    X = rng.uniform(-2, 2, size=(40, 1))
+    y = np.sin(2 * X[:, 0]) + 0.1 * rng.normal(size=40)
+    w = rng.uniform(0.5, 2.0, size=40)
+    ref = NadarayaWatsonRegressor().fit(X, y, sample_weight=w)
+    got = NadarayaWatsonRegressor().fit(X, y, sample_weight=w * 1e307)
+    assert got.bandwidth_ == pytest.approx(ref.bandwidth_, rel=1e-6)
+    assert got.cv_score_ == pytest.approx(ref.cv_score_, rel=1e-6)
+
+
+def test_mean_fallback_spread_with_huge_weights(rng):
+    X, y = rng.normal(size=(30, 2)), rng.normal(size=30)
+    w = np.full(30, 1e307)
+    model = NadarayaWatsonRegressor("epanechnikov", 0.5, fallback="mean").fit(
+        X, y, sample_weight=w)
+    pred, std = model.predict([[50.0, 50.0]], return_std=True)
+    np.testing.assert_allclose(pred, [y.mean()], rtol=1e-12)
+    np.testing.assert_allclose(std, [y.std()], rtol=1e-12)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "the leave-one-out 'mean' fallback is (total - c_i y_i) / (wsum - c_i): when one "
+    "weight exceeds the sum of the others by more than 1 / eps, wsum - c_i rounds to 0 "
+    "and the score is NaN"))
+def test_loo_mean_fallback_with_one_dominant_weight():
+    X = np.arange(6.0)[:, None]
+    y = np.arange(6.0)
+    w = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1e17])
+    # h = 0.5: every point's neighbourhood is empty, every prediction is the
+    # weighted mean of the other targets.
+    got = bw.loo_cv_score(X, y, "epanechnikov", 0.5, sample_weight=w)
+    assert got == pytest.approx(naive.loo_cv(X, y, "epanechnikov", 0.5, w), rel=1e-9)

@@ -11,7 +11,7 @@ from .. import bandwidth as _bw
 from .._device import DEVICES
 from .._fallback import fill_empty, target_spread
 from .._parallel import threads
-from .._validation import check_bandwidth, check_estimator_input, is_dask_array
+from .._validation import check_bandwidth, check_estimator_input, is_dask_array, unit_weights
 from ..kernels import get_kernel, kernel_names
 
 __all__ = ["NadarayaWatsonRegressor"]
@@ -205,7 +205,8 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                                  ensure_non_negative=True)
         Y2 = y.reshape(y.shape[0], -1)
-        self.y_mean_ = np.average(Y2, axis=0, weights=sample_weight)
+        # Only the ratios of the weights matter; their raw sum can overflow.
+        self.y_mean_ = np.average(Y2, axis=0, weights=unit_weights(sample_weight))
         self.cv_score_ = None
         bw = self.bandwidth
         if isinstance(bw, str):
