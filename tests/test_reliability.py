@@ -9,6 +9,7 @@ computation on well-scaled input.
 
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 
 from nwattn import bandwidth as bw
 from nwattn import ops
@@ -215,3 +216,139 @@ def test_loo_mean_fallback_with_one_dominant_weight():
     # weighted mean of the other targets.
     got = bw.loo_cv_score(X, y, "epanechnikov", 0.5, sample_weight=w)
     assert got == pytest.approx(naive.loo_cv(X, y, "epanechnikov", 0.5, w), rel=1e-9)
+
+
+# -- AttentionRegressor: any units, any shape ---------------------------------------------
+
+_KERNELS = ["rbf", "scaled_dot", "additive"]
+
+
+def _attention(kernel, **kw):
+    params = dict(max_iter=6, random_state=0)
+    if kernel != "rbf":
+        params["n_components"] = 2
+    params.update(kw)
+    return AttentionRegressor(kernel, **params)
+
+
+@pytest.fixture
+def regression(rng):
+    X = rng.normal(size=(60, 3))
+    y = np.sin(2 * X[:, 0]) + 0.1 * rng.normal(size=60)
+    w = rng.uniform(0.5, 2.0, size=60)
+    return X, y, w
+
+
+@pytest.mark.parametrize("kernel", _KERNELS)
+@pytest.mark.parametrize("x_scale", [1e-4, 1e5, 1e200])
+def test_attention_fit_does_not_depend_on_the_units_of_X(regression, kernel, x_scale):
+    X, y, w = regression
+    ref = _attention(kernel).fit(X, y, sample_weight=w)
+    got = _attention(kernel).fit(X * x_scale, y, sample_weight=w)
+    assert ref.n_iter_ == got.n_iter_ > 0
+    np.testing.assert_allclose(got.loss_curve_, ref.loss_curve_, rtol=1e-7)
+    np.testing.assert_allclose(got.W_key_ * x_scale, ref.W_key_, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(got.predict(X[:7] * x_scale), ref.predict(X[:7]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("kernel", _KERNELS)
+@pytest.mark.parametrize("y_scale", [1e200, 1e-300])
+def test_attention_fit_does_not_depend_on_the_units_of_y(regression, kernel, y_scale):
+    X, y, w = regression
+    ref = _attention(kernel).fit(X, y, sample_weight=w)
+    got = _attention(kernel).fit(X, y * y_scale, sample_weight=w)
+    assert ref.n_iter_ == got.n_iter_ > 0
+    np.testing.assert_allclose(got.loss_curve_, ref.loss_curve_, rtol=1e-7)
+    np.testing.assert_allclose(got.predict(X[:7]), ref.predict(X[:7]) * y_scale, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kernel", _KERNELS)
+@pytest.mark.parametrize("w_scale", [1e307, 1e-300])
+def test_attention_fit_does_not_depend_on_the_scale_of_the_weights(regression, kernel, w_scale):
+    X, y, w = regression
+    ref = _attention(kernel).fit(X, y, sample_weight=w)
+    got = _attention(kernel).fit(X, y, sample_weight=w * w_scale)
+    assert ref.n_iter_ == got.n_iter_ > 0
+    np.testing.assert_allclose(got.loss_curve_, ref.loss_curve_, rtol=1e-7)
+    np.testing.assert_allclose(got.predict(X[:7]), ref.predict(X[:7]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("kernel", _KERNELS)
+def test_attention_fits_wide_data(rng, kernel):
+    # Fewer samples than features: the default n_components follows the
+    # number of directions the data span.
+    X, y = rng.normal(size=(6, 10)), rng.normal(size=6)
+    reg = AttentionRegressor(kernel, max_iter=3, random_state=0).fit(X, y)
+    assert reg.W_key_.shape == (5, 10)
+    assert np.all(np.isfinite(reg.predict(rng.normal(size=(3, 10)))))
+
+
+def test_attention_rbf_more_components_than_samples(rng):
+    X, y = rng.normal(size=(6, 10)), rng.normal(size=6)
+    reg = AttentionRegressor(n_components=8, max_iter=3).fit(X, y)
+    assert reg.components_.shape == (8, 10)
+    # The principal axes of the data come first; the rows beyond start at
+    # zero, where the distances do not see them.
+    pred = reg.predict(X)
+    Z = X @ reg.components_.T
+    assert naive.relative_error(pred, naive.pool(Z, Z, y, "gaussian", 1.0)) < 1e-10
+
+
+def test_attention_default_components_are_capped(rng):
+    n, d = 20, 300
+    X, y = rng.normal(size=(n, d)), rng.normal(size=n)
+    reg = AttentionRegressor(max_iter=1).fit(X, y)
+    assert reg.components_.shape == (n - 1, d)
+    X, y = rng.normal(size=(120, 110)), rng.normal(size=120)
+    reg = AttentionRegressor("scaled_dot", max_iter=1, random_state=0).fit(X, y)
+    assert reg.W_query_.shape == (100, 110)
+
+
+@pytest.mark.parametrize("kernel", _KERNELS)
+def test_attention_constant_features(rng, kernel):
+    X = np.full((30, 2), 3.0)
+    y = rng.normal(size=30)
+    with pytest.warns(ConvergenceWarning, match="did not move"):
+        reg = AttentionRegressor(kernel, max_iter=5, random_state=0).fit(X, y)
+    assert np.all(np.abs(reg.W_key_) < 1e3)
+    # Every training point looks the same: the prediction is the mean.
+    np.testing.assert_allclose(reg.predict(X[:4]), np.full(4, y.mean()), rtol=1e-10)
+
+
+def test_attention_one_constant_feature_among_others(regression):
+    X, y, _ = regression
+    X = np.c_[X, np.full(len(X), 7.0)]
+    reg = AttentionRegressor(n_components=3, max_iter=6).fit(X, y)
+    ref = AttentionRegressor(n_components=3, max_iter=6).fit(X[:, :3], y)
+    np.testing.assert_allclose(reg.loss_curve_, ref.loss_curve_, rtol=1e-8)
+    np.testing.assert_allclose(reg.components_[:, 3], 0.0, atol=1e-12)
+    np.testing.assert_allclose(reg.predict(X[:5]), ref.predict(X[:5, :3]), rtol=1e-8)
+
+
+def test_attention_init_whose_scores_overflow_is_refused(regression):
+    X, y, _ = regression
+    A = np.eye(3) * 1e200
+    with pytest.raises(ValueError, match="init"):
+        AttentionRegressor(init=A, max_iter=3).fit(X, y)
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "scaled_dot"])
+def test_attention_objective_is_infinite_where_scores_overflow(rng, kernel):
+    # Overflowing scores leave queries without a key; the compiled kernels
+    # drop them from the sum, which must not read as a perfect fit. (The
+    # additive score is bounded by the norm of w_score.)
+    n, d, r = 12, 2, 2
+    X, Y = rng.normal(size=(n, d)), rng.normal(size=(n, 1))
+    est = AttentionRegressor(kernel)
+    fun = est._objective(X, Y, np.zeros(n), np.full(n, 1.0 / n), n, r)
+    loss, grad = fun(np.full(r * d * (1 if kernel == "rbf" else 2), 1e200))
+    assert loss == np.inf
+    assert np.all(grad == 0)
+
+
+def test_attention_warns_when_it_does_not_move(regression):
+    X, y, _ = regression
+    # Dot-product scores of features far from the origin barely vary.
+    with pytest.warns(ConvergenceWarning, match="did not move"):
+        AttentionRegressor("scaled_dot", n_components=2, max_iter=5, random_state=0).fit(
+            X + 1e9, y)
