@@ -352,3 +352,15 @@ def test_attention_warns_when_it_does_not_move(regression):
     with pytest.warns(ConvergenceWarning, match="did not move"):
         AttentionRegressor("scaled_dot", n_components=2, max_iter=5, random_state=0).fit(
             X + 1e9, y)
+
+
+def test_attention_refit_removes_the_previous_kernels_attributes(regression):
+    X, y, _ = regression
+    reg = AttentionRegressor(max_iter=2, random_state=0).fit(X, y)
+    assert hasattr(reg, "components_")
+    reg.set_params(kernel="additive", n_components=2).fit(X, y)
+    assert not hasattr(reg, "components_")
+    assert reg.w_score_.shape == (2,)
+    reg.set_params(kernel="rbf").fit(X, y)
+    assert not hasattr(reg, "w_score_")
+    assert reg.components_.shape == (2, 3)

@@ -426,7 +426,8 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
         Returns
         -------
         self : AttentionRegressor
-            The fitted estimator.
+            The fitted estimator. Attributes of an earlier fit (with another
+            kernel, say) are removed first.
 
         Raises
         ------
@@ -444,6 +445,10 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
         resolve_device(self.device)
         for value, name in ((X, "X"), (y, "y"), (sample_weight, "sample_weight")):
             check_estimator_input(value, name)
+        # A refit must not leave attributes of another kernel behind
+        # (components_ after "rbf", w_score_ after "additive").
+        for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
+            delattr(self, attr)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
                              dtype=[np.float64, np.float32], ensure_min_samples=2)
         sw = _check_sample_weight(sample_weight, X, dtype=np.float64,
