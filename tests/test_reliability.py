@@ -364,3 +364,25 @@ def test_attention_refit_removes_the_previous_kernels_attributes(regression):
     reg.set_params(kernel="rbf").fit(X, y)
     assert not hasattr(reg, "w_score_")
     assert reg.components_.shape == (2, 3)
+
+
+def test_attention_set_output_pandas_in_a_pipeline(regression):
+    pd = pytest.importorskip("pandas")
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y, _ = regression
+    frame = pd.DataFrame(X, columns=["a", "b", "c"], index=np.arange(100, 160))
+    pipe = make_pipeline(StandardScaler(), AttentionRegressor(max_iter=3), Ridge())
+    pipe.set_output(transform="pandas").fit(frame, y)
+    Z = pipe[:-1].transform(frame)
+    assert isinstance(Z, pd.DataFrame)
+    assert list(Z.columns) == [f"attentionregressor{i}" for i in range(3)]
+    np.testing.assert_array_equal(Z.index, frame.index)
+    reg = pipe[1]
+    np.testing.assert_allclose(Z.to_numpy(), pipe[0].transform(frame).to_numpy()
+                               @ reg.components_.T)
+    assert np.all(np.isfinite(pipe.predict(frame)))
+    # The other scores have no transform, and so nothing to configure.
+    assert not hasattr(AttentionRegressor("additive"), "set_output")

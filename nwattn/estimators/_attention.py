@@ -6,10 +6,11 @@ from numbers import Integral, Real
 
 import numpy as np
 from scipy.optimize import minimize
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils import TransformerTags
+from sklearn.utils._set_output import _wrap_data_with_container
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
@@ -706,10 +707,74 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        Z : ndarray of shape (n_samples, n_components)
+        Z : ndarray or DataFrame of shape (n_samples, n_components)
+            A DataFrame after ``set_output(transform="pandas")``, with the
+            columns of :meth:`get_feature_names_out`.
         """
+        original = X
         X = self._check_query(X)
-        return X @ self.components_.T
+        return _wrap_data_with_container("transform", X @ self.components_.T, original, self)
+
+    # scikit-learn's output containers (set_output): transform and
+    # fit_transform exist for "rbf" only, so the wrapping is done in
+    # transform itself instead of by scikit-learn's mixin, which would
+    # replace the methods and make them appear for every kernel.
+    _sklearn_auto_wrap_output_keys = {"transform"}
+
+    @available_if(_is_rbf)
+    def set_output(self, *, transform=None):
+        """Choose the output container of the embedding (``kernel="rbf"`` only).
+
+        It applies to :meth:`transform` and :meth:`fit_transform`.
+
+        Parameters
+        ----------
+        transform : {"default", "pandas", "polars"}, default=None
+            ``"default"``: NumPy arrays; ``"pandas"`` or ``"polars"``: data
+            frames; ``None`` keeps the current choice.
+
+        Returns
+        -------
+        self : AttentionRegressor
+            The estimator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from nwattn.estimators import AttentionRegressor
+        >>> X = np.random.default_rng(0).normal(size=(30, 2))
+        >>> reg = AttentionRegressor(max_iter=2).set_output(transform="pandas")
+        >>> list(reg.fit_transform(X, X[:, 0]).columns)
+        ['attentionregressor0', 'attentionregressor1']
+        """
+        if transform is None:
+            return self
+        if not hasattr(self, "_sklearn_output_config"):
+            self._sklearn_output_config = {}
+        self._sklearn_output_config["transform"] = transform
+        return self
+
+    @available_if(_is_rbf)
+    def get_feature_names_out(self, input_features=None):
+        """Names of the columns of :meth:`transform` (``kernel="rbf"`` only).
+
+        Parameters
+        ----------
+        input_features : array_like of str or None, default=None
+            Only checked against the names seen in :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of str objects
+            ``"attentionregressor0"``, ``"attentionregressor1"``, ... one per
+            component.
+        """
+        return ClassNamePrefixFeaturesOutMixin.get_feature_names_out(self, input_features)
+
+    @property
+    def _n_features_out(self):
+        # Read by get_feature_names_out; missing (AttributeError) before fit.
+        return self.components_.shape[0]
 
 
 def demo_rows(X_train, y_train, X_test, y_test, *, kernels=("rbf", "scaled_dot", "additive"),
