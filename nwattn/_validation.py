@@ -1,9 +1,10 @@
 """Input validation shared by the low-level API and the estimators.
 
-NumPy alone does the work, so that ``import nwattn.ops`` stays light (no
-scikit-learn, no SciPy). Every message names the parameter it is about;
-complex, string and object input that is not numeric is a
-:class:`TypeError`, everything else a :class:`ValueError`.
+NumPy alone does the work: this module imports neither scikit-learn nor
+SciPy, so that ``import nwattn.ops`` stays light. Every message names the
+parameter it is about; complex, string, sparse and object input that is
+not numeric is a :class:`TypeError`, everything else a
+:class:`ValueError`.
 
 Any object NumPy can convert is accepted (lists, pandas objects, PyTorch CPU
 tensors, anything with ``__array__``); arrays that live on a GPU
