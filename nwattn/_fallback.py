@@ -8,14 +8,27 @@ import warnings
 
 import numpy as np
 
+from ._validation import unit_weights
 from .exceptions import EmptyNeighborhoodWarning
 
 FALLBACKS = ("nan", "mean", "nearest")
 
 
 def target_spread(Y2, mean, weights):
-    """Weighted standard deviation of the targets around ``mean``, per output."""
-    return np.sqrt(np.average((Y2 - mean) ** 2, axis=0, weights=weights))
+    """Weighted standard deviation of the targets around ``mean``, per output.
+
+    The weights are divided by their largest first: the result depends on
+    their ratios only, and their raw sum overflows for weights near 1e308.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn._fallback import target_spread
+    >>> Y2 = np.array([[0.0], [2.0]])
+    >>> target_spread(Y2, np.array([1.0]), np.array([1e308, 1e308]))
+    array([1.])
+    """
+    return np.sqrt(np.average((Y2 - mean) ** 2, axis=0, weights=unit_weights(weights)))
 
 
 def fill_empty(pred, std, empty, fallback, *, mean, spread, nearest, stacklevel=2):

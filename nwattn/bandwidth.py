@@ -63,10 +63,17 @@ _SERIAL_WORK = 20_000_000
 
 
 def _check_weights(sample_weight, n):
+    """Validated weights divided by their largest, or None.
+
+    Every use of the weights here (weighted moments, the effective sample
+    size, the cross-validation score) depends on their ratios only; scaled
+    to a largest weight of 1 their sums and squares neither overflow nor
+    underflow.
+    """
     if sample_weight is None:
         return None
     w = _v.check_key_weight(sample_weight, n, np.float64, name="sample_weight")
-    return w
+    return _v.unit_weights(w)
 
 
 def _spread(X, w):

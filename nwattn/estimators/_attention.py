@@ -1,13 +1,16 @@
 """Attention pooling with a learned score, as a scikit-learn regressor."""
 
 import time
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
 from scipy.optimize import minimize
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils import TransformerTags
+from sklearn.utils._set_output import _wrap_data_with_container
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
@@ -16,8 +19,80 @@ from .. import ops
 from ..objective import LEARNED_KINDS as _KINDS, loo_loss_grad
 from .._device import resolve_device
 from .._parallel import serial_blas, threads
+from .._validation import check_estimator_input, unit_weights
 
 __all__ = ["AttentionRegressor"]
+
+#: ``n_components=None`` means at most this many components. The parameters
+#: (and L-BFGS-B's memory of about 25 copies of them) grow as
+#: ``n_components * n_features``; with ``n_components = n_features`` that is
+#: quadratic in the number of features (9 GB for 5000 of them).
+MAX_DEFAULT_COMPONENTS = 100
+
+
+def _default_components(n_samples, n_features):
+    """``n_components`` when it is None: ``min(n_features, n_samples - 1, 100)``, at least 1.
+
+    The centred training inputs span at most ``n_samples - 1`` directions;
+    components beyond those see no variation of the data and get no
+    gradient.
+    """
+    return max(1, min(n_features, n_samples - 1, MAX_DEFAULT_COMPONENTS))
+
+
+def _feature_scaling(X, w, center):
+    """Offset and scale of each feature, and ``X`` standardised with them.
+
+    ``center=True`` subtracts the weighted mean and divides by the weighted
+    standard deviation; ``center=False`` divides by the weighted root mean
+    square, leaving the origin where it is (the dot-product scores are not
+    invariant to a shift of the inputs, their scale is). A constant
+    feature (spread at the level of the rounding errors of its mean) keeps
+    scale 1. Each column is first divided by its largest magnitude, so
+    that no square or sum overflows or underflows, whatever the units.
+
+    Returns
+    -------
+    Xs : ndarray of shape (n_samples, n_features)
+        ``(X - offset) / scale``.
+    offset, scale : ndarray of shape (n_features,)
+    """
+    n = X.shape[0]
+    top = np.max(np.abs(X), axis=0)
+    top[top == 0] = 1.0
+    Xn = X / top
+    if center:
+        mean_n = np.average(Xn, axis=0, weights=w)
+        Xn = Xn - mean_n
+    else:
+        mean_n = np.zeros(X.shape[1])
+    spread_n = np.sqrt(np.average(Xn * Xn, axis=0, weights=w))
+    eps = np.finfo(np.float64).eps
+    constant = spread_n <= n * eps * np.maximum(np.abs(mean_n), eps)
+    spread_n[constant] = 1.0
+    Xs = Xn / spread_n
+    scale = top * spread_n
+    # A constant feature is zero in Xs (its rounding noise dropped; without
+    # centring only an all-zero feature counts as constant) and has scale 1,
+    # so that its parameters convert back unchanged.
+    Xs[:, constant] = 0.0
+    scale[constant] = 1.0
+    return Xs, top * mean_n, scale
+
+
+def _target_scaling(Y, w):
+    """Weighted mean and standard deviation of each output, without overflow or underflow.
+
+    A constant output gets spread 1.
+    """
+    top = np.max(np.abs(Y), axis=0)
+    top[top == 0] = 1.0
+    Yn = Y / top
+    mean_n = np.average(Yn, axis=0, weights=w)
+    spread_n = np.sqrt(np.average((Yn - mean_n) ** 2, axis=0, weights=w))
+    spread = top * spread_n
+    spread[~(spread > 0) | ~np.isfinite(spread)] = 1.0
+    return top * mean_n, spread
 
 
 def _is_rbf(estimator):
@@ -37,9 +112,19 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
     ``L = sum_i u_i ||f_{-i}(x_i) - y_i||^2 / (p sum_i u_i) + alpha ||theta||^2``
 
     where ``f_{-i}`` pools over every training point but ``i``, ``u_i`` are
-    the sample weights and ``p`` the number of outputs. The targets are
-    standardised for training (pooling is equivariant to that), so ``tol``
-    and ``alpha`` do not depend on their units.
+    the sample weights and ``p`` the number of outputs.
+
+    Training is independent of the units of the data. The targets are
+    standardised (pooling is equivariant to that); the features are divided
+    by their weighted standard deviation (``"rbf"``, also centred) or root
+    mean square (``"scaled_dot"``, ``"additive"``), and the parameters
+    converted back to the units of ``X`` afterwards; only the ratios of the
+    sample weights count. So the start, ``tol`` and ``alpha`` mean the same
+    whatever the units. The dot-product scores are not invariant to a shift
+    of the features, though: centre features far from zero (a
+    :class:`~sklearn.preprocessing.StandardScaler` in a pipeline) before
+    using them. A :class:`~sklearn.exceptions.ConvergenceWarning` says when
+    L-BFGS-B did not move from its start or met scores that overflow.
 
     The objective and its analytic gradient are computed by compiled kernels
     that recompute the attention weights tile by tile and never store the
@@ -58,10 +143,15 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
         - ``"scaled_dot"``: ``(W_q q) . (W_k k) / sqrt(r)`` [2]_.
         - ``"additive"``: ``w_v . tanh(W_q q + W_k k)`` [3]_.
     n_components : int, default=None
-        Dimension ``r`` of the learned projections; ``None`` means
-        ``n_features``. For ``"rbf"`` it may not exceed ``n_features``.
+        Dimension ``r`` of the learned projections. ``None`` means
+        ``min(n_features, n_samples - 1, 100)``: the centred training inputs
+        span at most ``n_samples - 1`` directions, and the cap of 100 keeps
+        the number of parameters (``r * n_features`` per projection, held
+        about 25 times by L-BFGS-B) linear in the number of features. For
+        ``"rbf"`` it may not exceed ``n_features``.
     alpha : float, default=0.0
-        L2 penalty on the score's parameters.
+        L2 penalty on the score's parameters, taken for the standardised
+        features (so it does not depend on their units).
     max_iter : int, default=100
         Maximum number of L-BFGS-B iterations.
     tol : float, default=1e-5
@@ -69,13 +159,16 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
         on the projected gradient).
     init : {"auto", "random"}, ndarray or dict, default="auto"
         Initial parameters. ``"auto"``: for ``"rbf"``, the principal axes of
-        the training inputs scaled so that unit bandwidth in the embedding is
-        Scott's rule of thumb; for the other scores, ``"random"``: Gaussian
-        entries of variance ``1 / n_features`` divided by each feature's
-        standard deviation. An ndarray of shape ``(n_components,
-        n_features)`` is the initial ``A`` of ``"rbf"``; a dict with keys
-        ``"W_query"``, ``"W_key"`` (and ``"w_score"`` for ``"additive"``)
-        gives the other scores' parameters.
+        the standardised training inputs scaled so that unit bandwidth in
+        the embedding is Scott's rule of thumb (rows beyond the number of
+        directions the data span start at zero); for the other scores,
+        ``"random"``: Gaussian entries of variance ``1 / n_features``
+        divided by each feature's scale (see above). An ndarray of shape
+        ``(n_components, n_features)`` is the initial ``A`` of ``"rbf"``; a
+        dict with keys ``"W_query"``, ``"W_key"`` (and ``"w_score"`` for
+        ``"additive"``) gives the other scores' parameters; both in the
+        units of ``X``. Parameters whose scores overflow are refused with a
+        ``ValueError``.
     batch_size : int, default=None
         Number of training points used as queries in the objective; every
         training point stays a key. ``None`` uses all ``n``. With ``b <
@@ -117,7 +210,7 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
         Number of L-BFGS-B iterations run.
     loss_curve_ : list of float
         The objective after every iteration (the first entry is the initial
-        one).
+        one), for the standardised targets.
     X_fit_ : ndarray of shape (n_samples, n_features)
         The training inputs (the keys).
     y_fit_ : ndarray of shape (n_samples,) or (n_samples, n_outputs)
@@ -138,7 +231,7 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
     -----
     The gradient ``dL/ds_ij = alpha_ij (y_j - f_i) . dL/df_i`` is summed over
     keys for each query's parameters and over queries for each key's, in two
-    sweeps that each own their output rows; see :mod:`nwattn._cpu.learned`.
+    sweeps that each own their output rows; see :mod:`nwattn.objective`.
 
     References
     ----------
@@ -201,8 +294,13 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
 
     # -- fitting -----------------------------------------------------------------------
 
-    def _initial_params(self, X, r, rng):
-        d = X.shape[1]
+    def _initial_params(self, Xs, r, rng, scale):
+        """Initial parameters for the standardised inputs ``Xs = (X - offset) / scale``.
+
+        A user's ``init`` is in the units of ``X``: a projection ``W`` of
+        ``X`` is ``W * scale`` of ``Xs``.
+        """
+        d = Xs.shape[1]
         init = self.init
         names = ["W_query", "W_key"] + (["w_score"] if self.kernel == "additive" else [])
         if isinstance(init, dict):
@@ -220,7 +318,7 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
                 if arr.shape != shape or not np.all(np.isfinite(arr)):
                     raise ValueError(f"init[{name!r}] must be finite of shape {shape}, "
                                      f"got shape {arr.shape}")
-                parts.append(arr.ravel())
+                parts.append((arr if name == "w_score" else arr * scale).ravel())
             return np.concatenate(parts)
         if not isinstance(init, str):
             if self.kernel != "rbf":
@@ -230,17 +328,23 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
             if A.shape != (r, d) or not np.all(np.isfinite(A)):
                 raise ValueError(f"init must be a finite array of shape (n_components, "
                                  f"n_features) = {(r, d)}, got shape {A.shape}")
-            return A.ravel().copy()
-        std = X.std(axis=0)
-        std[std == 0] = 1.0
+            return (A * scale).ravel()
         if init == "auto" and self.kernel == "rbf":
-            Xc = X - X.mean(axis=0)
+            Xc = Xs - Xs.mean(axis=0)
             _, sv, Vt = np.linalg.svd(Xc, full_matrices=False)
-            var = sv[:r] ** 2 / max(1, X.shape[0] - 1)
-            spread = np.sqrt(max(var.mean(), np.finfo(np.float64).tiny))
-            h = spread * X.shape[0] ** (-1.0 / (r + 4))
-            return (Vt[:r] / h).ravel()
-        W = rng.normal(scale=1.0 / np.sqrt(d), size=(2, r, d)) / std
+            # With fewer samples than components the data span fewer
+            # directions than asked for: the remaining rows start at zero,
+            # where they add nothing to the distances.
+            A = np.zeros((r, d))
+            A[:min(r, Vt.shape[0])] = Vt[:r]
+            var = sv[:r] ** 2 / max(1, Xs.shape[0] - 1)
+            # Constant inputs have no spread: any bandwidth fits them.
+            spread = np.sqrt(var.mean()) if var.size and var.mean() > 0 else 1.0
+            h = spread * Xs.shape[0] ** (-1.0 / (r + 4))
+            return (A / h).ravel()
+        # The inputs are standardised: entries of variance 1 / d give scores
+        # of order 1 whatever the units.
+        W = rng.normal(scale=1.0 / np.sqrt(d), size=(2, r, d))
         if self.kernel == "rbf":
             return W[0].ravel()
         parts = [W[0].ravel(), W[1].ravel()]
@@ -261,20 +365,29 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
         """``theta -> (loss, gradient)`` for L-BFGS-B; ``X[:b]`` are the queries.
 
         ``backend`` (``"cpu"`` or ``"cuda"``) runs the compiled kernels.
+
+        Where the scores overflow, some query of positive weight has no key
+        left (its prediction is NaN) and the kernels leave it out of the
+        loss; the loss is then reported as ``inf``, not as the smaller sum
+        of the others, so that L-BFGS-B never takes such a point for
+        progress.
         """
         kind = _KINDS[self.kernel]
         d = X.shape[1]
         scale = 1.0 / np.sqrt(r)
         alpha = float(self.alpha)
         no_wv = np.zeros(r)
+        counted = qweight > 0
 
         def fun(theta):
             Wq, Wk, wv = self._unpack(theta, r, d)
             Pk = np.ascontiguousarray(X @ Wk.T)
             Pq = Pk[:b] if self.kernel == "rbf" else np.ascontiguousarray(X[:b] @ Wq.T)
-            loss, dPq, dPk, dwv, _ = loo_loss_grad(
+            loss, dPq, dPk, dwv, pred = loo_loss_grad(
                 kind, Pq, Pk, no_wv if wv is None else np.ascontiguousarray(wv), Y, logw,
                 qweight, scale, device=backend)
+            if not (np.isfinite(loss) and np.isfinite(pred[counted]).all()):
+                return np.inf, np.zeros_like(theta)
             if self.kernel == "rbf":
                 dPk[:b] += dPq
                 grad = (dPk.T @ X).ravel()
@@ -286,6 +399,8 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
             if alpha:
                 loss += alpha * float(theta @ theta)
                 grad = grad + 2.0 * alpha * theta
+            if not (np.isfinite(loss) and np.isfinite(grad).all()):
+                return np.inf, np.zeros_like(theta)
             return loss, grad
 
         return fun
@@ -306,10 +421,29 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
         Returns
         -------
         self : AttentionRegressor
-            The fitted estimator.
+            The fitted estimator. Attributes of an earlier fit (with another
+            kernel, say) are removed first.
+
+        Raises
+        ------
+        ValueError
+            For invalid data or parameters, and when the scores overflow at
+            the initial parameters (an ``init`` far too large for the data).
+
+        Warns
+        -----
+        sklearn.exceptions.ConvergenceWarning
+            When L-BFGS-B stops at the initial parameters (the score is then
+            untrained), or meets a non-finite loss on the way.
         """
         self._validate_params()
         resolve_device(self.device)
+        for value, name in ((X, "X"), (y, "y"), (sample_weight, "sample_weight")):
+            check_estimator_input(value, name)
+        # A refit must not leave attributes of another kernel behind
+        # (components_ after "rbf", w_score_ after "additive").
+        for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
+            delattr(self, attr)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
                              dtype=[np.float64, np.float32], ensure_min_samples=2)
         sw = _check_sample_weight(sample_weight, X, dtype=np.float64,
@@ -318,7 +452,8 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
             raise ValueError("sample_weight must have at least two positive entries: "
                              "leave-one-out needs another point to pool")
         n, d = X.shape
-        r = d if self.n_components is None else int(self.n_components)
+        r = (_default_components(n, d) if self.n_components is None
+             else int(self.n_components))
         if self.kernel == "rbf" and r > d:
             raise ValueError(f"n_components must be at most n_features ({d}) for "
                              f"kernel='rbf', got {r}")
@@ -326,22 +461,27 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
         Y = np.asarray(y, dtype=np.float64).reshape(n, -1)
         Xf = np.asarray(X, dtype=np.float64)
         keep = sw > 0
-        theta0 = self._initial_params(Xf[keep], r, rng)
+        # Only the ratios of the weights matter; scaled to a largest weight
+        # of 1 their sum can neither overflow nor underflow.
+        u = unit_weights(sw)
+        # Training runs on standardised inputs and targets, so that the
+        # start, the tolerances and alpha mean the same in any units; the
+        # parameters are converted back to the units of X at the end.
+        Xs, _, x_scale = _feature_scaling(Xf, u, center=self.kernel == "rbf")
+        theta0 = self._initial_params(Xs[keep], r, rng, x_scale)
 
         b = n
         order = np.arange(n)
         if self.batch_size is not None and self.batch_size < n:
             b = int(self.batch_size)
             order = rng.permutation(n)
-        Xo = np.ascontiguousarray(Xf[order])
-        center = np.average(Y[keep], axis=0, weights=sw[keep])
-        spread = Y[keep].std(axis=0)
-        spread[~(spread > 0)] = 1.0
+        Xo = np.ascontiguousarray(Xs[order])
+        center, spread = _target_scaling(Y, u)
         Yo = np.ascontiguousarray((Y[order] - center) / spread)
-        swo = sw[order]
+        uo = u[order]
         with np.errstate(divide="ignore"):
-            logw = np.log(swo)
-        qw = swo[:b]
+            logw = np.log(uo)
+        qw = uo[:b]
         total = qw.sum()
         if total <= 0:
             raise ValueError("the training points drawn as queries (batch_size) all have "
@@ -350,10 +490,11 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
 
         backend = resolve_device(self.device, n_pairs=b * n)
         objective = self._objective(Xo, Yo, logw, qweight, b, r, backend)
-        last = {}
+        last = {"non_finite": False}
 
         def fun(theta):
             last["loss"], grad = objective(theta)
+            last["non_finite"] |= not np.isfinite(last["loss"])
             return last["loss"], grad
 
         def callback(intermediate_result):
@@ -371,11 +512,21 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
         # Each evaluation interleaves small products (n x d by d x r) with
         # the parallel sweeps: see serial_blas for why BLAS gets one thread.
         with threads(self.n_jobs), serial_blas():
-            self.loss_curve_.append(fun(theta0)[0])
+            loss0 = fun(theta0)[0]
+            if not np.isfinite(loss0):
+                raise ValueError(
+                    f"the scores overflow at the initial parameters (init={self._init_repr()}): "
+                    "some training point has no other point left to pool; start from "
+                    "smaller parameters")
+            self.loss_curve_.append(loss0)
             res = minimize(fun, theta0, method="L-BFGS-B", jac=True, tol=self.tol,
                            callback=callback, options={"maxiter": int(self.max_iter)})
         self.n_iter_ = int(res.nit)
+        self._warn_if_stuck(res, theta0, last["non_finite"])
+        # Back to the units of X: a projection W of the standardised inputs
+        # is W / scale of X (for "rbf" the offset cancels in the distances).
         Wq, Wk, wv = self._unpack(res.x, r, d)
+        Wq, Wk = Wq / x_scale, Wk / x_scale
         if self.kernel == "rbf":
             self.components_ = Wq.copy()
         self.W_query_ = Wq.copy()
@@ -387,11 +538,34 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
         self.sample_weight_ = None if np.all(sw == sw[0]) else sw
         return self
 
+    def _init_repr(self):
+        return repr(self.init) if isinstance(self.init, str) else "the given parameters"
+
+    def _warn_if_stuck(self, res, theta0, non_finite):
+        """ConvergenceWarning when L-BFGS-B did not move or met a non-finite loss."""
+        if not np.isfinite(res.fun):
+            warnings.warn(f"the training loss is not finite ({res.fun}); the parameters are "
+                          "the initial ones", ConvergenceWarning, stacklevel=3)
+        elif np.array_equal(res.x, theta0):
+            why = ("a trial step made the scores overflow" if non_finite
+                   else f"L-BFGS-B: {res.message}")
+            warnings.warn(
+                "the optimisation did not move from its initial parameters "
+                f"({why}); the score is untrained. The initial point may already be "
+                "optimal (for instance when no feature varies), or tol is too large",
+                ConvergenceWarning, stacklevel=3)
+        elif non_finite:
+            warnings.warn(
+                "the training loss was not finite at some trial parameters (the scores "
+                "overflowed); the optimisation stopped at the last finite point, after "
+                f"{res.nit} iterations", ConvergenceWarning, stacklevel=3)
+
     # -- prediction --------------------------------------------------------------------
 
     def _check_query(self, X):
         check_is_fitted(self)
         resolve_device(self.device)
+        check_estimator_input(X, "X")
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return np.asarray(X, dtype=np.float64)
 
@@ -527,10 +701,74 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        Z : ndarray of shape (n_samples, n_components)
+        Z : ndarray or DataFrame of shape (n_samples, n_components)
+            A DataFrame after ``set_output(transform="pandas")``, with the
+            columns of :meth:`get_feature_names_out`.
         """
+        original = X
         X = self._check_query(X)
-        return X @ self.components_.T
+        return _wrap_data_with_container("transform", X @ self.components_.T, original, self)
+
+    # scikit-learn's output containers (set_output): transform and
+    # fit_transform exist for "rbf" only, so the wrapping is done in
+    # transform itself instead of by scikit-learn's mixin, which would
+    # replace the methods and make them appear for every kernel.
+    _sklearn_auto_wrap_output_keys = {"transform"}
+
+    @available_if(_is_rbf)
+    def set_output(self, *, transform=None):
+        """Choose the output container of the embedding (``kernel="rbf"`` only).
+
+        It applies to :meth:`transform` and :meth:`fit_transform`.
+
+        Parameters
+        ----------
+        transform : {"default", "pandas", "polars"}, default=None
+            ``"default"``: NumPy arrays; ``"pandas"`` or ``"polars"``: data
+            frames; ``None`` keeps the current choice.
+
+        Returns
+        -------
+        self : AttentionRegressor
+            The estimator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from nwattn.estimators import AttentionRegressor
+        >>> X = np.random.default_rng(0).normal(size=(30, 2))
+        >>> reg = AttentionRegressor(max_iter=2).set_output(transform="pandas")
+        >>> list(reg.fit_transform(X, X[:, 0]).columns)
+        ['attentionregressor0', 'attentionregressor1']
+        """
+        if transform is None:
+            return self
+        if not hasattr(self, "_sklearn_output_config"):
+            self._sklearn_output_config = {}
+        self._sklearn_output_config["transform"] = transform
+        return self
+
+    @available_if(_is_rbf)
+    def get_feature_names_out(self, input_features=None):
+        """Names of the columns of :meth:`transform` (``kernel="rbf"`` only).
+
+        Parameters
+        ----------
+        input_features : array_like of str or None, default=None
+            Only checked against the names seen in :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of str objects
+            ``"attentionregressor0"``, ``"attentionregressor1"``, ... one per
+            component.
+        """
+        return ClassNamePrefixFeaturesOutMixin.get_feature_names_out(self, input_features)
+
+    @property
+    def _n_features_out(self):
+        # Read by get_feature_names_out; missing (AttributeError) before fit.
+        return self.components_.shape[0]
 
 
 def demo_rows(X_train, y_train, X_test, y_test, *, kernels=("rbf", "scaled_dot", "additive"),

@@ -11,7 +11,7 @@ from .. import bandwidth as _bw
 from .._device import DEVICES
 from .._fallback import fill_empty, target_spread
 from .._parallel import threads
-from .._validation import check_bandwidth, is_dask_array
+from .._validation import check_bandwidth, check_estimator_input, is_dask_array, unit_weights
 from ..kernels import get_kernel, kernel_names
 
 __all__ = ["NadarayaWatsonRegressor"]
@@ -196,6 +196,8 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             from ..dask import _nw_fit
 
             return _nw_fit(self, X, y, sample_weight)
+        for value, name in ((X, "X"), (y, "y"), (sample_weight, "sample_weight")):
+            check_estimator_input(value, name)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
                              dtype=[np.float64, np.float32])
         kern = get_kernel(self.kernel)
@@ -203,7 +205,8 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                                  ensure_non_negative=True)
         Y2 = y.reshape(y.shape[0], -1)
-        self.y_mean_ = np.average(Y2, axis=0, weights=sample_weight)
+        # Only the ratios of the weights matter; their raw sum can overflow.
+        self.y_mean_ = np.average(Y2, axis=0, weights=unit_weights(sample_weight))
         self.cv_score_ = None
         bw = self.bandwidth
         if isinstance(bw, str):
@@ -277,6 +280,7 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             from ..dask import _nw_predict
 
             return _nw_predict(self, X, return_std)
+        check_estimator_input(X, "X")
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         state = self._state(X, return_std)
         out = finalize_state(state, return_std=return_std, warn=False)
@@ -336,6 +340,7 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         from ..ops import top_k_weights
 
         check_is_fitted(self)
+        check_estimator_input(X, "X")
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         if isinstance(k, bool) or not isinstance(k, (Integral, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
