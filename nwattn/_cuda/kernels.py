@@ -28,7 +28,7 @@ import numpy as np
 from numba import cuda, from_dtype
 
 from .._device import simulator_enabled
-from .._layout import merge_query
+from .._layout import merge_query as _merge_query
 from ..kernels import ADDITIVE, DISTANCE, GAUSSIAN, LAPLACIAN, log_weight
 
 
@@ -272,6 +272,13 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
                     out_acc[s, i, 1 + p + c0 + c] = sq[c]
 
     return kernel
+
+
+# Under the simulator a kernel runs as Python on the simulator's own array
+# objects, which a compiled CPU function cannot take; the rule's Python
+# source is the same rule. On a GPU numba-cuda compiles the @njit function
+# for the device.
+merge_query = _merge_query.py_func if simulator_enabled() else _merge_query
 
 
 @cuda.jit
