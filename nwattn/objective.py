@@ -95,7 +95,7 @@ def loo_loss_grad(kind, Pq, Pk, wv, Y, logw, query_weight, scale=1.0, *, pairs_o
     center = Y.mean(axis=0)
     Yc = Y - center
     symmetric = kind == RBF_KIND and b == n and np.array_equal(Pq, Pk)
-    if pairs_once and symmetric and "pair_objective" in be.capabilities:
+    if pairs_once and symmetric and {"pair_sums", "pair_gradient"} <= be.capabilities:
         fast = _pairs_objective(be, np.ascontiguousarray(Pk), Yc, logw, query_weight)
         if fast is not None:
             loss, dPk, f, ok = fast

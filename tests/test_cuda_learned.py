@@ -224,5 +224,6 @@ def test_learned_kinds_reach_the_gpu_as_their_catalogue_family(rng, small_launch
     got = get_backend("cuda").learned_pool(*args)
     want = get_backend("cpu").learned_pool(*args)
     assert seen == [LEARNED_SCORES[KINDS[name]]]
-    np.testing.assert_array_equal(got[0], want[0])
+    # The GPU's tanh and the CPU's vectorised one differ by rounding.
+    assert naive.relative_error(got[0], want[0]) <= 1e-12
     assert naive.relative_error(got[1], want[1]) <= 1e-10

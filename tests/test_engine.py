@@ -107,11 +107,17 @@ def test_slopes_match_finite_differences(rng):
 
 
 def test_registry_and_capabilities():
+    """Every capability a backend claims is a method of that name."""
     assert set(REGISTRY) == {"cpu", "cuda"}
     cpu = get_backend("cpu")
     assert cpu.capabilities <= CAPABILITIES
     for op in cpu.capabilities:
         assert callable(getattr(cpu, op)), op
+    pytest.importorskip("numba_cuda", reason="the cuda extra (numba-cuda) is not installed")
+    from nwattn._cuda.backend import CUDABackend
+
+    for op in CUDABackend.capabilities - {"device_arrays"}:
+        assert callable(getattr(CUDABackend, op)), op
 
 
 def test_missing_capability_is_one_clear_error(monkeypatch):

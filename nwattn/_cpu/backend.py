@@ -39,7 +39,7 @@ class CPUBackend:
     #: Operations this backend offers (see nwattn._backend.CAPABILITIES).
     capabilities = frozenset({"pairwise", "softmax", "pool", "learned_pool", "slopes",
                               "additive_pairwise", "grad_pass", "symmetric_grad",
-                              "pair_objective"})
+                              "pair_sums", "pair_gradient"})
 
     @staticmethod
     @guarded
