@@ -68,22 +68,37 @@ def _literal(arg, what):
     raise TypingError(f"the {what} strategy must be a literal integer, got {arg}")
 
 
+def _dense_count(schedule, k0, k1, key_tile):
+    return (k1 - k0 + key_tile - 1) // key_tile
+
+
 def _dense_tiles(schedule, t, k0, k1, key_tile):
     j0 = k0 + t * key_tile
     return j0, min(k1, j0 + key_tile)
 
 
-_SCHEDULES = {DENSE: _dense_tiles}
+#: Each schedule: (number of tiles visited in ``k0:k1``, bounds of the t-th).
+_SCHEDULES = {DENSE: (_dense_count, _dense_tiles)}
+
+
+def tile_count(schedule, k0, k1, key_tile):
+    """Number of key tiles a task visits in its key range ``k0:k1``."""
+    return _SCHEDULES[_literal(schedule, "schedule")][0](schedule, k0, k1, key_tile)
+
+
+@overload(tile_count, inline="always", jit_options={"fastmath": FASTMATH})
+def _tile_count_impl(schedule, k0, k1, key_tile):
+    return _SCHEDULES[_literal(schedule, "schedule")][0]
 
 
 def tile_bounds(schedule, t, k0, k1, key_tile):
-    """Key range ``(j0, j1)`` of the ``t``-th tile visited in ``k0:k1``; ``j0 >= k1`` ends."""
-    return _SCHEDULES[_literal(schedule, "schedule")](schedule, t, k0, k1, key_tile)
+    """Key range ``(j0, j1)`` of the ``t``-th tile the task visits in ``k0:k1``."""
+    return _SCHEDULES[_literal(schedule, "schedule")][1](schedule, t, k0, k1, key_tile)
 
 
 @overload(tile_bounds, inline="always", jit_options={"fastmath": FASTMATH})
 def _tile_bounds_impl(schedule, t, k0, k1, key_tile):
-    return _SCHEDULES[_literal(schedule, "schedule")]
+    return _SCHEDULES[_literal(schedule, "schedule")][1]
 
 
 def _kernel_score(score, Q, i, KT, j0, j1, family, code, scale, logw, self_j, wv, row, slope,
@@ -162,12 +177,18 @@ def _absorb_weights(row, n, tmax, VT, j0, ii, smax, S, powers, o_norm, o_acc):
     else:
         total = exp_shifted(row, smax[ii], n)
     S[ii, o_norm] += total
-    for col in range(1, p):
+    add_weighted(row, n, VT, 1, j0, S, ii, o_acc)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def add_weighted(row, n, VT, c0, j0, S, ii, o):
+    """``S[ii, o + c] += row[:n] . VT[c, j0:j0 + n]`` for every column ``c >= c0`` of ``VT``."""
+    for col in range(c0, VT.shape[0]):
         vt = VT[col, j0:j0 + n]
         a = like(row, 0.0)
         for jj in range(n):
             a += row[jj] * vt[jj]
-        S[ii, o_acc + col] += a
+        S[ii, o + col] += a
 
 
 def _absorb_pool(absorb, row, n, tmax, Q, i, KT, family, VT, VT2, j0, ii, smax, S, powers,
@@ -175,13 +196,7 @@ def _absorb_pool(absorb, row, n, tmax, Q, i, KT, family, VT, VT2, j0, ii, smax, 
     if tmax == -math.inf:
         return
     _absorb_weights(row, n, tmax, VT, j0, ii, smax, S, powers, offsets[0], offsets[1])
-    o_sq = offsets[2]
-    for col in range(VT2.shape[0]):
-        vt2 = VT2[col, j0:j0 + n]
-        b = like(row, 0.0)
-        for jj in range(n):
-            b += row[jj] * vt2[jj]
-        S[ii, o_sq + col] += b
+    add_weighted(row, n, VT2, 0, j0, S, ii, offsets[2])
 
 
 def _absorb_slopes(absorb, row, n, tmax, Q, i, KT, family, VT, VT2, j0, ii, smax, S, powers,

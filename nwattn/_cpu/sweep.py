@@ -40,7 +40,7 @@ from ..kernels import DOT
 from .fastexp import like
 from .rows import bias_row, score_row
 from .strategies import (DENSE, KERNEL, POOL, absorb_offsets, absorb_tile, score_tile,
-                         tile_bounds, weigh_row)
+                         tile_bounds, tile_count, weigh_row)
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -101,12 +101,8 @@ def row_task(score, absorb, schedule, Q, KT, VT, VT2, logw, wv, family, code, sc
     # The additive score can keep its tanh values for a gradient; pooling
     # does not need them.
     TH = np.empty((0, key_tile), dtype=dtype)
-    t = 0
-    while True:
+    for t in range(tile_count(schedule, k0, k1, key_tile)):
         j0, j1 = tile_bounds(schedule, t, k0, k1, key_tile)
-        if j0 >= k1:
-            break
-        t += 1
         for ii in range(nq):
             i = q0 + ii
             tmax = score_tile(score, Q, i, KT, j0, j1, family, code, scale, logw,
@@ -152,12 +148,8 @@ def matrix_task(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift
     S = np.zeros((nq, out_acc.shape[2]), dtype=Q.dtype)
     sc = like(Q, scale)
     Qb = Q[q0:q1]
-    t = 0
-    while True:
+    for t in range(tile_count(schedule, k0, k1, key_tile)):
         j0, j1 = tile_bounds(schedule, t, k0, k1, key_tile)
-        if j0 >= k1:
-            break
-        t += 1
         n = j1 - j0
         if gemm_scores:
             W = np.dot(Qb, K[j0:j1].T)
