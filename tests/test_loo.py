@@ -1,4 +1,9 @@
-"""The leave-one-out building blocks of nwattn.loo."""
+"""The leave-one-out building blocks of nwattn.loo, and who may reach what."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +13,8 @@ from nwattn.loo import (LooProblem, loo_error, loo_totals, merge_slope_states,
 from nwattn.ops import attention_pool_state
 
 from . import naive
+
+PACKAGE = Path(__file__).resolve().parents[1] / "nwattn"
 
 
 def _brute_nearest(Q, K, h, w=None, exclude=None):
@@ -138,3 +145,52 @@ def test_loo_error_asks_for_what_it_needs(rng):
         loo_error(st, np.ones((3, 2)))
     with pytest.raises(TypeError, match="state"):
         loo_error((1, 2), np.ones(3))
+
+
+def _imports(path):
+    """Every module a file imports, as absolute dotted names."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if path.name != "__init__.py":
+        package = package.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package
+            for _ in range(node.level - 1):
+                base = base.rpartition(".")[0]
+            module = node.module or ""
+            name = f"{base}.{module}".strip(".") if node.level else module
+            found.add(name)
+            found.update(f"{name}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_the_slope_kernels_are_reached_from_nwattn_loo_only():
+    users = {str(path.relative_to(PACKAGE.parent)) for path in PACKAGE.rglob("*.py")
+             if "_cpu" not in path.parts
+             and any(name.startswith("nwattn._cpu.bandwidth") for name in _imports(path))}
+    assert users == {"nwattn/loo.py"}
+
+
+def test_estimators_and_lower_layers_do_not_import_the_dask_integration():
+    for path in PACKAGE.rglob("*.py"):
+        if "dask" in path.parts or path.name == "__main__.py":
+            continue
+        imported = _imports(path)
+        assert not any(name.startswith("nwattn.dask") for name in imported), path
+        assert not any(name.split(".")[0] == "dask" for name in imported), path
+
+
+def test_fitting_in_memory_loads_no_dask():
+    code = ("import sys, numpy as np\n"
+            "from nwattn import NadarayaWatsonRegressor\n"
+            "X = np.linspace(0, 1, 30)[:, None]\n"
+            "model = NadarayaWatsonRegressor('epanechnikov', fallback='nearest')\n"
+            "model.fit(X, X[:, 0]).predict(X)\n"
+            "print(sorted(m for m in sys.modules if m == 'dask' or m.startswith('nwattn.dask')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=PACKAGE.parent)
+    assert out.stdout.strip() == "[]"
