@@ -706,6 +706,68 @@ def test_device_cuda_pools_on_the_workers(rng):
     assert naive.relative_error(got, want) <= 1e-10
 
 
+# ------------------------------------------------ blocks of no rows, zero weights
+
+
+def test_per_feature_fit_with_an_empty_block(rng):
+    from nwattn import NadarayaWatsonRegressor
+
+    X, Y, w = _loo_data(rng, n=50, p=1)
+    params = dict(kernel="gaussian", bandwidth_per_feature=True)
+    with dask.config.set(scheduler="threads"):
+        got = NadarayaWatsonRegressor(**params).fit(*_dask_rows(X, Y[:, 0], rows=(20, 0, 30)))
+        want = NadarayaWatsonRegressor(**params).fit(*_dask_rows(X, Y[:, 0], rows=(20, 30)))
+    np.testing.assert_allclose(got.bandwidth_, want.bandwidth_, rtol=1e-6)
+    assert got.cv_score_ == pytest.approx(loo_cv_score(X, Y[:, 0], "gaussian", got.bandwidth_),
+                                          rel=1e-10)
+
+
+def test_predictions_on_an_empty_block(rng):
+    from nwattn import AttentionRegressor, NadarayaWatsonRegressor
+
+    X, Y, _ = _loo_data(rng, n=40, p=2)
+    Q = rng.uniform(size=(12, 2))
+    dQ = da.from_array(Q, chunks=((5, 0, 7), 2))
+    attention = AttentionRegressor(max_iter=2, random_state=0).fit(X, Y)
+    nw = NadarayaWatsonRegressor("epanechnikov", 0.3, fallback="nearest").fit(X, Y)
+    with dask.config.set(scheduler="threads"):
+        pred, std = attention.predict(dQ, return_std=True)
+        assert pred.chunks == ((5, 0, 7), (2,))
+        want, want_std = attention.predict(Q, return_std=True)
+        _same(pred.compute(), want)
+        _same(std.compute(), want_std)
+        for model in (attention, nw):
+            got = ndask.predict(model, dQ)
+            assert got.chunks == ((5, 0, 7), (2,))
+            _same(got.compute(), model.predict(Q))
+        got = ndask.predict(nw, dQ[:, :], output_shape=(2,), return_std=True)
+        _same(got[1].compute(), nw.predict(Q, return_std=True)[1])
+        _same(nw.predict(dQ).compute(), nw.predict(Q))
+        with pytest.raises(ValueError, match="output_shape"):
+            ndask.predict(nw, dQ[:0])
+
+
+def test_all_zero_key_weights_raise_as_in_memory(rng):
+    from nwattn import NadarayaWatsonRegressor
+
+    Q, K, V = _data(rng)
+    zero = np.zeros(K.shape[0])
+    with pytest.raises(ValueError, match="key_weight must have at least one positive") as mem:
+        ops.attention_pool(Q, K, V, "epanechnikov", 1.0, key_weight=zero)
+    got = ndask.attention_pool(*_layout("both", Q, K, V), "epanechnikov", 1.0,
+                               key_weight=da.from_array(zero, chunks=30))
+    with dask.config.set(scheduler="sync"), warnings.catch_warnings():
+        warnings.simplefilter("error")  # an error, not NaN with a warning
+        with pytest.raises(ValueError, match="key_weight must have at least one positive") \
+                as on_dask:
+            got.compute()
+    assert str(on_dask.value) == str(mem.value)
+    with dask.config.set(scheduler="sync"):
+        with pytest.raises(ValueError, match="sample_weight must have a positive sum"):
+            NadarayaWatsonRegressor(bandwidth=0.5).fit(da.from_array(K, chunks=30), V[:, 0],
+                                                       sample_weight=zero)
+
+
 # ------------------------------------------------------------- the hand-off
 
 

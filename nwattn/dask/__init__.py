@@ -43,6 +43,9 @@ is NaN in the result, as in memory. The
 :class:`~nwattn.exceptions.EmptyNeighborhoodWarning` is raised by the task
 that finalises the query's block, so on a distributed cluster it lands in
 that worker's log; count the NaNs of the result to check from the client.
+Key weights that are all zero raise a ValueError when computed, as in
+memory. Blocks of no rows (from slicing or boolean indexing) are accepted
+everywhere.
 
 Estimators. :class:`~nwattn.NadarayaWatsonRegressor` fits and predicts on
 Dask arrays, and :class:`~nwattn.AttentionRegressor` predicts on them,

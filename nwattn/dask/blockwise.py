@@ -9,7 +9,14 @@ from ._inputs import current_client
 
 
 def _predict_block(x, estimator, method, return_std, output_shape, dtype):
-    """The estimator's method on one block of rows (one task)."""
+    """The estimator's method on one block of rows (one task).
+
+    A block of no rows (Dask makes them, by slicing or boolean indexing)
+    gets an empty result of the right shape without calling the method,
+    which would refuse an empty array as scikit-learn estimators do.
+    """
+    if x.shape[0] == 0:
+        return np.empty((0,) + ((2,) if return_std else ()) + tuple(output_shape), dtype)
     if return_std:
         # Both outputs in one block, split by the caller; so one task makes both.
         return np.stack(getattr(estimator, method)(x, return_std=True), axis=1)
@@ -36,7 +43,8 @@ def predict(estimator, X, *, method="predict", output_shape=None, return_std=Fal
     output_shape : tuple of int, default=None
         Shape of the output of one query: ``()`` for one number per query,
         ``(n_outputs,)`` for a row. By default it is found by applying the
-        method to the first row of ``X`` (which computes that row).
+        method to the first row of ``X`` (which computes that row); it must
+        be given when ``X`` has no rows.
     return_std : bool, default=False
         Call the method with ``return_std=True`` (as for the estimators of
         :mod:`nwattn`, or scikit-learn's
@@ -46,7 +54,8 @@ def predict(estimator, X, *, method="predict", output_shape=None, return_std=Fal
     Returns
     -------
     dask.array.Array of shape (n_queries,) + output_shape
-        Lazy predictions, chunked like the rows of ``X``.
+        Lazy predictions, chunked like the rows of ``X``; a block of no
+        rows gives no rows, without calling the method.
     std : dask.array.Array of the same shape
         Only with ``return_std=True``; made by the same tasks as the
         predictions.
@@ -73,6 +82,9 @@ def predict(estimator, X, *, method="predict", output_shape=None, return_std=Fal
         raise ValueError(f"the estimator has no method {method!r}")
     X = X.rechunk({1: -1})
     if output_shape is None:
+        if X.shape[0] == 0:
+            raise ValueError("output_shape is needed when X has no rows: it is found by "
+                             "predicting the first row")
         sample = np.asarray(_predict_block(X[:1].compute(), estimator, method, return_std,
                                            (), None))
         output_shape, dtype = sample.shape[1 + bool(return_std):], sample.dtype

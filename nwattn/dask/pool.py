@@ -89,16 +89,31 @@ def _merge_block(p, *packed):
     return pack(merged)
 
 
-def _checked_center(mean):
-    """The common centre of the partial states (one task)."""
+def _checked_center(mean, weight_sum, weight_min):
+    """The common centre of the partial states, once the key weights are known usable (one task).
+
+    The weights are checked whole here, as in memory: a pooling whose weights
+    are all zero has no key to average, whatever the kernel's support.
+    """
+    if weight_sum is not None:
+        if not (np.isfinite(weight_sum) and np.isfinite(weight_min)):
+            raise ValueError("key_weight must be finite: it contains NaN or infinity")
+        if weight_min < 0:
+            raise ValueError("key_weight must be non-negative")
+        if not weight_sum > 0:
+            raise ValueError("key_weight must have at least one positive entry")
     if not np.all(np.isfinite(mean)):
         raise ValueError("V must be finite: the mean of the values is not")
     return mean
 
 
 def common_center(V2, W):
-    """Delayed mean of the values, after the whole-array check of the values."""
-    return dask.delayed(_checked_center, pure=True)(blocks(V2.mean(axis=0, dtype=np.float64))[0])
+    """Delayed mean of the values, after the whole-array checks of the values and weights."""
+    mean = blocks(V2.mean(axis=0, dtype=np.float64))[0]
+    if W is None:
+        return dask.delayed(_checked_center, pure=True)(mean, None, None)
+    return dask.delayed(_checked_center, pure=True)(
+        mean, blocks(W.sum(dtype=np.float64))[0], blocks(W.min())[0])
 
 
 def pooled_states(Q, K, V2, W, kernel, bandwidth, exclude_self, return_std, dtype,
@@ -249,7 +264,8 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
         Positive scalar or one positive value per feature.
     key_weight : dask.array.Array or array_like of shape (n_keys,), default=None
         Non-negative weights of the keys (sample weights). A chunk whose
-        weights are all zero contributes nothing.
+        weights are all zero contributes nothing; weights that are all zero
+        raise a ValueError when computed, as in memory.
     exclude_self : bool, default=False
         Leave-one-out: query ``i`` ignores key ``i`` (``Q`` must be ``K``;
         the two may be chunked differently).
