@@ -12,7 +12,7 @@ where ``yhat_{-i}`` is the Nadaraya-Watson fit without point ``i`` and ``c_i``
 its sample weight (1 without weights). Every ``yhat_{-i}`` comes out of one
 fused pass that skips the pair ``(i, i)``; nothing of size n x n is stored.
 :func:`loo_cv_score` also returns the gradient with respect to
-``log h`` from a second fused pass (see :mod:`nwattn._cpu.bandwidth`), and
+``log h`` from a second fused pass (see :func:`nwattn.ops.loo_slopes_state`), and
 :func:`select_bandwidth` minimises the score over ``log h``.
 
 A compact kernel may leave a point with no other point in its
@@ -49,9 +49,8 @@ import numpy as np
 from scipy import optimize
 
 from . import _validation as _v
-from ._device import resolve_device
 from ._parallel import serial_blas, threads
-from .kernels import DISTANCE, SCALED_DOT_CODE, get_kernel
+from .kernels import DISTANCE, SCALED_DOT_CODE
 
 __all__ = ["scott", "silverman", "loo_cv_score", "select_bandwidth", "BandwidthSelection"]
 
@@ -170,127 +169,15 @@ def silverman(X, sample_weight=None):
     return _rule(X, sample_weight, "silverman")
 
 
-class _LooProblem:
-    """Validated data of a leave-one-out problem, prepared once for many bandwidths."""
-
-    def __init__(self, X, y, kernel, sample_weight, fallback, device):
-        resolve_device(device)
-        self.device = device
-        self.kern = get_kernel(kernel)
-        self.X = _v.check_float_array(X, "X", dtype=np.float64)
-        y = _v.check_float_array(y, "y", dtype=np.float64, allow_1d=True)
-        if y.shape[0] != self.X.shape[0]:
-            raise ValueError(
-                f"X and y must have the same number of rows, got {self.X.shape[0]} and {y.shape[0]}"
-            )
-        self.Y = y.reshape(y.shape[0], -1)
-        n = self.X.shape[0]
-        self.w = _check_weights(sample_weight, n)
-        c = np.ones(n) if self.w is None else self.w
-        if np.count_nonzero(c > 0) < 2:
-            raise ValueError(
-                "leave-one-out cross-validation needs at least 2 samples with positive weight, "
-                f"got n_samples={np.count_nonzero(c > 0)}"
-            )
-        if fallback not in FALLBACKS:
-            raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
-        self.fallback = fallback
-        self.c = c
-        self.center = np.average(self.Y, axis=0, weights=c)
-        # Leave-one-out weighted means: the "mean" fallback of each point.
-        self.loo_mean = _loo_means(self.Y, c, c @ self.Y, c.sum())
-        self.var = float(np.sum(np.average((self.Y - self.center) ** 2, axis=0, weights=c)))
-
-    def bandwidth_vector(self, bandwidth):
-        return _v.check_bandwidth(bandwidth, self.X.shape[1], np.float64)
-
-    def search_scale(self, per_feature):
-        """Direction, range and start of the search (see :func:`_search_scale`)."""
-        return _search_scale(self.X, self.kern, self.w, per_feature)
-
-    def _fill_empty(self, pred, empty, h):
-        return _fill_loo_empty(pred, empty, self.fallback,
-                               mean=lambda idx: self.loo_mean[idx],
-                               nearest=lambda idx: self.Y[_nearest_other(self.X / h, idx,
-                                                                         self.c > 0)])
-
-    def _score(self, pred):
-        r = self.Y - pred
-        return float(self.c @ np.sum(r * r, axis=1) / self.c.sum()), r
-
-    def value(self, bandwidth):
-        """CV score at ``bandwidth`` (one fused leave-one-out pass)."""
-        from .ops import attention_pool_state
-        from .state import finalize_state
-
-        h = self.bandwidth_vector(bandwidth)
-        state = attention_pool_state(self.X, self.X, self.Y, self.kern, h, key_weight=self.w,
-                                     exclude_self=True, center=self.center, device=self.device)
-        pred = finalize_state(state, warn=False)
-        pred = self._fill_empty(pred, state.empty, h)
-        return self._score(pred)[0]
-
-    def value_and_gradient(self, bandwidth):
-        """CV score and its gradient with respect to ``log h_t``, one entry per feature.
-
-        The gradient pass has no GPU kernel: ``device="auto"`` runs it on the
-        CPU and ``"cuda"`` is refused.
-        """
-        from .ops import finalize_slopes, loo_slopes_state
-
-        h = self.bandwidth_vector(bandwidth)
-        state = loo_slopes_state(self.X, self.X, self.Y, self.kern, h, key_weight=self.w,
-                                 center=self.center, device=self.device)
-        norm, pred, dpred = finalize_slopes(state)
-        empty = ~(norm > 0)
-        pred = self._fill_empty(pred, empty, h)
-        dpred[empty] = 0.0
-        score, r = self._score(pred)
-        grad = -2.0 * np.einsum("i,ic,itc->t", self.c, r, dpred) / self.c.sum()
-        return score, grad
-
-
-def _loo_means(Y, c, total, wsum):
-    """Weighted mean of the targets without each point: the ``"mean"`` fallback.
-
-    ``total`` and ``wsum`` are the weighted sum of all the targets and the sum
-    of all the weights, so a block of points needs no other data.
-    """
-    c = np.asarray(c, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (total - c[:, None] * Y) / (wsum - c)[:, None]
-
-
-def _fill_loo_empty(pred, empty, fallback, *, mean, nearest):
-    """Replace the leave-one-out predictions of the points in ``empty`` by the fallback.
-
-    ``mean`` and ``nearest`` map the indices of the empty points to their
-    ``"mean"`` and ``"nearest"`` predictions; only the one ``fallback`` names
-    is called, and only when some point is empty.
-    """
-    if not empty.any():
-        return pred
-    idx = np.flatnonzero(empty)
-    pred[idx] = mean(idx) if fallback == "mean" else nearest(idx)
-    return pred
-
-
-def _nearest_other(Xs, idx, usable):
-    """Index of the nearest point of ``usable`` other than itself, for each point of ``idx``."""
-    from sklearn.neighbors import NearestNeighbors
-
-    keys = np.flatnonzero(usable)
-    nn = NearestNeighbors(n_neighbors=min(2, keys.shape[0])).fit(Xs[keys])
-    _, found = nn.kneighbors(Xs[idx])
-    first = keys[found[:, 0]]
-    if found.shape[1] == 1:
-        return first
-    return np.where(first == idx, keys[found[:, 1]], first)
-
-
 def loo_cv_score(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
                  fallback="mean", return_gradient=False, device="cpu"):
     """Leave-one-out least-squares cross-validation score of a bandwidth.
+
+    The score is the one defined in :mod:`nwattn.loo`: the weighted mean
+    over the training points of the squared leave-one-out error, summed
+    over the outputs, with the ``fallback`` prediction for a point that has
+    no other point in its neighbourhood. :func:`nwattn.dask.loo_cv_error`
+    computes the same score on Dask arrays.
 
     Parameters
     ----------
@@ -306,7 +193,10 @@ def loo_cv_score(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
         Non-negative weights: they weight the keys of every fit and the
         squared error of every point.
     fallback : {"mean", "nearest"}, default="mean"
-        Prediction of a point with no other point in its neighbourhood.
+        Prediction of a point with no other point in its neighbourhood:
+        the weighted mean of the other targets, or the target of the
+        nearest other point of positive weight (distances scaled by the
+        bandwidth).
     return_gradient : bool, default=False
         Also return the gradient with respect to the log-bandwidths.
     device : {"cpu", "cuda", "auto"}, default="cpu"
@@ -331,8 +221,15 @@ def loo_cv_score(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
     >>> y = np.array([0.0, 1.0, 4.0, 9.0])
     >>> round(loo_cv_score(X, y, bandwidth=1.0), 4)
     9.3083
+    >>> one = loo_cv_score(X, y, bandwidth=1.0)
+    >>> two = loo_cv_score(X, np.c_[y, 2 * y], bandwidth=1.0)
+    >>> round(two / one, 6)  # 1 + 2**2: the squared errors add up over the outputs
+    5.0
     """
-    problem = _LooProblem(X, y, kernel, sample_weight, fallback, device)
+    from .loo import LooProblem
+
+    problem = LooProblem(X, y, kernel, sample_weight=sample_weight, fallback=fallback,
+                         device=device)
     if not return_gradient:
         return problem.value(bandwidth)
     score, grad = problem.value_and_gradient(bandwidth)
@@ -342,7 +239,7 @@ def loo_cv_score(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
 
 
 class BandwidthSelection(NamedTuple):
-    """Result of :func:`select_bandwidth`.
+    """Result of :func:`select_bandwidth`, :func:`search` and :func:`nwattn.dask.select_bandwidth`.
 
     Attributes
     ----------
@@ -359,8 +256,65 @@ class BandwidthSelection(NamedTuple):
     n_evaluations: int
 
 
-def _search_scale(X, kern, w, per_feature):
+def rule_of_thumb(rule, spread, n_eff):
+    """A rule of thumb from the summaries of the data, for data that are not in memory.
+
+    :func:`scott` and :func:`silverman` from the per-feature spread and the
+    effective sample size, which a distributed computation obtains by
+    reductions (see :mod:`nwattn.dask`).
+
+    Parameters
+    ----------
+    rule : {"scott", "silverman"}
+        The rule.
+    spread : array_like of shape (n_features,)
+        Weighted standard deviation of each feature.
+    n_eff : float
+        Effective sample size, ``(sum w)**2 / sum w**2`` (``n`` without
+        weights).
+
+    Returns
+    -------
+    ndarray of shape (n_features,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.bandwidth import rule_of_thumb, scott
+    >>> X = np.random.default_rng(0).normal(size=(500, 2))
+    >>> bool(np.allclose(rule_of_thumb("scott", X.std(axis=0), 500), scott(X)))
+    True
+    """
+    if rule not in _RULE_FACTORS:
+        raise ValueError(f"rule must be one of {tuple(_RULE_FACTORS)}, got {rule!r}")
+    spread = np.asarray(spread, dtype=np.float64)
+    if spread.ndim != 1 or not np.all(np.isfinite(spread)) or np.any(spread < 0):
+        raise ValueError(f"spread must be a 1-D array of non-negative numbers, got {spread!r}")
+    if not n_eff > 0:
+        raise ValueError(f"n_eff must be positive, got {n_eff!r}")
+    return _rule_from_spread(rule, spread, float(n_eff))
+
+
+def check_tol(tol):
+    """Validate the tolerance of a bandwidth search and return it as a float.
+
+    Examples
+    --------
+    >>> from nwattn.bandwidth import check_tol
+    >>> check_tol(1e-3)
+    0.001
+    """
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating)) or not tol > 0:
+        raise ValueError(f"tol must be a positive number, got {tol!r}")
+    return float(tol)
+
+
+def _search_scale_from(kern, n, sigma, rms2, per_feature):
     """Direction ``v``, range ``[lo, hi]`` and start ``c0`` of the multiplier ``c`` in ``h = c v``.
+
+    From the moments of the data: ``sigma``, the per-feature (weighted)
+    standard deviation, for a smoothing kernel, and ``rms2``, the
+    per-feature (weighted) mean square, for a dot score.
 
     For a smoothing kernel ``v`` is the per-feature spread (or 1 for a scalar
     bandwidth); below ``lo`` (a small fraction of the typical nearest-neighbour
@@ -369,20 +323,6 @@ def _search_scale(X, kern, w, per_feature):
     flat beyond both; the start is Silverman's rule. For a dot score the
     bandwidth is a temperature and the range spans near-argmax to
     near-uniform weights.
-    """
-    if kern.family == DISTANCE:
-        sigma, _ = _spread(X, w)
-        return _search_scale_from(kern, X.shape[0], sigma, None, per_feature)
-    return _search_scale_from(kern, X.shape[0], None, np.average(X * X, axis=0, weights=w),
-                              per_feature)
-
-
-def _search_scale_from(kern, n, sigma, rms2, per_feature):
-    """:func:`_search_scale` from the moments of the data.
-
-    ``sigma`` is the per-feature (weighted) standard deviation, needed for a
-    smoothing kernel, and ``rms2`` the per-feature (weighted) mean square,
-    needed for a dot score.
     """
     if kern.family == DISTANCE:
         d = sigma.shape[0]
@@ -402,23 +342,9 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
                      fallback="mean", tol=1e-4, device="cpu"):
     """Bandwidth minimising the leave-one-out cross-validation score.
 
-    The search runs on ``log h``. A scalar bandwidth is found by a
-    bracketing 1-D search: starting from Silverman's rule, it steps downhill
-    by factors of 3 until the score rises, then refines the bracket by
-    bounded Brent minimisation (:func:`scipy.optimize.minimize_scalar`). The
-    score of a compact kernel has a kink wherever a pair of points enters
-    the support, and so shallow local minima: for those kernels the bracket
-    comes from a 12-point logarithmic grid over the whole range instead; the
-    result can still be a local minimum a few percent above the global one
-    on small samples. A per-feature bandwidth starts from a
-    common multiple of the features' spreads, the best point of the same
-    bracketing stage (not refined), and is refined by L-BFGS-B with the analytic
-    gradient of :func:`loo_cv_score`; for the boxcar kernel, whose score is
-    piecewise constant in ``h``, by Powell's derivative-free method instead,
-    from the better of that start and the best common bandwidth.
-    The search never leaves a range from a small fraction of the typical
-    nearest-neighbour distance to ten times the spread of the data, beyond
-    which the score is flat.
+    The score is that of :func:`loo_cv_score`; the search is :func:`search`.
+    :func:`nwattn.dask.select_bandwidth` makes the same search on Dask
+    arrays.
 
     Parameters
     ----------
@@ -435,10 +361,7 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
     fallback : {"mean", "nearest"}, default="mean"
         Leave-one-out prediction of a point with an empty neighbourhood.
     tol : float, default=1e-4
-        Tolerance on ``log h`` of the 1-D search. The per-feature search
-        stops when the projected gradient of the score divided by the
-        targets' variance falls below ``tol / 1000``, or when an iteration
-        lowers that normalised score by less than ``tol * 1e-6``.
+        Tolerance of the search (see :func:`search`).
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where to compute the scores.
 
@@ -458,9 +381,11 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
     >>> bool(sel.bandwidth[1] > 20 * sel.bandwidth[0])  # the second feature is noise
     True
     """
-    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating)) or not tol > 0:
-        raise ValueError(f"tol must be a positive number, got {tol!r}")
-    problem = _LooProblem(X, y, kernel, sample_weight, fallback, device)
+    from .loo import LooProblem
+
+    check_tol(tol)
+    problem = LooProblem(X, y, kernel, sample_weight=sample_weight, fallback=fallback,
+                         device=device)
     # The search makes many small BLAS calls (L-BFGS-B, reductions) between
     # compiled parallel passes; BLAS worker threads spinning after those
     # calls compete with Numba's for the cores. And on a busy machine a
@@ -469,15 +394,93 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
     n, d = problem.X.shape
     serial = n * n * d < _SERIAL_WORK
     with serial_blas(), (threads(1) if serial else nullcontext()):
-        return _search(problem, per_feature, tol)
+        return search(problem, per_feature, tol)
 
 
-def _search(problem, per_feature, tol):
-    """The body of :func:`select_bandwidth`."""
-    kern = problem.kern
+def search(problem, per_feature=False, tol=1e-4):
+    """Minimise a leave-one-out score over the bandwidth.
+
+    The search of :func:`select_bandwidth`, for any computation of the
+    score: :class:`nwattn.loo.LooProblem` for data in memory, the
+    distributed problem of :mod:`nwattn.dask` for Dask arrays. It runs on
+    ``log h``. A scalar bandwidth is found by a bracketing 1-D search:
+    starting from Silverman's rule, it steps downhill by factors of 3 until
+    the score rises, then refines the bracket by bounded Brent minimisation
+    (:func:`scipy.optimize.minimize_scalar`). The score of a compact kernel
+    has a kink wherever a pair of points enters the support, and so shallow
+    local minima: for those kernels the bracket comes from a 12-point
+    logarithmic grid over the whole range instead; the result can still be
+    a local minimum a few percent above the global one on small samples. A
+    per-feature bandwidth starts from a common multiple of the features'
+    spreads, the best point of the same bracketing stage (not refined), and
+    is refined by L-BFGS-B with the analytic gradient of the score; for the
+    boxcar kernel, whose score is piecewise constant in ``h``, by Powell's
+    derivative-free method instead, from the better of that start and the
+    best common bandwidth. The search never leaves a range from a small
+    fraction of the typical nearest-neighbour distance to ten times the
+    spread of the data, beyond which the score is flat.
+
+    Parameters
+    ----------
+    problem : object
+        The score to minimise, with these attributes and methods:
+
+        ``kernel``
+            The :class:`nwattn.kernels.Kernel`.
+        ``n_samples``
+            Number of training points (int).
+        ``spread``
+            Weighted standard deviation of each feature, shape
+            (n_features,); sets the range of a smoothing kernel.
+        ``mean_square``
+            Weighted mean square of each feature, shape (n_features,); sets
+            the range of a dot score.
+        ``target_variance``
+            Weighted variance of the targets summed over the outputs
+            (float); the tolerances are relative to it.
+        ``value(bandwidth)``
+            The score (float) at a scalar or per-feature bandwidth.
+        ``value_and_gradient(bandwidth)``
+            The score and its gradient with respect to the log-bandwidths,
+            shape (n_features,); called only by a per-feature search with a
+            kernel other than boxcar.
+    per_feature : bool, default=False
+        Select one bandwidth per feature instead of a single one.
+    tol : float, default=1e-4
+        Tolerance on ``log h`` of the 1-D search. The per-feature search
+        stops when the projected gradient of the score divided by the
+        targets' variance falls below ``tol / 1000``, or when an iteration
+        lowers that normalised score by less than ``tol * 1e-6``.
+
+    Returns
+    -------
+    BandwidthSelection
+        ``(bandwidth, cv_score, n_evaluations)``: a float for a scalar
+        search, an array of shape (n_features,) for a per-feature one.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.bandwidth import search
+    >>> from nwattn.loo import LooProblem
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(0, 5, size=(200, 1))
+    >>> y = np.sin(X[:, 0]) + rng.normal(scale=0.3, size=200)
+    >>> sel = search(LooProblem(X, y, "epanechnikov"))
+    >>> 0.1 < sel.bandwidth < 2.0
+    True
+    """
+    tol = check_tol(tol)
+    per_feature = bool(per_feature)
+    kern = problem.kernel
     n_eval = 0
     # Normalised by the targets' variance so that tolerances are scale-free.
-    norm = problem.var if problem.var > 0 else 1.0
+    var = float(problem.target_variance)
+    norm = var if var > 0 else 1.0
+
+    def scale(per):
+        return _search_scale_from(kern, int(problem.n_samples), np.asarray(problem.spread),
+                                  np.asarray(problem.mean_square), per)
 
     def line_search(v, lo, c0, hi, xatol):
         """Best ``log c`` for ``h = c v``, ``c`` in ``[lo, hi]``, and its normalised score.
@@ -527,7 +530,7 @@ def _search(problem, per_feature, tol):
                 best_x, best_f = float(res.x), float(res.fun)
         return best_x + np.log(v), best_f
 
-    v, lo, c0, hi = problem.search_scale(per_feature)
+    v, lo, c0, hi = scale(per_feature)
     if not per_feature:
         log_h, f_best = line_search(v, lo, c0, hi, tol)
         return BandwidthSelection(float(math.exp(log_h[0])), float(f_best * norm), n_eval)
@@ -540,7 +543,7 @@ def _search(problem, per_feature, tol):
     if piecewise_constant:
         # Powell's search only polishes its start, so that start is the
         # better of the common multiple of the spreads and the common bandwidth.
-        v1, lo1, c01, hi1 = problem.search_scale(False)
+        v1, lo1, c01, hi1 = scale(False)
         theta1, f1 = line_search(v1, lo1, c01, hi1, tol)
         if f1 < f_best:
             theta0, f_best = theta1, f1

@@ -534,7 +534,7 @@ def _attention_pool_device(Q, K, V, kernel, bandwidth, key_weight, exclude_self,
         import warnings
 
         warnings.warn(
-            f"{n_empty} of {snorm.shape[0]} queries have no key inside the kernel's "
+            f"{n_empty} of {packed.shape[0]} queries have no key inside the kernel's "
             "support; their predictions are NaN",
             EmptyNeighborhoodWarning,
             stacklevel=3,

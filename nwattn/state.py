@@ -21,7 +21,7 @@ threads, processes or machines and combined in any order.
 import numpy as np
 
 from .exceptions import EmptyNeighborhoodWarning
-from ._layout import StateLayout, merge_rows, pool_layout
+from ._layout import StateLayout, merge_rows
 
 __all__ = ["PoolState", "merge_states", "finalize_state", "finalize_slopes"]
 

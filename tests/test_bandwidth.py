@@ -169,3 +169,66 @@ def test_invalid_input(rng):
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         silverman(bad)
+
+
+def test_score_of_several_outputs_is_the_sum_of_their_scores(rng):
+    X, Y = _problem(rng, n=30, d=2, p=3)
+    w = rng.uniform(0.2, 2.0, size=30)
+    for kernel, h in (("gaussian", 0.7), ("epanechnikov", 0.3)):
+        whole = loo_cv_score(X, Y, kernel, h, sample_weight=w)
+        parts = [loo_cv_score(X, Y[:, j], kernel, h, sample_weight=w) for j in range(3)]
+        assert whole == pytest.approx(sum(parts), rel=1e-12)
+        assert whole == pytest.approx(naive.loo_cv(X, Y, kernel, h, w), rel=1e-11)
+
+
+class _Bowl:
+    """A score of known minimum, through the documented problem protocol."""
+
+    def __init__(self, best):
+        from nwattn.kernels import get_kernel
+
+        self.best = np.asarray(best, dtype=float)
+        self.kernel = get_kernel("gaussian")
+        self.n_samples = 100
+        self.spread = np.ones_like(self.best)
+        self.mean_square = np.ones_like(self.best)
+        self.target_variance = 2.0
+
+    def value(self, bandwidth):
+        return 1.0 + float(np.sum(np.log(np.broadcast_to(bandwidth, self.best.shape)
+                                         / self.best) ** 2))
+
+    def value_and_gradient(self, bandwidth):
+        log_ratio = np.log(np.asarray(bandwidth) / self.best)
+        return self.value(bandwidth), 2.0 * log_ratio
+
+
+def test_search_minimises_any_problem_of_the_protocol():
+    from nwattn.bandwidth import search
+
+    sel = search(_Bowl([0.3]), per_feature=False, tol=1e-6)
+    assert isinstance(sel.bandwidth, float) and sel.bandwidth == pytest.approx(0.3, rel=1e-4)
+    assert sel.cv_score == pytest.approx(1.0, abs=1e-8) and sel.n_evaluations > 3
+    sel = search(_Bowl([0.2, 0.9]), per_feature=True)
+    np.testing.assert_allclose(sel.bandwidth, [0.2, 0.9], rtol=1e-3)
+    with pytest.raises(ValueError, match="tol"):
+        search(_Bowl([0.3]), tol=-1.0)
+
+
+def test_rule_of_thumb_from_summaries(rng):
+    from nwattn.bandwidth import rule_of_thumb
+
+    X = rng.normal(size=(80, 2)) * [1.0, 5.0]
+    w = rng.uniform(0.1, 2.0, size=80)
+    mean = np.average(X, axis=0, weights=w)
+    sigma = np.sqrt(np.average((X - mean) ** 2, axis=0, weights=w))
+    n_eff = w.sum() ** 2 / np.sum(w * w)
+    np.testing.assert_allclose(rule_of_thumb("silverman", sigma, n_eff), silverman(X, w),
+                               rtol=1e-12)
+    np.testing.assert_allclose(rule_of_thumb("scott", X.std(axis=0), 80), scott(X), rtol=1e-12)
+    with pytest.raises(ValueError, match="rule"):
+        rule_of_thumb("cv", sigma, n_eff)
+    with pytest.raises(ValueError, match="spread"):
+        rule_of_thumb("scott", [-1.0, 1.0], n_eff)
+    with pytest.raises(ValueError, match="n_eff"):
+        rule_of_thumb("scott", sigma, 0)

@@ -14,7 +14,10 @@ distributed = pytest.importorskip("distributed", reason="the dask extra (distrib
 
 from nwattn import dask as ndask  # noqa: E402
 from nwattn import ops  # noqa: E402
-from nwattn.bandwidth import loo_cv_score  # noqa: E402
+from nwattn.dask.loo import _DaskLooProblem, moments  # noqa: E402
+from nwattn.kernels import get_kernel  # noqa: E402
+from nwattn._device import cuda_problem as _cuda_problem  # noqa: E402
+from nwattn.bandwidth import BandwidthSelection, loo_cv_score, select_bandwidth  # noqa: E402
 from nwattn.exceptions import EmptyNeighborhoodWarning  # noqa: E402
 
 from . import naive  # noqa: E402
@@ -146,18 +149,17 @@ def test_loo_cv_error_and_bandwidth_selection(rng, scheduler):
     sw = rng.uniform(0.5, 2.0, size=80)
     dX, dy, dsw = (da.from_array(a, chunks=((25, 25, 30),) + a.shape[1:]) for a in (X, y, sw))
     candidates = [0.02, 0.08, 0.3, 1.0]
-    want = []
-    for h in candidates:
-        pred = naive.pool(X, X, y, "epanechnikov", h, key_weight=sw, exclude_self=True)
-        err = np.inf if np.isnan(pred).any() else np.sum(sw * (pred - y) ** 2) / np.sum(sw)
-        want.append(err)
+    want = [naive.loo_cv(X, y, "epanechnikov", h, sw, "mean") for h in candidates]
     got = float(ndask.loo_cv_error(dX, dy, "epanechnikov", 0.3, sample_weight=dsw).compute())
     assert abs(got - want[2]) <= 1e-10 * want[2]
-    best, errors = ndask.select_bandwidth(dX, dy, candidates, "epanechnikov",
-                                          sample_weight=dsw)
-    assert np.isinf(errors[0]) and np.isinf(want[0])
-    np.testing.assert_allclose(errors[1:], want[1:], rtol=1e-10)
-    assert best == candidates[int(np.argmin(want))]
+    # 0.02 leaves points without neighbours: they get the "mean" fallback, as in memory
+    got = float(ndask.loo_cv_error(dX, dy, "epanechnikov", 0.02, sample_weight=dsw).compute())
+    assert np.isfinite(got) and abs(got - want[0]) <= 1e-10 * want[0]
+    sel = ndask.select_bandwidth(dX, dy, "epanechnikov", sample_weight=dsw,
+                                 candidates=candidates)
+    assert isinstance(sel, BandwidthSelection)
+    assert sel.bandwidth == candidates[int(np.argmin(want))] and sel.n_evaluations == 4
+    assert sel.cv_score == pytest.approx(min(want), rel=1e-10)
 
 
 class _Ridge:
@@ -232,8 +234,18 @@ def test_bad_input():
         ndask.predict(_Ridge(np.ones(2)), np.ones((3, 2)))
     with pytest.raises(ValueError, match="no method"):
         ndask.predict(_Ridge(np.ones(2)), Q, method="transform")
-    with pytest.raises(ValueError, match="at least one candidate"):
-        ndask.select_bandwidth(Q, da.ones(5, chunks=2), [])
+    with pytest.raises(ValueError, match="candidates must contain at least one"):
+        ndask.select_bandwidth(Q, da.ones(5, chunks=2), candidates=[])
+    with pytest.raises(TypeError, match="candidates="):  # the former positional candidates
+        ndask.select_bandwidth(Q, da.ones(5, chunks=2), [0.1, 0.2])
+    with pytest.raises(ValueError, match="per_feature"):
+        ndask.select_bandwidth(Q, da.ones(5, chunks=2), candidates=[0.1], per_feature=True)
+    with pytest.raises(ValueError, match="candidates must be positive"):
+        ndask.select_bandwidth(Q, da.ones(5, chunks=2), candidates=[0.1, -1.0])
+    with pytest.raises(ValueError, match="fallback"):
+        ndask.loo_cv_error(Q, da.ones(5, chunks=2), fallback="nan")
+    with pytest.raises(ValueError, match="tol"):
+        ndask.select_bandwidth(Q, da.ones(5, chunks=2), tol=0.0)
 
 
 def test_worker_killed_mid_computation(rng):
@@ -490,8 +502,8 @@ def test_leave_one_out_gradient_from_key_chunks(rng, kernel, fallback):
     dw = da.from_array(w, chunks=rows)
     h = np.array([0.25, 1.0, 0.35])
     with dask.config.set(scheduler="threads"):
-        problem = ndask._DaskLooProblem(dX, dy, dw, kernel, fallback,
-                                        ndask._moments(dX, dy, dw))
+        problem = _DaskLooProblem(dX, dy, dw, get_kernel(kernel), fallback,
+                                  moments(dX, dy, dw), "cpu", 3)
         score, grad = problem.value_and_gradient(h)
         value = problem.value(h)
     want, want_grad = loo_cv_score(X, y, kernel, h, sample_weight=w, fallback=fallback,
@@ -520,3 +532,258 @@ def test_nadaraya_watson_per_feature_bandwidth_on_dask(rng, scheduler):
     np.testing.assert_allclose(got.bandwidth_, want.bandwidth_, rtol=1e-6)
     assert got.cv_score_ == pytest.approx(
         loo_cv_score(X, y, "gaussian", got.bandwidth_, sample_weight=w), rel=1e-10)
+
+
+# ------------------------------------- leave-one-out: one definition everywhere
+
+
+def _loo_data(rng, n=70, p=3):
+    X = rng.uniform(size=(n, 2)) * [1.0, 3.0]
+    Y = np.c_[np.sin(5 * X[:, 0]), X[:, 1], X[:, 0] * X[:, 1]][:, :p]
+    Y = Y + 0.1 * rng.normal(size=Y.shape)
+    w = rng.uniform(0.5, 2.0, size=n)
+    w[[3, n // 2]] = 0.0
+    return X, Y, w
+
+
+def _dask_rows(*arrays, rows=(20, 0, 31, 19)):
+    """Dask arrays cut into uneven row chunks, one of them empty."""
+    return [da.from_array(a, chunks=(rows,) + a.shape[1:]) for a in arrays]
+
+
+@pytest.mark.parametrize("kernel, h, fallback", [
+    ("gaussian", 0.3, "mean"),
+    ("biweight", 0.25, "nearest"),
+    ("scaled_dot", 2.0, "mean"),
+    # 0.08 leaves some points of the unit square alone in their box
+    ("boxcar", 0.08, "mean"),
+    ("boxcar", 0.08, "nearest"),
+])
+def test_loo_cv_error_equals_the_in_memory_score(rng, scheduler, kernel, h, fallback):
+    X, Y, w = _loo_data(rng)
+    dX, dY, dw = _dask_rows(X, Y, w)
+    got = ndask.loo_cv_error(dX, dY, kernel, h, sample_weight=dw, fallback=fallback,
+                             split_every=2)
+    assert isinstance(got, da.Array) and got.shape == ()
+    got = float(got.compute())
+    want = loo_cv_score(X, Y, kernel, h, sample_weight=w, fallback=fallback)
+    assert got == pytest.approx(want, rel=1e-12)
+    if kernel == "boxcar":
+        # isolated points exist, and the refitting reference agrees with both
+        state = ops.attention_pool_state(X, X, Y, kernel, h, key_weight=w, exclude_self=True)
+        assert state.n_empty > 0
+        assert got == pytest.approx(naive.loo_cv(X, Y, kernel, h, w, fallback), rel=1e-11)
+
+
+def test_loo_score_sums_the_squared_errors_over_the_outputs(rng):
+    X, Y, w = _loo_data(rng, p=2)
+    dX, dY, dw = _dask_rows(X, Y, w)
+    with dask.config.set(scheduler="threads"):
+        both = float(ndask.loo_cv_error(dX, dY, "epanechnikov", 0.4, sample_weight=dw).compute())
+        each = [float(ndask.loo_cv_error(dX, dY[:, j], "epanechnikov", 0.4,
+                                         sample_weight=dw).compute()) for j in range(2)]
+    assert both == pytest.approx(sum(each), rel=1e-12)
+    assert both == pytest.approx(loo_cv_score(X, Y, "epanechnikov", 0.4, sample_weight=w),
+                                 rel=1e-12)
+
+
+def test_loo_cv_error_without_weights_and_in_memory_inputs(rng):
+    X, Y, _ = _loo_data(rng, p=1)
+    with dask.config.set(scheduler="sync"):
+        got = float(ndask.loo_cv_error(X, Y[:, 0], "laplacian", [0.2, 0.5]).compute())
+    assert got == pytest.approx(loo_cv_score(X, Y[:, 0], "laplacian", [0.2, 0.5]), rel=1e-12)
+
+
+def test_loo_cv_error_checks_the_data_when_computed(rng):
+    X, Y, w = _loo_data(rng, p=1)
+    dX, dY, dw = _dask_rows(X, Y, w)
+    bad = Y.copy()
+    bad[50] = np.nan
+    with dask.config.set(scheduler="sync"):
+        with pytest.raises(ValueError, match="y must be finite"):
+            ndask.loo_cv_error(dX, _dask_rows(bad)[0]).compute()
+        with pytest.raises(ValueError, match="sample_weight must be non-negative"):
+            ndask.loo_cv_error(dX, dY, sample_weight=dw - 1.0).compute()
+        one = np.eye(1, 70, 5)[0]
+        with pytest.raises(ValueError, match="at least 2 samples with positive weight"):
+            ndask.loo_cv_error(dX, dY, sample_weight=_dask_rows(one)[0]).compute()
+        with pytest.raises(ValueError, match="at least 2 samples with positive weight"):
+            ndask.select_bandwidth(dX, dY, sample_weight=_dask_rows(one)[0])
+
+
+@pytest.mark.parametrize("kernel, per_feature, fallback", [
+    ("gaussian", False, "mean"),
+    ("epanechnikov", False, "nearest"),
+    ("laplacian", True, "mean"),
+    # isolated points; (per feature, Powell's search on this piecewise constant
+    # score can end on another plateau for starts a rounding apart)
+    ("boxcar", False, "nearest"),
+])
+def test_selected_bandwidths_agree_with_memory(rng, kernel, per_feature, fallback):
+    X, Y, w = _loo_data(rng, n=60, p=2)
+    dX, dY, dw = _dask_rows(X, Y, w, rows=(25, 0, 35))
+    want = select_bandwidth(X, Y, kernel, per_feature=per_feature, sample_weight=w,
+                            fallback=fallback)
+    with dask.config.set(scheduler="threads"):
+        got = ndask.select_bandwidth(dX, dY, kernel, per_feature=per_feature, sample_weight=dw,
+                                     fallback=fallback)
+    assert isinstance(got, BandwidthSelection)
+    assert np.shape(got.bandwidth) == np.shape(want.bandwidth)
+    assert isinstance(got.bandwidth, float) == (not per_feature)
+    # the same search on scores equal to rounding
+    assert got.cv_score == pytest.approx(
+        loo_cv_score(X, Y, kernel, got.bandwidth, sample_weight=w, fallback=fallback),
+        rel=1e-10)
+    assert got.cv_score == pytest.approx(want.cv_score, rel=1e-6)
+    if kernel != "boxcar":  # a piecewise constant score has flat stretches: any point of one
+        np.testing.assert_allclose(np.log(got.bandwidth), np.log(want.bandwidth),
+                                   atol=10 * got.n_evaluations * 1e-4)
+
+
+def test_select_bandwidth_among_per_feature_candidates(rng):
+    X, Y, w = _loo_data(rng, n=50, p=1)
+    dX, dY, dw = _dask_rows(X, Y, w, rows=(20, 30))
+    candidates = [[0.1, 0.3], 0.2, np.array([0.3, 0.1]), [0.05, 0.05]]
+    scores = [loo_cv_score(X, Y, "tricube", h, sample_weight=w) for h in candidates]
+    with dask.config.set(scheduler="threads"):
+        sel = ndask.select_bandwidth(dX, dY, "tricube", sample_weight=dw, candidates=candidates)
+    best = int(np.argmin(scores))
+    np.testing.assert_array_equal(sel.bandwidth, np.asarray(candidates[best], dtype=float))
+    assert sel.cv_score == pytest.approx(scores[best], rel=1e-12)
+
+
+# ---------------------------------------------------------------- devices
+
+
+def test_device_name_is_checked_on_the_client(rng):
+    from nwattn import NadarayaWatsonRegressor
+
+    Q = da.ones((5, 2), chunks=2)
+    y = da.ones(5, chunks=2)
+    for call in (lambda: ndask.attention_pool(Q, Q, y, device="gpu"),
+                 lambda: ndask.loo_cv_error(Q, y, device="tpu"),
+                 lambda: ndask.select_bandwidth(Q, y, device=None)):
+        with pytest.raises(ValueError, match="device must be one of"):
+            call()
+    # the gradient of a per-feature search has no GPU kernel: refused before any compute
+    X, Y, _ = _loo_data(rng)
+    dX, dY = _dask_rows(X, Y)
+    with pytest.raises(ValueError, match="device='cpu' or 'auto'"):
+        ndask.select_bandwidth(dX, dY, per_feature=True, device="cuda")
+    model = NadarayaWatsonRegressor(bandwidth_per_feature=True, device="cuda")
+    with pytest.raises(ValueError, match="device='cpu' or 'auto'"):
+        model.fit(dX, dY)
+
+
+def test_device_auto_is_honoured_on_the_workers(rng):
+    from nwattn import NadarayaWatsonRegressor
+
+    X, Y, w = _loo_data(rng, n=40)
+    dX, dY, dw = _dask_rows(X, Y, w, rows=(15, 25))
+    with dask.config.set(scheduler="threads"):
+        # "auto" picks the CPU for blocks this small, whatever the machine
+        got = ndask.attention_pool(dX, dX, dY, "epanechnikov", 0.4, key_weight=dw,
+                                   device="auto").compute()
+        model = NadarayaWatsonRegressor(bandwidth="cv", device="auto").fit(dX, dY,
+                                                                           sample_weight=dw)
+        pred = model.predict(dX).compute()
+    assert naive.relative_error(got, ops.attention_pool(X, X, Y, "epanechnikov", 0.4,
+                                                        key_weight=w)) <= TOL
+    want = NadarayaWatsonRegressor(bandwidth=model.bandwidth_).fit(X, Y, sample_weight=w)
+    _same(pred, want.predict(X))
+
+
+@pytest.mark.skipif(_cuda_problem() is not None, reason="the GPU path cannot run here")
+def test_device_cuda_pools_on_the_workers(rng):
+    """On the GPU (or numba-cuda's simulator): tiny blocks, the CPU result."""
+    Q, K, V = _data(rng, n=6, m=9, d=2, p=2)
+    dQ = da.from_array(Q, chunks=((4, 2), 2))
+    dK, dV = da.from_array(K, chunks=((5, 4), 2)), da.from_array(V, chunks=((5, 4), 2))
+    # one thread: numba-cuda's simulator runs a kernel in the calling thread only
+    with dask.config.set(scheduler="sync"):
+        got = ndask.attention_pool(dQ, dK, dV, "epanechnikov", 1.5, device="cuda").compute()
+    want = ops.attention_pool(Q, K, V, "epanechnikov", 1.5)
+    assert naive.relative_error(got, want) <= 1e-10
+
+
+# ------------------------------------------------ blocks of no rows, zero weights
+
+
+def test_per_feature_fit_with_an_empty_block(rng):
+    from nwattn import NadarayaWatsonRegressor
+
+    X, Y, w = _loo_data(rng, n=50, p=1)
+    params = dict(kernel="gaussian", bandwidth_per_feature=True)
+    with dask.config.set(scheduler="threads"):
+        got = NadarayaWatsonRegressor(**params).fit(*_dask_rows(X, Y[:, 0], rows=(20, 0, 30)))
+        want = NadarayaWatsonRegressor(**params).fit(*_dask_rows(X, Y[:, 0], rows=(20, 30)))
+    np.testing.assert_allclose(got.bandwidth_, want.bandwidth_, rtol=1e-6)
+    assert got.cv_score_ == pytest.approx(loo_cv_score(X, Y[:, 0], "gaussian", got.bandwidth_),
+                                          rel=1e-10)
+
+
+def test_predictions_on_an_empty_block(rng):
+    from nwattn import AttentionRegressor, NadarayaWatsonRegressor
+
+    X, Y, _ = _loo_data(rng, n=40, p=2)
+    Q = rng.uniform(size=(12, 2))
+    dQ = da.from_array(Q, chunks=((5, 0, 7), 2))
+    attention = AttentionRegressor(max_iter=2, random_state=0).fit(X, Y)
+    nw = NadarayaWatsonRegressor("epanechnikov", 0.3, fallback="nearest").fit(X, Y)
+    with dask.config.set(scheduler="threads"):
+        pred, std = attention.predict(dQ, return_std=True)
+        assert pred.chunks == ((5, 0, 7), (2,))
+        want, want_std = attention.predict(Q, return_std=True)
+        _same(pred.compute(), want)
+        _same(std.compute(), want_std)
+        for model in (attention, nw):
+            got = ndask.predict(model, dQ)
+            assert got.chunks == ((5, 0, 7), (2,))
+            _same(got.compute(), model.predict(Q))
+        got = ndask.predict(nw, dQ[:, :], output_shape=(2,), return_std=True)
+        _same(got[1].compute(), nw.predict(Q, return_std=True)[1])
+        _same(nw.predict(dQ).compute(), nw.predict(Q))
+        with pytest.raises(ValueError, match="output_shape"):
+            ndask.predict(nw, dQ[:0])
+
+
+def test_all_zero_key_weights_raise_as_in_memory(rng):
+    from nwattn import NadarayaWatsonRegressor
+
+    Q, K, V = _data(rng)
+    zero = np.zeros(K.shape[0])
+    with pytest.raises(ValueError, match="key_weight must have at least one positive") as mem:
+        ops.attention_pool(Q, K, V, "epanechnikov", 1.0, key_weight=zero)
+    got = ndask.attention_pool(*_layout("both", Q, K, V), "epanechnikov", 1.0,
+                               key_weight=da.from_array(zero, chunks=30))
+    with dask.config.set(scheduler="sync"), warnings.catch_warnings():
+        warnings.simplefilter("error")  # an error, not NaN with a warning
+        with pytest.raises(ValueError, match="key_weight must have at least one positive") \
+                as on_dask:
+            got.compute()
+    assert str(on_dask.value) == str(mem.value)
+    with dask.config.set(scheduler="sync"):
+        with pytest.raises(ValueError, match="sample_weight must have a positive sum"):
+            NadarayaWatsonRegressor(bandwidth=0.5).fit(da.from_array(K, chunks=30), V[:, 0],
+                                                       sample_weight=zero)
+
+
+# ------------------------------------------------------------- the hand-off
+
+
+def test_dask_fit_returns_the_fitted_quantities_without_touching_the_estimator(rng):
+    from nwattn import NadarayaWatsonRegressor
+    from nwattn.dask.estimators import NadarayaWatsonFit, nadaraya_watson_fit
+
+    X, Y, w = _loo_data(rng, n=40, p=1)
+    dX, dy, dw = _dask_rows(X, Y[:, 0], w, rows=(15, 25))
+    model = NadarayaWatsonRegressor("epanechnikov", "cv", fallback="nearest")
+    with dask.config.set(scheduler="threads"):
+        fit = nadaraya_watson_fit(model, dX, dy, dw)
+    assert isinstance(fit, NadarayaWatsonFit)
+    assert not [name for name in vars(model) if name.endswith("_")]
+    assert fit.cv_score == pytest.approx(
+        loo_cv_score(X, Y[:, 0], "epanechnikov", fit.bandwidth, sample_weight=w,
+                     fallback="nearest"), rel=1e-10)
+    assert fit.X.chunks == ((15, 25), (2,)) and fit.n_features == 2
+    np.testing.assert_allclose(fit.y_mean, [np.average(Y[:, 0], weights=w)], rtol=1e-12)

@@ -590,17 +590,16 @@ class AttentionRegressor(RegressorMixin, BaseEstimator):
             A Dask array ``X`` gives Dask arrays, predicted block by block
             with the fitted model sent to the workers once.
         """
-        from .._validation import is_dask_array
+        from ._integrations import integration_for
 
-        if is_dask_array(X):
-            from ..dask import predict as dask_predict
-
+        integration = integration_for(X)
+        if integration is not None:
             check_is_fitted(self)
             if X.ndim == 2 and X.shape[1] != self.n_features_in_:
                 raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} "
                                  f"is expecting {self.n_features_in_} features as input")
-            return dask_predict(self, X, output_shape=self.y_fit_.shape[1:],
-                                return_std=return_std)
+            return integration.predict(self, X, output_shape=self.y_fit_.shape[1:],
+                                       return_std=return_std)
         X = self._check_query(X)
         with threads(self.n_jobs):
             if self.kernel == "additive":

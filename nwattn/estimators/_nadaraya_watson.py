@@ -11,8 +11,9 @@ from .. import bandwidth as _bw
 from .._device import DEVICES
 from .._fallback import fill_empty, target_spread
 from .._parallel import threads
-from .._validation import check_bandwidth, check_estimator_input, is_dask_array, unit_weights
+from .._validation import check_bandwidth, check_estimator_input, unit_weights
 from ..kernels import get_kernel, kernel_names
+from ._integrations import integration_for
 
 __all__ = ["NadarayaWatsonRegressor"]
 
@@ -188,14 +189,14 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         training set then stays distributed (``X_fit_`` and the others are
         Dask arrays), its values are checked with reductions, and
         ``bandwidth="cv"`` computes every score (and, per feature, its
-        gradient) on the cluster, in the same search as in memory. See
-        :doc:`/scaling`.
+        gradient) on the cluster, in the same search as in memory
+        (:func:`nwattn.dask.select_bandwidth`); ``device`` is passed on to
+        the pooling tasks on the workers. See :doc:`/scaling`.
         """
         self._validate_params()
-        if any(is_dask_array(a) for a in (X, y, sample_weight)):
-            from ..dask import _nw_fit
-
-            return _nw_fit(self, X, y, sample_weight)
+        integration = integration_for(X, y, sample_weight)
+        if integration is not None:
+            return self._set_fitted(integration.nadaraya_watson_fit(self, X, y, sample_weight))
         for value, name in ((X, "X"), (y, "y"), (sample_weight, "sample_weight")):
             check_estimator_input(value, name)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
@@ -234,6 +235,18 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.X_fit_ = X
         self.y_fit_ = y
         self.sample_weight_ = sample_weight
+        return self
+
+    def _set_fitted(self, fitted):
+        """Set the fitted attributes from an integration's fit (see ``_integrations``)."""
+        self.bandwidth_ = fitted.bandwidth
+        self.cv_score_ = fitted.cv_score
+        self.n_features_in_ = int(fitted.n_features)
+        if hasattr(self, "feature_names_in_"):  # from an earlier fit on a data frame
+            del self.feature_names_in_
+        self.X_fit_, self.y_fit_ = fitted.X, fitted.y
+        self.sample_weight_ = fitted.sample_weight
+        self.y_mean_ = fitted.y_mean
         return self
 
     def _state(self, X, return_std):
@@ -276,10 +289,9 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         from ..state import finalize_state
 
         check_is_fitted(self)
-        if is_dask_array(X) or is_dask_array(self.X_fit_):
-            from ..dask import _nw_predict
-
-            return _nw_predict(self, X, return_std)
+        integration = integration_for(X, self.X_fit_)
+        if integration is not None:
+            return integration.nadaraya_watson_predict(self, X, return_std)
         check_estimator_input(X, "X")
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         state = self._state(X, return_std)
@@ -297,14 +309,16 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
                           nearest=lambda idx: Y2[self._nearest(X[idx])], stacklevel=3)
 
     def _nearest(self, X):
-        """Index of the nearest training point of positive weight of every row of ``X``."""
-        from sklearn.neighbors import NearestNeighbors
+        """Index of the nearest training point of positive weight of every row of ``X``.
 
-        usable = (np.flatnonzero(self.sample_weight_ > 0)
-                  if self.sample_weight_ is not None else np.arange(self.X_fit_.shape[0]))
-        h = np.asarray(self.bandwidth_, dtype=np.float64)
-        nn = NearestNeighbors(n_neighbors=1).fit(self.X_fit_[usable] / h)
-        return usable[nn.kneighbors(X / h, return_distance=False)[:, 0]]
+        The package's one nearest-neighbour rule (distances scaled by the
+        bandwidth, the lowest index among equals), shared with the
+        cross-validation and the Dask integration.
+        """
+        from ..loo import nearest_neighbor
+
+        return nearest_neighbor(X, self.X_fit_, self.bandwidth_,
+                                key_weight=self.sample_weight_).index
 
     def attention_weights(self, X, k=5):
         """The training points that weigh most in each prediction.
