@@ -52,7 +52,8 @@ from . import _validation as _v
 from ._parallel import serial_blas, threads
 from .kernels import DISTANCE, SCALED_DOT_CODE
 
-__all__ = ["scott", "silverman", "loo_cv_score", "select_bandwidth", "BandwidthSelection"]
+__all__ = ["scott", "silverman", "loo_cv_score", "select_bandwidth", "BandwidthSelection",
+           "search", "rule_of_thumb"]
 
 FALLBACKS = ("mean", "nearest")
 
