@@ -13,13 +13,17 @@ between pooling, learned-score pooling and the leave-one-out slopes is
 
 Each is picked by a small integer that the skeleton receives as a
 ``numba.literally`` argument. The dispatchers :func:`score_tile`,
-:func:`absorb_tile` and :func:`tile_bounds` are Numba overloads that look at
-that literal while typing and hand back only the chosen strategy's
-function, so Numba compiles one specialisation per combination, types none
-of the others, and inlines the chosen code into the inner loop as if it had
-been written there by hand. (A plain branch on the integer would make Numba
-type every strategy in every specialisation: more than twice the compile
-time.) Called from Python, the dispatchers run the same functions. Adding a
+:func:`absorb_tile`, :func:`tile_count` and :func:`tile_bounds` are Numba
+overloads that look at that literal while typing and hand back only the
+chosen strategy's function, so Numba compiles one specialisation per
+combination and types none of the others. (A plain branch on the integer
+would make Numba type every strategy in every specialisation, since it
+does not prune branches on literal arguments: more than twice the compile
+time.) The score and absorb strategies are compiled as functions of their
+own, called once per query and tile of up to ``KEY_TILE`` keys: the call
+costs nothing next to the tile's work, and inlining them would make Numba
+compile each twice (once to type it, once inside the skeleton). The
+vectorised loops live inside them, unchanged. Called from Python, the dispatchers run the same functions. Adding a
 strategy is one constant, one function and one entry of its table here
 (and a layout when it adds accumulators).
 """
@@ -140,7 +144,7 @@ def score_tile(score, Q, i, KT, j0, j1, family, code, scale, logw, self_j, wv, r
                                               self_j, wv, row, slope, TH)
 
 
-@overload(score_tile, inline="always", jit_options={"fastmath": FASTMATH})
+@overload(score_tile, jit_options={"fastmath": FASTMATH, "error_model": "numpy"})
 def _score_tile_impl(score, Q, i, KT, j0, j1, family, code, scale, logw, self_j, wv, row,
                      slope, TH):
     return _SCORES[_literal(score, "score")]
@@ -227,7 +231,7 @@ def absorb_tile(absorb, row, n, tmax, Q, i, KT, family, VT, VT2, j0, ii, smax, S
                                                  term)
 
 
-@overload(absorb_tile, inline="always", jit_options={"fastmath": FASTMATH})
+@overload(absorb_tile, jit_options={"fastmath": FASTMATH, "error_model": "numpy"})
 def _absorb_tile_impl(absorb, row, n, tmax, Q, i, KT, family, VT, VT2, j0, ii, smax, S, powers,
                       offsets, slope, term):
     return _ABSORBS[_literal(absorb, "absorb")]
