@@ -563,9 +563,11 @@ class LooProblem:
             )
         self.Y = _as_2d(y)
         n = self.X.shape[0]
+        # Divided by their largest: the score depends on their ratios only,
+        # and the sums below neither overflow nor underflow.
         self.sample_weight = (None if sample_weight is None
-                              else _v.check_key_weight(sample_weight, n, np.float64,
-                                                       name="sample_weight"))
+                              else _v.unit_weights(_v.check_key_weight(
+                                  sample_weight, n, np.float64, name="sample_weight")))
         c = _weights(self.sample_weight, n)
         if np.count_nonzero(c > 0) < 2:
             raise ValueError(
