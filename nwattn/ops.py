@@ -392,7 +392,7 @@ def loo_slopes_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=No
     >>> X = np.array([[0.0], [1.0], [3.0]])
     >>> norm, pred, dpred = finalize_slopes(loo_slopes_state(X, X, [0.0, 1.0, 2.0]))
     >>> pred.ravel().round(3)
-    array([1.012, 0.348, 0.982])
+    array([1.018, 0.365, 0.924])
     """
     be, _ = backend_for(device, Q, K, V, need="slopes",
                         what="the gradient of the leave-one-out score")
