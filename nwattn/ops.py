@@ -26,7 +26,8 @@ from ._device import is_device_array
 from ._layout import pool_layout, slopes_layout
 from .kernels import ADDITIVE_KIND, DISTANCE, SCALED_DOT_CODE, get_kernel
 from .exceptions import EmptyNeighborhoodWarning
-from .state import PoolState, finalize_slopes, finalize_state, merge_states
+from .state import (PoolState, finalize_slopes, finalize_state, merge_states,
+                    queries_fingerprint)
 
 __all__ = [
     "pairwise_scores",
@@ -347,7 +348,7 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
         self_shift = -Qs.shape[0] - 1
     smax, packed = be.pool(Qs, KT, VT, VT2, logw, kern.family, kern.code, scale, self_shift)
     return PoolState(_to_host(be, smax), _to_host(be, packed), pool_layout(len(c), return_std),
-                     c, values_1d)
+                     c, values_1d, queries_fingerprint(Q, query_offset))
 
 
 def loo_slopes_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
@@ -414,7 +415,8 @@ def loo_slopes_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=No
     VT = np.ascontiguousarray((V2 - c).T, dtype=dtype)
     smax, packed = be.slopes(Qs, KT, VT, logw, kern.family, kern.code, scale,
                              int(query_offset) - int(key_offset))
-    return PoolState(smax, packed, slopes_layout(V2.shape[1], Q.shape[1]), c, V.ndim == 1)
+    return PoolState(smax, packed, slopes_layout(V2.shape[1], Q.shape[1]), c, V.ndim == 1,
+                     queries_fingerprint(Q, query_offset))
 
 
 def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None,

@@ -45,6 +45,10 @@ class PoolState:
         The centre subtracted from the values.
     values_1d : bool
         Whether the values were 1-D (the finaliser then returns 1-D arrays).
+    queries : str, optional
+        A fingerprint of the queries (their values and global index), so
+        that states of different queries are never merged; ``None`` when
+        unknown (the merge then trusts the caller).
 
     Attributes
     ----------
@@ -67,21 +71,23 @@ class PoolState:
     array([0.3775])
     """
 
-    __slots__ = ("max", "packed", "layout", "center", "values_1d")
+    __slots__ = ("max", "packed", "layout", "center", "values_1d", "queries")
 
-    def __init__(self, max, packed, layout, center, values_1d):
+    def __init__(self, max, packed, layout, center, values_1d, queries=None):
         self.max = max
         self.packed = packed
         self.layout = layout
         self.center = center
         self.values_1d = bool(values_1d)
+        self.queries = queries
 
     def __repr__(self):
         return (f"PoolState(n_queries={self.max.shape[0]}, n_outputs={self.center.shape[0]}, "
                 f"sq={'sq' in self.layout}, dtype={self.packed.dtype})")
 
     def __reduce__(self):
-        return (PoolState, (self.max, self.packed, self.layout, self.center, self.values_1d))
+        return (PoolState, (self.max, self.packed, self.layout, self.center, self.values_1d,
+                            self.queries))
 
     @property
     def norm(self):
@@ -108,7 +114,26 @@ class PoolState:
     def copy(self):
         """A deep copy, so that merging into it leaves the original intact."""
         return PoolState(self.max.copy(), self.packed.copy(), self.layout, self.center.copy(),
-                         self.values_1d)
+                         self.values_1d, self.queries)
+
+
+def queries_fingerprint(Q, query_offset=0):
+    """A short fingerprint of a block of queries and its global offset.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.state import queries_fingerprint
+    >>> queries_fingerprint(np.zeros((2, 1))) == queries_fingerprint(np.zeros((2, 1)))
+    True
+    """
+    import hashlib
+
+    Q = np.ascontiguousarray(Q)
+    h = hashlib.blake2b(digest_size=12)
+    h.update(repr((Q.shape, Q.dtype.str, int(query_offset))).encode())
+    h.update(Q.tobytes())
+    return h.hexdigest()
 
 
 def _check_state(state, name):
@@ -198,9 +223,12 @@ def merge_states(a, b):
         if (a.sq is None) != (b.sq is None):
             raise ValueError("one state tracks the variance and the other does not")
         raise ValueError(f"states hold different accumulators: {a.layout} and {b.layout}")
+    if a.queries is not None and b.queries is not None and a.queries != b.queries:
+        raise ValueError("the states are of different queries (same count, other values or "
+                         "offsets): only states of the same queries over disjoint keys merge")
     dtype = np.result_type(a.packed, b.packed)
     out = PoolState(a.max.astype(dtype), a.packed.astype(dtype), a.layout, a.center.copy(),
-                    a.values_1d)
+                    a.values_1d, a.queries if a.queries is not None else b.queries)
     b = _recentred(b, a.center)
     merge_rows(out.max, out.packed, b.max.astype(dtype), b.packed.astype(dtype),
                out.layout.powers)

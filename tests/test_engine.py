@@ -222,3 +222,18 @@ def test_states_of_different_accumulators_are_refused(rng):
         ops.finalize_state(slopes)
     with pytest.raises(TypeError, match="loo_slopes_state"):
         ops.finalize_slopes(_state(rng))
+
+
+def test_states_of_other_queries_are_refused(rng):
+    """Same count of queries, other values or another offset: never merged."""
+    K, V = rng.normal(size=(8, 2)), rng.normal(size=8)
+    Q = rng.normal(size=(5, 2))
+    a = ops.attention_pool_state(Q, K[:4], V[:4])
+    b = ops.attention_pool_state(Q + 1.0, K[4:], V[4:])
+    with pytest.raises(ValueError, match="different queries"):
+        ops.merge_states(a, b)
+    c = ops.attention_pool_state(Q, K[4:], V[4:], query_offset=3)
+    with pytest.raises(ValueError, match="different queries"):
+        ops.merge_states(a, c)
+    # The same queries merge, whatever the keys.
+    ops.merge_states(a, ops.attention_pool_state(Q, K[4:], V[4:]))
