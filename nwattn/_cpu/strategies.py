@@ -4,36 +4,33 @@ The task skeleton of :mod:`nwattn._cpu.sweep` is written once; what varies
 between pooling, learned-score pooling and the leave-one-out slopes is
 
 * the **score strategy**: how a query's scores against a tile of keys are
-  computed (:func:`score_tile`);
+  computed (:func:`kernel_score`, :func:`learned_score`, :func:`slope_score`);
 * the **absorb strategy**: which accumulators the tile's weights are folded
-  into (:func:`absorb_tile`), laid out as a :class:`nwattn._layout.StateLayout`
-  says;
+  into (:func:`absorb_pool`, :func:`absorb_slope_tile`), laid out as a
+  :class:`nwattn._layout.StateLayout` says;
 * the **tile schedule**: which key tiles a block of queries visits, in what
-  order (:func:`tile_bounds`).
+  order (:func:`tile_count`, :func:`tile_bounds`).
 
-Each is picked by a small integer that the skeleton receives as a
-``numba.literally`` argument. The dispatchers :func:`score_tile`,
-:func:`absorb_tile`, :func:`tile_count` and :func:`tile_bounds` are Numba
-overloads that look at that literal while typing and hand back only the
-chosen strategy's function, so Numba compiles one specialisation per
-combination and types none of the others. (A plain branch on the integer
-would make Numba type every strategy in every specialisation, since it
-does not prune branches on literal arguments: more than twice the compile
-time.) The score and absorb strategies are compiled as functions of their
-own, called once per query and tile of up to ``KEY_TILE`` keys: the call
-costs nothing next to the tile's work, and inlining them would make Numba
-compile each twice (once to type it, once inside the skeleton). The
-vectorised loops live inside them, unchanged. Called from Python, the dispatchers run the same functions. Adding a
-strategy is one constant, one function and one entry of its table here
-(and a layout when it adds accumulators).
+The skeleton picks its strategies from the *types* of two optional inputs:
+the additive vector ``wv`` (``None`` unless the score is learned) and the
+slopes flag (``None`` unless the slopes are accumulated). Numba compiles a
+function once per combination of argument types and prunes a branch on
+``x is None`` before it types anything, so each combination is its own
+specialisation, cached on disk, with only its own strategies typed and
+inlined into the inner loop as if written there by hand. (Numba does not
+prune branches on integer values, literal or not: a branch on a strategy
+number made it type every strategy in every specialisation, and returning
+the strategy from an overload made it compile each strategy twice, or cost
+a call per tile that measured 9 to 27 % on pooling.) The strategy numbers
+below name the combinations on the host side. Adding a strategy is one
+function here, one branch in the skeleton and, when it adds accumulators,
+one layout.
 """
 
 import math
 
 import numpy as np
-from numba import njit, types
-from numba.core.errors import TypingError
-from numba.extending import overload
+from numba import njit
 
 from .._config import FASTMATH
 from .._layout import rescale_row
@@ -63,61 +60,35 @@ SLOPES = 1
 DENSE = 0
 
 
-def _literal(arg, what):
-    """The strategy number of a ``numba.literally`` argument, while typing."""
-    if isinstance(arg, types.IntegerLiteral):
-        return arg.literal_value
-    if isinstance(arg, int):  # called from Python
-        return arg
-    raise TypingError(f"the {what} strategy must be a literal integer, got {arg}")
-
-
-def _dense_count(schedule, k0, k1, key_tile):
+@njit(inline="always", fastmath=FASTMATH)
+def tile_count(schedule, k0, k1, key_tile):
+    """Number of key tiles a task visits in its key range ``k0:k1``."""
     return (k1 - k0 + key_tile - 1) // key_tile
 
 
-def _dense_tiles(schedule, t, k0, k1, key_tile):
+@njit(inline="always", fastmath=FASTMATH)
+def tile_bounds(schedule, t, k0, k1, key_tile):
+    """Key range ``(j0, j1)`` of the ``t``-th tile the task visits in ``k0:k1``."""
     j0 = k0 + t * key_tile
     return j0, min(k1, j0 + key_tile)
 
 
-#: Each schedule: (number of tiles visited in ``k0:k1``, bounds of the t-th).
-_SCHEDULES = {DENSE: (_dense_count, _dense_tiles)}
-
-
-def tile_count(schedule, k0, k1, key_tile):
-    """Number of key tiles a task visits in its key range ``k0:k1``."""
-    return _SCHEDULES[_literal(schedule, "schedule")][0](schedule, k0, k1, key_tile)
-
-
-@overload(tile_count, inline="always", jit_options={"fastmath": FASTMATH})
-def _tile_count_impl(schedule, k0, k1, key_tile):
-    return _SCHEDULES[_literal(schedule, "schedule")][0]
-
-
-def tile_bounds(schedule, t, k0, k1, key_tile):
-    """Key range ``(j0, j1)`` of the ``t``-th tile the task visits in ``k0:k1``."""
-    return _SCHEDULES[_literal(schedule, "schedule")][1](schedule, t, k0, k1, key_tile)
-
-
-@overload(tile_bounds, inline="always", jit_options={"fastmath": FASTMATH})
-def _tile_bounds_impl(schedule, t, k0, k1, key_tile):
-    return _SCHEDULES[_literal(schedule, "schedule")][1]
-
-
-def _kernel_score(score, Q, i, KT, j0, j1, family, code, scale, logw, self_j, wv, row, slope,
-                  TH):
+@njit(inline="always", fastmath=FASTMATH)
+def kernel_score(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row):
+    """``KERNEL``: a smoothing kernel or dot score into ``row``; returns the maximum."""
     return score_row_max(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row)
 
 
-def _learned_score(score, Q, i, KT, j0, j1, family, code, scale, logw, self_j, wv, row, slope,
-                   TH):
-    learned_row(family, Q, i, KT, j0, j1, wv, scale, logw, self_j, row, TH)
+@njit(inline="always", fastmath=FASTMATH)
+def learned_score(Q, i, KT, j0, j1, kind, scale, logw, self_j, wv, row, TH):
+    """``LEARNED``: a learned score of projected inputs; returns the maximum."""
+    learned_row(kind, Q, i, KT, j0, j1, wv, scale, logw, self_j, row, TH)
     return row_max(row, j1 - j0)
 
 
-def _slope_score(score, Q, i, KT, j0, j1, family, code, scale, logw, self_j, wv, row, slope,
-                 TH):
+@njit(inline="always", fastmath=FASTMATH)
+def slope_score(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row, slope):
+    """``SLOPE``: a kernel or dot score and its slope in the log-bandwidths."""
     n = j1 - j0
     if family == DISTANCE:
         # The gaussian score with nothing added is -u2/2 exactly, from
@@ -129,25 +100,6 @@ def _slope_score(score, Q, i, KT, j0, j1, family, code, scale, logw, self_j, wv,
         for jj in range(n):
             slope[jj] = -scale
     return row_max(row, n)
-
-
-_SCORES = {KERNEL: _kernel_score, LEARNED: _learned_score, SLOPE: _slope_score}
-
-
-def score_tile(score, Q, i, KT, j0, j1, family, code, scale, logw, self_j, wv, row, slope, TH):
-    """Scores of query ``i`` against keys ``j0:j1`` into ``row``; returns their maximum.
-
-    ``slope`` receives the slopes (``SLOPE`` only); ``TH`` is the additive
-    score's scratch (``LEARNED`` with the additive kind only).
-    """
-    return _SCORES[_literal(score, "score")](score, Q, i, KT, j0, j1, family, code, scale, logw,
-                                              self_j, wv, row, slope, TH)
-
-
-@overload(score_tile, jit_options={"fastmath": FASTMATH, "error_model": "numpy"})
-def _score_tile_impl(score, Q, i, KT, j0, j1, family, code, scale, logw, self_j, wv, row,
-                     slope, TH):
-    return _SCORES[_literal(score, "score")]
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -195,16 +147,25 @@ def add_weighted(row, n, VT, c0, j0, S, ii, o):
         S[ii, o + col] += a
 
 
-def _absorb_pool(absorb, row, n, tmax, Q, i, KT, family, VT, VT2, j0, ii, smax, S, powers,
-                 offsets, slope, term):
+@njit(inline="always", fastmath=FASTMATH)
+def absorb_pool(row, n, tmax, VT, VT2, j0, ii, smax, S, powers, offsets):
+    """``POOL``: fold the tile into the normaliser, the values and their squares.
+
+    ``S`` is the task's packed state, ``offsets`` the first column of each
+    block of its layout (``norm, acc, sq``). ``row`` is left holding the
+    unnormalised weights. A tile whose scores are all ``-inf`` (``tmax``)
+    adds nothing.
+    """
     if tmax == -math.inf:
         return
     _absorb_weights(row, n, tmax, VT, j0, ii, smax, S, powers, offsets[0], offsets[1])
     add_weighted(row, n, VT2, 0, j0, S, ii, offsets[2])
 
 
-def _absorb_slopes(absorb, row, n, tmax, Q, i, KT, family, VT, VT2, j0, ii, smax, S, powers,
-                   offsets, slope, term):
+@njit(inline="always", fastmath=FASTMATH)
+def absorb_slope_tile(row, n, tmax, Q, i, KT, family, VT, j0, ii, smax, S, powers, offsets,
+                      slope, term):
+    """``SLOPES``: the values, plus the slopes ``A`` and ``B`` (``norm, acc, A, B``)."""
     if tmax == -math.inf:
         return
     _absorb_weights(row, n, tmax, VT, j0, ii, smax, S, powers, offsets[0], offsets[1])
@@ -214,32 +175,9 @@ def _absorb_slopes(absorb, row, n, tmax, Q, i, KT, family, VT, VT2, j0, ii, smax
                   S[ii, offsets[2]:offsets[2] + d], S[ii, offsets[3]:offsets[3] + d * p])
 
 
-_ABSORBS = {POOL: _absorb_pool, SLOPES: _absorb_slopes}
-
-
-def absorb_tile(absorb, row, n, tmax, Q, i, KT, family, VT, VT2, j0, ii, smax, S, powers,
-                offsets, slope, term):
-    """Fold the scores ``row[:n]`` of keys ``j0:j0+n`` into the state of query ``ii``.
-
-    ``S`` is the task's packed state, ``offsets`` the first column of each
-    block of its layout (``norm, acc, sq`` or ``norm, acc, A, B``).
-    ``row`` is left holding the unnormalised weights. A tile whose scores
-    are all ``-inf`` (``tmax``) adds nothing.
-    """
-    return _ABSORBS[_literal(absorb, "absorb")](absorb, row, n, tmax, Q, i, KT, family, VT,
-                                                 VT2, j0, ii, smax, S, powers, offsets, slope,
-                                                 term)
-
-
-@overload(absorb_tile, jit_options={"fastmath": FASTMATH, "error_model": "numpy"})
-def _absorb_tile_impl(absorb, row, n, tmax, Q, i, KT, family, VT, VT2, j0, ii, smax, S, powers,
-                      offsets, slope, term):
-    return _ABSORBS[_literal(absorb, "absorb")]
-
-
 @njit(inline="always", fastmath=FASTMATH)
 def weigh_row(row, n, ii, smax, S, powers, o_norm):
-    """The first half of :func:`absorb_tile` for the matrix body.
+    """The first half of :func:`absorb_pool` for the matrix body.
 
     Raises the running maximum, replaces the scores by ``exp(score - max)``
     and adds their sum to the normaliser. Returns False, with ``row[:n]``
@@ -258,7 +196,7 @@ def weigh_row(row, n, ii, smax, S, powers, o_norm):
 
 
 def absorb_offsets(absorb, layout):
-    """``offsets`` argument of :func:`absorb_tile` for a layout (host side).
+    """``offsets`` argument of the absorb strategies for a layout (host side).
 
     Examples
     --------

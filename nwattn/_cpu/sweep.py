@@ -12,9 +12,9 @@ order, so the result does not depend on the number of threads.
 What a task does with a tile comes from :mod:`nwattn._cpu.strategies`: the
 score strategy (a kernel, a learned score, a kernel with its bandwidth
 slopes), the absorb strategy (which accumulators) and the tile schedule.
-They arrive as ``numba.literally`` arguments, so each combination is its
-own compiled specialisation with the chosen code inlined and the others
-pruned, and each is cached on disk like any other signature.
+They are chosen by the types of two optional inputs, so each combination
+is its own compiled specialisation with the chosen code inlined and the
+others pruned, and each is cached on disk like any other signature.
 
 Two task bodies share those strategies. The row body (:func:`row_task`)
 streams one query at a time and suits few features and outputs. The matrix
@@ -29,7 +29,7 @@ per task so the tasks, not the BLAS, own the cores.
 import math
 
 import numpy as np
-from numba import literally, njit, prange
+from numba import njit, prange
 
 from .. import _config
 from .._config import FASTMATH
@@ -39,30 +39,31 @@ from .._parallel import serial_blas
 from ..kernels import DOT
 from .fastexp import like
 from .rows import bias_row, score_row
-from .strategies import (DENSE, KERNEL, POOL, absorb_offsets, absorb_tile, score_tile,
+from .strategies import (DENSE, KERNEL, LEARNED, POOL, absorb_offsets, absorb_pool,
+                         absorb_slope_tile, kernel_score, learned_score, slope_score,
                          tile_bounds, tile_count, weigh_row)
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def row_sweep(score, absorb, schedule, Q, KT, VT, VT2, logw, wv, family, code, scale,
-              self_shift, query_block, key_tile, n_split, split_size, powers, offsets,
-              out_max, out_acc):
+def row_sweep(Q, KT, VT, VT2, logw, wv, slopes, family, code, scale, self_shift, query_block,
+              key_tile, n_split, split_size, schedule, powers, offsets, out_max, out_acc):
     """States of every query against every key split, row body.
 
     Parameters
     ----------
-    score, absorb, schedule : int
-        Strategies (:mod:`nwattn._cpu.strategies`), compiled as literals.
     Q : (n, d) queries, already divided by the bandwidth (or projected).
     KT : (d, m) keys, transposed, likewise prepared.
     VT, VT2 : (p, m) centred values and their squares (VT2 may have no rows).
     logw : (m,) log key weights, or empty.
-    wv : (r,) the additive score's vector (empty otherwise).
-    family, code, scale : the score (see ``nwattn.kernels``); for a learned
-        score ``family`` is its kind.
+    wv : None, or (r,) for a learned score (``LEARNED``; ``family`` is then
+        the score's kind and ``wv`` the additive score's vector).
+    slopes : None, or any array to accumulate the slopes in the
+        log-bandwidths (``SLOPE`` score, ``SLOPES`` layout).
+    family, code, scale : the score (see ``nwattn.kernels``).
     self_shift : key index of query ``i`` is ``i + self_shift`` (leave-one-out),
         or a value that puts every query's self outside ``[0, m)``.
     query_block, key_tile, n_split, split_size : work decomposition.
+    schedule : the tile schedule.
     powers, offsets : the layout's column powers and block offsets.
     out_max : (n_split, n); out_acc : (n_split, n, width) packed states.
     """
@@ -71,44 +72,57 @@ def row_sweep(score, absorb, schedule, Q, KT, VT, VT2, logw, wv, family, code, s
     for task in prange(n_blocks * n_split):
         b = task // n_split
         s = task - b * n_split
-        row_task(literally(score), literally(absorb), literally(schedule), Q, KT, VT, VT2,
-                 logw, wv, family, code, scale, self_shift,
+        row_task(Q, KT, VT, VT2, logw, wv, slopes, family, code, scale, self_shift,
                  b * query_block, min(n, (b + 1) * query_block),
                  s * split_size, min(KT.shape[1], (s + 1) * split_size), key_tile, s,
-                 powers, offsets, out_max, out_acc)
+                 schedule, powers, offsets, out_max, out_acc)
 
 
 # error_model="numpy": without it Numba guards every float division against
 # a zero divisor, a branch that stops LLVM from vectorising the loops of the
 # compact kernels' log-weights (whose divisors are never zero).
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def row_task(score, absorb, schedule, Q, KT, VT, VT2, logw, wv, family, code, scale,
-             self_shift, q0, q1, k0, k1, key_tile, s, powers, offsets, out_max, out_acc):
+def row_task(Q, KT, VT, VT2, logw, wv, slopes, family, code, scale, self_shift, q0, q1, k0, k1,
+             key_tile, s, schedule, powers, offsets, out_max, out_acc):
     """One task: queries ``q0:q1`` against keys ``k0:k1``, into split ``s``.
 
     Kept out of the ``prange`` body so that Numba's parallel transforms do
-    not touch the inner loops, which then vectorise as in serial code.
+    not touch the inner loops, which then vectorise as in serial code. The
+    branches on ``slopes is None`` and ``wv is None`` are resolved when
+    Numba compiles the function for the types of its arguments (see
+    :mod:`nwattn._cpu.strategies`).
     """
     nq = q1 - q0
     dtype = Q.dtype
     smax = np.full(nq, -math.inf, dtype=dtype)
     S = np.zeros((nq, out_acc.shape[2]), dtype=dtype)
     row = np.empty(key_tile, dtype=dtype)
-    # Scratch only the chosen strategies use; empty otherwise.
-    scratch = key_tile if absorb != POOL else 0
-    slope = np.empty(scratch, dtype=dtype)
-    term = np.empty(scratch, dtype=dtype)
+    if slopes is None:
+        slope = np.empty(0, dtype=dtype)
+    else:
+        slope = np.empty(key_tile, dtype=dtype)
+    term = np.empty_like(slope)
     # The additive score can keep its tanh values for a gradient; pooling
     # does not need them.
     TH = np.empty((0, key_tile), dtype=dtype)
     for t in range(tile_count(schedule, k0, k1, key_tile)):
         j0, j1 = tile_bounds(schedule, t, k0, k1, key_tile)
+        n = j1 - j0
         for ii in range(nq):
             i = q0 + ii
-            tmax = score_tile(score, Q, i, KT, j0, j1, family, code, scale, logw,
-                              i + self_shift, wv, row, slope, TH)
-            absorb_tile(absorb, row, j1 - j0, tmax, Q, i, KT, family, VT, VT2, j0, ii, smax,
-                        S, powers, offsets, slope, term)
+            if slopes is not None:
+                tmax = slope_score(Q, i, KT, j0, j1, family, code, scale, logw, i + self_shift,
+                                   row, slope)
+                absorb_slope_tile(row, n, tmax, Q, i, KT, family, VT, j0, ii, smax, S, powers,
+                                  offsets, slope, term)
+            elif wv is None:
+                tmax = kernel_score(Q, i, KT, j0, j1, family, code, scale, logw, i + self_shift,
+                                    row)
+                absorb_pool(row, n, tmax, VT, VT2, j0, ii, smax, S, powers, offsets)
+            else:
+                tmax = learned_score(Q, i, KT, j0, j1, family, scale, logw, i + self_shift, wv,
+                                     row, TH)
+                absorb_pool(row, n, tmax, VT, VT2, j0, ii, smax, S, powers, offsets)
     for ii in range(nq):
         out_max[s, q0 + ii] = smax[ii]
         for col in range(S.shape[1]):
@@ -130,7 +144,7 @@ def matrix_sweep(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shif
     for task in prange(n_blocks * n_split):
         b = task // n_split
         s = task - b * n_split
-        matrix_task(literally(schedule), Q, KT, K, V, V2, logw, family, code, scale,
+        matrix_task(schedule, Q, KT, K, V, V2, logw, family, code, scale,
                     self_shift, gemm_scores, b * query_block, min(n, (b + 1) * query_block),
                     s * split_size, min(KT.shape[1], (s + 1) * split_size), key_tile, s,
                     powers, offsets, out_max, out_acc)
@@ -210,10 +224,12 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
                          gemm_scores, query_block, _config.KEY_TILE, n_split, split_size,
                          layout.powers, offsets, out_max, out_acc)
     else:
-        wv = np.empty(0, dtype) if wv is None else np.ascontiguousarray(wv, dtype=dtype)
-        row_sweep(score, absorb, schedule, Q, KT, VT, VT2, logw, wv, family, code, scale,
-                  self_shift, query_block, _config.KEY_TILE, n_split, split_size,
-                  layout.powers, offsets, out_max, out_acc)
+        # The strategies travel as the types of two optional inputs.
+        wv = np.ascontiguousarray(wv, dtype=dtype) if score == LEARNED else None
+        slopes = np.empty(0, dtype) if absorb != POOL else None
+        row_sweep(Q, KT, VT, VT2, logw, wv, slopes, family, code, scale, self_shift,
+                  query_block, _config.KEY_TILE, n_split, split_size, schedule, layout.powers,
+                  offsets, out_max, out_acc)
     for s in range(1, n_split):
         merge_rows(out_max[0], out_acc[0], out_max[s], out_acc[s], layout.powers)
     return out_max[0], out_acc[0]
