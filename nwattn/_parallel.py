@@ -68,6 +68,62 @@ def threads(n_jobs):
 
 _blas_controller = None
 
+# serial_blas is entered by several threads at once (two fits, two bandwidth
+# searches): the BLAS limit is process-wide, so it is set by the first thread
+# to enter and restored by the last one to leave. Each thread saving and
+# restoring it for itself would leave it at one thread for good whenever the
+# calls overlap (the second saves the first's limit of one).
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limiter = None
+_blas_depth = threading.local()
+
+
+def _as_blas_owner(change):
+    """Apply a limit change from the calling thread, whichever thread set the last one.
+
+    threadpoolctl (3.8 on) lets only one "controlling" thread change
+    OpenBLAS's process-wide limit and ignores the others; the thread that
+    restores the limit here is often not the one that set it. Control is
+    released before and after, as threadpoolctl's own context manager does
+    when it exits.
+    """
+    try:
+        from threadpoolctl import OpenBLASController
+
+        release = functools.partial(OpenBLASController.clear_controlling_thread, force=True)
+    except (ImportError, AttributeError, TypeError):  # older threadpoolctl: no owner
+        release = lambda: None  # noqa: E731
+    release()
+    try:
+        return change()
+    finally:
+        release()
+
+
+def _blas_enter():
+    global _blas_controller, _blas_users, _blas_limiter
+    with _blas_lock:
+        if _blas_users == 0:
+            if _blas_controller is None:
+                from threadpoolctl import ThreadpoolController
+
+                _blas_controller = ThreadpoolController()
+            _blas_limiter = _as_blas_owner(
+                lambda: _blas_controller.limit(limits=1, user_api="blas"))
+        _blas_users += 1
+    _blas_depth.n = getattr(_blas_depth, "n", 0) + 1
+
+
+def _blas_leave():
+    global _blas_users, _blas_limiter
+    _blas_depth.n -= 1
+    with _blas_lock:
+        _blas_users -= 1
+        if _blas_users == 0:
+            limiter, _blas_limiter = _blas_limiter, None
+            _as_blas_owner(limiter.restore_original_limits)
+
 
 @contextmanager
 def serial_blas():
@@ -80,6 +136,10 @@ def serial_blas():
     it). The products involved are small, so one BLAS thread costs little.
     The controller that finds the loaded BLAS libraries is built once.
 
+    The limit is process-wide, and so is the bookkeeping: when blocks
+    overlap in several threads, the first to enter sets the limit and the
+    last to leave restores the setting found by the first.
+
     Examples
     --------
     >>> import numpy as np
@@ -88,13 +148,11 @@ def serial_blas():
     ...     float(np.ones((3, 3)) @ np.ones(3) @ np.ones(3))
     9.0
     """
-    global _blas_controller
-    if _blas_controller is None:
-        from threadpoolctl import ThreadpoolController
-
-        _blas_controller = ThreadpoolController()
-    with _blas_controller.limit(limits=1, user_api="blas"):
+    _blas_enter()
+    try:
         yield
+    finally:
+        _blas_leave()
 
 
 #: Threading layers that support launches from several threads at once.
