@@ -20,7 +20,10 @@ import pytest
 
 from nwattn import _config, ops
 from nwattn._backend import get_backend
+from nwattn._cpu.strategies import KERNEL, POOL
+from nwattn._layout import pool_layout
 from nwattn._parallel import threads
+from nwattn.kernels import get_kernel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,7 +49,7 @@ def _calls(rng):
     Qd, Kd = rng.normal(size=(41, 40)), rng.normal(size=(57, 40))
     Wq, Wk, wv = rng.normal(size=(4, 3)), rng.normal(size=(4, 3)), rng.normal(size=4)
     return {
-        "row": lambda: ops.attention_pool(Q, K, V, "epanechnikov", 2.0, return_std=True),
+        "row": lambda: ops.attention_pool(Q, K, V, "epanechnikov", 4.0, return_std=True),
         "loo": lambda: ops.attention_pool(K, K, V, "gaussian", 0.6, exclude_self=True),
         "matrix": lambda: ops.attention_pool(Q, K, V20, "laplacian", 0.9, return_std=True),
         "gemm scores": lambda: ops.attention_pool(Qd, Kd, V, "dot", 9.0),
@@ -85,8 +88,6 @@ def _prepared(rng, n, m, p):
 
 
 def test_progress_reports_every_chunk_up_to_all_pairs(rng, tiny_chunks):
-    from nwattn.kernels import get_kernel
-
     be = get_backend("cpu")
     kern = get_kernel("gaussian")
     n, m = 37, 50
@@ -105,8 +106,6 @@ def test_progress_reports_every_chunk_up_to_all_pairs(rng, tiny_chunks):
 
 def test_progress_counts_pairs_with_split_keys(rng, tiny_chunks):
     """Few queries and many keys: the keys are split, the counts still add up."""
-    from nwattn.kernels import get_kernel
-
     be = get_backend("cpu")
     kern = get_kernel("gaussian")
     n, m = 4, 200
@@ -124,8 +123,6 @@ def test_progress_counts_pairs_with_split_keys(rng, tiny_chunks):
 
 
 def test_an_exception_from_progress_stops_the_sweep(rng, tiny_chunks):
-    from nwattn.kernels import get_kernel
-
     be = get_backend("cpu")
     kern = get_kernel("gaussian")
     Qs, KT, VT, VT2, logw = _prepared(rng, 30, 40, 1)
@@ -139,6 +136,43 @@ def test_an_exception_from_progress_stops_the_sweep(rng, tiny_chunks):
     with pytest.raises(InterruptedError, match="stop here"):
         be.pool(Qs, KT, VT, VT2, logw, kern.family, kern.code, 1.0, -31, progress=cancel)
     assert len(calls) == 2
+
+
+class _CountingDispatcher:
+    """Stands for a Numba dispatcher and counts the calls that go through it."""
+
+    def __init__(self, dispatcher):
+        self.dispatcher = dispatcher
+        self.calls = 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        return self.dispatcher(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.dispatcher, name)
+
+
+@pytest.mark.parametrize("p", [2, 20], ids=["row body", "matrix body"])
+def test_only_the_first_chunk_goes_through_the_dispatcher(rng, tiny_chunks, monkeypatch, p):
+    """Dispatching with literal arguments costs tens of milliseconds a call;
+    the other chunks call the compiled specialisation directly."""
+    from nwattn._cpu import sweep
+
+    name = "matrix_sweep" if p >= _config.GEMM_MIN_OUTPUTS else "row_sweep"
+    counting = _CountingDispatcher(getattr(sweep, name))
+    monkeypatch.setattr(sweep, name, counting)
+    kern = get_kernel("gaussian")
+    Qs, KT, VT, VT2, logw = _prepared(rng, 20, 30, p)
+    chunks = []
+    got = sweep.sweep(KERNEL, POOL, pool_layout(p, False), Qs, KT, VT, VT2, logw, kern.family,
+                      kern.code, 1.0, -21, progress=lambda done, total: chunks.append(done))
+    assert len(chunks) > 2
+    assert counting.calls == 1
+    _single_launch(monkeypatch)
+    want = sweep.sweep(KERNEL, POOL, pool_layout(p, False), Qs, KT, VT, VT2, logw, kern.family,
+                       kern.code, 1.0, -21)
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
 
 
 # A pooling of n = m = 200 000 pairs takes minutes; it must stop within a

@@ -36,7 +36,7 @@ import math
 
 import numba
 import numpy as np
-from numba import literally, njit, prange
+from numba import literally, njit, prange, types
 
 from .. import _config
 from .._config import FASTMATH
@@ -258,36 +258,58 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
     out_acc = np.empty((n_split, n, layout.width), dtype)
     n_tasks = -(-n // query_block) * n_split
     # Work of one (query, key) pair: a score over d features, then every
-    # column of the state.
-    chunk = chunk_tasks(n_tasks, query_block * split_size, d + layout.width,
+    # column of the state; the matrix body's BLAS products get through
+    # about eight times as much of it per second as the row body's loops.
+    work_per_pair = d + layout.width
+    if use_matrix:
+        work_per_pair = -(-work_per_pair // 8)
+    chunk = chunk_tasks(n_tasks, query_block * split_size, work_per_pair,
                         numba.get_num_threads())
     if use_matrix:
         K = np.ascontiguousarray(KT.T) if gemm_scores else np.empty((0, d), dtype)
         V = np.ascontiguousarray(VT.T)
         V2 = np.ascontiguousarray(VT2.T)
-
-        def run(task0, task1):
-            matrix_sweep(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift,
-                         gemm_scores, query_block, key_tile, n_split, split_size, task0,
-                         task1, layout.powers, offsets, out_max, out_acc)
+        driver, n_literal = matrix_sweep, 1
+        head = (schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift, gemm_scores,
+                query_block, key_tile, n_split, split_size)
         blas = serial_blas()
     else:
         wv = np.empty(0, dtype) if wv is None else np.ascontiguousarray(wv, dtype=dtype)
-
-        def run(task0, task1):
-            row_sweep(score, absorb, schedule, Q, KT, VT, VT2, logw, wv, family, code, scale,
-                      self_shift, query_block, key_tile, n_split, split_size, task0, task1,
-                      layout.powers, offsets, out_max, out_acc)
+        driver, n_literal = row_sweep, 3
+        head = (score, absorb, schedule, Q, KT, VT, VT2, logw, wv, family, code, scale,
+                self_shift, query_block, key_tile, n_split, split_size)
         blas = contextlib.nullcontext()
+    tail = (layout.powers, offsets, out_max, out_acc)
+    launch = None
     with blas:
         for task0 in range(0, n_tasks, chunk):
             task1 = min(n_tasks, task0 + chunk)
-            run(task0, task1)
+            if launch is None:  # the first chunk compiles or loads the specialisation
+                driver(*head, task0, task1, *tail)
+                launch = _specialisation(driver, n_literal, (*head, task0, task1, *tail))
+            else:
+                launch(*head, task0, task1, *tail)
             if progress is not None:
                 progress(_pairs_before(task1, n, m, query_block, n_split, split_size), n * m)
     for s in range(1, n_split):
         merge_rows(out_max[0], out_acc[0], out_max[s], out_acc[s], layout.powers)
     return out_max[0], out_acc[0]
+
+
+def _specialisation(dispatcher, n_literal, args):
+    """The compiled specialisation of ``dispatcher`` for ``args``, to call directly.
+
+    Called with plain integers for its ``numba.literally`` arguments (the
+    first ``n_literal``), a dispatcher first types the function without
+    them, fails and retries with literal types: tens of milliseconds per
+    call, where the chunked sweep makes many. Once a call has compiled or
+    loaded the specialisation, its entry point takes the same arguments
+    directly. Falls back to the dispatcher if it is not found.
+    """
+    key = (*(types.literal(a) for a in args[:n_literal]),
+           *(numba.typeof(a) for a in args[n_literal:]))
+    compiled = dispatcher.overloads.get(key)
+    return dispatcher if compiled is None else compiled.entry_point
 
 
 def _pairs_before(task, n, m, query_block, n_split, split_size):
