@@ -36,7 +36,10 @@ class PoolState:
     Parameters
     ----------
     max : ndarray of shape (n_queries,)
-        Running maximum score.
+        Running maximum score, which the accumulators are relative to. For
+        values whose squares would leave the floating-point range, it is
+        raised by a multiple of ``log(2)`` so that the normaliser and the
+        second moments stay representable; states still merge exactly.
     packed : ndarray of shape (n_queries, layout.width)
         The accumulators, relative to ``exp(max)``.
     layout : StateLayout

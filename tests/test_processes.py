@@ -41,8 +41,9 @@ def _tbb_installed():
 def _compiled():
     """Compile (or load) the kernels once here, so the children only load them."""
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(50, 2))
+    X = rng.normal(size=(50, 3))
     ops.attention_pool(X, X, X[:, 0], "gaussian", 0.5)
+    ops.attention_pool(X, X, X[:, 0], "epanechnikov", 0.9, return_std=True)
 
 
 def _run(script, layer):

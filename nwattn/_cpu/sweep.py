@@ -304,11 +304,15 @@ def _specialisation(dispatcher, n_literal, args):
     them, fails and retries with literal types: tens of milliseconds per
     call, where the chunked sweep makes many. Once a call has compiled or
     loaded the specialisation, its entry point takes the same arguments
-    directly. Falls back to the dispatcher if it is not found.
+    directly. Falls back to ``dispatcher`` itself when it has no such
+    specialisation (or is not a dispatcher: tests wrap the drivers).
     """
+    overloads = getattr(dispatcher, "overloads", None)
+    if overloads is None:
+        return dispatcher
     key = (*(types.literal(a) for a in args[:n_literal]),
            *(numba.typeof(a) for a in args[n_literal:]))
-    compiled = dispatcher.overloads.get(key)
+    compiled = overloads.get(key)
     return dispatcher if compiled is None else compiled.entry_point
 
 
