@@ -49,6 +49,14 @@ GEMM_QUERY_BLOCK = 128
 #: scores mark keys outside a kernel's support.
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
+#: Work per thread in one chunk of the CPU sweep, in (query, key) pairs times
+#: (features + state columns), an eighth of that on the matrix body: a few
+#: hundredths of a second for a gaussian kernel in 8 dimensions, a tenth on a
+#: slow or busy core. Between chunks the interpreter runs, so a Ctrl-C stops
+#: a long call within about that time; chunks only group independent tasks,
+#: so their size changes no result.
+SWEEP_CHUNK_WORK = 2**27
+
 # --- GPU (numba-cuda) launch sizes. Read at every launch; tests lower them
 # so tiny inputs span several blocks, key tiles, splits and value chunks.
 

@@ -1,23 +1,110 @@
-"""Number of CPU threads used by the compiled kernels, and safe concurrent use.
+"""Number of CPU threads used by the compiled kernels, and safe use from threads and processes.
 
-Concurrency. Numba's ``workqueue`` threading layer (the one it falls back to
-when neither TBB nor OpenMP is available) aborts the whole process when two
-Python threads run ``parallel=True`` functions at the same time, which is
-what Dask's threaded scheduler, web servers and thread pools do. The
-``tbb`` and ``omp`` layers are thread-safe. :func:`guarded` wraps a
-host function that launches compiled kernels so that, under ``workqueue`` only, calls from different
-threads take turns on a process-wide lock; under ``tbb`` or ``omp`` they run
-concurrently and the lock is never taken. Choose the layer with Numba's
-``NUMBA_THREADING_LAYER`` environment variable (installing the ``tbb``
-package makes ``tbb`` available everywhere).
+Threading layer. Numba runs ``parallel=True`` functions on one of three
+layers, chosen at the first parallel launch of the process: ``tbb`` (safe
+with threads and with ``fork``), ``omp`` (safe with threads; with GNU
+OpenMP, the Linux build, a child forked after a launch is killed at its
+first one) and ``workqueue`` (safe with ``fork``; two threads launching at
+once abort the process). Numba prefers ``tbb`` but finds the TBB runtime
+of the ``tbb`` package only where the dynamic loader looks, which a virtual
+environment's ``lib`` folder is not; :func:`preload_tbb` loads it from
+where the package put it when this module is imported, so ``tbb`` is the
+layer out of the box wherever that package is installed (nwattn depends
+on it on the platforms it has wheels for). A choice made with Numba's
+``NUMBA_THREADING_LAYER`` environment variable is respected.
+
+Threads. :func:`guarded` wraps a host function that launches compiled
+kernels so that, under ``workqueue`` only, calls from different threads
+take turns on a process-wide lock; under ``tbb`` or ``omp`` they run
+concurrently and the lock is never taken.
+
+Processes. A ``fork`` under ``tbb`` or ``workqueue`` gives a child that
+computes normally (the lock is renewed in the child, in case another thread
+held it). Under GNU OpenMP after a launch, nothing can make the child's
+launches work: the fork warns (:class:`~nwattn.exceptions.UnsafeForkWarning`)
+and the child's calls raise a RuntimeError that says what to do, instead of
+the child being killed and a process pool waiting for it for ever.
 """
 
+import ctypes
 import functools
 import os
+import sys
 import threading
+import warnings
 from contextlib import contextmanager
 
 import numba
+
+from .exceptions import UnsafeForkWarning
+
+#: Name of the TBB runtime that Numba's ``tbb`` layer loads, per platform.
+_TBB_RUNTIME = {"linux": "libtbb.so.12", "darwin": "libtbb.12.dylib", "win32": "tbb12.dll"}
+
+#: Values of ``NUMBA_THREADING_LAYER`` under which Numba may pick ``tbb``.
+_MAY_PICK_TBB = frozenset({"default", "tbb", "safe", "threadsafe"})
+
+
+def _tbb_runtime_path():
+    """Path of the TBB runtime installed by the ``tbb`` package, or None."""
+    name = _TBB_RUNTIME.get(sys.platform)
+    if name is None:
+        return None
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution("tbb")
+    except metadata.PackageNotFoundError:
+        return None
+    for file in dist.files or ():
+        if file.name == name:
+            path = dist.locate_file(file)
+            if os.path.isfile(path):
+                return str(path)
+    return None
+
+
+def preload_tbb():
+    """Load the ``tbb`` package's runtime so that Numba can choose the ``tbb`` layer.
+
+    Numba looks for the runtime by its bare name, which the dynamic loader
+    of Linux and Windows resolves to an already loaded library of that name
+    before searching its paths; loading the package's copy by its full
+    path, before the first parallel launch, is therefore enough. Does nothing once the
+    layer is chosen, when ``NUMBA_THREADING_LAYER`` names a layer other
+    than ``tbb``, or when the package is not installed.
+
+    Returns
+    -------
+    str or None
+        The path of the runtime that was loaded, or None.
+
+    Examples
+    --------
+    >>> import os
+    >>> from nwattn._parallel import preload_tbb
+    >>> path = preload_tbb()
+    >>> path is None or os.path.basename(path) in ("libtbb.so.12", "libtbb.12.dylib", "tbb12.dll")
+    True
+    """
+    try:
+        numba.threading_layer()
+        return None  # already chosen
+    except ValueError:
+        pass
+    if str(numba.config.THREADING_LAYER).lower() not in _MAY_PICK_TBB:
+        return None
+    path = _tbb_runtime_path()
+    if path is None:
+        return None
+    try:
+        ctypes.CDLL(path, mode=getattr(ctypes, "RTLD_GLOBAL", 0))
+    except OSError:  # a broken install: Numba then picks another layer
+        return None
+    return path
+
+
+preload_tbb()
 
 
 def effective_n_jobs(n_jobs):
@@ -68,6 +155,62 @@ def threads(n_jobs):
 
 _blas_controller = None
 
+# serial_blas is entered by several threads at once (two fits, two bandwidth
+# searches): the BLAS limit is process-wide, so it is set by the first thread
+# to enter and restored by the last one to leave. Each thread saving and
+# restoring it for itself would leave it at one thread for good whenever the
+# calls overlap (the second saves the first's limit of one).
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limiter = None
+_blas_depth = threading.local()
+
+
+def _as_blas_owner(change):
+    """Apply a limit change from the calling thread, whichever thread set the last one.
+
+    threadpoolctl (3.8 on) lets only one "controlling" thread change
+    OpenBLAS's process-wide limit and ignores the others; the thread that
+    restores the limit here is often not the one that set it. Control is
+    released before and after, as threadpoolctl's own context manager does
+    when it exits.
+    """
+    try:
+        from threadpoolctl import OpenBLASController
+
+        release = functools.partial(OpenBLASController.clear_controlling_thread, force=True)
+    except (ImportError, AttributeError, TypeError):  # older threadpoolctl: no owner
+        release = lambda: None  # noqa: E731
+    release()
+    try:
+        return change()
+    finally:
+        release()
+
+
+def _blas_enter():
+    global _blas_controller, _blas_users, _blas_limiter
+    with _blas_lock:
+        if _blas_users == 0:
+            if _blas_controller is None:
+                from threadpoolctl import ThreadpoolController
+
+                _blas_controller = ThreadpoolController()
+            _blas_limiter = _as_blas_owner(
+                lambda: _blas_controller.limit(limits=1, user_api="blas"))
+        _blas_users += 1
+    _blas_depth.n = getattr(_blas_depth, "n", 0) + 1
+
+
+def _blas_leave():
+    global _blas_users, _blas_limiter
+    _blas_depth.n -= 1
+    with _blas_lock:
+        _blas_users -= 1
+        if _blas_users == 0:
+            limiter, _blas_limiter = _blas_limiter, None
+            _as_blas_owner(limiter.restore_original_limits)
+
 
 @contextmanager
 def serial_blas():
@@ -80,6 +223,10 @@ def serial_blas():
     it). The products involved are small, so one BLAS thread costs little.
     The controller that finds the loaded BLAS libraries is built once.
 
+    The limit is process-wide, and so is the bookkeeping: when blocks
+    overlap in several threads, the first to enter sets the limit and the
+    last to leave restores the setting found by the first.
+
     Examples
     --------
     >>> import numpy as np
@@ -88,13 +235,11 @@ def serial_blas():
     ...     float(np.ones((3, 3)) @ np.ones(3) @ np.ones(3))
     9.0
     """
-    global _blas_controller
-    if _blas_controller is None:
-        from threadpoolctl import ThreadpoolController
-
-        _blas_controller = ThreadpoolController()
-    with _blas_controller.limit(limits=1, user_api="blas"):
+    _blas_enter()
+    try:
         yield
+    finally:
+        _blas_leave()
 
 
 #: Threading layers that support launches from several threads at once.
@@ -103,17 +248,74 @@ THREAD_SAFE_LAYERS = frozenset({"tbb", "omp"})
 _launch_lock = threading.RLock()
 _inside = threading.local()
 
+#: Set in a child forked, after a parallel launch, under a layer that kills
+#: such a child at its next one; the guard then refuses to launch.
+_forked_unusable = False
+
+
+def forked_layer_is_usable():
+    """Whether a child forked now could run parallel kernels.
+
+    ``False`` only when a parallel launch has already chosen Numba's
+    ``omp`` layer with GNU OpenMP, which terminates a forked child at its
+    first parallel launch; ``tbb`` and ``workqueue`` survive a fork, and
+    before the first launch a child chooses a layer of its own.
+
+    Examples
+    --------
+    >>> from nwattn._parallel import forked_layer_is_usable
+    >>> isinstance(forked_layer_is_usable(), bool)
+    True
+    """
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # nothing launched yet
+        return True
+    if layer != "omp":
+        return True
+    from numba.np.ufunc import omppool
+
+    return getattr(omppool, "openmp_vendor", "") != "GNU"
+
+
+#: What to do instead, for the fork warning and the child's error.
+_FORK_REMEDY = (
+    "install the tbb package (pip install tbb) so that Numba uses its fork-safe 'tbb' "
+    "layer, set NUMBA_THREADING_LAYER=workqueue, or start the worker processes with the "
+    "'spawn' or 'forkserver' method of multiprocessing")
+
+
+def _warn_before_fork():
+    # Warned in the parent, where the user sees it once, rather than only as
+    # the child's error, which a process pool may report far from the fork.
+    if not forked_layer_is_usable():
+        warnings.warn(
+            "fork() after nwattn ran parallel kernels under Numba's 'omp' threading layer "
+            "(GNU OpenMP): the child cannot run them and its calls will raise a "
+            f"RuntimeError; {_FORK_REMEDY}", UnsafeForkWarning, stacklevel=2)
+
 
 def _reset_after_fork():
-    # A fork while another thread held the lock would leave the child's copy
+    global _launch_lock, _forked_unusable, _blas_lock, _blas_users, _blas_limiter
+    # A fork while another thread held a lock would leave the child's copy
     # locked for ever (only the forking thread exists in the child).
-    global _launch_lock
     _launch_lock = threading.RLock()
     _inside.depth = 0
+    _forked_unusable = not forked_layer_is_usable()
+    # Only the forking thread's own serial_blas blocks remain to leave; if
+    # it had none, the limit set for the parent's other threads is undone.
+    _blas_lock = threading.Lock()
+    _blas_users = getattr(_blas_depth, "n", 0)
+    if _blas_users == 0 and _blas_limiter is not None:
+        limiter, _blas_limiter = _blas_limiter, None
+        try:
+            _as_blas_owner(limiter.restore_original_limits)
+        except Exception:  # noqa: BLE001 - the child must start whatever BLAS does
+            pass
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
+    os.register_at_fork(before=_warn_before_fork, after_in_child=_reset_after_fork)
 
 
 def layer_is_thread_safe():
@@ -154,7 +356,10 @@ def guarded(func):
     every wrapped function, because ``workqueue`` forbids any two parallel
     regions at once, not only two runs of the same function. The CPU
     backend wraps each of its operations with it, so every parallel launch
-    of the package goes through it.
+    of the package goes through it. In a child forked under GNU OpenMP
+    after a launch (see :func:`forked_layer_is_usable`) it raises a
+    RuntimeError instead of launching, since the launch would terminate the
+    child.
 
     Examples
     --------
@@ -183,6 +388,12 @@ def guarded(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        if _forked_unusable:
+            # Launching would make GNU OpenMP terminate this process.
+            raise RuntimeError(
+                "nwattn cannot run its parallel kernels in this process: it was forked from "
+                "one that had run them under Numba's 'omp' threading layer (GNU OpenMP), "
+                f"which terminates a forked child at its first parallel launch; {_FORK_REMEDY}")
         if layer_is_thread_safe():
             return call(*args, **kwargs)
         with _launch_lock:
@@ -192,4 +403,4 @@ def guarded(func):
 
 
 __all__ = ["effective_n_jobs", "threads", "serial_blas", "layer_is_thread_safe", "guarded",
-           "in_guard"]
+           "in_guard", "preload_tbb", "forked_layer_is_usable"]

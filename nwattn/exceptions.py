@@ -1,6 +1,6 @@
 """Warnings and errors raised by nwattn."""
 
-__all__ = ["EmptyNeighborhoodWarning"]
+__all__ = ["EmptyNeighborhoodWarning", "UnsafeForkWarning"]
 
 
 class EmptyNeighborhoodWarning(UserWarning):
@@ -24,5 +24,26 @@ class EmptyNeighborhoodWarning(UserWarning):
     >>> out
     array([1.5, nan])
     >>> caught[0].category is EmptyNeighborhoodWarning
+    True
+    """
+
+
+class UnsafeForkWarning(UserWarning):
+    """The process forks after running parallel kernels on a layer that cannot survive it.
+
+    Numba's ``omp`` threading layer, built on GNU OpenMP on Linux, kills a
+    child forked after the parent's first parallel launch as soon as the
+    child launches one itself. nwattn warns at the fork and, in the child,
+    raises a RuntimeError instead of launching. Install the ``tbb`` package
+    (Numba then uses its fork-safe ``tbb`` layer), set
+    ``NUMBA_THREADING_LAYER=workqueue``, or start worker processes with the
+    ``"spawn"`` or ``"forkserver"`` method of :mod:`multiprocessing`.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from nwattn.exceptions import UnsafeForkWarning
+    >>> warnings.filterwarnings("ignore", category=UnsafeForkWarning)
+    >>> issubclass(UnsafeForkWarning, UserWarning)
     True
     """

@@ -57,15 +57,24 @@ def _prepare_scores(Q, K, kernel, bandwidth, key_weight, dtype):
     divided by the bandwidth (for a score kernel only the queries are
     divided), the log key weights (empty when there are none) and the
     score's constant factor.
+
+    For a smoothing kernel, whose scores depend on differences only, both
+    sets are first centred on the middle of their common bounding box, so
+    that where the data sit does not matter: a query equal to a key at
+    ``|x| = 1e300`` with ``h = 1e-10`` is at distance 0 from it, where
+    ``x / h`` alone would overflow to ``inf`` and give ``inf - inf``.
     """
     kern = get_kernel(kernel)
     d = Q.shape[1]
     h = _v.check_bandwidth(bandwidth, d, dtype)
-    with np.errstate(over="ignore"):  # overflow is reported by the check below
-        Qs = np.ascontiguousarray(Q / h, dtype=dtype)
-        if kern.family == DISTANCE:
-            KT = np.ascontiguousarray((K / h).T, dtype=dtype)
+    distance = kern.family == DISTANCE
+    with np.errstate(over="ignore"):  # overflow is reported by the checks below
+        if distance:
+            mid = _common_centre(Q, K)
+            Qs = np.ascontiguousarray((Q - mid) / h, dtype=dtype)
+            KT = np.ascontiguousarray(((K - mid) / h).T, dtype=dtype)
         else:
+            Qs = np.ascontiguousarray(Q / h, dtype=dtype)
             KT = np.ascontiguousarray(K.T, dtype=dtype)
     scale = 1.0 / math.sqrt(d) if kern.code == SCALED_DOT_CODE else 1.0
     _check_score_overflow(kern, Qs, KT, scale, dtype)
@@ -78,16 +87,37 @@ def _prepare_scores(Q, K, kernel, bandwidth, key_weight, dtype):
     return kern, Qs, KT, logw, scale
 
 
+def _common_centre(Q, K):
+    """Middle of the bounding box of the queries and keys, per feature.
+
+    Halves are added rather than the bounds (which could overflow), so the
+    centred inputs are at most the box's half-width in magnitude.
+    """
+    if Q.shape[0] == 0 or K.shape[0] == 0:
+        return np.zeros(Q.shape[1], np.result_type(Q, K))
+    lo = np.minimum(Q.min(axis=0), K.min(axis=0))
+    hi = np.maximum(Q.max(axis=0), K.max(axis=0))
+    return lo / 2 + hi / 2
+
+
 def _check_score_overflow(kern, Qs, KT, scale, dtype):
     """Refuse inputs whose scores would overflow rather than return NaN.
 
     An inner product that overflows makes the softmax NaN. A squared
     distance that overflows is harmless for a compact kernel (the key is
     outside the support either way) but, for a kernel positive everywhere,
-    can push every key of a query to ``-inf`` and lose the nearest one.
+    can push every key of a query to ``-inf`` and lose the nearest one. A
+    scaled input that overflows is wrong for any kernel: two such points
+    are ``inf - inf`` apart, NaN, even when they are equal.
     """
-    _check_score_range(kern, float(np.abs(Qs).max()), float(np.abs(KT).max()), Qs.shape[1],
-                       scale, dtype)
+    qmax = float(np.abs(Qs).max()) if Qs.size else 0.0
+    kmax = float(np.abs(KT).max()) if KT.size else 0.0
+    if kern.is_compact and not (math.isfinite(qmax) and math.isfinite(kmax)):
+        raise ValueError(
+            f"bandwidth is too small for the spread of these inputs: the inputs divided by "
+            f"it overflow {np.dtype(dtype).name}"
+        )
+    _check_score_range(kern, qmax, kmax, Qs.shape[1], scale, dtype)
 
 
 def _check_score_range(kern, qmax, kmax, d, scale, dtype):
@@ -105,6 +135,92 @@ def _check_score_range(kern, qmax, kmax, d, scale, dtype):
             f"bandwidth is too small for the spread of these inputs: the {kern.name} "
             f"scores would overflow {np.dtype(dtype).name}"
         )
+
+
+#: Bits of range kept free by values left at their own scale: room for the
+#: sums of their squares over many keys.
+_VALUE_HEADROOM = {np.dtype(np.float32): 16, np.dtype(np.float64): 64}
+
+
+def _value_exponent(amax, dtype, squares):
+    """Power of two by which values of largest magnitude ``amax`` are divided.
+
+    0 (no change) while their squares, and sums of them, stay well inside
+    the range of ``dtype``; otherwise the exponent that brings the largest
+    magnitude to [0.5, 1). Without ``squares`` only huge values are
+    scaled (their sums could overflow); tiny ones are fine as they are.
+    """
+    if not (amax > 0 and math.isfinite(amax)):
+        return 0
+    e = math.frexp(amax)[1]
+    limit = np.finfo(dtype).maxexp // 2 - _VALUE_HEADROOM[np.dtype(dtype)] // 2
+    if e > limit or (squares and e < -limit):
+        return e
+    return 0
+
+
+def _prepare_values(V2, center, dtype, squares):
+    """Centre the values and bring them to a scale where they can be squared.
+
+    Returns ``(c, VT, e)``: the centre (in the values' units) and the
+    centred values, transposed and divided by ``2**e``; ``squares`` says
+    whether their squares will be summed (``return_std``). Dividing by a
+    power of two is exact, so results at any scale are those at unit scale
+    times the scale; without it, values beyond about 1e154 in float64 (1e19
+    in float32) have squares that overflow, and so a NaN standard
+    deviation, and values below about 1e-154 have squares that vanish.
+    """
+    # The centre of huge values is computed at a smaller scale, where the
+    # sum behind the mean cannot overflow.
+    big = max(0, _value_exponent(float(np.abs(V2).max()) if V2.size else 0.0, dtype, False))
+    V = np.ldexp(V2, -big) if big else V2
+    if center is None:
+        c = V.mean(axis=0, dtype=np.float64).astype(dtype)
+    else:
+        c = _v.check_float_array(center, "center", ndim=1).astype(dtype)
+        if c.shape[0] != V2.shape[1]:
+            raise ValueError(f"center must have {V2.shape[1]} entries, got {c.shape[0]}")
+        c = np.ldexp(c, -big) if big else c
+    D = np.ascontiguousarray((V - c).T, dtype=dtype)
+    e = _value_exponent(float(np.abs(D).max()) if D.size else 0.0, dtype, squares)
+    if e:
+        D = np.ldexp(D, -e)
+    if big:
+        c = np.ldexp(c, big)
+    return c, D, big + e
+
+
+def _state_in_value_units(smax, packed, layout, e):
+    """Express a pooling state of values divided by ``2**e`` in the values' units.
+
+    The accumulators are relative to ``exp(max)``, and raising ``max`` by
+    ``a log(2)`` divides them all by ``2**a``; so the state of the
+    original values is the computed one with the normaliser times
+    ``2**-a``, the weighted sums times ``2**(e - a)`` and the second
+    moments times ``2**(2 e - a)``, for any ``a``. Each row takes the
+    ``a`` that puts its normaliser and second moments equally far from 1,
+    which keeps both representable (their ratio, the values' squares, may
+    not be) without forming a square, as far as the normaliser stays a
+    normal number (for subnormal values the second moments then vanish).
+    """
+    if not e:
+        return smax, packed
+    norm = packed[:, layout.columns("norm")]
+    e_norm = np.frexp(norm)[1]
+    if "sq" in layout:
+        sq = packed[:, layout.columns("sq")]
+        e_sq = np.frexp(sq)[1].max(axis=1, keepdims=True)
+        a = e + (e_norm + e_sq) // 2
+    else:
+        a = np.full(norm.shape, e)
+    maxexp = np.finfo(packed.dtype).maxexp
+    a = np.clip(a, e_norm - (maxexp - 2), e_norm + (maxexp - 3))
+    out = np.empty_like(packed)
+    out[:, layout.columns("norm")] = np.ldexp(norm, -a)
+    out[:, layout.columns("acc")] = np.ldexp(packed[:, layout.columns("acc")], e - a)
+    if "sq" in layout:
+        out[:, layout.columns("sq")] = np.ldexp(sq, 2 * e - a)
+    return smax + (a[:, 0] * math.log(2.0)).astype(smax.dtype), out
 
 
 def _prepare_device(Q, K, kernel, bandwidth, key_weight):
@@ -334,21 +450,16 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
     V2 = V.reshape(V.shape[0], -1)
     dtype = _v.common_float_dtype(Q, K, V2)
     kern, Qs, KT, logw, scale = _prepare_scores(Q, K, kernel, bandwidth, key_weight, dtype)
-    if center is None:
-        c = V2.mean(axis=0, dtype=np.float64).astype(dtype)
-    else:
-        c = _v.check_float_array(center, "center", ndim=1).astype(dtype)
-        if c.shape[0] != V2.shape[1]:
-            raise ValueError(f"center must have {V2.shape[1]} entries, got {c.shape[0]}")
-    VT = np.ascontiguousarray((V2 - c).T, dtype=dtype)
+    c, VT, e = _prepare_values(V2, center, dtype, return_std)
     VT2 = VT * VT if return_std else np.empty((0, KT.shape[1]), dtype)
     if exclude_self:
         self_shift = int(query_offset) - int(key_offset)
     else:
         self_shift = -Qs.shape[0] - 1
     smax, packed = be.pool(Qs, KT, VT, VT2, logw, kern.family, kern.code, scale, self_shift)
-    return PoolState(_to_host(be, smax), _to_host(be, packed), pool_layout(len(c), return_std),
-                     c, values_1d, queries_fingerprint(Q, query_offset))
+    layout = pool_layout(len(c), return_std)
+    smax, packed = _state_in_value_units(_to_host(be, smax), _to_host(be, packed), layout, e)
+    return PoolState(smax, packed, layout, c, values_1d, queries_fingerprint(Q, query_offset))
 
 
 def loo_slopes_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None,

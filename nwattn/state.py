@@ -36,7 +36,10 @@ class PoolState:
     Parameters
     ----------
     max : ndarray of shape (n_queries,)
-        Running maximum score.
+        Running maximum score, which the accumulators are relative to. For
+        values whose squares would leave the floating-point range, it is
+        raised by a multiple of ``log(2)`` so that the normaliser and the
+        second moments stay representable; states still merge exactly.
     packed : ndarray of shape (n_queries, layout.width)
         The accumulators, relative to ``exp(max)``.
     layout : StateLayout
@@ -177,7 +180,10 @@ def _recentred(state, center):
     norm = state.norm[:, None]
     out.acc[...] = state.acc + shift * norm
     if state.sq is not None:
-        out.sq[...] = state.sq + 2.0 * shift * state.acc + shift * shift * norm
+        # shift * norm first: for huge values the state keeps norm small
+        # and sq large (see ops._state_in_value_units), and shift**2 alone
+        # could overflow where shift**2 * norm does not.
+        out.sq[...] = state.sq + 2.0 * shift * state.acc + shift * (shift * norm)
     if "B" in state.layout:
         # B_t = sum_j e_j s'_j (v_j - c): a new centre adds shift * A_t.
         A = state.layout.view(state.packed, "A")
@@ -286,13 +292,32 @@ def finalize_state(state, return_std=False, warn=True):
         pred = pred[:, 0]
     if not return_std:
         return pred
-    mean = state.acc / norm
-    var = np.maximum(state.sq / norm - mean * mean, 0)
-    std = np.sqrt(var)
+    std = _weighted_std(state.acc, state.sq, norm)
     std[empty] = np.nan
     if state.values_1d:
         std = std[:, 0]
     return pred, std
+
+
+def _weighted_std(acc, sq, norm):
+    """``sqrt(sq / norm - (acc / norm)**2)``, per row, at any scale of the values.
+
+    The variance is formed at the scale ``t``, a power of two near
+    ``sqrt(sq / norm)`` for each row: ``sq / t`` and ``norm * t`` are then
+    near ``sqrt(sq * norm)`` and ``acc / (norm * t)`` at most about 1, so
+    nothing overflows or vanishes even where ``sq / norm`` itself would
+    (values beyond about 1e154, or below about 1e-154, in float64).
+    Scaling by a power of two is exact, so where the plain formula works
+    this gives the same bits.
+    """
+    _, e_sq = np.frexp(sq)
+    _, e_norm = np.frexp(norm)
+    k = (e_sq - e_norm) // 2
+    with np.errstate(over="ignore", under="ignore"):
+        nt = np.ldexp(norm, k)
+        mean_t = acc / nt
+        var_t = np.ldexp(sq, -k) / nt - mean_t * mean_t
+    return np.ldexp(np.sqrt(np.maximum(var_t, 0)), k)
 
 
 def finalize_slopes(state):

@@ -158,3 +158,58 @@ def test_thread_safe_layers_skip_the_lock(layer, monkeypatch):
     assert _parallel.layer_is_thread_safe()
     monkeypatch.setattr(numba, "threading_layer", lambda: "workqueue")
     assert not _parallel.layer_is_thread_safe()
+
+
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+
+@pytest.fixture
+def blas_threads():
+    """BLAS's thread count before the test, which must be more than one."""
+    before = _blas_threads()
+    if not before or before == {1}:
+        pytest.skip("no multithreaded BLAS library found")
+    return before
+
+
+def test_overlapping_serial_blas_blocks_restore_the_limit(blas_threads):
+    """Two threads inside serial_blas at once, the first leaving first: BLAS
+    stays at one thread until the last one leaves, then gets its setting
+    back (each thread restoring what it found left it at one for good)."""
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def first():
+        with _parallel.serial_blas():
+            first_in.set()
+            second_in.wait()
+        first_out.set()
+
+    def second():
+        first_in.wait()
+        with _parallel.serial_blas():
+            second_in.set()
+            first_out.wait()
+            seen["after the first left"] = _blas_threads()
+
+    for _ in range(2):  # and again, with the threads of the first round gone
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert seen.pop("after the first left") == {1}
+        assert _blas_threads() == blas_threads
+        for event in (first_in, second_in, first_out):
+            event.clear()
+
+
+def test_serial_blas_restores_the_limit_when_the_block_raises(blas_threads):
+    with pytest.raises(KeyError):
+        with _parallel.serial_blas():
+            assert _blas_threads() == {1}
+            raise KeyError("inside")
+    assert _blas_threads() == blas_threads

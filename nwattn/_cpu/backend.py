@@ -59,28 +59,31 @@ class CPUBackend:
 
     @staticmethod
     @guarded
-    def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift):
+    def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, progress=None):
         """Packed pooling states ``(max, packed)`` of every query (``pool_layout``).
 
         ``VT``/``VT2`` (p, m) are the centred values and their squares
         (``VT2`` without rows when the variance is not tracked); query
-        ``i`` skips key ``i + self_shift``.
+        ``i`` skips key ``i + self_shift``. ``progress``: called as
+        ``progress(pairs_done, pairs_total)`` between chunks of the work
+        (see :func:`nwattn._cpu.sweep.sweep`); the same for the other
+        sweeps below.
         """
         layout = pool_layout(VT.shape[0], VT2.shape[0] > 0)
         return sweep(KERNEL, POOL, layout, Qs, KT, VT, VT2, logw, family, code, scale,
-                     self_shift)
+                     self_shift, progress=progress)
 
     @staticmethod
     @guarded
-    def learned_pool(kind, P, OT, wv, scale, logw, VT, VT2, self_shift):
+    def learned_pool(kind, P, OT, wv, scale, logw, VT, VT2, self_shift, progress=None):
         """:meth:`pool` with a learned score of projected queries ``P`` and keys ``OT``."""
         layout = pool_layout(VT.shape[0], VT2.shape[0] > 0)
         return sweep(LEARNED, POOL, layout, P, OT, VT, VT2, logw, kind, 0, scale, self_shift,
-                     wv=wv)
+                     wv=wv, progress=progress)
 
     @staticmethod
     @guarded
-    def slopes(Qs, KT, VT, logw, family, code, scale, self_shift):
+    def slopes(Qs, KT, VT, logw, family, code, scale, self_shift, progress=None):
         """Leave-one-out states with the bandwidth slopes (``slopes_layout``).
 
         ``KT`` are the keys divided by the bandwidth for a smoothing kernel,
@@ -89,7 +92,7 @@ class CPUBackend:
         layout = slopes_layout(VT.shape[0], Qs.shape[1])
         no_sq = np.empty((0, KT.shape[1]), Qs.dtype)
         return sweep(SLOPE, SLOPES, layout, Qs, KT, VT, no_sq, logw, family, code,
-                     scale, self_shift)
+                     scale, self_shift, progress=progress)
 
     @staticmethod
     @guarded

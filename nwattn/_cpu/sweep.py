@@ -24,10 +24,17 @@ many features are one product ``Q_block @ K_tile.T``, and the weighted sums
 of many outputs are one product ``W_tile @ V_tile``. The products run in
 the BLAS that NumPy's linear algebra in Numba uses, limited to one thread
 per task so the tasks, not the BLAS, own the cores.
+
+The host function :func:`sweep` launches the tasks in chunks of a fraction
+of a second each and gets control back between them: that is where a
+Ctrl-C is raised as KeyboardInterrupt and where a progress callback runs.
+The parallel drivers therefore take a range of task numbers.
 """
 
+import contextlib
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -46,8 +53,9 @@ from .strategies import (DENSE, KERNEL, LEARNED, POOL, absorb_offsets, absorb_po
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def row_sweep(Q, KT, VT, VT2, logw, wv, slopes, family, code, scale, self_shift, query_block,
-              key_tile, n_split, split_size, schedule, powers, offsets, out_max, out_acc):
-    """States of every query against every key split, row body.
+              key_tile, n_split, split_size, schedule, task0, task1, powers, offsets, out_max,
+              out_acc):
+    """States of the queries against the key splits of tasks ``task0:task1``, row body.
 
     Parameters
     ----------
@@ -64,12 +72,15 @@ def row_sweep(Q, KT, VT, VT2, logw, wv, slopes, family, code, scale, self_shift,
         or a value that puts every query's self outside ``[0, m)``.
     query_block, key_tile, n_split, split_size : work decomposition.
     schedule : the tile schedule.
+    task0, task1 : the tasks to run; task ``t`` is query block ``t // n_split``
+        against key split ``t % n_split``, and writes only its own rows of
+        its own split's output, so any range of tasks can run on its own.
     powers, offsets : the layout's column powers and block offsets.
     out_max : (n_split, n); out_acc : (n_split, n, width) packed states.
     """
     n = Q.shape[0]
-    n_blocks = (n + query_block - 1) // query_block
-    for task in prange(n_blocks * n_split):
+    for t in prange(task1 - task0):
+        task = task0 + t
         b = task // n_split
         s = task - b * n_split
         row_task(Q, KT, VT, VT2, logw, wv, slopes, family, code, scale, self_shift,
@@ -131,8 +142,8 @@ def row_task(Q, KT, VT, VT2, logw, wv, slopes, family, code, scale, self_shift, 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def matrix_sweep(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift,
-                 gemm_scores, query_block, key_tile, n_split, split_size, powers, offsets,
-                 out_max, out_acc):
+                 gemm_scores, query_block, key_tile, n_split, split_size, task0, task1, powers,
+                 offsets, out_max, out_acc):
     """:func:`row_sweep` with the matrix-product body (kernel score, pooling layout).
 
     ``K`` (m, d) are the keys untransposed (used when ``gemm_scores``; may
@@ -140,8 +151,8 @@ def matrix_sweep(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shif
     values and their squares untransposed.
     """
     n = Q.shape[0]
-    n_blocks = (n + query_block - 1) // query_block
-    for task in prange(n_blocks * n_split):
+    for t in prange(task1 - task0):
+        task = task0 + t
         b = task // n_split
         s = task - b * n_split
         matrix_task(schedule, Q, KT, K, V, V2, logw, family, code, scale,
@@ -194,13 +205,49 @@ def matrix_task(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift
             out_acc[s, q0 + ii, col] = S[ii, col]
 
 
+def chunk_tasks(n_tasks, pairs_per_task, work_per_pair, n_threads):
+    """Tasks per chunk of the host loop of :func:`sweep`.
+
+    About ``_config.SWEEP_CHUNK_WORK`` units of work (pairs times
+    ``work_per_pair``) per thread, and a whole number of tasks per thread
+    so that every chunk keeps all threads busy to its end. Chunks only
+    group tasks that are independent and merged afterwards, so their size
+    does not change any result.
+
+    Examples
+    --------
+    >>> from nwattn._cpu.sweep import chunk_tasks
+    >>> chunk_tasks(10_000, 32 * 200_000, 10, 8) < 10_000
+    True
+    >>> chunk_tasks(100, 32 * 1000, 10, 8)
+    100
+    """
+    per_thread = max(1, _config.SWEEP_CHUNK_WORK // max(1, pairs_per_task * work_per_pair))
+    return max(1, min(n_tasks, per_thread * max(1, n_threads)))
+
+
 def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self_shift,
-          wv=None, schedule=DENSE):
-    """Host side of the sweep: plan the work, run it, merge the splits.
+          wv=None, schedule=DENSE, progress=None):
+    """Host side of the sweep: plan the work, run it in chunks, merge the splits.
 
     Returns ``(max, packed)``: the running maxima ``(n,)`` and the packed
     states ``(n, layout.width)`` of every query. The matrix body is chosen
     for pooling with many features (dot scores) or many outputs.
+
+    The tasks run in chunks of about ``_config.SWEEP_CHUNK_WORK`` units of
+    work per thread (:func:`chunk_tasks`), and the interpreter gets control
+    back between chunks: a Ctrl-C (or any signal with a Python handler)
+    stops a long call within a chunk's time instead of at its end, with
+    ``KeyboardInterrupt`` raised here. The outputs are this function's own
+    arrays, so an interrupted call leaves nothing half-written behind.
+    The tasks and their merge are the same whatever the chunks, so the
+    results are bit for bit those of one parallel launch over all tasks.
+
+    ``progress``, when given, is called after every chunk as
+    ``progress(done, total)`` with the numbers of (query, key) pairs done
+    and in all; an exception it raises stops the sweep and propagates (a
+    way to cancel). It runs in the calling thread, between parallel
+    launches.
     """
     n, d = Q.shape
     m = KT.shape[1]
@@ -211,25 +258,53 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
     use_matrix = absorb == POOL and score == KERNEL and (gemm_scores
                                                     or p >= _config.GEMM_MIN_OUTPUTS)
     query_block = _config.GEMM_QUERY_BLOCK if use_matrix else _config.QUERY_BLOCK
+    key_tile = _config.KEY_TILE
     n_split, split_size = plan_splits(n, m, query_block, _config.TARGET_TASKS,
                                       _config.MIN_SPLIT_KEYS)
     out_max = np.empty((n_split, n), dtype)
     out_acc = np.empty((n_split, n, layout.width), dtype)
+    n_tasks = -(-n // query_block) * n_split
+    # Work of one (query, key) pair: a score over d features, then every
+    # column of the state; the matrix body's BLAS products get through
+    # about eight times as much of it per second as the row body's loops.
+    work_per_pair = d + layout.width
+    if use_matrix:
+        work_per_pair = -(-work_per_pair // 8)
+    chunk = chunk_tasks(n_tasks, query_block * split_size, work_per_pair,
+                        numba.get_num_threads())
     if use_matrix:
         K = np.ascontiguousarray(KT.T) if gemm_scores else np.empty((0, d), dtype)
         V = np.ascontiguousarray(VT.T)
         V2 = np.ascontiguousarray(VT2.T)
-        with serial_blas():
-            matrix_sweep(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift,
-                         gemm_scores, query_block, _config.KEY_TILE, n_split, split_size,
-                         layout.powers, offsets, out_max, out_acc)
+        driver = matrix_sweep
+        head = (schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift, gemm_scores,
+                query_block, key_tile, n_split, split_size)
+        blas = serial_blas()
     else:
         # The strategies travel as the types of two optional inputs.
         wv = np.ascontiguousarray(wv, dtype=dtype) if score == LEARNED else None
         slopes = np.empty(0, dtype) if absorb != POOL else None
-        row_sweep(Q, KT, VT, VT2, logw, wv, slopes, family, code, scale, self_shift,
-                  query_block, _config.KEY_TILE, n_split, split_size, schedule, layout.powers,
-                  offsets, out_max, out_acc)
+        driver = row_sweep
+        head = (Q, KT, VT, VT2, logw, wv, slopes, family, code, scale, self_shift, query_block,
+                key_tile, n_split, split_size, schedule)
+        blas = contextlib.nullcontext()
+    tail = (layout.powers, offsets, out_max, out_acc)
+    with blas:
+        for task0 in range(0, n_tasks, chunk):
+            task1 = min(n_tasks, task0 + chunk)
+            driver(*head, task0, task1, *tail)
+            if progress is not None:
+                progress(_pairs_before(task1, n, m, query_block, n_split, split_size), n * m)
     for s in range(1, n_split):
         merge_rows(out_max[0], out_acc[0], out_max[s], out_acc[s], layout.powers)
     return out_max[0], out_acc[0]
+
+
+def _pairs_before(task, n, m, query_block, n_split, split_size):
+    """(query, key) pairs of the tasks before ``task`` (tasks run block by block)."""
+    b, s = divmod(task, n_split)
+    whole_blocks = min(n, b * query_block) * m
+    if s == 0:
+        return whole_blocks
+    rows = min(n, (b + 1) * query_block) - b * query_block
+    return whole_blocks + rows * min(m, s * split_size)
