@@ -55,8 +55,6 @@ from .kernels import DISTANCE, SCALED_DOT_CODE
 __all__ = ["scott", "silverman", "loo_cv_score", "select_bandwidth", "BandwidthSelection",
            "search", "rule_of_thumb"]
 
-FALLBACKS = ("mean", "nearest")
-
 #: Below this many (pair x feature) operations a leave-one-out pass takes a
 #: few milliseconds on one core, and the search runs on one thread.
 _SERIAL_WORK = 20_000_000

@@ -75,6 +75,7 @@ from .state import PoolState, finalize_slopes, finalize_state
 
 __all__ = [
     "FALLBACKS",
+    "check_fallback",
     "Nearest",
     "nearest_neighbor",
     "LooTotals",
@@ -99,7 +100,15 @@ def _as_2d(y):
     return y[:, None] if y.ndim == 1 else y
 
 
-def _check_fallback(fallback):
+def check_fallback(fallback):
+    """``fallback`` if it names a leave-one-out fallback (:data:`FALLBACKS`), else a ValueError.
+
+    Examples
+    --------
+    >>> from nwattn.loo import check_fallback
+    >>> check_fallback("mean")
+    'mean'
+    """
     if fallback not in FALLBACKS:
         raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
     return fallback
@@ -452,7 +461,7 @@ def loo_error(state, y, *, sample_weight=None, fallback="mean", totals=None, nea
     >>> loo_error(st, y, fallback="nearest", nearest=near).sse  # 1 + 0 + 1 + (3 - 2)**2
     3.0
     """
-    _check_fallback(fallback)
+    check_fallback(fallback)
     if not isinstance(state, PoolState):
         raise TypeError(f"state must be a PoolState, got {type(state).__name__}")
     if "B" in state.layout:
@@ -574,7 +583,7 @@ class LooProblem:
                 "leave-one-out cross-validation needs at least 2 samples with positive weight, "
                 f"got n_samples={np.count_nonzero(c > 0)}"
             )
-        self.fallback = _check_fallback(fallback)
+        self.fallback = check_fallback(fallback)
         self._c = c
         self.totals = LooTotals(c @ self.Y, float(c.sum()))
         self.center = np.average(self.Y, axis=0, weights=c)

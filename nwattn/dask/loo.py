@@ -16,7 +16,7 @@ import dask.array as da
 from .. import _validation as _v
 from ..bandwidth import BandwidthSelection, check_tol, search
 from ..kernels import get_kernel
-from ..loo import FALLBACKS, LooTotals, loo_error, slope_state
+from ..loo import LooTotals, check_fallback, loo_error, slope_state
 from ..ops import merge_states
 from .._backend import backend_for
 from ._inputs import blocks, check_device, check_split_every, starts, training_set
@@ -216,12 +216,6 @@ class _DaskLooProblem:
 # -------------------------------------------------------------- public API
 
 
-def _check_fallback(fallback):
-    if fallback not in FALLBACKS:
-        raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
-    return fallback
-
-
 def _check_kernel(kernel):
     """The kernel, with a pointer to ``candidates=`` for the former positional candidates."""
     if isinstance(kernel, (list, tuple, np.ndarray)):
@@ -297,7 +291,7 @@ def loo_cv_error(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
     True
     """
     kern = _check_kernel(kernel)
-    fallback = _check_fallback(fallback)
+    fallback = check_fallback(fallback)
     split_every = check_split_every(split_every)
     device = check_device(device)
     X, _, Y2, W = training_set(X, y, sample_weight)
@@ -384,7 +378,7 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
     kern = _check_kernel(kernel)
     per_feature = bool(per_feature)
     tol = check_tol(tol)
-    fallback = _check_fallback(fallback)
+    fallback = check_fallback(fallback)
     device = check_device(device)
     split_every = check_split_every(split_every)
     if candidates is not None:
