@@ -27,8 +27,8 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["StateLayout", "pool_layout", "slopes_layout", "rescale_row", "merge_query",
-           "merge_rows"]
+__all__ = ["StateLayout", "pool_layout", "slopes_layout", "local_layout", "n_basis",
+           "rescale_row", "merge_query", "merge_rows"]
 
 
 class StateLayout:
@@ -125,6 +125,47 @@ def slopes_layout(n_outputs, n_features):
     """
     return StateLayout([("norm", 1, 1), ("acc", n_outputs, 1), ("A", n_features, 1),
                         ("B", n_features * n_outputs, 1)])
+
+
+@njit(cache=True)
+def n_basis(n_features, degree):
+    """Number of functions of the local polynomial basis of ``degree`` in ``n_features``.
+
+    ``1``, then ``d`` linear terms, then ``d (d + 1) / 2`` products for
+    degree 2.
+
+    Examples
+    --------
+    >>> from nwattn._layout import n_basis
+    >>> [n_basis(2, g) for g in (0, 1, 2)]
+    [1, 3, 6]
+    """
+    P = 1
+    if degree >= 1:
+        P += n_features
+    if degree >= 2:
+        P += n_features * (n_features + 1) // 2
+    return P
+
+
+def local_layout(n_outputs, n_features, degree):
+    """Layout of local polynomial regression: pooling plus the query-centred moments.
+
+    ``norm`` and ``acc`` are those of pooling (``G[0, 0]`` and ``R[0]``);
+    ``moments`` the rest of the upper triangle of the Gram matrix and
+    ``cross`` the rest of the cross moments (see :mod:`nwattn._cpu.moments`).
+    Degree 0 is exactly :func:`pool_layout` without squares.
+
+    Examples
+    --------
+    >>> from nwattn._layout import local_layout
+    >>> local_layout(1, 2, 1).width  # 6 Gram entries and 3 cross moments
+    9
+    """
+    P = n_basis(n_features, degree)
+    return StateLayout([("norm", 1, 1), ("acc", n_outputs, 1),
+                        ("moments", P * (P + 1) // 2 - 1, 1),
+                        ("cross", (P - 1) * n_outputs, 1)])
 
 
 @njit(inline="always")

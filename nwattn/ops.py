@@ -23,11 +23,11 @@ import numpy as np
 from . import _validation as _v
 from ._backend import backend_for, get_backend
 from ._device import is_device_array
-from ._layout import pool_layout, slopes_layout
+from ._layout import local_layout, pool_layout, slopes_layout
 from .kernels import ADDITIVE_KIND, DISTANCE, SCALED_DOT_CODE, get_kernel
 from .exceptions import EmptyNeighborhoodWarning
-from .state import (PoolState, finalize_slopes, finalize_state, merge_states,
-                    queries_fingerprint)
+from .state import (LocalInfo, PoolState, finalize_local, finalize_slopes, finalize_state,
+                    local_warnings, merge_states, queries_fingerprint, solve_local)
 
 __all__ = [
     "pairwise_scores",
@@ -40,6 +40,9 @@ __all__ = [
     "top_k_weights",
     "loo_slopes_state",
     "finalize_slopes",
+    "local_polynomial",
+    "local_polynomial_state",
+    "finalize_local",
 ]
 
 
@@ -48,6 +51,12 @@ def _check_queries_keys(Q, K):
     K = _v.check_float_array(K, "K")
     _v.check_matching_shapes(Q, K)
     return Q, K
+
+
+def _check_offsets(query_offset, key_offset):
+    for name, off in (("query_offset", query_offset), ("key_offset", key_offset)):
+        if not isinstance(off, (int, np.integer)) or isinstance(off, bool) or off < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {off!r}")
 
 
 def _prepare_scores(Q, K, kernel, bandwidth, key_weight, dtype):
@@ -190,6 +199,11 @@ def _prepare_values(V2, center, dtype, squares):
     return c, D, big + e
 
 
+#: Power of the values in each block of a layout: the normaliser and the
+#: Gram moments hold none, the weighted sums one, the squares two.
+_VALUE_POWER = {"norm": 0, "acc": 1, "sq": 2, "moments": 0, "cross": 1, "A": 0, "B": 1}
+
+
 def _state_in_value_units(smax, packed, layout, e):
     """Express a pooling state of values divided by ``2**e`` in the values' units.
 
@@ -216,10 +230,9 @@ def _state_in_value_units(smax, packed, layout, e):
     maxexp = np.finfo(packed.dtype).maxexp
     a = np.clip(a, e_norm - (maxexp - 2), e_norm + (maxexp - 3))
     out = np.empty_like(packed)
-    out[:, layout.columns("norm")] = np.ldexp(norm, -a)
-    out[:, layout.columns("acc")] = np.ldexp(packed[:, layout.columns("acc")], e - a)
-    if "sq" in layout:
-        out[:, layout.columns("sq")] = np.ldexp(sq, 2 * e - a)
+    for name, _, _ in layout.blocks:
+        cols = layout.columns(name)
+        out[:, cols] = np.ldexp(packed[:, cols], _VALUE_POWER[name] * e - a)
     return smax + (a[:, 0] * math.log(2.0)).astype(smax.dtype), out
 
 
@@ -434,9 +447,7 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
     array([1.657, 2.703, 4.498, 3.402])
     """
     be, device_input = backend_for(device, Q, K, V)
-    for name, off in (("query_offset", query_offset), ("key_offset", key_offset)):
-        if not isinstance(off, (int, np.integer)) or isinstance(off, bool) or off < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {off!r}")
+    _check_offsets(query_offset, key_offset)
     if device_input:
         smax, packed, c, values_1d = _pool_device(
             Q, K, V, kernel, bandwidth, key_weight, exclude_self, query_offset, key_offset,
@@ -508,9 +519,7 @@ def loo_slopes_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=No
     """
     be, _ = backend_for(device, Q, K, V, need="slopes",
                         what="the gradient of the leave-one-out score")
-    for name, off in (("query_offset", query_offset), ("key_offset", key_offset)):
-        if not isinstance(off, (int, np.integer)) or isinstance(off, bool) or off < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {off!r}")
+    _check_offsets(query_offset, key_offset)
     Q, K = _check_queries_keys(Q, K)
     V = _v.check_float_array(V, "V", allow_1d=True)
     _v.check_matching_shapes(K=K, V=V)
@@ -528,6 +537,231 @@ def loo_slopes_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=No
                              int(query_offset) - int(key_offset))
     return PoolState(smax, packed, slopes_layout(V2.shape[1], Q.shape[1]), c, V.ndim == 1,
                      queries_fingerprint(Q, query_offset))
+
+
+def _check_degree(degree):
+    if isinstance(degree, bool) or not isinstance(degree, (int, np.integer)) or not (
+            0 <= degree <= 2):
+        raise ValueError(f"degree must be 0, 1 or 2, got {degree!r}")
+    return int(degree)
+
+
+def _check_query_scale(query_scale, n):
+    """Validate the per-query bandwidth factors; ones when None."""
+    if query_scale is None:
+        return np.ones(n)
+    f = _v.check_float_array(query_scale, "query_scale", ndim=1, dtype=np.float64, min_rows=0)
+    if f.shape[0] != n:
+        raise ValueError(f"query_scale must have one entry per query ({n}), got {f.shape[0]}")
+    if not np.all(f > 0):
+        raise ValueError("query_scale must be positive")
+    return f
+
+
+def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1,
+                           query_scale=None, key_weight=None, exclude_self=False,
+                           query_offset=0, key_offset=0, center=None, device="cpu"):
+    """Per-query weighted moments of a local polynomial fit, centred on the query.
+
+    For each query ``q`` the pass accumulates, over the keys ``k_j`` with
+    weights ``w_j = key_weight_j K(||(k_j - q) / h||)`` and in the offsets
+    ``z_j = (k_j - q) / h`` (per feature), the Gram matrix
+    ``sum_j w_j phi(z_j) phi(z_j)^T`` and the cross moments
+    ``sum_j w_j phi(z_j) (v_j - c)^T`` of the polynomial basis ``phi`` of
+    ``degree`` (``1``, the ``z_t``, and for degree 2 the products
+    ``z_a z_b``), streaming over the keys with the online softmax like
+    :func:`attention_pool_state`. States of the same queries over disjoint
+    keys merge with :func:`merge_states`; :func:`finalize_local` solves
+    each query's small least-squares problem. Nothing of size
+    n_queries x n_keys is stored.
+
+    Parameters
+    ----------
+    Q : array_like of shape (n_queries, n_features)
+        Queries.
+    K : array_like of shape (n_keys, n_features)
+        Keys (one shard of them, when sharding).
+    V : array_like of shape (n_keys,) or (n_keys, n_outputs)
+        Values of the keys.
+    kernel : str, default="gaussian"
+        A smoothing kernel of :mod:`nwattn.kernels` (not a dot score).
+    bandwidth : float or array_like of shape (n_features,), default=1.0
+        Positive scalar or one positive value per feature.
+    degree : {0, 1, 2}, default=1
+        Degree of the local polynomial; 0 is Nadaraya-Watson regression.
+    query_scale : array_like of shape (n_queries,), default=None
+        A positive factor per query: query ``i`` uses the bandwidth
+        ``bandwidth * query_scale[i]`` (nearest-neighbour bandwidths, as
+        loess's ``span`` gives; see :func:`local_polynomial`).
+    key_weight : array_like of shape (n_keys,), default=None
+        Non-negative weights of the keys (sample weights).
+    exclude_self, query_offset, key_offset : see :func:`attention_pool_state`.
+    center : array_like of shape (n_outputs,), default=None
+        Centre subtracted from the values; by default their mean.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where to compute (see :func:`attention_pool`).
+
+    Returns
+    -------
+    PoolState
+        With the layout of :func:`nwattn._layout.local_layout` and
+        ``local`` saying the degree and each query's bandwidth.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.ops import local_polynomial_state, merge_states, finalize_local
+    >>> X = np.linspace(0, 1, 20)[:, None]
+    >>> y = X[:, 0] ** 2
+    >>> a = local_polynomial_state([[0.5]], X[:10], y[:10], bandwidth=0.2, degree=2)
+    >>> b = local_polynomial_state([[0.5]], X[10:], y[10:], bandwidth=0.2, degree=2)
+    >>> finalize_local(merge_states(a, b)).round(6)  # exact for a quadratic
+    array([0.25])
+    """
+    be, device_input = backend_for(device, Q, K, V, need="local",
+                                   what="local polynomial regression")
+    _check_offsets(query_offset, key_offset)
+    degree = _check_degree(degree)
+    if device_input:
+        raise TypeError("local polynomial regression takes host arrays (NumPy); "
+                        "use device='cuda' to compute on the GPU")
+    Q, K = _check_queries_keys(Q, K)
+    V = _v.check_float_array(V, "V", allow_1d=True)
+    _v.check_matching_shapes(K=K, V=V)
+    kern = get_kernel(kernel)
+    if kern.family != DISTANCE:
+        raise ValueError(f"kernel must be a smoothing kernel for a local polynomial, got the "
+                         f"attention score {kern.name!r}")
+    n, d = Q.shape
+    factor = _check_query_scale(query_scale, n)
+    values_1d = V.ndim == 1
+    V2 = V.reshape(V.shape[0], -1)
+    dtype = _v.common_float_dtype(Q, K, V2)
+    h = _v.check_bandwidth(bandwidth, d, np.float64)
+    kern, Qs, KT, logw, _ = _prepare_scores(Q, K, kern, h, key_weight, dtype)
+    qscale = 1.0 / factor
+    # The offsets (k - q) / (h f) must stay finite, or a zero weight times an
+    # infinite offset would make a moment NaN.
+    qmax = float(np.abs(Qs).max()) if Qs.size else 0.0
+    kmax = float(np.abs(KT).max()) if KT.size else 0.0
+    big = float(np.finfo(dtype).max) / 4
+    smax_q = float(qscale.max()) if n else 0.0
+    if not (qmax + kmax) * smax_q * math.sqrt(d) < (
+            big if kern.is_compact else math.sqrt(big)):
+        raise ValueError(
+            "query_scale is too small for the spread of these inputs: the offsets divided by "
+            f"the bandwidth overflow {np.dtype(dtype).name}")
+    c, VT, e = _prepare_values(V2, center, dtype, False)
+    self_shift = int(query_offset) - int(key_offset) if exclude_self else -n - 1
+    smax, packed = be.local(Qs, KT, VT, logw, kern.family, kern.code,
+                            qscale.astype(dtype), degree, self_shift)
+    layout = local_layout(V2.shape[1], d, degree)
+    smax, packed = _state_in_value_units(_to_host(be, smax), _to_host(be, packed), layout, e)
+    return PoolState(smax, packed, layout, c, values_1d, queries_fingerprint(Q, query_offset),
+                     LocalInfo(degree, h[None, :] * factor[:, None]))
+
+
+def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, span=None,
+                     key_weight=None, exclude_self=False, return_gradient=False,
+                     lower_degree=False, device="cpu"):
+    """Local polynomial regression (local linear, local quadratic, loess), fused and streaming.
+
+    At each query ``q`` fits the polynomial of ``degree`` in ``x - q`` that
+    minimises ``sum_j w_j (v_j - p(k_j - q))**2`` with the kernel weights
+    ``w_j = key_weight_j K(||(k_j - q) / h||)``, and returns its value at
+    ``q`` (and its slopes, the estimate of ``df/dx``). Degree 0 is
+    Nadaraya-Watson regression (:func:`attention_pool`); degree 1 removes
+    its bias at the edges of the data and where the function slopes. The
+    moments are streamed over the keys (:func:`local_polynomial_state`),
+    then one small solve per query.
+
+    Parameters
+    ----------
+    Q : array_like of shape (n_queries, n_features)
+        Queries.
+    K : array_like of shape (n_keys, n_features)
+        Keys (the training points).
+    V : array_like of shape (n_keys,) or (n_keys, n_outputs)
+        Values (the targets).
+    kernel : str, default="gaussian"
+        A smoothing kernel of :mod:`nwattn.kernels`; loess uses
+        ``"tricube"``.
+    bandwidth : float or array_like of shape (n_features,), default=1.0
+        Positive scalar or one positive value per feature. Not used with
+        ``span``.
+    degree : {0, 1, 2}, default=1
+        Degree of the local polynomial.
+    span : float, default=None
+        Nearest-neighbour bandwidths as loess defines them [1]_: query
+        ``q``'s bandwidth is the Euclidean distance to its
+        ``floor(span * n_keys)``-th nearest key (at least the first),
+        times ``sqrt(span)`` when ``span > 1`` (see
+        :func:`nwattn.neighbors.span_radius`).
+    key_weight : array_like of shape (n_keys,), default=None
+        Non-negative weights of the keys (sample weights).
+    exclude_self : bool, default=False
+        Leave-one-out: query ``i`` ignores key ``i`` (``Q`` must be ``K``).
+    return_gradient : bool, default=False
+        Also return the slopes at each query (degree 1 or 2).
+    lower_degree : bool, default=False
+        Fit a query whose local design is singular (fewer distinct points
+        in its neighbourhood than the degree needs) at the highest degree
+        that is not, with a :class:`~nwattn.state.SingularDesignWarning`;
+        by default its prediction is NaN, with the same warning.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where to compute the moments.
+
+    Returns
+    -------
+    pred : ndarray of shape (n_queries,) or (n_queries, n_outputs)
+        Same number of dimensions as ``V``.
+    gradient : ndarray of shape (n_queries, n_features) or (n_queries, n_features, n_outputs)
+        Only with ``return_gradient=True``.
+
+    References
+    ----------
+    .. [1] W. S. Cleveland and S. J. Devlin, "Locally weighted regression:
+       an approach to regression analysis by local fitting", Journal of the
+       American Statistical Association 83(403), 1988, 596-610.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.ops import attention_pool, local_polynomial
+    >>> X = np.linspace(0, 1, 101)[:, None]
+    >>> y = np.exp(X[:, 0])
+    >>> # at the edge, local linear follows the slope; Nadaraya-Watson is pulled inwards
+    >>> local_polynomial([[0.0]], X, y, bandwidth=0.1).round(3)
+    array([0.997])
+    >>> attention_pool([[0.0]], X, y, bandwidth=0.1).round(3)
+    array([1.083])
+    >>> pred, slope = local_polynomial([[0.5]], X, y, bandwidth=0.1, degree=2,
+    ...                                return_gradient=True)
+    >>> slope.round(3)  # exp'(0.5) = 1.649
+    array([[1.649]])
+    """
+    degree = _check_degree(degree)
+    if return_gradient and degree < 1:
+        raise ValueError("return_gradient=True needs degree 1 or 2")
+    query_scale = None
+    if span is not None:
+        from .neighbors import span_radius
+
+        Q, K = _check_queries_keys(Q, K)
+        query_scale = span_radius(Q, K, span)
+        bandwidth = 1.0
+    if exclude_self:
+        Q, K = _check_queries_keys(Q, K)
+        _v.check_matching_shapes(Q, K, exclude_self=True)
+    state = local_polynomial_state(Q, K, V, kernel, bandwidth, degree=degree,
+                                   query_scale=query_scale, key_weight=key_weight,
+                                   exclude_self=exclude_self, device=device)
+    fit = solve_local(state, lower_degree)
+    local_warnings(fit, degree, stacklevel=2)
+    pred, grad = fit.pred, fit.gradient
+    if state.values_1d:
+        pred, grad = pred[:, 0], grad[:, :, 0]
+    return (pred, grad) if return_gradient else pred
 
 
 def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None,

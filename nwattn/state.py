@@ -18,12 +18,40 @@ associative and commutative up to rounding, so keys can be split across
 threads, processes or machines and combined in any order.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .exceptions import EmptyNeighborhoodWarning
 from ._layout import StateLayout, merge_rows
 
-__all__ = ["PoolState", "merge_states", "finalize_state", "finalize_slopes"]
+__all__ = ["PoolState", "LocalInfo", "merge_states", "finalize_state", "finalize_slopes",
+           "finalize_local", "SingularDesignWarning"]
+
+
+class LocalInfo(NamedTuple):
+    """What a state of local polynomial moments needs beyond its accumulators.
+
+    Attributes
+    ----------
+    degree : int
+        Degree of the local polynomial (0, 1 or 2).
+    bandwidth : ndarray of shape (n_queries, n_features)
+        Each query's bandwidth per feature: the unit of the offsets its
+        moments were taken in (the slopes are divided by it).
+    """
+
+    degree: int
+    bandwidth: np.ndarray
+
+    def __eq__(self, other):
+        return (isinstance(other, LocalInfo) and self.degree == other.degree
+                and np.array_equal(self.bandwidth, other.bandwidth))
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = None
 
 
 class PoolState:
@@ -52,6 +80,10 @@ class PoolState:
         A fingerprint of the queries (their values and global index), so
         that states of different queries are never merged; ``None`` when
         unknown (the merge then trusts the caller).
+    local : LocalInfo, optional
+        For the moments of a local polynomial
+        (:func:`nwattn.ops.local_polynomial_state`): its degree and each
+        query's bandwidth; ``None`` for a pooling state.
 
     Attributes
     ----------
@@ -74,23 +106,25 @@ class PoolState:
     array([0.3775])
     """
 
-    __slots__ = ("max", "packed", "layout", "center", "values_1d", "queries")
+    __slots__ = ("max", "packed", "layout", "center", "values_1d", "queries", "local")
 
-    def __init__(self, max, packed, layout, center, values_1d, queries=None):
+    def __init__(self, max, packed, layout, center, values_1d, queries=None, local=None):
         self.max = max
         self.packed = packed
         self.layout = layout
         self.center = center
         self.values_1d = bool(values_1d)
         self.queries = queries
+        self.local = local
 
     def __repr__(self):
+        degree = "" if self.local is None else f", degree={self.local.degree}"
         return (f"PoolState(n_queries={self.max.shape[0]}, n_outputs={self.center.shape[0]}, "
-                f"sq={'sq' in self.layout}, dtype={self.packed.dtype})")
+                f"sq={'sq' in self.layout}{degree}, dtype={self.packed.dtype})")
 
     def __reduce__(self):
         return (PoolState, (self.max, self.packed, self.layout, self.center, self.values_1d,
-                            self.queries))
+                            self.queries, self.local))
 
     @property
     def norm(self):
@@ -117,7 +151,7 @@ class PoolState:
     def copy(self):
         """A deep copy, so that merging into it leaves the original intact."""
         return PoolState(self.max.copy(), self.packed.copy(), self.layout, self.center.copy(),
-                         self.values_1d, self.queries)
+                         self.values_1d, self.queries, self.local)
 
 
 def queries_fingerprint(Q, query_offset=0):
@@ -169,6 +203,18 @@ def _check_state(state, name):
                          f"{getattr(center, 'shape', type(center).__name__)}")
     if not np.all(np.isfinite(center)):
         raise ValueError(f"{name}.center contains NaN or infinity")
+    local = state.local
+    if ("cross" in state.layout or "moments" in state.layout) != (
+            local is not None and local.degree > 0):
+        raise ValueError(f"{name}.local must say the degree of the moments its layout holds")
+    if local is not None:
+        if not isinstance(local, LocalInfo):
+            raise TypeError(f"{name}.local must be a LocalInfo, got {type(local).__name__}")
+        bw = local.bandwidth
+        if not (isinstance(bw, np.ndarray) and bw.ndim == 2 and bw.shape[0] == n
+                and bw.dtype.kind == "f" and np.all(bw > 0) and np.all(np.isfinite(bw))):
+            raise ValueError(f"{name}.local.bandwidth must be a positive finite array of shape "
+                             f"({n}, n_features)")
 
 
 def _recentred(state, center):
@@ -184,6 +230,12 @@ def _recentred(state, center):
         # and sq large (see ops._state_in_value_units), and shift**2 alone
         # could overflow where shift**2 * norm does not.
         out.sq[...] = state.sq + 2.0 * shift * state.acc + shift * (shift * norm)
+    if "cross" in state.layout:
+        # R[a] = sum_j w_j phi_a(z_j) (v_j - c): a new centre adds shift * G[0, a],
+        # and G[0, 1:] is the start of the moments block.
+        cross = state.layout.view(out.packed, "cross").reshape(norm.shape[0], -1, shift.shape[0])
+        mom = state.layout.view(state.packed, "moments")[:, :cross.shape[1]]
+        cross += mom[:, :, None] * shift
     if "B" in state.layout:
         # B_t = sum_j e_j s'_j (v_j - c): a new centre adds shift * A_t.
         A = state.layout.view(state.packed, "A")
@@ -229,12 +281,15 @@ def merge_states(a, b):
         if (a.sq is None) != (b.sq is None):
             raise ValueError("one state tracks the variance and the other does not")
         raise ValueError(f"states hold different accumulators: {a.layout} and {b.layout}")
+    if (a.local is None) != (b.local is None) or (a.local is not None and a.local != b.local):
+        raise ValueError("the states are of local polynomials of different degrees or "
+                         "bandwidths: only states of the same fit over disjoint keys merge")
     if a.queries is not None and b.queries is not None and a.queries != b.queries:
         raise ValueError("the states are of different queries (same count, other values or "
                          "offsets): only states of the same queries over disjoint keys merge")
     dtype = np.result_type(a.packed, b.packed)
     out = PoolState(a.max.astype(dtype), a.packed.astype(dtype), a.layout, a.center.copy(),
-                    a.values_1d, a.queries if a.queries is not None else b.queries)
+                    a.values_1d, a.queries if a.queries is not None else b.queries, a.local)
     b = _recentred(b, a.center)
     merge_rows(out.max, out.packed, b.max.astype(dtype), b.packed.astype(dtype),
                out.layout.powers)
@@ -272,6 +327,9 @@ def finalize_state(state, return_std=False, warn=True):
     _check_state(state, "state")
     if "B" in state.layout:
         raise TypeError("state holds leave-one-out slopes: finalise it with finalize_slopes")
+    if "cross" in state.layout:
+        raise TypeError("state holds the moments of a local polynomial: finalise it with "
+                        "finalize_local")
     if return_std and state.sq is None:
         raise ValueError("return_std=True needs a state computed with return_std=True")
     empty = state.empty
@@ -360,3 +418,197 @@ def finalize_slopes(state):
     dpred = np.where(ok[:, None, None],
                      (B - mean[:, None, :] * A[:, :, None]) / safe[:, None, None], 0.0)
     return norm, mean + state.center, dpred
+
+
+# ------------------------------------------------------- local polynomials
+
+
+def _rcond(dtype):
+    """Reciprocal condition number below which a local design counts as singular.
+
+    ``eps**(2/3)`` of the precision the moments were summed in (about
+    4e-11 in float64, 2e-5 in float32): beyond it the solve would magnify
+    the rounding of the moments into the fit.
+    """
+    return float(np.finfo(dtype).eps) ** (2.0 / 3.0)
+
+
+class LocalFit(NamedTuple):
+    """Solved local polynomials (see :func:`solve_local`).
+
+    Attributes
+    ----------
+    pred : ndarray of shape (n_queries, n_outputs)
+        Fitted values in the values' units; NaN where ``degree < 0``.
+    gradient : ndarray of shape (n_queries, n_features, n_outputs)
+        Slopes of the fitted polynomial at the query in the inputs' units;
+        NaN where ``degree < 1``.
+    degree : ndarray of int, shape (n_queries,)
+        Degree fitted at each query: the state's, lower where the design
+        was singular and lowering was allowed, -1 where no polynomial
+        could be fitted (no key in the neighbourhood, or a singular design
+        that was not lowered).
+    """
+
+    pred: np.ndarray
+    gradient: np.ndarray
+    degree: np.ndarray
+
+
+def solve_local(state, lower_degree=False):
+    """Solve the weighted least-squares problem of every query of a moments state.
+
+    The Gram matrix ``G`` and cross moments ``R`` of a query are rebuilt
+    from its packed columns, divided by the normaliser (so ``G[0, 0] = 1``
+    whatever the weights' scale) and equilibrated by the square roots of
+    the diagonal, as loess does [1]_; the design is singular when the
+    smallest eigenvalue of the equilibrated ``G`` is below
+    ``eps**(2/3)`` times its largest. The leading blocks of ``G`` and ``R``
+    are the moments of the lower degrees (the basis is ordered by degree),
+    so a singular query can be refitted at a lower degree from the same
+    state.
+
+    Parameters
+    ----------
+    state : PoolState
+        From :func:`nwattn.ops.local_polynomial_state`, merged over all keys.
+    lower_degree : bool, default=False
+        Fit a query whose design is singular at the state's degree at the
+        highest degree that is not.
+
+    Returns
+    -------
+    LocalFit
+
+    References
+    ----------
+    .. [1] W. S. Cleveland, E. Grosse and W. M. Shyu, "Local regression
+       models", in *Statistical Models in S*, Wadsworth, 1992, chapter 8.
+    """
+    from ._layout import n_basis
+
+    _check_state(state, "state")
+    if state.local is None:
+        raise TypeError("state must hold the moments of a local polynomial "
+                        "(from local_polynomial_state)")
+    degree = state.local.degree
+    bw = state.local.bandwidth
+    n, d = bw.shape
+    p = state.center.shape[0]
+    P = n_basis(d, degree)
+    packed = state.packed.astype(np.float64)
+    norm = packed[:, 0]
+    G = np.empty((n, P, P))
+    iu = np.triu_indices(P)
+    upper = np.concatenate([norm[:, None], state.layout.view(packed, "moments")], axis=1)
+    G[:, iu[0], iu[1]] = upper
+    G[:, iu[1], iu[0]] = upper
+    R = np.empty((n, P, p))
+    R[:, 0] = state.layout.view(packed, "acc")
+    if P > 1:
+        R[:, 1:] = state.layout.view(packed, "cross").reshape(n, P - 1, p)
+    pred = np.full((n, p), np.nan)
+    grad = np.full((n, d, p), np.nan)
+    fitted = np.full(n, -1, dtype=np.int64)
+    todo = np.flatnonzero(norm > 0)
+    rcond = _rcond(state.packed.dtype)
+    for g in range(degree, -1, -1):
+        if todo.size == 0:
+            break
+        Pg = n_basis(d, g)
+        scale = norm[todo, None, None]
+        Gg = G[todo, :Pg, :Pg] / scale
+        Rg = R[todo, :Pg] / scale
+        D = 1.0 / np.sqrt(np.einsum("kii->ki", Gg))
+        Ge = Gg * D[:, :, None] * D[:, None, :]
+        with np.errstate(invalid="ignore"):
+            lam = np.linalg.eigvalsh(Ge)
+            ok = np.isfinite(lam).all(axis=1) & (lam[:, 0] > rcond * lam[:, -1])
+        rows = todo[ok]
+        if rows.size:
+            y = np.linalg.solve(Ge[ok], D[ok][:, :, None] * Rg[ok])
+            beta = D[ok][:, :, None] * y
+            pred[rows] = beta[:, 0]
+            if g >= 1:
+                grad[rows] = beta[:, 1:1 + d] / bw[rows][:, :, None]
+            fitted[rows] = g
+        todo = todo[~ok]
+        if not lower_degree:
+            break
+    pred += state.center
+    return LocalFit(pred, grad, fitted)
+
+
+class SingularDesignWarning(EmptyNeighborhoodWarning):
+    """Some queries have too few points in their neighbourhood for the polynomial's degree.
+
+    A subclass of :class:`~nwattn.exceptions.EmptyNeighborhoodWarning`:
+    filtering that one filters this too.
+    """
+
+
+def local_warnings(fit, degree, stacklevel):
+    """Warn about the queries of a :class:`LocalFit` fitted below ``degree`` or not at all."""
+    import warnings
+
+    n = fit.degree.shape[0]
+    empty = int(np.count_nonzero(fit.degree < 0))
+    lowered = int(np.count_nonzero((fit.degree >= 0) & (fit.degree < degree)))
+    if empty:
+        warnings.warn(
+            f"{empty} of {n} queries have too few training points in their neighbourhood for "
+            f"a local polynomial of degree {degree} (singular design, or no point at all); "
+            f"their predictions are NaN (widen the bandwidth or choose a fallback)",
+            SingularDesignWarning, stacklevel=stacklevel + 1)
+    if lowered:
+        warnings.warn(
+            f"{lowered} of {n} queries have a singular local design at degree {degree} and "
+            f"were fitted at a lower degree", SingularDesignWarning, stacklevel=stacklevel + 1)
+
+
+def finalize_local(state, return_gradient=False, lower_degree=False, warn=True):
+    """Turn a state of local polynomial moments into predictions (and slopes).
+
+    Parameters
+    ----------
+    state : PoolState
+        From :func:`nwattn.ops.local_polynomial_state`, merged over all keys.
+    return_gradient : bool, default=False
+        Also return the slopes of the local polynomial at each query, the
+        estimate of ``df/dx`` (marginal effects); they need degree 1 or 2.
+    lower_degree : bool, default=False
+        Fit a query whose local design is singular (too few distinct
+        points in its neighbourhood for the degree) at the highest degree
+        that is not, instead of returning NaN for it.
+    warn : bool, default=True
+        Emit :class:`SingularDesignWarning` for queries that got NaN or a
+        lowered degree.
+
+    Returns
+    -------
+    pred : ndarray of shape (n_queries,) or (n_queries, n_outputs)
+        Same number of dimensions as the values.
+    gradient : ndarray of shape (n_queries, n_features) or (n_queries, n_features, n_outputs)
+        Only with ``return_gradient=True``; NaN where the polynomial was
+        fitted at degree 0 or not at all.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.ops import local_polynomial_state, finalize_local
+    >>> X = np.linspace(0, 1, 11)[:, None]
+    >>> st = local_polynomial_state([[0.0], [0.5]], X, 3 * X[:, 0] + 1, bandwidth=0.2)
+    >>> pred, slope = finalize_local(st, return_gradient=True)
+    >>> pred.round(6), slope.round(6)
+    (array([1. , 2.5]), array([[3.],
+           [3.]]))
+    """
+    fit = solve_local(state, lower_degree)
+    if return_gradient and state.local.degree < 1:
+        raise ValueError("return_gradient=True needs a local polynomial of degree 1 or 2")
+    if warn:
+        local_warnings(fit, state.local.degree, stacklevel=2)
+    pred, grad = fit.pred, fit.gradient
+    if state.values_1d:
+        pred, grad = pred[:, 0], grad[:, :, 0]
+    return (pred, grad) if return_gradient else pred

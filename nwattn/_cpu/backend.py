@@ -15,11 +15,11 @@ prepares them.
 
 import numpy as np
 
-from .._layout import pool_layout, slopes_layout
+from .._layout import local_layout, pool_layout, slopes_layout
 from .._parallel import guarded, serial_blas
 from .. import _config
 from . import dense, learned, pairs
-from .strategies import KERNEL, LEARNED, POOL, SLOPE, SLOPES
+from .strategies import KERNEL, LEARNED, LOCAL, MOMENTS, POOL, SLOPE, SLOPES
 from .sweep import sweep
 
 
@@ -37,7 +37,7 @@ class CPUBackend:
 
     name = "cpu"
     #: Operations this backend offers (see nwattn._backend.CAPABILITIES).
-    capabilities = frozenset({"pairwise", "softmax", "pool", "learned_pool", "slopes",
+    capabilities = frozenset({"pairwise", "softmax", "pool", "learned_pool", "slopes", "local",
                               "additive_pairwise", "grad_pass", "symmetric_grad",
                               "pair_sums", "pair_gradient"})
 
@@ -93,6 +93,20 @@ class CPUBackend:
         no_sq = np.empty((0, KT.shape[1]), Qs.dtype)
         return sweep(SLOPE, SLOPES, layout, Qs, KT, VT, no_sq, logw, family, code,
                      scale, self_shift, progress=progress)
+
+    @staticmethod
+    @guarded
+    def local(Qs, KT, VT, logw, family, code, qscale, degree, self_shift, progress=None):
+        """Query-centred moments of a local polynomial of ``degree`` (``local_layout``).
+
+        ``Qs``/``KT`` are divided by the bandwidth (a smoothing kernel,
+        ``family`` DISTANCE); query ``i``'s offsets are further multiplied
+        by ``qscale[i]``. See :mod:`nwattn._cpu.moments`.
+        """
+        layout = local_layout(VT.shape[0], Qs.shape[1], degree)
+        no_sq = np.empty((0, KT.shape[1]), Qs.dtype)
+        return sweep(LOCAL, MOMENTS, layout, Qs, KT, VT, no_sq, logw, family, code, 1.0,
+                     self_shift, qscale=qscale, degree=degree, progress=progress)
 
     @staticmethod
     @guarded

@@ -204,6 +204,17 @@ def bias_row(row, logw, j0, j1, self_j):
 
 
 @njit(inline="always", fastmath=FASTMATH)
+def add_weighted(row, n, VT, c0, j0, S, ii, o):
+    """``S[ii, o + c] += row[:n] . VT[c, j0:j0 + n]`` for every column ``c >= c0`` of ``VT``."""
+    for col in range(c0, VT.shape[0]):
+        vt = VT[col, j0:j0 + n]
+        a = like(row, 0.0)
+        for jj in range(n):
+            a += row[jj] * vt[jj]
+        S[ii, o + col] += a
+
+
+@njit(inline="always", fastmath=FASTMATH)
 def learned_row(kind, P, i, OT, j0, j1, wv, scale, logw, self_j, row, TH):
     """Scores of a learned score: row ``i`` of ``P`` against columns ``j0:j1`` of ``OT``.
 

@@ -36,7 +36,8 @@ from .._config import FASTMATH
 from .._layout import rescale_row
 from ..kernels import DISTANCE, GAUSSIAN
 from .fastexp import exp_shifted, like, weights_dot
-from .rows import learned_row, row_max, score_row, score_row_max
+from .moments import add_moments, local_score
+from .rows import add_weighted, learned_row, row_max, score_row, score_row_max
 from .slopes import absorb_slopes, kernel_and_slope
 
 # Score strategies.
@@ -48,12 +49,18 @@ LEARNED = 1
 #: A smoothing kernel or dot score and its slope with respect to the
 #: log-bandwidths (the leave-one-out score's gradient).
 SLOPE = 2
+#: A smoothing kernel at each query's own scale, leaving the offsets of the
+#: keys from the query for the moments (local polynomial regression).
+LOCAL = 3
 
 # Absorb strategies, each with its layout in nwattn._layout.
 #: Normaliser, weighted values, weighted squares (``pool_layout``).
 POOL = 0
 #: POOL without squares, plus the slopes ``A`` and ``B`` (``slopes_layout``).
 SLOPES = 1
+#: Query-centred Gram and cross moments of a local polynomial
+#: (``local_layout``; see :mod:`nwattn._cpu.moments`).
+MOMENTS = 2
 
 # Tile schedules.
 #: Every key tile of the task's key range, in order.
@@ -137,17 +144,6 @@ def _absorb_weights(row, n, tmax, VT, j0, ii, smax, S, powers, o_norm, o_acc):
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def add_weighted(row, n, VT, c0, j0, S, ii, o):
-    """``S[ii, o + c] += row[:n] . VT[c, j0:j0 + n]`` for every column ``c >= c0`` of ``VT``."""
-    for col in range(c0, VT.shape[0]):
-        vt = VT[col, j0:j0 + n]
-        a = like(row, 0.0)
-        for jj in range(n):
-            a += row[jj] * vt[jj]
-        S[ii, o + col] += a
-
-
-@njit(inline="always", fastmath=FASTMATH)
 def absorb_pool(row, n, tmax, VT, VT2, j0, ii, smax, S, powers, offsets):
     """``POOL``: fold the tile into the normaliser, the values and their squares.
 
@@ -173,6 +169,20 @@ def absorb_slope_tile(row, n, tmax, Q, i, KT, family, VT, j0, ii, smax, S, power
     p = VT.shape[0]
     absorb_slopes(Q, i, KT, VT, j0, n, family, row, slope, term,
                   S[ii, offsets[2]:offsets[2] + d], S[ii, offsets[3]:offsets[3] + d * p])
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def absorb_moments(row, n, tmax, Z, nb, d, VT, j0, ii, smax, S, powers, offsets, WZ):
+    """``MOMENTS``: the pooling accumulators plus the local polynomial's moments.
+
+    ``offsets`` are those of ``norm, acc, moments, cross``; ``Z`` the
+    offsets of the keys left by :func:`local_score`, with room for the
+    ``nb`` basis functions beyond the constant.
+    """
+    if tmax == -math.inf:
+        return
+    _absorb_weights(row, n, tmax, VT, j0, ii, smax, S, powers, offsets[0], offsets[1])
+    add_moments(row, n, Z, nb, d, VT, j0, ii, S, offsets[2], offsets[3], WZ)
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -205,5 +215,6 @@ def absorb_offsets(absorb, layout):
     >>> absorb_offsets(POOL, pool_layout(2, True)).tolist()
     [0, 1, 3]
     """
-    names = ("norm", "acc", "sq") if absorb == POOL else ("norm", "acc", "A", "B")
+    names = {POOL: ("norm", "acc", "sq"), SLOPES: ("norm", "acc", "A", "B"),
+             MOMENTS: ("norm", "acc", "moments", "cross")}[absorb]
     return np.array([layout.offset(name) for name in names], dtype=np.int64)

@@ -33,28 +33,40 @@ The parallel drivers therefore take a range of task numbers.
 
 import contextlib
 import math
+import warnings
 
 import numba
 import numpy as np
 from numba import njit, prange
+from numba.core.errors import NumbaIRAssumptionWarning
 
 from .. import _config
 from .._config import FASTMATH
-from .._layout import merge_rows
+from .._layout import merge_rows, n_basis
 from .._plan import plan_splits
 from .._parallel import serial_blas
 from ..kernels import DOT
 from .fastexp import like
 from .rows import bias_row, score_row
-from .strategies import (DENSE, KERNEL, LEARNED, POOL, absorb_offsets, absorb_pool,
-                         absorb_slope_tile, kernel_score, learned_score, slope_score,
-                         tile_bounds, tile_count, weigh_row)
+from .strategies import (DENSE, KERNEL, LEARNED, MOMENTS, POOL, SLOPES, absorb_moments,
+                         absorb_offsets, absorb_pool, absorb_slope_tile, kernel_score,
+                         learned_score, local_score, slope_score, tile_bounds, tile_count,
+                         weigh_row)
+
+# When it inlines a strategy whose loops call an inlined overload (the fast
+# exponentials), Numba's SSA pass reports "variable ... is not in scope", a
+# pedantic internal check (NumbaIRAssumptionWarning) about names it has
+# just renamed itself; the compiled code is right (every strategy is tested
+# against NumPy references). Compiling the kernels on a first call should
+# not show users a request to report a Numba bug.
+warnings.filterwarnings("ignore", message=r"variable '.*' is not in scope",
+                        category=NumbaIRAssumptionWarning)
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def row_sweep(Q, KT, VT, VT2, logw, wv, slopes, family, code, scale, self_shift, query_block,
-              key_tile, n_split, split_size, schedule, task0, task1, powers, offsets, out_max,
-              out_acc):
+def row_sweep(Q, KT, VT, VT2, logw, wv, slopes, qscale, degree, family, code, scale, self_shift,
+              query_block, key_tile, n_split, split_size, schedule, task0, task1, powers, offsets,
+              out_max, out_acc):
     """States of the queries against the key splits of tasks ``task0:task1``, row body.
 
     Parameters
@@ -67,6 +79,9 @@ def row_sweep(Q, KT, VT, VT2, logw, wv, slopes, family, code, scale, self_shift,
         the score's kind and ``wv`` the additive score's vector).
     slopes : None, or any array to accumulate the slopes in the
         log-bandwidths (``SLOPE`` score, ``SLOPES`` layout).
+    qscale : None, or (n,) the factor of each query's offsets for the
+        local polynomial's moments (``LOCAL`` score, ``MOMENTS`` layout).
+    degree : the local polynomial's degree (used with ``qscale`` only).
     family, code, scale : the score (see ``nwattn.kernels``).
     self_shift : key index of query ``i`` is ``i + self_shift`` (leave-one-out),
         or a value that puts every query's self outside ``[0, m)``.
@@ -83,8 +98,8 @@ def row_sweep(Q, KT, VT, VT2, logw, wv, slopes, family, code, scale, self_shift,
         task = task0 + t
         b = task // n_split
         s = task - b * n_split
-        row_task(Q, KT, VT, VT2, logw, wv, slopes, family, code, scale, self_shift,
-                 b * query_block, min(n, (b + 1) * query_block),
+        row_task(Q, KT, VT, VT2, logw, wv, slopes, qscale, degree, family, code, scale,
+                 self_shift, b * query_block, min(n, (b + 1) * query_block),
                  s * split_size, min(KT.shape[1], (s + 1) * split_size), key_tile, s,
                  schedule, powers, offsets, out_max, out_acc)
 
@@ -93,8 +108,8 @@ def row_sweep(Q, KT, VT, VT2, logw, wv, slopes, family, code, scale, self_shift,
 # a zero divisor, a branch that stops LLVM from vectorising the loops of the
 # compact kernels' log-weights (whose divisors are never zero).
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def row_task(Q, KT, VT, VT2, logw, wv, slopes, family, code, scale, self_shift, q0, q1, k0, k1,
-             key_tile, s, schedule, powers, offsets, out_max, out_acc):
+def row_task(Q, KT, VT, VT2, logw, wv, slopes, qscale, degree, family, code, scale, self_shift,
+             q0, q1, k0, k1, key_tile, s, schedule, powers, offsets, out_max, out_acc):
     """One task: queries ``q0:q1`` against keys ``k0:k1``, into split ``s``.
 
     Kept out of the ``prange`` body so that Numba's parallel transforms do
@@ -113,6 +128,15 @@ def row_task(Q, KT, VT, VT2, logw, wv, slopes, family, code, scale, self_shift, 
     else:
         slope = np.empty(key_tile, dtype=dtype)
     term = np.empty_like(slope)
+    d = Q.shape[1]
+    if qscale is None:
+        nb = 0
+        Z = np.empty((0, key_tile), dtype=dtype)
+        WZ = np.empty(0, dtype=dtype)
+    else:
+        nb = n_basis(d, degree) - 1
+        Z = np.empty((max(nb, d), key_tile), dtype=dtype)
+        WZ = np.empty(key_tile, dtype=dtype)
     # The additive score can keep its tanh values for a gradient; pooling
     # does not need them.
     TH = np.empty((0, key_tile), dtype=dtype)
@@ -121,7 +145,12 @@ def row_task(Q, KT, VT, VT2, logw, wv, slopes, family, code, scale, self_shift, 
         n = j1 - j0
         for ii in range(nq):
             i = q0 + ii
-            if slopes is not None:
+            if qscale is not None:
+                tmax = local_score(Q, i, KT, j0, j1, code, qscale[i], logw, i + self_shift,
+                                   row, Z)
+                absorb_moments(row, n, tmax, Z, nb, d, VT, j0, ii, smax, S, powers, offsets,
+                               WZ)
+            elif slopes is not None:
                 tmax = slope_score(Q, i, KT, j0, j1, family, code, scale, logw, i + self_shift,
                                    row, slope)
                 absorb_slope_tile(row, n, tmax, Q, i, KT, family, VT, j0, ii, smax, S, powers,
@@ -227,7 +256,7 @@ def chunk_tasks(n_tasks, pairs_per_task, work_per_pair, n_threads):
 
 
 def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self_shift,
-          wv=None, schedule=DENSE, progress=None):
+          wv=None, qscale=None, degree=0, schedule=DENSE, progress=None):
     """Host side of the sweep: plan the work, run it in chunks, merge the splits.
 
     Returns ``(max, packed)``: the running maxima ``(n,)`` and the packed
@@ -248,6 +277,9 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
     and in all; an exception it raises stops the sweep and propagates (a
     way to cancel). It runs in the calling thread, between parallel
     launches.
+
+    ``qscale`` (n,) and ``degree`` are those of the local polynomial's
+    moments (``LOCAL`` score, ``MOMENTS`` absorb strategy).
     """
     n, d = Q.shape
     m = KT.shape[1]
@@ -283,10 +315,14 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
     else:
         # The strategies travel as the types of two optional inputs.
         wv = np.ascontiguousarray(wv, dtype=dtype) if score == LEARNED else None
-        slopes = np.empty(0, dtype) if absorb != POOL else None
+        slopes = np.empty(0, dtype) if absorb == SLOPES else None
+        if absorb == MOMENTS:
+            qscale = np.ascontiguousarray(qscale, dtype=dtype)
+        else:
+            qscale = None
         driver = row_sweep
-        head = (Q, KT, VT, VT2, logw, wv, slopes, family, code, scale, self_shift, query_block,
-                key_tile, n_split, split_size, schedule)
+        head = (Q, KT, VT, VT2, logw, wv, slopes, qscale, int(degree), family, code, scale,
+                self_shift, query_block, key_tile, n_split, split_size, schedule)
         blas = contextlib.nullcontext()
     tail = (layout.powers, offsets, out_max, out_acc)
     with blas:

@@ -1,0 +1,106 @@
+"""Query-centred weighted moments: the inner loops of local polynomial regression.
+
+A local polynomial fit of degree ``g`` at a query ``q`` solves the weighted
+least-squares problem ``min_b sum_j w_j (v_j - b . phi(z_j))**2`` in the
+offsets ``z_j = (k_j - q) s`` of the keys from the query, ``s`` the query's
+inverse bandwidth. ``phi`` is the polynomial basis ``1, z_1 .. z_d`` and,
+for degree 2, the products ``z_a z_b`` (``a <= b``). The problem is given
+by two blocks of weighted moments,
+
+* the Gram matrix ``G = sum_j w_j phi(z_j) phi(z_j)^T`` (``P x P``, kept as
+  its upper triangle), whose first entry is the normaliser of pooling;
+* the cross moments ``R = sum_j w_j phi(z_j) v_j^T`` (``P x p``), whose first
+  row is the weighted sum of the values of pooling,
+
+each a sum over keys, so they stream tile by tile with the online softmax
+and merge across key splits like every other accumulator (their power is
+1). The offsets are taken from the query itself and in units of the
+bandwidth, which keeps ``G`` near the identity's scale whatever the data's
+distance from the origin: what makes the small solves accurate when the
+bandwidth is tiny compared with that distance.
+
+Column order of the packed block (:func:`nwattn._layout.local_layout`):
+``norm`` (``G[0, 0]``), ``acc`` (``R[0]``), ``moments`` (the rest of the
+upper triangle of ``G`` row by row: ``G[0, 1:]``, then ``G[1, 1:]``, ...)
+and ``cross`` (``R[1:]`` row by row).
+"""
+
+from numba import njit
+
+from .._config import FASTMATH
+from .fastexp import like
+from .rows import add_weighted, bias_row, log_weight_row, row_max
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def local_score(Q, i, KT, j0, j1, code, qs, logw, self_j, row, Z):
+    """``LOCAL`` score: log-weights of keys ``j0:j1`` at the query's own scale.
+
+    ``Q`` and ``KT`` are divided by the bandwidth; ``qs`` further scales
+    the offsets of query ``i`` (1 for a fixed bandwidth; the ratio of the
+    common bandwidth to the query's own for nearest-neighbour bandwidths).
+    The offsets ``(k - q) qs`` of every feature are left in the first
+    ``d`` rows of ``Z`` for :func:`absorb_moments`. Returns the tile's
+    largest score.
+    """
+    n = j1 - j0
+    d = Q.shape[1]
+    s = like(row, qs)
+    for t in range(d):
+        qt = Q[i, t]
+        kt = KT[t, j0:j1]
+        zt = Z[t]
+        if t == 0:
+            for jj in range(n):
+                z = (kt[jj] - qt) * s
+                zt[jj] = z
+                row[jj] = z * z
+        else:
+            for jj in range(n):
+                z = (kt[jj] - qt) * s
+                zt[jj] = z
+                row[jj] += z * z
+    tmax = log_weight_row(code, row, n)
+    if logw.shape[0] > 0 or j0 <= self_j < j1:
+        bias_row(row, logw, j0, j1, self_j)
+        tmax = row_max(row, n)
+    return tmax
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def add_moments(row, n, Z, nb, d, VT, j0, ii, S, o_mom, o_cross, WZ):
+    """Add the moments of a tile of weights ``row`` beyond the normaliser and values.
+
+    ``Z[:d]`` holds the offsets from :func:`local_score`; for degree 2
+    (``nb > d``) the products ``z_a z_b`` are formed here into ``Z[d:nb]``.
+    Adds ``G[0, 1:]`` at ``o_mom``, the rest of the upper triangle of ``G``
+    after it, and ``R[1:]`` at ``o_cross``. ``WZ`` is scratch of one tile.
+    """
+    r = d
+    for a in range(d):
+        za = Z[a]
+        for b in range(a, d):
+            if r < nb:
+                zb = Z[b]
+                zr = Z[r]
+                for jj in range(n):
+                    zr[jj] = za[jj] * zb[jj]
+            r += 1
+    p = VT.shape[0]
+    k = o_mom + nb
+    for a in range(nb):
+        za = Z[a]
+        total = like(row, 0.0)
+        for jj in range(n):
+            x = row[jj] * za[jj]
+            WZ[jj] = x
+            total += x
+        S[ii, o_mom + a] += total
+        for b in range(a, nb):
+            zb = Z[b]
+            g = like(row, 0.0)
+            for jj in range(n):
+                g += WZ[jj] * zb[jj]
+            S[ii, k] += g
+            k += 1
+        add_weighted(WZ, n, VT, 0, j0, S, ii, o_cross + a * p)

@@ -1,0 +1,114 @@
+"""Nearest-neighbour bandwidths: each query's own radius, as loess defines it.
+
+loess [1]_ does not fix one bandwidth: the neighbourhood of a query ``q`` is
+its ``floor(span * n)`` nearest training points, and the kernel's radius is
+the distance to the farthest of them (``span <= 1``). Where the data are
+dense the fit is local, where they are sparse it reaches further, and a
+query always has enough points for its polynomial. :func:`span_radius`
+computes those radii; :func:`nwattn.ops.local_polynomial_state` takes them
+as ``query_scale``.
+
+References
+----------
+.. [1] W. S. Cleveland, E. Grosse and W. M. Shyu, "Local regression
+   models", in *Statistical Models in S*, Wadsworth, 1992, chapter 8.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+from . import _validation as _v
+
+__all__ = ["span_radius", "span_neighbors"]
+
+#: Below this many neighbours a k-d tree finds them; above it, a blocked
+#: partial sort of every distance is cheaper than the tree's heaps and
+#: never holds more than a block of distances.
+_TREE_MAX_NEIGHBORS = 64
+
+#: Distances held at once by the blocked search (float64 entries).
+_BLOCK_ENTRIES = 1 << 22
+
+
+def _check_span(span):
+    if (isinstance(span, bool) or not isinstance(span, (numbers.Real, np.floating))
+            or not math.isfinite(span) or not span > 0):
+        raise ValueError(f"span must be a positive finite number, got {span!r}")
+    return float(span)
+
+
+def span_neighbors(span, n_keys):
+    """Number of keys in a query's neighbourhood for ``span``: ``min(n, floor(span n))``.
+
+    The product is rounded down as loess rounds it, in double precision.
+
+    Examples
+    --------
+    >>> from nwattn.neighbors import span_neighbors
+    >>> span_neighbors(0.3, 100), span_neighbors(2.0, 100)
+    (30, 100)
+    """
+    span = _check_span(span)
+    q = min(int(n_keys), int(math.floor(n_keys * span)))
+    if q < 1:
+        raise ValueError(
+            f"span={span!r} is too small for {n_keys} training points: span * n_samples "
+            f"must be at least 1")
+    return q
+
+
+def span_radius(queries, keys, span):
+    """Radius of each query's loess neighbourhood.
+
+    The Euclidean distance from the query to its ``q``-th nearest key,
+    ``q = min(n_keys, floor(span * n_keys))``, times ``sqrt(span)`` when
+    ``span > 1`` (loess enlarges the squared radius by ``span`` then). A
+    radius of 0 (the ``q`` nearest keys all on the query) is replaced by a
+    tiny one, ``1e-12`` times the extent of the keys: the keys on the query
+    then carry all the weight, and the local design is singular for a
+    polynomial of degree 1 or more.
+
+    Parameters
+    ----------
+    queries : array_like of shape (n_queries, n_features)
+    keys : array_like of shape (n_keys, n_features)
+    span : float
+        Positive; the fraction of the keys in each neighbourhood.
+
+    Returns
+    -------
+    ndarray of shape (n_queries,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.neighbors import span_radius
+    >>> X = np.arange(10.0)[:, None]
+    >>> span_radius([[0.0], [4.5]], X, 0.3)  # 3 nearest points
+    array([2. , 1.5])
+    """
+    Q = _v.check_float_array(queries, "queries", dtype=np.float64, min_rows=0)
+    K = _v.check_float_array(keys, "keys", dtype=np.float64)
+    _v.check_matching_shapes(Q, K)
+    span = _check_span(span)
+    q = span_neighbors(span, K.shape[0])
+    mid = K.min(axis=0) / 2 + K.max(axis=0) / 2
+    Qc, Kc = Q - mid, K - mid
+    if q <= _TREE_MAX_NEIGHBORS:
+        from sklearn.neighbors import KDTree
+
+        dist, _ = KDTree(Kc).query(Qc, k=q)
+        d2 = dist[:, -1] ** 2 if Q.shape[0] else np.empty(0)
+    else:
+        d2 = np.empty(Q.shape[0])
+        block = max(1, _BLOCK_ENTRIES // K.shape[0])
+        for i0 in range(0, Q.shape[0], block):
+            D = np.zeros((min(block, Q.shape[0] - i0), K.shape[0]))
+            for t in range(K.shape[1]):
+                D += (Kc[:, t] - Qc[i0:i0 + block, t, None]) ** 2
+            d2[i0:i0 + D.shape[0]] = np.partition(D, q - 1, axis=1)[:, q - 1]
+    radius = np.sqrt(d2 * max(1.0, span))
+    extent = float(np.abs(Kc).max()) if K.size else 0.0
+    return np.maximum(radius, 1e-12 * (extent if extent > 0 else 1.0))
