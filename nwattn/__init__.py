@@ -19,10 +19,11 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-_SUBMODULES = ("kernels", "ops", "state", "exceptions", "bandwidth")
+_SUBMODULES = ("kernels", "ops", "state", "exceptions", "bandwidth", "neighbors")
 
 # Estimators import scikit-learn, so they load on first use too.
-_ESTIMATORS = {"AttentionRegressor": "estimators", "NadarayaWatsonRegressor": "estimators"}
+_ESTIMATORS = {"AttentionRegressor": "estimators", "LocalPolynomialRegressor": "estimators",
+               "NadarayaWatsonRegressor": "estimators"}
 
 __all__ = ["__version__", *_SUBMODULES, *_ESTIMATORS]
 

@@ -148,13 +148,15 @@ def n_basis(n_features, degree):
     return P
 
 
-def local_layout(n_outputs, n_features, degree):
+def local_layout(n_outputs, n_features, degree, with_sq=False):
     """Layout of local polynomial regression: pooling plus the query-centred moments.
 
     ``norm`` and ``acc`` are those of pooling (``G[0, 0]`` and ``R[0]``);
     ``moments`` the rest of the upper triangle of the Gram matrix and
     ``cross`` the rest of the cross moments (see :mod:`nwattn._cpu.moments`).
-    Degree 0 is exactly :func:`pool_layout` without squares.
+    ``sq`` (the weighted squares of the values, as in pooling) is tracked
+    when ``with_sq``; degree 0 is then pooling with nearest-neighbour
+    bandwidths.
 
     Examples
     --------
@@ -164,6 +166,7 @@ def local_layout(n_outputs, n_features, degree):
     """
     P = n_basis(n_features, degree)
     return StateLayout([("norm", 1, 1), ("acc", n_outputs, 1),
+                        ("sq", n_outputs if with_sq else 0, 1),
                         ("moments", P * (P + 1) // 2 - 1, 1),
                         ("cross", (P - 1) * n_outputs, 1)])
 

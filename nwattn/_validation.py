@@ -285,6 +285,14 @@ def check_bandwidth(bandwidth, n_features, dtype, *, name="bandwidth"):
     return h.astype(dtype)
 
 
+def check_degree(degree):
+    """Validate the degree of a local polynomial (0, 1 or 2) and return it as an int."""
+    if isinstance(degree, bool) or not isinstance(degree, (numbers.Integral, np.integer)) or not (
+            0 <= degree <= 2):
+        raise ValueError(f"degree must be 0, 1 or 2, got {degree!r}")
+    return int(degree)
+
+
 def check_key_weight(key_weight, n_keys, dtype, *, name="key_weight"):
     """Validate non-negative finite key weights, not all zero, one per key."""
     w = check_float_array(key_weight, name, ndim=1, dtype=np.float64)

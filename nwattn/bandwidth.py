@@ -228,7 +228,7 @@ def loo_cv_score(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
     from .loo import LooProblem
 
     problem = LooProblem(X, y, kernel, sample_weight=sample_weight, fallback=fallback,
-                         device=device)
+                         device=device, degree=degree)
     if not return_gradient:
         return problem.value(bandwidth)
     score, grad = problem.value_and_gradient(bandwidth)
@@ -338,7 +338,7 @@ def _search_scale_from(kern, n, sigma, rms2, per_feature):
 
 
 def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weight=None,
-                     fallback="mean", tol=1e-4, device="cpu"):
+                     fallback="mean", tol=1e-4, device="cpu", degree=0):
     """Bandwidth minimising the leave-one-out cross-validation score.
 
     The score is that of :func:`loo_cv_score`; the search is :func:`search`.
@@ -363,6 +363,11 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
         Tolerance of the search (see :func:`search`).
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where to compute the scores.
+    degree : {0, 1, 2}, default=0
+        Degree of the local polynomial cross-validated: 0 for
+        Nadaraya-Watson regression, 1 or 2 for
+        :class:`~nwattn.LocalPolynomialRegressor` (whose score has no
+        analytic gradient: a per-feature search then uses Powell's method).
 
     Returns
     -------
@@ -384,7 +389,7 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
 
     check_tol(tol)
     problem = LooProblem(X, y, kernel, sample_weight=sample_weight, fallback=fallback,
-                         device=device)
+                         device=device, degree=degree)
     # The search makes many small BLAS calls (L-BFGS-B, reductions) between
     # compiled parallel passes; BLAS worker threads spinning after those
     # calls compete with Numba's for the cores. And on a busy machine a
@@ -442,7 +447,10 @@ def search(problem, per_feature=False, tol=1e-4):
         ``value_and_gradient(bandwidth)``
             The score and its gradient with respect to the log-bandwidths,
             shape (n_features,); called only by a per-feature search with a
-            kernel other than boxcar.
+            kernel other than boxcar, and only when the problem's
+            ``has_gradient`` attribute is true (or absent). A problem
+            without a gradient is searched per feature by Powell's method,
+            as the boxcar kernel is.
     per_feature : bool, default=False
         Select one bandwidth per feature instead of a single one.
     tol : float, default=1e-4
@@ -536,7 +544,7 @@ def search(problem, per_feature=False, tol=1e-4):
 
     # A common multiple of the features' spreads to start from, bracketed
     # but not refined: the gradient search does that.
-    piecewise_constant = kern.name == "boxcar"
+    piecewise_constant = kern.name == "boxcar" or not getattr(problem, "has_gradient", True)
     theta0, f_best = line_search(v, lo, c0, hi, tol if piecewise_constant else None)
     lower, upper = math.log(lo) + np.log(v), math.log(hi) + np.log(v)
     if piecewise_constant:

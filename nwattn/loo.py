@@ -70,8 +70,8 @@ from . import _validation as _v
 from ._device import resolve_device
 from ._layout import slopes_layout
 from .kernels import get_kernel
-from .ops import attention_pool_state, loo_slopes_state
-from .state import PoolState, finalize_slopes, finalize_state
+from .ops import attention_pool_state, local_polynomial_state, loo_slopes_state
+from .state import PoolState, finalize_slopes, finalize_state, solve_local
 
 __all__ = [
     "FALLBACKS",
@@ -466,10 +466,17 @@ def loo_error(state, y, *, sample_weight=None, fallback="mean", totals=None, nea
         raise TypeError(f"state must be a PoolState, got {type(state).__name__}")
     if "B" in state.layout:
         _, pred, dpred = finalize_slopes(state)
+        empty = state.empty
+    elif state.local is not None and state.local.degree > 0:
+        # A singular leave-one-out design is refitted at a lower degree; only
+        # a point with no other point in its neighbourhood takes the fallback.
+        fit = solve_local(state, lower_degree=True)
+        pred, dpred = fit.pred, None
+        empty = fit.degree < 0
     else:
         pred = finalize_state(state, warn=False).reshape(state.acc.shape)
         dpred = None
-    empty = state.empty
+        empty = state.empty
     Y = _v.check_float_array(y, "y", dtype=np.float64, allow_1d=True, min_rows=0)
     Y = _as_2d(Y)
     if Y.shape != pred.shape:
@@ -524,11 +531,20 @@ class LooProblem:
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where to compute the scores. The gradient has no GPU kernel: it
         runs on the CPU for ``"auto"`` and is refused for ``"cuda"``.
+    degree : {0, 1, 2}, default=0
+        Degree of the local polynomial whose leave-one-out predictions are
+        scored; 0 is Nadaraya-Watson. For degree 1 and 2 a point whose
+        leave-one-out design is singular is fitted at the highest degree
+        that is not (the fallback applies when no other point is in its
+        neighbourhood), and the score has no analytic gradient
+        (``has_gradient`` is False).
 
     Attributes
     ----------
     kernel : nwattn.kernels.Kernel
         The kernel.
+    has_gradient : bool
+        Whether :meth:`value_and_gradient` is available (degree 0).
     X : ndarray of shape (n_samples, n_features)
         The training points, float64.
     Y : ndarray of shape (n_samples, n_outputs)
@@ -559,9 +575,11 @@ class LooProblem:
     """
 
     def __init__(self, X, y, kernel="gaussian", *, sample_weight=None, fallback="mean",
-                 device="cpu"):
+                 device="cpu", degree=0):
         resolve_device(device)
         self.device = device
+        self.degree = _v.check_degree(degree)
+        self.has_gradient = self.degree == 0
         self.kernel = get_kernel(kernel)
         self.X = _v.check_float_array(X, "X", dtype=np.float64)
         y = _v.check_float_array(y, "y", dtype=np.float64, allow_1d=True)
@@ -621,9 +639,15 @@ class LooProblem:
         float
         """
         h = _v.check_bandwidth(bandwidth, self.X.shape[1], np.float64)
-        state = attention_pool_state(self.X, self.X, self.Y, self.kernel, h,
-                                     key_weight=self.sample_weight, exclude_self=True,
-                                     center=self.center, device=self.device)
+        if self.degree:
+            state = local_polynomial_state(self.X, self.X, self.Y, self.kernel, h,
+                                           degree=self.degree, key_weight=self.sample_weight,
+                                           exclude_self=True, center=self.center,
+                                           device=self.device)
+        else:
+            state = attention_pool_state(self.X, self.X, self.Y, self.kernel, h,
+                                         key_weight=self.sample_weight, exclude_self=True,
+                                         center=self.center, device=self.device)
         return self._error(state, h).sse / self.totals.weight_sum
 
     def value_and_gradient(self, bandwidth):
@@ -639,6 +663,9 @@ class LooProblem:
         score : float
         gradient : ndarray of shape (n_features,)
         """
+        if not self.has_gradient:
+            raise ValueError(f"the score of a local polynomial of degree {self.degree} has no "
+                             "analytic gradient (has_gradient is False)")
         h = _v.check_bandwidth(bandwidth, self.X.shape[1], np.float64)
         state = slope_state(self.X, self.X, self.Y, self.kernel, h,
                             key_weight=self.sample_weight, center=self.center,

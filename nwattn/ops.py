@@ -539,13 +539,6 @@ def loo_slopes_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=No
                      queries_fingerprint(Q, query_offset))
 
 
-def _check_degree(degree):
-    if isinstance(degree, bool) or not isinstance(degree, (int, np.integer)) or not (
-            0 <= degree <= 2):
-        raise ValueError(f"degree must be 0, 1 or 2, got {degree!r}")
-    return int(degree)
-
-
 def _check_query_scale(query_scale, n):
     """Validate the per-query bandwidth factors; ones when None."""
     if query_scale is None:
@@ -560,7 +553,8 @@ def _check_query_scale(query_scale, n):
 
 def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1,
                            query_scale=None, key_weight=None, exclude_self=False,
-                           query_offset=0, key_offset=0, center=None, device="cpu"):
+                           query_offset=0, key_offset=0, return_std=False, center=None,
+                           device="cpu"):
     """Per-query weighted moments of a local polynomial fit, centred on the query.
 
     For each query ``q`` the pass accumulates, over the keys ``k_j`` with
@@ -596,6 +590,10 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
     key_weight : array_like of shape (n_keys,), default=None
         Non-negative weights of the keys (sample weights).
     exclude_self, query_offset, key_offset : see :func:`attention_pool_state`.
+    return_std : bool, default=False
+        Track the weighted squares of the values too (the ``sq`` block of
+        pooling): with degree 0, :func:`finalize_state` then gives the
+        weighted standard deviation of the values around each prediction.
     center : array_like of shape (n_outputs,), default=None
         Centre subtracted from the values; by default their mean.
     device : {"cpu", "cuda", "auto"}, default="cpu"
@@ -621,7 +619,7 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
     be, device_input = backend_for(device, Q, K, V, need="local",
                                    what="local polynomial regression")
     _check_offsets(query_offset, key_offset)
-    degree = _check_degree(degree)
+    degree = _v.check_degree(degree)
     if device_input:
         raise TypeError("local polynomial regression takes host arrays (NumPy); "
                         "use device='cuda' to compute on the GPU")
@@ -651,11 +649,15 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
         raise ValueError(
             "query_scale is too small for the spread of these inputs: the offsets divided by "
             f"the bandwidth overflow {np.dtype(dtype).name}")
-    c, VT, e = _prepare_values(V2, center, dtype, False)
+    c, VT, e = _prepare_values(V2, center, dtype, return_std)
     self_shift = int(query_offset) - int(key_offset) if exclude_self else -n - 1
-    smax, packed = be.local(Qs, KT, VT, logw, kern.family, kern.code,
-                            qscale.astype(dtype), degree, self_shift)
-    layout = local_layout(V2.shape[1], d, degree)
+    if return_std:
+        smax, packed = be.local(Qs, KT, VT, logw, kern.family, kern.code,
+                                qscale.astype(dtype), degree, self_shift, VT2=VT * VT)
+    else:
+        smax, packed = be.local(Qs, KT, VT, logw, kern.family, kern.code,
+                                qscale.astype(dtype), degree, self_shift)
+    layout = local_layout(V2.shape[1], d, degree, return_std)
     smax, packed = _state_in_value_units(_to_host(be, smax), _to_host(be, packed), layout, e)
     return PoolState(smax, packed, layout, c, values_1d, queries_fingerprint(Q, query_offset),
                      LocalInfo(degree, h[None, :] * factor[:, None]))
@@ -740,7 +742,7 @@ def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, spa
     >>> slope.round(3)  # exp'(0.5) = 1.649
     array([[1.649]])
     """
-    degree = _check_degree(degree)
+    degree = _v.check_degree(degree)
     if return_gradient and degree < 1:
         raise ValueError("return_gradient=True needs degree 1 or 2")
     query_scale = None

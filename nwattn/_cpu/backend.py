@@ -96,16 +96,19 @@ class CPUBackend:
 
     @staticmethod
     @guarded
-    def local(Qs, KT, VT, logw, family, code, qscale, degree, self_shift, progress=None):
+    def local(Qs, KT, VT, logw, family, code, qscale, degree, self_shift, progress=None,
+              VT2=None):
         """Query-centred moments of a local polynomial of ``degree`` (``local_layout``).
 
         ``Qs``/``KT`` are divided by the bandwidth (a smoothing kernel,
         ``family`` DISTANCE); query ``i``'s offsets are further multiplied
-        by ``qscale[i]``. See :mod:`nwattn._cpu.moments`.
+        by ``qscale[i]``. ``VT2``: the squared centred values, to track the
+        weighted variance too (``sq`` block). See :mod:`nwattn._cpu.moments`.
         """
-        layout = local_layout(VT.shape[0], Qs.shape[1], degree)
-        no_sq = np.empty((0, KT.shape[1]), Qs.dtype)
-        return sweep(LOCAL, MOMENTS, layout, Qs, KT, VT, no_sq, logw, family, code, 1.0,
+        if VT2 is None:
+            VT2 = np.empty((0, KT.shape[1]), Qs.dtype)
+        layout = local_layout(VT.shape[0], Qs.shape[1], degree, VT2.shape[0] > 0)
+        return sweep(LOCAL, MOMENTS, layout, Qs, KT, VT, VT2, logw, family, code, 1.0,
                      self_shift, qscale=qscale, degree=degree, progress=progress)
 
     @staticmethod

@@ -172,16 +172,18 @@ def absorb_slope_tile(row, n, tmax, Q, i, KT, family, VT, j0, ii, smax, S, power
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def absorb_moments(row, n, tmax, Z, nb, d, VT, j0, ii, smax, S, powers, offsets, WZ):
+def absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, j0, ii, smax, S, powers, offsets, WZ):
     """``MOMENTS``: the pooling accumulators plus the local polynomial's moments.
 
-    ``offsets`` are those of ``norm, acc, moments, cross``; ``Z`` the
+    ``offsets`` are those of ``norm, acc, moments, cross, sq``; ``Z`` the
     offsets of the keys left by :func:`local_score`, with room for the
-    ``nb`` basis functions beyond the constant.
+    ``nb`` basis functions beyond the constant. The squares ``VT2`` are
+    accumulated when it has rows.
     """
     if tmax == -math.inf:
         return
     _absorb_weights(row, n, tmax, VT, j0, ii, smax, S, powers, offsets[0], offsets[1])
+    add_weighted(row, n, VT2, 0, j0, S, ii, offsets[4])
     add_moments(row, n, Z, nb, d, VT, j0, ii, S, offsets[2], offsets[3], WZ)
 
 
@@ -216,5 +218,5 @@ def absorb_offsets(absorb, layout):
     [0, 1, 3]
     """
     names = {POOL: ("norm", "acc", "sq"), SLOPES: ("norm", "acc", "A", "B"),
-             MOMENTS: ("norm", "acc", "moments", "cross")}[absorb]
+             MOMENTS: ("norm", "acc", "moments", "cross", "sq")}[absorb]
     return np.array([layout.offset(name) for name in names], dtype=np.int64)

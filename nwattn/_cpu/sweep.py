@@ -148,8 +148,8 @@ def row_task(Q, KT, VT, VT2, logw, wv, slopes, qscale, degree, family, code, sca
             if qscale is not None:
                 tmax = local_score(Q, i, KT, j0, j1, code, qscale[i], logw, i + self_shift,
                                    row, Z)
-                absorb_moments(row, n, tmax, Z, nb, d, VT, j0, ii, smax, S, powers, offsets,
-                               WZ)
+                absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, j0, ii, smax, S, powers,
+                               offsets, WZ)
             elif slopes is not None:
                 tmax = slope_score(Q, i, KT, j0, j1, family, code, scale, logw, i + self_shift,
                                    row, slope)

@@ -68,6 +68,12 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         instead of a single one (a 1-D bracketing search). Lets the fit
         shrink the influence of irrelevant features and adapt to features of
         different scales. Ignored for the other bandwidth choices.
+    span : float, default=None
+        Nearest-neighbour bandwidths, as loess defines them: each query's
+        bandwidth is the Euclidean distance to its
+        ``floor(span * n_samples)``-th nearest training point (see
+        :func:`nwattn.neighbors.span_radius`); ``bandwidth`` is then not
+        used. Smoothing kernels only; not available on Dask arrays.
     fallback : {"nan", "mean", "nearest"}, default="nan"
         Prediction for a query with no training point inside its kernel's
         support (compact kernels only): ``"nan"`` predicts NaN and warns
@@ -91,8 +97,8 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
 
     Attributes
     ----------
-    bandwidth_ : float or ndarray of shape (n_features,)
-        The bandwidth used for prediction.
+    bandwidth_ : float or ndarray of shape (n_features,) or None
+        The bandwidth used for prediction; None with ``span``.
     cv_score_ : float or None
         Leave-one-out cross-validation score (weighted mean squared error)
         of ``bandwidth_`` when ``bandwidth="cv"``, else None.
@@ -148,6 +154,7 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             "array-like",
         ],
         "bandwidth_per_feature": ["boolean"],
+        "span": [Interval(Real, 0, None, closed="neither"), None],
         "fallback": [StrOptions({"nan", "mean", "nearest"})],
         "tol": [Interval(Real, 0, None, closed="neither")],
         "n_jobs": [Integral, None],
@@ -155,10 +162,11 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     }
 
     def __init__(self, kernel="gaussian", bandwidth="cv", *, bandwidth_per_feature=False,
-                 fallback="nan", tol=1e-4, n_jobs=None, device="cpu"):
+                 span=None, fallback="nan", tol=1e-4, n_jobs=None, device="cpu"):
         self.kernel = kernel
         self.bandwidth = bandwidth
         self.bandwidth_per_feature = bandwidth_per_feature
+        self.span = span
         self.fallback = fallback
         self.tol = tol
         self.n_jobs = n_jobs
@@ -195,6 +203,9 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         """
         self._validate_params()
         integration = integration_for(X, y, sample_weight)
+        if integration is not None and self.span is not None:
+            raise ValueError("span (nearest-neighbour bandwidths) is not available on Dask "
+                             "arrays; give a bandwidth, or compute the arrays first")
         if integration is not None:
             return self._set_fitted(integration.nadaraya_watson_fit(self, X, y, sample_weight))
         for value, name in ((X, "X"), (y, "y"), (sample_weight, "sample_weight")):
@@ -210,7 +221,15 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.y_mean_ = np.average(Y2, axis=0, weights=unit_weights(sample_weight))
         self.cv_score_ = None
         bw = self.bandwidth
-        if isinstance(bw, str):
+        if self.span is not None:
+            from ..neighbors import span_neighbors
+
+            if not kern.is_distance:
+                raise ValueError(f"span needs a smoothing kernel; kernel {kern.name!r} is an "
+                                 "attention score")
+            span_neighbors(self.span, X.shape[0])
+            self.bandwidth_ = None
+        elif isinstance(bw, str):
             if bw in ("scott", "silverman"):
                 if not kern.is_distance:
                     raise ValueError(
@@ -250,8 +269,17 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         return self
 
     def _state(self, X, return_std):
-        from ..ops import attention_pool_state
+        from ..ops import attention_pool_state, local_polynomial_state
 
+        if self.span is not None:
+            from ..neighbors import span_radius
+
+            with threads(self.n_jobs):
+                return local_polynomial_state(
+                    X, self.X_fit_, self.y_fit_, self.kernel, 1.0, degree=0,
+                    query_scale=span_radius(X, self.X_fit_, self.span),
+                    key_weight=self.sample_weight_, return_std=return_std, device=self.device,
+                )
         with threads(self.n_jobs):
             return attention_pool_state(
                 X, self.X_fit_, self.y_fit_, self.kernel, self.bandwidth_,
@@ -290,6 +318,9 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
 
         check_is_fitted(self)
         integration = integration_for(X, self.X_fit_)
+        if integration is not None and self.span is not None:
+            return integration.predict(self, X, output_shape=self.y_fit_.shape[1:],
+                                       return_std=return_std)
         if integration is not None:
             return integration.nadaraya_watson_predict(self, X, return_std)
         check_estimator_input(X, "X")
@@ -317,8 +348,8 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         """
         from ..loo import nearest_neighbor
 
-        return nearest_neighbor(X, self.X_fit_, self.bandwidth_,
-                                key_weight=self.sample_weight_).index
+        h = 1.0 if self.bandwidth_ is None else self.bandwidth_
+        return nearest_neighbor(X, self.X_fit_, h, key_weight=self.sample_weight_).index
 
     def attention_weights(self, X, k=5):
         """The training points that weigh most in each prediction.
@@ -358,6 +389,9 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         if isinstance(k, bool) or not isinstance(k, (Integral, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
+        if self.span is not None:
+            raise ValueError("attention_weights needs one bandwidth for all queries; this "
+                             "model has nearest-neighbour bandwidths (span)")
         with threads(self.n_jobs):
             return top_k_weights(X, self.X_fit_, self.kernel, self.bandwidth_, int(k),
                                  key_weight=self.sample_weight_, device=self.device)

@@ -1,0 +1,408 @@
+"""Local polynomial regression (local linear, local quadratic, loess) as a scikit-learn estimator."""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from .. import bandwidth as _bw
+from .._device import DEVICES
+from .._fallback import fill_empty, target_spread
+from .._parallel import threads
+from .._validation import check_bandwidth, check_estimator_input, unit_weights
+from ..kernels import get_kernel
+from ._integrations import integration_for
+from ._nadaraya_watson import _KernelName
+
+__all__ = ["LocalPolynomialRegressor"]
+
+
+def robustness_weights(residuals):
+    """Cleveland's bisquare robustness weights of residuals, as loess computes them.
+
+    With ``s`` six times the median absolute residual, a residual ``r``
+    gets ``(1 - (r / s)**2)**2``, rounded to 1 below ``0.001 s`` and to 0
+    above ``0.999 s``; all weights are 1 when ``s`` is (nearly) 0, a fit
+    through every point.
+
+    Parameters
+    ----------
+    residuals : ndarray of shape (n_samples,)
+
+    Returns
+    -------
+    ndarray of shape (n_samples,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.estimators._local_polynomial import robustness_weights
+    >>> robustness_weights(np.array([0.1, -0.2, 0.1, 5.0])).round(3)
+    array([0.978, 0.914, 0.978, 0.   ])
+    """
+    a = np.abs(residuals)
+    s = 6.0 * np.median(a)
+    if not s >= np.finfo(np.float64).tiny:
+        return np.ones_like(a)
+    u = a / s
+    w = (1.0 - u * u) ** 2
+    w[a <= 0.001 * s] = 1.0
+    w[a > 0.999 * s] = 0.0
+    return w
+
+
+class LocalPolynomialRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
+    """Local polynomial regression: local linear, local quadratic and loess.
+
+    At each query ``x`` fits, by weighted least squares, a polynomial of
+    ``degree`` in ``x_j - x`` to the training points, with the kernel
+    weights ``w_j = c_j K((x_j - x) / h)`` (``c_j`` the sample weights),
+    and predicts its value at ``x`` [1]_ [2]_. Degree 0 is
+    :class:`NadarayaWatsonRegressor`; degree 1 (local linear) removes
+    Nadaraya-Watson's bias at the edges of the data and wherever the
+    function slopes, and gives the slopes ``df/dx`` (marginal effects)
+    with the prediction; degree 2 also follows curvature. With ``span``
+    and the tricube kernel it is loess [3]_: each query's bandwidth is the
+    distance to its nearest ``span`` fraction of the training points.
+
+    The weighted moments of each query's least-squares problem, centred on
+    the query, are accumulated in one fused pass over the training points
+    with an online softmax in the log domain (no n_queries x n_train array,
+    no bandwidth too small), then one small solve per query.
+
+    Parameters
+    ----------
+    degree : {0, 1, 2}, default=1
+        Degree of the local polynomial.
+    kernel : str, default="gaussian"
+        A smoothing kernel of :mod:`nwattn.kernels` (``"gaussian"``,
+        ``"laplacian"``, ``"epanechnikov"``, ``"boxcar"``, ``"triangular"``,
+        ``"biweight"``, ``"tricube"``, ``"cosine"``); loess uses
+        ``"tricube"``.
+    bandwidth : float, array-like of shape (n_features,), {"cv", "scott", \
+"silverman"}, default="cv"
+        A positive number; one per feature; a rule of thumb
+        (:func:`nwattn.bandwidth.scott`, :func:`nwattn.bandwidth.silverman`);
+        or ``"cv"``, the bandwidth minimising the leave-one-out
+        cross-validation score of this local polynomial
+        (:func:`nwattn.bandwidth.select_bandwidth` with ``degree``). Not
+        used when ``span`` is set.
+    bandwidth_per_feature : bool, default=False
+        With ``bandwidth="cv"``, select one bandwidth per feature. For
+        degree 1 and 2 the search is derivative-free (Powell's method).
+    span : float, default=None
+        loess's nearest-neighbour bandwidths: a query's bandwidth is the
+        Euclidean distance to its ``floor(span * n_samples)``-th nearest
+        training point (times ``sqrt(span)`` for ``span > 1``), see
+        :func:`nwattn.neighbors.span_radius`. Typical values are 0.2 to
+        0.8 (R's default is 0.75). Features are used in their own units:
+        scale them first (e.g. with a
+        :class:`~sklearn.preprocessing.StandardScaler` in a pipeline) if
+        they differ.
+    robust_iterations : int, default=0
+        Number of robustifying reweightings after the first fit [1]_: each
+        computes the residuals of the fit at the training points and
+        multiplies the sample weights by their bisquare weights
+        (:func:`robustness_weights`), so outliers lose their influence. R's
+        ``loess(family="symmetric")`` makes 3 (its ``iterations = 4``
+        fits), statsmodels' ``lowess`` 3 by default (``it=3``).
+    fallback : {"lower", "nan", "mean", "nearest"}, default="lower"
+        What to do where a query's local design is singular (fewer
+        distinct training points in its neighbourhood than the degree
+        needs). ``"nan"``: predict NaN, with a
+        :class:`~nwattn.state.SingularDesignWarning`. The others fit such a
+        query at the highest degree its neighbourhood allows (a warning
+        says how many); a query with no training point at all in its
+        neighbourhood (compact kernels) then gets NaN and the warning
+        (``"lower"``), the weighted mean of the targets (``"mean"``) or the
+        target of the nearest training point (``"nearest"``). The
+        cross-validation lowers the degree likewise, and uses ``"mean"``
+        for empty neighbourhoods unless this is ``"nearest"``.
+    tol : float, default=1e-4
+        Tolerance of the bandwidth search.
+    n_jobs : int, default=None
+        Number of CPU threads; ``None`` keeps Numba's setting, ``-1`` uses
+        all cores. The previous setting is restored afterwards.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where to compute the moments.
+
+    Attributes
+    ----------
+    bandwidth_ : float, ndarray of shape (n_features,) or None
+        The bandwidth used for prediction; None with ``span``.
+    cv_score_ : float or None
+        Leave-one-out cross-validation score (weighted mean squared error,
+        summed over the outputs) of ``bandwidth_`` when ``bandwidth="cv"``.
+    robustness_weights_ : ndarray of shape (n_samples,) or (n_samples, n_outputs), or None
+        The bisquare weights of the last reweighting (one column per
+        output), with ``robust_iterations > 0``.
+    X_fit_ : ndarray of shape (n_samples, n_features)
+        Training points.
+    y_fit_ : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        Training targets.
+    sample_weight_ : ndarray of shape (n_samples,) or None
+        Sample weights given to :meth:`fit`.
+    y_mean_ : ndarray of shape (n_outputs,)
+        Weighted mean of the targets (the ``"mean"`` fallback).
+    n_features_in_ : int
+        Number of features seen during :meth:`fit`.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of the features, when ``X`` has string column names.
+
+    See Also
+    --------
+    nwattn.ops.local_polynomial : The operation this estimator calls.
+    NadarayaWatsonRegressor : Degree 0, with standard deviations.
+
+    References
+    ----------
+    .. [1] W. S. Cleveland, "Robust locally weighted regression and
+       smoothing scatterplots", Journal of the American Statistical
+       Association 74(368), 1979, 829-836.
+    .. [2] J. Fan and I. Gijbels, *Local Polynomial Modelling and Its
+       Applications*, Chapman and Hall, 1996.
+    .. [3] W. S. Cleveland and S. J. Devlin, "Locally weighted regression:
+       an approach to regression analysis by local fitting", Journal of the
+       American Statistical Association 83(403), 1988, 596-610.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn import LocalPolynomialRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(0, 1, size=(300, 1))
+    >>> y = np.exp(X[:, 0]) + rng.normal(scale=0.05, size=300)
+    >>> model = LocalPolynomialRegressor().fit(X, y)
+    >>> pred, slope = model.predict([[0.0], [1.0]], return_gradient=True)
+    >>> pred.round(1), slope.round(0)
+    (array([1. , 2.7]), array([[1.],
+           [3.]]))
+    >>> loess = LocalPolynomialRegressor(degree=2, kernel="tricube", span=0.5).fit(X, y)
+    >>> loess.predict([[0.5]]).round(2)
+    array([1.65])
+    """
+
+    _parameter_constraints = {
+        "degree": [Interval(Integral, 0, 2, closed="both")],
+        "kernel": [_KernelName()],
+        "bandwidth": [
+            Interval(Real, 0, None, closed="neither"),
+            StrOptions({"cv", "scott", "silverman"}),
+            "array-like",
+        ],
+        "bandwidth_per_feature": ["boolean"],
+        "span": [Interval(Real, 0, None, closed="neither"), None],
+        "robust_iterations": [Interval(Integral, 0, None, closed="left")],
+        "fallback": [StrOptions({"lower", "nan", "mean", "nearest"})],
+        "tol": [Interval(Real, 0, None, closed="neither")],
+        "n_jobs": [Integral, None],
+        "device": [StrOptions(set(DEVICES))],
+    }
+
+    def __init__(self, degree=1, kernel="gaussian", bandwidth="cv", *,
+                 bandwidth_per_feature=False, span=None, robust_iterations=0,
+                 fallback="lower", tol=1e-4, n_jobs=None, device="cpu"):
+        self.degree = degree
+        self.kernel = kernel
+        self.bandwidth = bandwidth
+        self.bandwidth_per_feature = bandwidth_per_feature
+        self.span = span
+        self.robust_iterations = robust_iterations
+        self.fallback = fallback
+        self.tol = tol
+        self.n_jobs = n_jobs
+        self.device = device
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+    def fit(self, X, y, sample_weight=None):
+        """Store the training set, choose the bandwidth and the robustness weights.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training points.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the training points (they multiply the
+            kernel weights, and weight the errors of the cross-validation).
+
+        Returns
+        -------
+        self : LocalPolynomialRegressor
+            The fitted estimator.
+        """
+        self._validate_params()
+        for value, name in ((X, "X"), (y, "y"), (sample_weight, "sample_weight")):
+            check_estimator_input(value, name)
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
+                             dtype=[np.float64, np.float32])
+        kern = get_kernel(self.kernel)
+        if not kern.is_distance:
+            raise ValueError(f"kernel must be a smoothing kernel for a local polynomial, got "
+                             f"the attention score {kern.name!r}")
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                                 ensure_non_negative=True)
+            if not np.any(sample_weight > 0):
+                raise ValueError("sample_weight must have at least one positive entry")
+        Y2 = y.reshape(y.shape[0], -1)
+        self.y_mean_ = np.average(Y2, axis=0, weights=unit_weights(sample_weight))
+        self.cv_score_ = None
+        self.X_fit_ = X
+        self.y_fit_ = y
+        self.sample_weight_ = sample_weight
+        self.robustness_weights_ = None
+        if self.span is not None:
+            from ..neighbors import span_neighbors
+
+            span_neighbors(self.span, X.shape[0])  # a span too small is an error at fit
+            self.bandwidth_ = None
+        else:
+            self.bandwidth_ = self._choose_bandwidth(X, y, kern, sample_weight)
+        if self.robust_iterations:
+            self._robustify(X, Y2)
+        return self
+
+    def _choose_bandwidth(self, X, y, kern, sample_weight):
+        bw = self.bandwidth
+        if isinstance(bw, str):
+            if bw == "scott":
+                return _bw.scott(X, sample_weight)
+            if bw == "silverman":
+                return _bw.silverman(X, sample_weight)
+            cv_fallback = "nearest" if self.fallback == "nearest" else "mean"
+            with threads(self.n_jobs):
+                sel = _bw.select_bandwidth(
+                    X, y, kern, per_feature=self.bandwidth_per_feature,
+                    sample_weight=sample_weight, fallback=cv_fallback, tol=self.tol,
+                    device=self.device, degree=self.degree,
+                )
+            self.cv_score_ = sel.cv_score
+            return sel.bandwidth
+        checked = check_bandwidth(bw, X.shape[1], np.float64)
+        return float(checked[0]) if np.ndim(bw) == 0 else checked
+
+    def _robustify(self, X, Y2):
+        """Cleveland's reweighting: fit, weigh the residuals by the bisquare, refit."""
+        p = Y2.shape[1]
+        rw = np.ones((X.shape[0], p))
+        for _ in range(int(self.robust_iterations)):
+            self.robustness_weights_ = rw if p > 1 or self.y_fit_.ndim > 1 else rw[:, 0]
+            fitted, _ = self._fit_outputs(X, warn=False)
+            rw = np.column_stack([robustness_weights(Y2[:, c] - fitted[:, c])
+                                  for c in range(p)])
+        self.robustness_weights_ = rw if self.y_fit_.ndim > 1 else rw[:, 0]
+
+    def _key_weights(self, column):
+        """Key weights of output ``column``: sample weights times robustness weights."""
+        w = self.sample_weight_
+        rw = self.robustness_weights_
+        if rw is None:
+            return w
+        r = rw[:, column] if rw.ndim > 1 else rw
+        w = r if w is None else w * r
+        # Every point rejected as an outlier leaves nothing to fit.
+        return w if np.any(w > 0) else None
+
+    def _fit_outputs(self, X, warn=True):
+        """Predictions (n, p) and slopes (n, d, p), fallbacks applied; one pass per weighting.
+
+        Without robustness weights every output shares the kernel weights
+        and one pass fits them all; with them each output has its own.
+        """
+        from ..neighbors import span_radius
+        from ..ops import local_polynomial_state
+        from ..state import LocalFit, local_warnings, solve_local
+
+        Y2 = self.y_fit_.reshape(self.y_fit_.shape[0], -1)
+        p = Y2.shape[1]
+        if self.span is not None:
+            factor, h = span_radius(X, self.X_fit_, self.span), 1.0
+        else:
+            factor, h = None, self.bandwidth_
+        groups = [list(range(p))] if self.robustness_weights_ is None else [[c] for c in range(p)]
+        pred = np.empty((X.shape[0], p))
+        grad = np.empty((X.shape[0], X.shape[1], p))
+        lower = self.fallback != "nan"
+        degree = np.empty((X.shape[0], len(groups)), dtype=np.int64)
+        for g, cols in enumerate(groups):
+            with threads(self.n_jobs):
+                state = local_polynomial_state(
+                    X, self.X_fit_, Y2[:, cols], self.kernel, h, degree=self.degree,
+                    query_scale=factor, key_weight=self._key_weights(cols[0]),
+                    device=self.device)
+            fit = solve_local(state, lower)
+            pred[:, cols], grad[:, :, cols] = fit.pred, fit.gradient
+            degree[:, g] = fit.degree
+        used = degree.min(axis=1)
+        empty = used < 0
+        if warn:
+            # "mean" and "nearest" fill the empty queries without a warning,
+            # as NadarayaWatsonRegressor does; a lowered degree is always said.
+            filled = self.fallback in ("mean", "nearest")
+            local_warnings(LocalFit(pred, grad, np.where(empty & filled, self.degree, used)),
+                           self.degree, stacklevel=3)
+        if empty.any() and self.fallback in ("mean", "nearest"):
+            pred, _ = fill_empty(pred, None, empty, self.fallback, mean=self.y_mean_,
+                                 spread=lambda: target_spread(Y2, self.y_mean_,
+                                                              self.sample_weight_),
+                                 nearest=lambda idx: Y2[self._nearest(X[idx])])
+        return pred, grad
+
+    def _nearest(self, X):
+        from ..loo import nearest_neighbor
+
+        h = self.bandwidth_ if self.bandwidth_ is not None else 1.0
+        return nearest_neighbor(X, self.X_fit_, h, key_weight=self.sample_weight_).index
+
+    def predict(self, X, return_gradient=False):
+        """The local polynomial's value at each query (and its slopes).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+            Query points.
+        return_gradient : bool, default=False
+            Also return the slopes of the local polynomial at each query,
+            the estimate of ``df/dx`` (marginal effects); needs degree 1
+            or 2.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_queries,) or (n_queries, n_outputs)
+            Predictions, with the dimensions of the training ``y``.
+        gradient : ndarray of shape (n_queries, n_features) or (n_queries, n_features, n_outputs)
+            Only with ``return_gradient=True``. NaN where the degree was
+            lowered to 0 or the query took the ``"mean"`` or ``"nearest"``
+            fallback.
+
+            For a Dask array ``X``, lazy Dask arrays chunked like its rows.
+        """
+        check_is_fitted(self)
+        if return_gradient and self.degree < 1:
+            raise ValueError("return_gradient=True needs degree 1 or 2")
+        integration = integration_for(X)
+        if integration is not None:
+            if return_gradient:
+                raise ValueError("return_gradient=True is not available for Dask queries; "
+                                 "compute the queries first")
+            if X.ndim == 2 and X.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} "
+                                 f"is expecting {self.n_features_in_} features as input")
+            return integration.predict(self, X, output_shape=self.y_fit_.shape[1:],
+                                       return_std=False)
+        check_estimator_input(X, "X")
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        pred, grad = self._fit_outputs(X)
+        if self.y_fit_.ndim == 1:
+            pred, grad = pred[:, 0], grad[:, :, 0]
+        dtype = np.result_type(X.dtype, self.y_fit_.dtype)
+        pred = pred.astype(dtype, copy=False)
+        return (pred, grad.astype(dtype, copy=False)) if return_gradient else pred
