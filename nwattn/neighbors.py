@@ -54,8 +54,8 @@ def span_neighbors(span, n_keys):
     q = min(int(n_keys), int(math.floor(n_keys * span)))
     if q < 1:
         raise ValueError(
-            f"span={span!r} is too small for {n_keys} training points: span * n_samples "
-            f"must be at least 1")
+            f"span={span!r} is too small for n_samples={n_keys}: span * n_samples must be at "
+            f"least 1")
     return q
 
 

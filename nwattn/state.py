@@ -519,11 +519,14 @@ def solve_local(state, lower_degree=False):
         scale = norm[todo, None, None]
         Gg = G[todo, :Pg, :Pg] / scale
         Rg = R[todo, :Pg] / scale
-        D = 1.0 / np.sqrt(np.einsum("kii->ki", Gg))
-        Ge = Gg * D[:, :, None] * D[:, None, :]
-        with np.errstate(invalid="ignore"):
-            lam = np.linalg.eigvalsh(Ge)
-            ok = np.isfinite(lam).all(axis=1) & (lam[:, 0] > rcond * lam[:, -1])
+        diag = np.einsum("kii->ki", Gg)
+        # A basis function that vanishes on every weighted key (all of them
+        # at the query's own abscissa) makes the design singular outright.
+        usable = (diag > 0).all(axis=1) & np.isfinite(Gg).all(axis=(1, 2))
+        D = 1.0 / np.sqrt(np.where(usable[:, None], diag, 1.0))
+        Ge = np.where(usable[:, None, None], Gg * D[:, :, None] * D[:, None, :], np.eye(Pg))
+        lam = np.linalg.eigvalsh(Ge)
+        ok = usable & (lam[:, 0] > rcond * lam[:, -1])
         rows = todo[ok]
         if rows.size:
             y = np.linalg.solve(Ge[ok], D[ok][:, :, None] * Rg[ok])

@@ -210,3 +210,59 @@ def loo_loss(kind, Pq, Pk, Y, key_weight, query_weight, w_score=None):
     ok = ~np.isnan(f[:, 0])
     resid = f[ok] - Y[:b][ok]
     return float((np.asarray(query_weight)[ok, None] * resid**2).sum()), f
+
+
+def poly_basis(Z, degree):
+    """Columns 1, z_t, and for degree 2 the products z_a z_b (a <= b)."""
+    n, d = Z.shape
+    cols = [np.ones(n)]
+    if degree >= 1:
+        cols += [Z[:, t] for t in range(d)]
+    if degree >= 2:
+        cols += [Z[:, a] * Z[:, b] for a in range(d) for b in range(a, d)]
+    return np.column_stack(cols)
+
+
+def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, degree=1, key_weight=None,
+                     radius=None, exclude_self=False):
+    """Weighted least squares solved directly at each query.
+
+    Returns ``(pred, gradient)`` with shapes (n, p) and (n, d, p): the
+    polynomial of ``degree`` in ``(k - q) / h`` fitted with the weights
+    ``key_weight * K(||(k - q) / h||)``, its value and slopes (in the
+    inputs' units) at the query. ``radius`` (n,) multiplies the bandwidth
+    of each query (loess). NaN where the weighted design is rank-deficient.
+    """
+    Q = np.asarray(Q, dtype=np.float64)
+    K = np.asarray(K, dtype=np.float64)
+    V = np.asarray(V, dtype=np.float64).reshape(K.shape[0], -1)
+    n, d = Q.shape
+    h = np.broadcast_to(np.asarray(bandwidth, dtype=np.float64), (d,))
+    c = np.ones(K.shape[0]) if key_weight is None else np.asarray(key_weight, np.float64)
+    pred = np.full((n, V.shape[1]), np.nan)
+    grad = np.full((n, d, V.shape[1]), np.nan)
+    for i in range(n):
+        hi = h * (1.0 if radius is None else radius[i])
+        Z = (K - Q[i]) / hi
+        w = c * kernel_value(kernel, np.sqrt(np.sum(Z * Z, axis=1)))
+        if exclude_self:
+            w[i] = 0.0
+        B = poly_basis(Z, degree)
+        keep = w > 0
+        Bw = B[keep] * np.sqrt(w[keep])[:, None]
+        if keep.sum() < B.shape[1] or np.linalg.matrix_rank(Bw) < B.shape[1]:
+            continue
+        beta = np.linalg.lstsq(Bw, V[keep] * np.sqrt(w[keep])[:, None], rcond=None)[0]
+        pred[i] = beta[0]
+        if degree >= 1:
+            grad[i] = beta[1:1 + d] / hi[:, None]
+    return pred, grad
+
+
+def loess_radius(Q, K, span):
+    """loess's neighbourhood radius: distance to the floor(span n)-th nearest key."""
+    Q = np.asarray(Q, dtype=np.float64)
+    K = np.asarray(K, dtype=np.float64)
+    q = min(K.shape[0], int(np.floor(K.shape[0] * span)))
+    d2 = np.sum((Q[:, None, :] - K[None, :, :]) ** 2, axis=2)
+    return np.sqrt(np.sort(d2, axis=1)[:, q - 1] * max(1.0, span))
