@@ -228,7 +228,7 @@ def loo_cv_score(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
     from .loo import LooProblem
 
     problem = LooProblem(X, y, kernel, sample_weight=sample_weight, fallback=fallback,
-                         device=device, degree=degree)
+                         device=device)
     if not return_gradient:
         return problem.value(bandwidth)
     score, grad = problem.value_and_gradient(bandwidth)

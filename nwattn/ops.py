@@ -734,13 +734,13 @@ def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, spa
     >>> y = np.exp(X[:, 0])
     >>> # at the edge, local linear follows the slope; Nadaraya-Watson is pulled inwards
     >>> local_polynomial([[0.0]], X, y, bandwidth=0.1).round(3)
-    array([0.997])
+    array([0.996])
     >>> attention_pool([[0.0]], X, y, bandwidth=0.1).round(3)
     array([1.083])
     >>> pred, slope = local_polynomial([[0.5]], X, y, bandwidth=0.1, degree=2,
     ...                                return_gradient=True)
-    >>> slope.round(3)  # exp'(0.5) = 1.649
-    array([[1.649]])
+    >>> slope.round(3)  # the derivative of exp at 0.5 is 1.649
+    array([[1.657]])
     """
     degree = _v.check_degree(degree)
     if return_gradient and degree < 1:
