@@ -236,13 +236,15 @@ def _state_in_value_units(smax, packed, layout, e):
     return smax + (a[:, 0] * math.log(2.0)).astype(smax.dtype), out
 
 
-def _prepare_device(Q, K, kernel, bandwidth, key_weight):
+def _prepare_device(Q, K, kernel, bandwidth, key_weight, extent=False):
     """GPU twin of :func:`_prepare_scores` for inputs that live on the GPU.
 
     Validates and prepares the arrays with small kernels, so the data never
     travel to the host; returns ``(kern, Qs, KT, logw, scale)``, the arrays
     as Numba device arrays (the key weights, validated on the host, are
-    copied over by the launch code).
+    copied over by the launch code). With ``extent``, also a bound on
+    ``max |Qs| + max |KT|`` (the largest offset of a query from a key, per
+    feature), which the local polynomial's offsets are checked against.
     """
     gpu = get_backend("cuda")
     Qd, qmax = gpu.check_array(Q, "Q")
@@ -270,6 +272,8 @@ def _prepare_device(Q, K, kernel, bandwidth, key_weight):
         w = _v.check_key_weight(key_weight, Kd.shape[0], np.float64)
         with np.errstate(divide="ignore"):
             logw = np.log(w).astype(dtype)
+    if extent:
+        return kern, Qs, KT, logw, scale, (qmax + kmax) / hmin
     return kern, Qs, KT, logw, scale
 
 
@@ -597,7 +601,9 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
     center : array_like of shape (n_outputs,), default=None
         Centre subtracted from the values; by default their mean.
     device : {"cpu", "cuda", "auto"}, default="cpu"
-        Where to compute (see :func:`attention_pool`).
+        Where to compute (see :func:`attention_pool`). ``Q``, ``K`` and
+        ``V`` may live on the GPU (the computation then runs there); the
+        state always comes back to the host.
 
     Returns
     -------
@@ -620,16 +626,19 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
                                    what="local polynomial regression")
     _check_offsets(query_offset, key_offset)
     degree = _v.check_degree(degree)
-    if device_input:
-        raise TypeError("local polynomial regression takes host arrays (NumPy); "
-                        "use device='cuda' to compute on the GPU")
-    Q, K = _check_queries_keys(Q, K)
-    V = _v.check_float_array(V, "V", allow_1d=True)
-    _v.check_matching_shapes(K=K, V=V)
+    if return_std and be.name != "cpu":
+        raise ValueError("return_std=True (the squares of the values beside the moments) is "
+                         "computed on the CPU only: use device='cpu'")
     kern = get_kernel(kernel)
     if kern.family != DISTANCE:
         raise ValueError(f"kernel must be a smoothing kernel for a local polynomial, got the "
                          f"attention score {kern.name!r}")
+    if device_input:
+        return _local_state_device(Q, K, V, kern, bandwidth, degree, query_scale, key_weight,
+                                   exclude_self, query_offset, key_offset, center)
+    Q, K = _check_queries_keys(Q, K)
+    V = _v.check_float_array(V, "V", allow_1d=True)
+    _v.check_matching_shapes(K=K, V=V)
     n, d = Q.shape
     factor = _check_query_scale(query_scale, n)
     values_1d = V.ndim == 1
@@ -638,17 +647,9 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
     h = _v.check_bandwidth(bandwidth, d, np.float64)
     kern, Qs, KT, logw, _ = _prepare_scores(Q, K, kern, h, key_weight, dtype)
     qscale = 1.0 / factor
-    # The offsets (k - q) / (h f) must stay finite, or a zero weight times an
-    # infinite offset would make a moment NaN.
     qmax = float(np.abs(Qs).max()) if Qs.size else 0.0
     kmax = float(np.abs(KT).max()) if KT.size else 0.0
-    big = float(np.finfo(dtype).max) / 4
-    smax_q = float(qscale.max()) if n else 0.0
-    if not (qmax + kmax) * smax_q * math.sqrt(d) < (
-            big if kern.is_compact else math.sqrt(big)):
-        raise ValueError(
-            "query_scale is too small for the spread of these inputs: the offsets divided by "
-            f"the bandwidth overflow {np.dtype(dtype).name}")
+    _check_local_offsets(qmax + kmax, qscale, d, dtype, kern.is_compact)
     c, VT, e = _prepare_values(V2, center, dtype, return_std)
     self_shift = int(query_offset) - int(key_offset) if exclude_self else -n - 1
     if return_std:
@@ -661,6 +662,48 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
     smax, packed = _state_in_value_units(_to_host(be, smax), _to_host(be, packed), layout, e)
     return PoolState(smax, packed, layout, c, values_1d, queries_fingerprint(Q, query_offset),
                      LocalInfo(degree, h[None, :] * factor[:, None]))
+
+
+def _check_local_offsets(extent, qscale, d, dtype, compact):
+    """Refuse query scales whose offsets ``(k - q) / (h f)`` would overflow ``dtype``.
+
+    ``extent`` bounds ``|k - q| / h`` per feature. The offsets must stay
+    finite, or a zero weight times an infinite offset makes a moment NaN;
+    a kernel positive everywhere also squares them in its score.
+    """
+    big = float(np.finfo(dtype).max) / 4
+    smax_q = float(qscale.max()) if qscale.size else 0.0
+    if not extent * smax_q * math.sqrt(d) < (big if compact else math.sqrt(big)):
+        raise ValueError(
+            "query_scale is too small for the spread of these inputs: the offsets divided by "
+            f"the bandwidth overflow {np.dtype(dtype).name}")
+
+
+def _local_state_device(Q, K, V, kern, bandwidth, degree, query_scale, key_weight,
+                        exclude_self, query_offset, key_offset, center):
+    """:func:`local_polynomial_state` of inputs that live on the GPU.
+
+    The inputs are validated and prepared there (:func:`_prepare_device`);
+    the state, small next to them, comes back to the host, as that of
+    :func:`attention_pool_state` does. ``query_scale`` and ``center`` are
+    host arrays. The queries' fingerprint is left unknown: computing it
+    would copy them to the host.
+    """
+    gpu = get_backend("cuda")
+    kern, Qs, KT, logw, _, extent = _prepare_device(Q, K, kern, bandwidth, key_weight,
+                                                    extent=True)
+    n, d = Qs.shape
+    dtype = np.dtype(Qs.dtype)
+    factor = _check_query_scale(query_scale, n)
+    qscale = 1.0 / factor
+    _check_local_offsets(extent, qscale, d, dtype, kern.is_compact)
+    VT, c = _values_device(V, KT, center)
+    self_shift = int(query_offset) - int(key_offset) if exclude_self else -n - 1
+    smax, packed = gpu.local(Qs, KT, VT, logw, kern.family, kern.code, qscale.astype(dtype),
+                             degree, self_shift)
+    h = _v.check_bandwidth(bandwidth, d, np.float64)
+    return PoolState(gpu.to_host(smax), gpu.to_host(packed), local_layout(c.shape[0], d, degree),
+                     c, len(V.shape) == 1, None, LocalInfo(degree, h[None, :] * factor[:, None]))
 
 
 def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, span=None,
@@ -711,7 +754,8 @@ def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, spa
         that is not, with a :class:`~nwattn.state.SingularDesignWarning`;
         by default its prediction is NaN, with the same warning.
     device : {"cpu", "cuda", "auto"}, default="cpu"
-        Where to compute the moments.
+        Where to compute the moments (see :func:`local_polynomial_state`);
+        the small solves run on the host, which is where the results are.
 
     Returns
     -------
@@ -852,9 +896,26 @@ def _pool_device(Q, K, V, kernel, bandwidth, key_weight, exclude_self, query_off
     """
     gpu = get_backend("cuda")
     kern, Qs, KT, logw, scale = _prepare_device(Q, K, kernel, bandwidth, key_weight)
+    VT, c = _values_device(V, KT, center)
+    p = c.shape[0]
+    flag_sq = np.empty((p if return_std else 0, 0), VT.dtype)
+    n = Qs.shape[0]
+    self_shift = int(query_offset) - int(key_offset) if exclude_self else -n - 1
+    smax, packed = gpu.pool(Qs, KT, VT, flag_sq, logw, kern.family, kern.code, scale,
+                            self_shift)
+    return smax, packed, c, len(V.shape) == 1
+
+
+def _values_device(V, KT, center):
+    """Validate the values of a GPU call and centre them there.
+
+    Returns ``(VT, c)``: the centred values transposed, a device array of
+    the dtype of the prepared keys ``KT``, and the centre as a NumPy array.
+    """
+    gpu = get_backend("cuda")
     Vd, _ = gpu.check_array(V, "V", allow_1d=True)
     _v.check_matching_shapes(K=KT.T, V=Vd)
-    if Vd.dtype != Qs.dtype:
+    if Vd.dtype != KT.dtype:
         raise TypeError(f"V on the GPU must have the dtype of Q and K, got {Vd.dtype}")
     dtype = np.dtype(Vd.dtype)
     p = Vd.shape[1]
@@ -864,13 +925,7 @@ def _pool_device(Q, K, V, kernel, bandwidth, key_weight, exclude_self, query_off
         c = _v.check_float_array(center, "center", ndim=1).astype(dtype)
         if c.shape[0] != p:
             raise ValueError(f"center must have {p} entries, got {c.shape[0]}")
-    VT = gpu.centred(Vd, c)
-    flag_sq = np.empty((p if return_std else 0, 0), dtype)
-    n = Qs.shape[0]
-    self_shift = int(query_offset) - int(key_offset) if exclude_self else -n - 1
-    smax, packed = gpu.pool(Qs, KT, VT, flag_sq, logw, kern.family, kern.code, scale,
-                            self_shift)
-    return smax, packed, c, len(V.shape) == 1
+    return gpu.centred(Vd, c), c
 
 
 def _attention_pool_device(Q, K, V, kernel, bandwidth, key_weight, exclude_self, return_std):

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..kernels import ADDITIVE, ADDITIVE_CODE, LEARNED_SCORES
 from . import launch
+from . import local as _local
 from .learned import grad_pass
 
 
@@ -32,8 +33,8 @@ class CUDABackend:
     """
 
     name = "cuda"
-    capabilities = frozenset({"pairwise", "softmax", "pool", "learned_pool", "additive_pairwise",
-                              "grad_pass", "device_arrays"})
+    capabilities = frozenset({"pairwise", "softmax", "pool", "learned_pool", "local",
+                              "additive_pairwise", "grad_pass", "device_arrays"})
 
     @staticmethod
     def pairwise(Qs, KT, logw, family, code, scale, wv=None):
@@ -57,6 +58,18 @@ class CUDABackend:
         smax, packed = launch.pool(P, OT, VT, VT2, logw, family, code, scale, self_shift,
                                    wv if family == ADDITIVE else None)
         return launch.to_host(smax), launch.to_host(packed)
+
+    @staticmethod
+    def local(Qs, KT, VT, logw, family, code, qscale, degree, self_shift, progress=None):
+        """Query-centred moments of a local polynomial, ``(max, packed)`` as device arrays.
+
+        ``packed`` is laid out by ``local_layout``; the arguments are those
+        of the CPU backend's ``local``. The work is one launch, so
+        ``progress`` (when given) is called once, as
+        ``progress(pairs, pairs)``, when it is done.
+        """
+        return _local.local(Qs, KT, VT, logw, family, code, qscale, degree, self_shift,
+                            progress)
 
     @staticmethod
     def additive_pairwise(A, BT, wv):

@@ -50,6 +50,26 @@ def _exp_function(ftype):
     return math.exp
 
 
+def _distance_log_weight(ftype, code):
+    """Device function ``weight(u2)``: log-weight of distance kernel ``code`` at ``u2``.
+
+    The catalogue's :func:`nwattn.kernels.log_weight`, except for the
+    gaussian, whose ``-u2 / 2`` is written here in ``ftype``: the
+    catalogue's formula has a float64 constant, which would put float32
+    inputs on the slow double path.
+    """
+    minus_half = ftype(-0.5)
+    is_gaussian = code == GAUSSIAN
+
+    @cuda.jit(device=True, inline=True)
+    def weight(u2):
+        if is_gaussian:
+            return u2 * minus_half
+        return ftype(log_weight(code, u2))
+
+    return weight
+
+
 def _score_function(ftype, d, family, code):
     """Device function ``score(q, keys, j, scale, wv)``: query ``q`` against key column ``j``.
 
@@ -59,10 +79,9 @@ def _score_function(ftype, d, family, code):
     vector of the ``tanh`` units; the other families ignore ``wv``.
     """
     zero = ftype(0.0)
-    minus_half = ftype(-0.5)
     is_distance = family == DISTANCE
     is_additive = family == ADDITIVE
-    is_gaussian = code == GAUSSIAN
+    weight = _distance_log_weight(ftype, code)
 
     @cuda.jit(device=True, inline=True)
     def score(q, keys, j, scale, wv):
@@ -77,11 +96,7 @@ def _score_function(ftype, d, family, code):
             for t in range(d):
                 diff = q[t] - keys[t, j]
                 acc += diff * diff
-            if is_gaussian:
-                # Skips the float64 constant of the catalogue's formula,
-                # which would put float32 inputs on the slow double path.
-                return acc * minus_half
-            return ftype(log_weight(code, acc))
+            return weight(acc)
         for t in range(d):
             acc += q[t] * keys[t, j]
         return acc * scale
