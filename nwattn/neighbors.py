@@ -21,7 +21,7 @@ import numpy as np
 
 from . import _validation as _v
 
-__all__ = ["span_radius", "span_neighbors"]
+__all__ = ["span_radius", "span_neighbors", "radius_from_sq_distance"]
 
 #: Below this many neighbours a k-d tree finds them; above it, a blocked
 #: partial sort of every distance is cheaper than the tree's heaps and
@@ -109,6 +109,39 @@ def span_radius(queries, keys, span):
             for t in range(K.shape[1]):
                 D += (Kc[:, t] - Qc[i0:i0 + block, t, None]) ** 2
             d2[i0:i0 + D.shape[0]] = np.partition(D, q - 1, axis=1)[:, q - 1]
-    radius = np.sqrt(d2 * max(1.0, span))
     extent = float(np.abs(Kc).max()) if K.size else 0.0
+    return radius_from_sq_distance(d2, span, extent)
+
+
+def radius_from_sq_distance(sq_distance, span, extent):
+    """The loess radius from the squared distance to the ``q``-th nearest key.
+
+    The rule that ends :func:`span_radius`, for callers that find the
+    ``q``-th nearest key themselves (over keys split in chunks, say):
+    ``sqrt(sq_distance * max(1, span))``, floored at ``1e-12 * extent``.
+
+    Parameters
+    ----------
+    sq_distance : ndarray of shape (n_queries,)
+        Squared Euclidean distance from each query to its ``q``-th nearest
+        key, ``q = span_neighbors(span, n_keys)``.
+    span : float
+        Positive; the fraction of the keys in each neighbourhood.
+    extent : float
+        Largest absolute coordinate of the keys once centred on the middle
+        of their bounding box, ``(K - (K.min(0) / 2 + K.max(0) / 2))``
+        (1 is used when it is 0).
+
+    Returns
+    -------
+    ndarray of shape (n_queries,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.neighbors import radius_from_sq_distance
+    >>> radius_from_sq_distance(np.array([4.0, 0.0]), 0.3, 4.5)
+    array([2.0e+00, 4.5e-12])
+    """
+    radius = np.sqrt(np.asarray(sq_distance, np.float64) * max(1.0, _check_span(span)))
     return np.maximum(radius, 1e-12 * (extent if extent > 0 else 1.0))

@@ -13,8 +13,9 @@ Two ways to split the work, usable together:
   :func:`nwattn.ops.merge_states` in a tree, then finalised. The result
   equals single-machine pooling up to rounding, whatever the chunking.
 
-:func:`attention_pool`, :func:`loo_cv_error` and :func:`predict` return lazy
-Dask arrays (or Dask scalars); nothing is computed until ``.compute()`` (or
+:func:`attention_pool`, :func:`local_polynomial`, :func:`span_radius`,
+:func:`loo_cv_error` and :func:`predict` return lazy Dask arrays (or Dask
+scalars); nothing is computed until ``.compute()`` (or
 ``dask.compute``), so any scheduler works: the threaded one, processes, or a
 distributed cluster. :func:`select_bandwidth` computes, as its in-memory
 twin does.
@@ -47,6 +48,15 @@ Key weights that are all zero raise a ValueError when computed, as in
 memory. Blocks of no rows (from slicing or boolean indexing) are accepted
 everywhere.
 
+Local polynomials. :func:`local_polynomial` is the twin of
+:func:`nwattn.ops.local_polynomial` (local linear and quadratic regression,
+loess): the query-centred moments of every (query block, key chunk) pair
+are merged in the same trees as pooling states, and each query block's
+small least-squares problems are solved by one task, which also raises the
+:class:`~nwattn.state.SingularDesignWarning` of its queries. With
+``span``, the nearest-neighbour radii are over all the keys, exactly
+(:func:`span_radius`).
+
 Estimators. :class:`~nwattn.NadarayaWatsonRegressor` fits and predicts on
 Dask arrays, and :class:`~nwattn.AttentionRegressor` predicts on them,
 through :mod:`nwattn.dask.estimators`, which the estimators load when a
@@ -54,12 +64,15 @@ Dask array reaches them; the estimator's ``fallback`` for empty
 neighbourhoods is applied block by block.
 
 The package is split by concern: :mod:`~nwattn.dask.pool` (pooling),
-:mod:`~nwattn.dask.loo` (cross-validation), :mod:`~nwattn.dask.blockwise`
+:mod:`~nwattn.dask.local` (local polynomials), :mod:`~nwattn.dask.loo`
+(cross-validation), :mod:`~nwattn.dask.blockwise`
 (any estimator, block by block) and :mod:`~nwattn.dask.estimators`.
 """
 
 from .loo import loo_cv_error, select_bandwidth
 from .pool import attention_pool
+from .local import local_polynomial, span_radius
 from .blockwise import predict
 
-__all__ = ["attention_pool", "loo_cv_error", "select_bandwidth", "predict"]
+__all__ = ["attention_pool", "local_polynomial", "span_radius", "loo_cv_error",
+           "select_bandwidth", "predict"]

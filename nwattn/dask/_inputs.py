@@ -73,6 +73,14 @@ def check_split_every(split_every):
     return int(split_every)
 
 
+def check_degree(degree):
+    """The degree of a local polynomial: 0, 1 or 2."""
+    if isinstance(degree, bool) or not isinstance(degree, numbers.Integral) or not (
+            0 <= degree <= 2):
+        raise ValueError(f"degree must be 0, 1 or 2, got {degree!r}")
+    return int(degree)
+
+
 def starts(chunks):
     """Global index of the first row of every chunk."""
     return np.concatenate([[0], np.cumsum(chunks)[:-1]]).astype(np.int64)

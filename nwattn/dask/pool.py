@@ -4,7 +4,8 @@ Each (query block, key chunk) pair yields the online-softmax state of
 :func:`nwattn.ops.attention_pool_state`; the states of a query block are
 combined with the exact merge of :func:`nwattn.ops.merge_states` in a tree,
 then finalised. The same trees carry the nearest keys of the queries that
-need the ``"nearest"`` fallback.
+need the ``"nearest"`` fallback, and the moments of local polynomials
+(:mod:`nwattn.dask.local`).
 """
 
 import numpy as np
@@ -14,7 +15,7 @@ import dask.array as da
 
 from .. import _validation as _v
 from .._fallback import fill_empty
-from .._layout import pool_layout
+from .._layout import local_layout, pool_layout
 from ..loo import nearest_neighbor
 from ..ops import attention_pool_state
 from ..state import PoolState, finalize_state, merge_states
@@ -24,39 +25,63 @@ from ._inputs import blocks, check_device, check_split_every, prepare, starts
 #
 # A state travels between tasks as one float array of shape
 # (n_queries, 1 + width): the running maximum, then the packed accumulators
-# of the pooling layout (norm, acc (p) and, when the variance is tracked,
-# sq (p)). The centre is common to every state of a pooling, so it is not
-# stored.
+# of its layout: for pooling, norm, acc (p) and, when the variance is
+# tracked, sq (p); for a local polynomial, those of
+# :func:`nwattn._layout.local_layout`. The centre is common to every state
+# of a computation, and a local polynomial's degree and bandwidths to every
+# state of a query block, so neither is stored: the tasks that unpack get
+# them as arguments.
 
 
 def pack(state):
     return np.concatenate([state.max[:, None], state.packed], axis=1)
 
 
-def unpack(packed, p, center, values_1d):
-    layout = pool_layout(p, packed.shape[1] > 2 + p)
-    return PoolState(packed[:, 0].copy(), packed[:, 1:].copy(), layout, center, values_1d)
+def unpack(packed, p, center, values_1d, local=None):
+    """The :class:`~nwattn.state.PoolState` of a packed array.
+
+    ``local`` is the :class:`~nwattn.state.LocalInfo` of the query block
+    for the moments of a local polynomial, None for a pooling state.
+    """
+    if local is None:
+        layout = pool_layout(p, packed.shape[1] > 2 + p)
+    else:
+        layout = local_layout(p, local.bandwidth.shape[1], local.degree)
+    return PoolState(packed[:, 0].copy(), packed[:, 1:].copy(), layout, center, values_1d,
+                     local=local)
 
 
-def _empty_packed(n, p, return_std, dtype):
-    """The state of queries that met no key: max -inf, everything else 0."""
-    packed = np.zeros((n, 2 + p * (2 if return_std else 1)), dtype)
+def empty_packed(n, width, dtype):
+    """The packed state of ``n`` queries that met no key: max -inf, every accumulator 0."""
+    packed = np.zeros((n, 1 + width), dtype)
     packed[:, 0] = -np.inf
     return packed
+
+
+def chunk_weights(w):
+    """The key weights of one chunk, checked, and whether any of them is positive.
+
+    A chunk of zero-weight keys adds nothing to any state; whether all the
+    weights are zero is checked once for the whole array
+    (:func:`common_center`).
+    """
+    if w is None:
+        return None, True
+    w = _v.check_float_array(w, "key_weight", ndim=1, dtype=np.float64)
+    if np.any(w < 0):
+        raise ValueError("key_weight must be non-negative")
+    return w, bool(np.any(w > 0))
 
 
 def _state_block(q, k, v, w, center, q0, k0, *, kernel, bandwidth, exclude_self,
                  return_std, dtype, device):
     """Packed state of query block ``q`` over key chunk ``k`` (one task)."""
-    p = v.shape[1]
+    width = pool_layout(v.shape[1], return_std).width
     if q.shape[0] == 0 or k.shape[0] == 0:
-        return _empty_packed(q.shape[0], p, return_std, dtype)
-    if w is not None:
-        w = _v.check_float_array(w, "key_weight", ndim=1, dtype=np.float64)
-        if np.any(w < 0):
-            raise ValueError("key_weight must be non-negative")
-        if not np.any(w > 0):  # a chunk of zero-weight keys adds nothing
-            return _empty_packed(q.shape[0], p, return_std, dtype)
+        return empty_packed(q.shape[0], width, dtype)
+    w, any_weight = chunk_weights(w)
+    if not any_weight:
+        return empty_packed(q.shape[0], width, dtype)
     state = attention_pool_state(q, k, v, kernel, bandwidth, key_weight=w,
                                  exclude_self=exclude_self, query_offset=int(q0),
                                  key_offset=int(k0), return_std=return_std,
@@ -64,26 +89,32 @@ def _state_block(q, k, v, w, center, q0, k0, *, kernel, bandwidth, exclude_self,
     return pack(state)
 
 
-def merge_tree(states, split_every, p, combine=None):
+def merge_tree(states, split_every, p, combine=None, **options):
     """Combine delayed states in a tree, ``split_every`` at a time.
 
-    ``combine(p, *parts)`` merges parts; by default the exact merge of
-    packed pooling states.
+    ``combine(p, *parts, **options)`` merges parts; by default the exact
+    merge of packed states (:func:`_merge_block`, whose ``local`` option
+    says that they hold the moments of a local polynomial). The options may
+    be Delayed.
     """
     merge = dask.delayed(_merge_block if combine is None else combine, pure=True)
     while len(states) > 1:
-        states = [merge(p, *states[s:s + split_every])
+        states = [merge(p, *states[s:s + split_every], **options)
                   if len(states[s:s + split_every]) > 1 else states[s]
                   for s in range(0, len(states), split_every)]
     return states[0]
 
 
-def _merge_block(p, *packed):
-    """Merge packed states of one query block over disjoint key chunks (one task)."""
+def _merge_block(p, *packed, local=None):
+    """Merge packed states of one query block over disjoint key chunks (one task).
+
+    ``local``: the query block's :class:`~nwattn.state.LocalInfo` when the
+    states hold the moments of a local polynomial.
+    """
     center = np.zeros(p, packed[0].dtype)  # the centre is shared, so any value works
-    merged = unpack(packed[0], p, center, False)
+    merged = unpack(packed[0], p, center, False, local)
     for other in packed[1:]:
-        merged = merge_states(merged, unpack(other, p, center, False))
+        merged = merge_states(merged, unpack(other, p, center, False, local))
     return pack(merged)
 
 
