@@ -26,7 +26,7 @@ REGISTRY = {
 
 #: Every operation a backend may offer.
 CAPABILITIES = frozenset({"pairwise", "softmax", "pool", "learned_pool", "slopes", "local",
-                          "additive_pairwise", "grad_pass", "symmetric_grad",
+                          "local_slopes", "additive_pairwise", "grad_pass", "symmetric_grad",
                           "pair_sums", "pair_gradient", "device_arrays"})
 
 _loaded = {}

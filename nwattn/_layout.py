@@ -148,7 +148,7 @@ def n_basis(n_features, degree):
     return P
 
 
-def local_layout(n_outputs, n_features, degree, with_sq=False):
+def local_layout(n_outputs, n_features, degree, with_sq=False, slopes=False):
     """Layout of local polynomial regression: pooling plus the query-centred moments.
 
     ``norm`` and ``acc`` are those of pooling (``G[0, 0]`` and ``R[0]``);
@@ -156,7 +156,10 @@ def local_layout(n_outputs, n_features, degree, with_sq=False):
     ``cross`` the rest of the cross moments (see :mod:`nwattn._cpu.moments`).
     ``sq`` (the weighted squares of the values, as in pooling) is tracked
     when ``with_sq``; degree 0 is then pooling with nearest-neighbour
-    bandwidths.
+    bandwidths. With ``slopes``, ``dG`` and ``dR`` hold, for each feature
+    ``t`` in turn, the whole upper triangle of the Gram matrix and the
+    cross moments weighted by ``d log w / d log h_t`` (see
+    :func:`nwattn._cpu.moments.add_moment_slopes`).
 
     Examples
     --------
@@ -168,7 +171,9 @@ def local_layout(n_outputs, n_features, degree, with_sq=False):
     return StateLayout([("norm", 1, 1), ("acc", n_outputs, 1),
                         ("sq", n_outputs if with_sq else 0, 1),
                         ("moments", P * (P + 1) // 2 - 1, 1),
-                        ("cross", (P - 1) * n_outputs, 1)])
+                        ("cross", (P - 1) * n_outputs, 1),
+                        ("dG", n_features * P * (P + 1) // 2 if slopes else 0, 1),
+                        ("dR", n_features * P * n_outputs if slopes else 0, 1)])
 
 
 @njit(inline="always")

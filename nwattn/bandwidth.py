@@ -366,8 +366,7 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
     degree : {0, 1, 2}, default=0
         Degree of the local polynomial cross-validated: 0 for
         Nadaraya-Watson regression, 1 or 2 for
-        :class:`~nwattn.LocalPolynomialRegressor` (whose score has no
-        analytic gradient: a per-feature search then uses Powell's method).
+        :class:`~nwattn.LocalPolynomialRegressor`.
 
     Returns
     -------

@@ -471,7 +471,7 @@ def loo_error(state, y, *, sample_weight=None, fallback="mean", totals=None, nea
         # A singular leave-one-out design is refitted at a lower degree; only
         # a point with no other point in its neighbourhood takes the fallback.
         fit = solve_local(state, lower_degree=True)
-        pred, dpred = fit.pred, None
+        pred, dpred = fit.pred, fit.dpred
         empty = fit.degree < 0
     else:
         pred = finalize_state(state, warn=False).reshape(state.acc.shape)
@@ -536,15 +536,15 @@ class LooProblem:
         scored; 0 is Nadaraya-Watson. For degree 1 and 2 a point whose
         leave-one-out design is singular is fitted at the highest degree
         that is not (the fallback applies when no other point is in its
-        neighbourhood), and the score has no analytic gradient
-        (``has_gradient`` is False).
+        neighbourhood); the gradient comes from the derivatives of the
+        moments, accumulated in the same pass.
 
     Attributes
     ----------
     kernel : nwattn.kernels.Kernel
         The kernel.
     has_gradient : bool
-        Whether :meth:`value_and_gradient` is available (degree 0).
+        Whether :meth:`value_and_gradient` is available (always).
     X : ndarray of shape (n_samples, n_features)
         The training points, float64.
     Y : ndarray of shape (n_samples, n_outputs)
@@ -579,7 +579,7 @@ class LooProblem:
         resolve_device(device)
         self.device = device
         self.degree = _v.check_degree(degree)
-        self.has_gradient = self.degree == 0
+        self.has_gradient = True
         self.kernel = get_kernel(kernel)
         self.X = _v.check_float_array(X, "X", dtype=np.float64)
         y = _v.check_float_array(y, "y", dtype=np.float64, allow_1d=True)
@@ -663,10 +663,14 @@ class LooProblem:
         score : float
         gradient : ndarray of shape (n_features,)
         """
-        if not self.has_gradient:
-            raise ValueError(f"the score of a local polynomial of degree {self.degree} has no "
-                             "analytic gradient (has_gradient is False)")
         h = _v.check_bandwidth(bandwidth, self.X.shape[1], np.float64)
+        if self.degree:
+            state = local_polynomial_state(self.X, self.X, self.Y, self.kernel, h,
+                                           degree=self.degree, key_weight=self.sample_weight,
+                                           exclude_self=True, slopes=True, center=self.center,
+                                           device=self.device)
+            err = self._error(state, h)
+            return err.sse / self.totals.weight_sum, err.gradient / self.totals.weight_sum
         state = slope_state(self.X, self.X, self.Y, self.kernel, h,
                             key_weight=self.sample_weight, center=self.center,
                             device=self.device)

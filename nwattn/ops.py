@@ -201,7 +201,8 @@ def _prepare_values(V2, center, dtype, squares):
 
 #: Power of the values in each block of a layout: the normaliser and the
 #: Gram moments hold none, the weighted sums one, the squares two.
-_VALUE_POWER = {"norm": 0, "acc": 1, "sq": 2, "moments": 0, "cross": 1, "A": 0, "B": 1}
+_VALUE_POWER = {"norm": 0, "acc": 1, "sq": 2, "moments": 0, "cross": 1, "A": 0, "B": 1,
+                "dG": 0, "dR": 1}
 
 
 def _state_in_value_units(smax, packed, layout, e):
@@ -557,8 +558,8 @@ def _check_query_scale(query_scale, n):
 
 def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1,
                            query_scale=None, key_weight=None, exclude_self=False,
-                           query_offset=0, key_offset=0, return_std=False, center=None,
-                           device="cpu"):
+                           query_offset=0, key_offset=0, return_std=False, slopes=False,
+                           center=None, device="cpu"):
     """Per-query weighted moments of a local polynomial fit, centred on the query.
 
     For each query ``q`` the pass accumulates, over the keys ``k_j`` with
@@ -598,6 +599,11 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
         Track the weighted squares of the values too (the ``sq`` block of
         pooling): with degree 0, :func:`finalize_state` then gives the
         weighted standard deviation of the values around each prediction.
+    slopes : bool, default=False
+        Also accumulate the derivatives of the moments with respect to the
+        log-bandwidths (what the gradient of the leave-one-out score is
+        made of; :func:`nwattn.state.solve_local` turns them into the
+        derivatives of the predictions). CPU only.
     center : array_like of shape (n_outputs,), default=None
         Centre subtracted from the values; by default their mean.
     device : {"cpu", "cuda", "auto"}, default="cpu"
@@ -622,8 +628,10 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
     >>> finalize_local(merge_states(a, b)).round(6)  # exact for a quadratic
     array([0.25])
     """
-    be, device_input = backend_for(device, Q, K, V, need="local",
-                                   what="local polynomial regression")
+    be, device_input = backend_for(
+        device, Q, K, V, need="local_slopes" if slopes else "local",
+        what=("the gradient of the local polynomial's leave-one-out score" if slopes
+              else "local polynomial regression"))
     _check_offsets(query_offset, key_offset)
     degree = _v.check_degree(degree)
     if return_std and be.name != "cpu":
@@ -652,13 +660,14 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
     _check_local_offsets(qmax + kmax, qscale, d, dtype, kern.is_compact)
     c, VT, e = _prepare_values(V2, center, dtype, return_std)
     self_shift = int(query_offset) - int(key_offset) if exclude_self else -n - 1
+    extra = {}
     if return_std:
-        smax, packed = be.local(Qs, KT, VT, logw, kern.family, kern.code,
-                                qscale.astype(dtype), degree, self_shift, VT2=VT * VT)
-    else:
-        smax, packed = be.local(Qs, KT, VT, logw, kern.family, kern.code,
-                                qscale.astype(dtype), degree, self_shift)
-    layout = local_layout(V2.shape[1], d, degree, return_std)
+        extra["VT2"] = VT * VT
+    if slopes:
+        extra["slopes"] = True
+    smax, packed = be.local(Qs, KT, VT, logw, kern.family, kern.code, qscale.astype(dtype),
+                            degree, self_shift, **extra)
+    layout = local_layout(V2.shape[1], d, degree, return_std, slopes)
     smax, packed = _state_in_value_units(_to_host(be, smax), _to_host(be, packed), layout, e)
     return PoolState(smax, packed, layout, c, values_1d, queries_fingerprint(Q, query_offset),
                      LocalInfo(degree, h[None, :] * factor[:, None]))

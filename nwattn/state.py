@@ -236,6 +236,15 @@ def _recentred(state, center):
         cross = state.layout.view(out.packed, "cross").reshape(norm.shape[0], -1, shift.shape[0])
         mom = state.layout.view(state.packed, "moments")[:, :cross.shape[1]]
         cross += mom[:, :, None] * shift
+    if "dR" in state.layout:
+        # Likewise for the derivatives, feature by feature: dR_t[a] gains
+        # shift * dG_t[0, a], the first P entries of feature t's triangle.
+        n, p = norm.shape[0], shift.shape[0]
+        dR = state.layout.view(out.packed, "dR").reshape(n, -1, p)
+        d_feat = state.local.bandwidth.shape[1]
+        P = dR.shape[1] // d_feat
+        dG = state.layout.view(state.packed, "dG").reshape(n, d_feat, -1)[:, :, :P]
+        dR += dG.reshape(n, d_feat * P)[:, :, None] * shift
     if "B" in state.layout:
         # B_t = sum_j e_j s'_j (v_j - c): a new centre adds shift * A_t.
         A = state.layout.view(state.packed, "A")
@@ -453,6 +462,27 @@ class LocalFit(NamedTuple):
     pred: np.ndarray
     gradient: np.ndarray
     degree: np.ndarray
+    #: ``d pred / d log h_t``, shape (n_queries, n_features, n_outputs), for
+    #: a state with the moments' slopes (0 where ``degree < 0``); else None.
+    dpred: object = None
+
+
+def _basis_powers(d, degree):
+    """Power of each ``z_t`` in each function of the basis, shape (P, d)."""
+    from ._layout import n_basis
+
+    K = np.zeros((n_basis(d, degree), d), dtype=np.int64)
+    r = 1
+    if degree >= 1:
+        K[1:1 + d] = np.eye(d, dtype=np.int64)
+        r = 1 + d
+    if degree >= 2:
+        for a in range(d):
+            for b in range(a, d):
+                K[r, a] += 1
+                K[r, b] += 1
+                r += 1
+    return K
 
 
 def solve_local(state, lower_degree=False):
@@ -475,6 +505,13 @@ def solve_local(state, lower_degree=False):
     lower_degree : bool, default=False
         Fit a query whose design is singular at the state's degree at the
         highest degree that is not.
+
+    For a state with the moments' slopes (``slopes=True``) the derivative
+    of each prediction with respect to ``theta_t = log h_t`` follows from
+    ``d beta = G^-1 (dR_t - dG_t beta)``: the offsets ``z_t`` scale as
+    ``exp(-theta_t)``, so a basis function with ``z_t`` to the power
+    ``k`` contributes ``-k`` times itself besides the kernel's weights
+    (``dG_t[a, b] = A_t[a, b] - (k_a + k_b) G[a, b]``).
 
     Returns
     -------
@@ -510,6 +547,16 @@ def solve_local(state, lower_degree=False):
     pred = np.full((n, p), np.nan)
     grad = np.full((n, d, p), np.nan)
     fitted = np.full(n, -1, dtype=np.int64)
+    with_slopes = "dG" in state.layout
+    if with_slopes:
+        T = P * (P + 1) // 2
+        dG = np.empty((n, d, P, P))
+        tri = state.layout.view(packed, "dG").reshape(n, d, T)
+        dG[:, :, iu[0], iu[1]] = tri
+        dG[:, :, iu[1], iu[0]] = tri
+        dR = state.layout.view(packed, "dR").reshape(n, d, P, p)
+        powers = _basis_powers(d, degree)
+        dpred = np.zeros((n, d, p))
     todo = np.flatnonzero(norm > 0)
     rcond = _rcond(state.packed.dtype)
     for g in range(degree, -1, -1):
@@ -535,11 +582,23 @@ def solve_local(state, lower_degree=False):
             if g >= 1:
                 grad[rows] = beta[:, 1:1 + d] / bw[rows][:, :, None]
             fitted[rows] = g
+            if with_slopes:
+                s = norm[rows, None, None, None]
+                k = powers[:Pg]
+                kk = k[:, None, :] + k[None, :, :]  # (Pg, Pg, d)
+                dGg = (dG[rows, :, :Pg, :Pg] / s
+                       - np.moveaxis(kk, 2, 0)[None] * (G[rows, None, :Pg, :Pg] / s))
+                dRg = dR[rows, :, :Pg] / s - k.T[None, :, :, None] * (R[rows, None, :Pg] / s)
+                rhs = dRg - dGg @ beta[:, None]  # (rows, d, Pg, p)
+                rhs = np.moveaxis(rhs, 1, 2).reshape(rows.size, Pg, d * p)
+                ye = np.linalg.solve(Ge[ok], D[ok][:, :, None] * rhs)
+                dbeta0 = D[ok][:, 0, None] * ye[:, 0]
+                dpred[rows] = dbeta0.reshape(rows.size, d, p)
         todo = todo[~ok]
         if not lower_degree:
             break
     pred += state.center
-    return LocalFit(pred, grad, fitted)
+    return LocalFit(pred, grad, fitted, dpred if with_slopes else None)
 
 
 class SingularDesignWarning(EmptyNeighborhoodWarning):

@@ -19,7 +19,7 @@ from .._layout import local_layout, pool_layout, slopes_layout
 from .._parallel import guarded, serial_blas
 from .. import _config
 from . import dense, learned, pairs
-from .strategies import KERNEL, LEARNED, LOCAL, MOMENTS, POOL, SLOPE, SLOPES
+from .strategies import KERNEL, LEARNED, LOCAL, MOMENT_SLOPES, MOMENTS, POOL, SLOPE, SLOPES
 from .sweep import sweep
 
 
@@ -38,7 +38,7 @@ class CPUBackend:
     name = "cpu"
     #: Operations this backend offers (see nwattn._backend.CAPABILITIES).
     capabilities = frozenset({"pairwise", "softmax", "pool", "learned_pool", "slopes", "local",
-                              "additive_pairwise", "grad_pass", "symmetric_grad",
+                              "local_slopes", "additive_pairwise", "grad_pass", "symmetric_grad",
                               "pair_sums", "pair_gradient"})
 
     @staticmethod
@@ -97,18 +97,20 @@ class CPUBackend:
     @staticmethod
     @guarded
     def local(Qs, KT, VT, logw, family, code, qscale, degree, self_shift, progress=None,
-              VT2=None):
+              VT2=None, slopes=False):
         """Query-centred moments of a local polynomial of ``degree`` (``local_layout``).
 
         ``Qs``/``KT`` are divided by the bandwidth (a smoothing kernel,
         ``family`` DISTANCE); query ``i``'s offsets are further multiplied
         by ``qscale[i]``. ``VT2``: the squared centred values, to track the
-        weighted variance too (``sq`` block). See :mod:`nwattn._cpu.moments`.
+        weighted variance too (``sq`` block). ``slopes``: also the
+        moments' derivatives in the log-bandwidths (``dG``, ``dR``). See
+        :mod:`nwattn._cpu.moments`.
         """
         if VT2 is None:
             VT2 = np.empty((0, KT.shape[1]), Qs.dtype)
-        layout = local_layout(VT.shape[0], Qs.shape[1], degree, VT2.shape[0] > 0)
-        return sweep(LOCAL, MOMENTS, layout, Qs, KT, VT, VT2, logw, family, code, 1.0,
+        layout = local_layout(VT.shape[0], Qs.shape[1], degree, VT2.shape[0] > 0, slopes)
+        return sweep(LOCAL, MOMENT_SLOPES if slopes else MOMENTS, layout, Qs, KT, VT, VT2, logw, family, code, 1.0,
                      self_shift, qscale=qscale, degree=degree, progress=progress)
 
     @staticmethod

@@ -28,6 +28,7 @@ and ``cross`` (``R[1:]`` row by row).
 from numba import njit
 
 from .._config import FASTMATH
+from ..kernels import GAUSSIAN, dlog_weight
 from .fastexp import like
 from .rows import add_weighted, bias_row, log_weight_row, row_max
 
@@ -65,6 +66,88 @@ def local_score(Q, i, KT, j0, j1, code, qs, logw, self_j, row, Z):
         bias_row(row, logw, j0, j1, self_j)
         tmax = row_max(row, n)
     return tmax
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def local_slope_score(Q, i, KT, j0, j1, code, qs, logw, self_j, row, Z, slope):
+    """:func:`local_score`, also leaving ``slope = -2 d log K / d u2`` of each key.
+
+    ``d log w / d log h_t = slope z_t**2``: what the derivatives of the
+    moments with respect to the log-bandwidths are weighted by
+    (:func:`add_moment_slopes`).
+    """
+    n = j1 - j0
+    d = Q.shape[1]
+    s = like(row, qs)
+    for t in range(d):
+        qt = Q[i, t]
+        kt = KT[t, j0:j1]
+        zt = Z[t]
+        if t == 0:
+            for jj in range(n):
+                z = (kt[jj] - qt) * s
+                zt[jj] = z
+                row[jj] = z * z
+        else:
+            for jj in range(n):
+                z = (kt[jj] - qt) * s
+                zt[jj] = z
+                row[jj] += z * z
+    if code == GAUSSIAN:
+        one = like(row, 1.0)
+        for jj in range(n):
+            slope[jj] = one
+    else:
+        for jj in range(n):
+            slope[jj] = like(row, -2.0 * dlog_weight(code, row[jj]))
+    tmax = log_weight_row(code, row, n)
+    if logw.shape[0] > 0 or j0 <= self_j < j1:
+        bias_row(row, logw, j0, j1, self_j)
+        tmax = row_max(row, n)
+    return tmax
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def add_moment_slopes(row, slope, n, Z, nb, d, VT, j0, ii, S, o_dG, o_dR, WS, WZ):
+    """Add the moments weighted by ``w d log w / d log h_t``, for every feature ``t``.
+
+    ``row`` holds the tile's unnormalised weights, ``slope`` what
+    :func:`local_slope_score` left, ``Z`` the basis (the products already
+    formed by :func:`add_moments`). For feature ``t`` the whole upper
+    triangle of ``sum_j w_j s_jt phi phi^T`` (``(0, 0)`` included) goes to
+    ``o_dG + t T`` and ``sum_j w_j s_jt phi v^T`` to ``o_dR + t P p``.
+    """
+    P = nb + 1
+    T = P * (P + 1) // 2
+    p = VT.shape[0]
+    for t in range(d):
+        zt = Z[t]
+        total = like(row, 0.0)
+        for jj in range(n):
+            x = row[jj] * slope[jj] * (zt[jj] * zt[jj])
+            WS[jj] = x
+            total += x
+        g0 = o_dG + t * T
+        r0 = o_dR + t * P * p
+        S[ii, g0] += total
+        add_weighted(WS, n, VT, 0, j0, S, ii, r0)
+        k = g0 + P
+        for a in range(nb):
+            za = Z[a]
+            tot = like(row, 0.0)
+            for jj in range(n):
+                x = WS[jj] * za[jj]
+                WZ[jj] = x
+                tot += x
+            S[ii, g0 + 1 + a] += tot
+            for b in range(a, nb):
+                zb = Z[b]
+                g = like(row, 0.0)
+                for jj in range(n):
+                    g += WZ[jj] * zb[jj]
+                S[ii, k] += g
+                k += 1
+            add_weighted(WZ, n, VT, 0, j0, S, ii, r0 + (a + 1) * p)
 
 
 @njit(inline="always", fastmath=FASTMATH)

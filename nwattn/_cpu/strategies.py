@@ -36,7 +36,7 @@ from .._config import FASTMATH
 from .._layout import rescale_row
 from ..kernels import DISTANCE, GAUSSIAN
 from .fastexp import exp_shifted, like, weights_dot
-from .moments import add_moments, local_score
+from .moments import add_moment_slopes, add_moments, local_score, local_slope_score
 from .rows import add_weighted, learned_row, row_max, score_row, score_row_max
 from .slopes import absorb_slopes, kernel_and_slope
 
@@ -61,6 +61,10 @@ SLOPES = 1
 #: Query-centred Gram and cross moments of a local polynomial
 #: (``local_layout``; see :mod:`nwattn._cpu.moments`).
 MOMENTS = 2
+#: MOMENTS plus their derivatives with respect to the log-bandwidths
+#: (``local_layout(..., slopes=True)``), for the gradient of the local
+#: polynomial's leave-one-out score.
+MOMENT_SLOPES = 3
 
 # Tile schedules.
 #: Every key tile of the task's key range, in order.
@@ -218,5 +222,6 @@ def absorb_offsets(absorb, layout):
     [0, 1, 3]
     """
     names = {POOL: ("norm", "acc", "sq"), SLOPES: ("norm", "acc", "A", "B"),
-             MOMENTS: ("norm", "acc", "moments", "cross", "sq")}[absorb]
+             MOMENTS: ("norm", "acc", "moments", "cross", "sq"),
+             MOMENT_SLOPES: ("norm", "acc", "moments", "cross", "sq", "dG", "dR")}[absorb]
     return np.array([layout.offset(name) for name in names], dtype=np.int64)

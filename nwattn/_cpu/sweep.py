@@ -48,10 +48,11 @@ from .._parallel import serial_blas
 from ..kernels import DOT
 from .fastexp import like
 from .rows import bias_row, score_row
-from .strategies import (DENSE, KERNEL, LEARNED, MOMENTS, POOL, SLOPES, absorb_moments,
-                         absorb_offsets, absorb_pool, absorb_slope_tile, kernel_score,
-                         learned_score, local_score, slope_score, tile_bounds, tile_count,
-                         weigh_row)
+from .moments import add_moment_slopes, local_slope_score
+from .strategies import (DENSE, KERNEL, LEARNED, MOMENT_SLOPES, MOMENTS, POOL, SLOPES,
+                         absorb_moments, absorb_offsets, absorb_pool, absorb_slope_tile,
+                         kernel_score, learned_score, local_score, slope_score, tile_bounds,
+                         tile_count, weigh_row)
 
 # When it inlines a strategy whose loops call an inlined overload (the fast
 # exponentials), Numba's SSA pass reports "variable ... is not in scope", a
@@ -145,11 +146,19 @@ def row_task(Q, KT, VT, VT2, logw, wv, slopes, qscale, degree, family, code, sca
         n = j1 - j0
         for ii in range(nq):
             i = q0 + ii
-            if qscale is not None:
+            if qscale is not None and slopes is None:
                 tmax = local_score(Q, i, KT, j0, j1, code, qscale[i], logw, i + self_shift,
                                    row, Z)
                 absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, j0, ii, smax, S, powers,
                                offsets, WZ)
+            elif qscale is not None:
+                tmax = local_slope_score(Q, i, KT, j0, j1, code, qscale[i], logw,
+                                         i + self_shift, row, Z, slope)
+                absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, j0, ii, smax, S, powers,
+                               offsets, WZ)
+                if tmax != -math.inf:
+                    add_moment_slopes(row, slope, n, Z, nb, d, VT, j0, ii, S, offsets[5],
+                                      offsets[6], term, WZ)
             elif slopes is not None:
                 tmax = slope_score(Q, i, KT, j0, j1, family, code, scale, logw, i + self_shift,
                                    row, slope)
@@ -315,8 +324,8 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
     else:
         # The strategies travel as the types of two optional inputs.
         wv = np.ascontiguousarray(wv, dtype=dtype) if score == LEARNED else None
-        slopes = np.empty(0, dtype) if absorb == SLOPES else None
-        if absorb == MOMENTS:
+        slopes = np.empty(0, dtype) if absorb in (SLOPES, MOMENT_SLOPES) else None
+        if absorb in (MOMENTS, MOMENT_SLOPES):
             qscale = np.ascontiguousarray(qscale, dtype=dtype)
         else:
             qscale = None

@@ -90,8 +90,10 @@ class LocalPolynomialRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         (:func:`nwattn.bandwidth.select_bandwidth` with ``degree``). Not
         used when ``span`` is set.
     bandwidth_per_feature : bool, default=False
-        With ``bandwidth="cv"``, select one bandwidth per feature. For
-        degree 1 and 2 the search is derivative-free (Powell's method).
+        With ``bandwidth="cv"``, select one bandwidth per feature
+        (L-BFGS-B on the log-bandwidths with the analytic gradient of the
+        score, from the derivatives of the moments accumulated in the same
+        pass).
     span : float, default=None
         loess's nearest-neighbour bandwidths: a query's bandwidth is the
         Euclidean distance to its ``floor(span * n_samples)``-th nearest
