@@ -47,7 +47,7 @@ Cases:
 
 The "vs nwattn" column is the row's median time divided by that of the
 case's nwattn row (for ``large``, by that of the Nadaraya-Watson row): above
-1, nwattn is that many times faster. "max |diff|" is the largest absolute
+1, nwattn is that many times faster. "max abs diff" is the largest absolute
 difference from nwattn's predictions over all queries.
 
 Peers that are not installed are skipped with a message: statsmodels and
@@ -121,7 +121,7 @@ def report(case, size, medians, reference, preds, ours, repeat, notes=None):
                          ratio=seconds / base, diff=diff, repeat=repeat,
                          note=notes.get(name, "")))
         print(f"  {name:<40}{seconds:>10.3f} s  {seconds / base:>8.2f} x   "
-              f"max |diff| {diff:.1e}  {notes.get(name, '')}", flush=True)
+              f"max abs diff {diff:.1e}  {notes.get(name, '')}", flush=True)
 
 
 def problem_2d(n, m, seed=0):
@@ -161,7 +161,7 @@ def case_fixed(args):
     preds[ours], slopes = nwattn_call()
     check = min(args.check, n)
     ref = direct_local_linear(Q[:check], X, y, h)
-    print(f"  nwattn against a direct NumPy solve on {check} queries: max |diff| "
+    print(f"  nwattn against a direct NumPy solve on {check} queries: max abs diff "
           f"{np.max(np.abs(preds[ours][:check] - ref)):.1e}")
     notes = {}
     try:
@@ -178,7 +178,7 @@ def case_fixed(args):
 
         calls[name] = sm_call
         preds[name], mfx = sm_call()
-        notes[name] = f"slopes: max |diff| {np.max(np.abs(mfx - slopes)):.1e}"
+        notes[name] = f"slopes: max abs diff {np.max(np.abs(mfx - slopes)):.1e}"
     try:
         from kernelsmooth import LocalLinearRegression
     except ImportError as exc:
@@ -372,7 +372,7 @@ CASES = {"fixed": case_fixed, "cv": case_cv, "large": case_large, "loess": case_
 
 
 def format_table(rows, rst=False):
-    head = ("case", "implementation", "n / m", "median s", "vs nwattn", "max |diff|", "note")
+    head = ("case", "implementation", "n / m", "median s", "vs nwattn", "max abs diff", "note")
     body = [(r["case"], r["impl"], r["size"], f"{r['seconds']:.3f}", f"{r['ratio']:.2f}",
              "" if np.isnan(r["diff"]) else f"{r['diff']:.1e}", r["note"]) for r in rows]
     widths = [max(len(x) for x in col) for col in zip(head, *body)]

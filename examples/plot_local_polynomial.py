@@ -98,9 +98,11 @@ fig.tight_layout()
 # ----------------
 # A local linear or quadratic fit has a slope at the query, the estimate of
 # :math:`f'(x)`: ``predict(X, return_gradient=True)`` returns it beside the
-# prediction, one column per feature. The local quadratic follows the
-# derivative further into the edges, where a line fitted to a convex window
-# is tilted.
+# prediction, one column per feature. A slope is harder to estimate than a
+# value: the local linear slope, at the narrow bandwidth that its
+# cross-validation chose for the predictions, wiggles with the noise; the
+# local quadratic one, at its wider bandwidth, is smoother and not biased by
+# the curvature. Both lose accuracy over the last bandwidth at each edge.
 
 fig, ax = plt.subplots(figsize=(7, 3.5))
 ax.plot(grid[:, 0], df(grid[:, 0]), "k--", lw=1, label=r"$f'(x) = 2 e^{2x}$")
