@@ -20,8 +20,8 @@ from nwattn import exceptions, kernels, ops, state
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("plot_*.py"))
 # Narrative pages whose code is written as doctests.
-DOCTEST_PAGES = ["getting_started.rst", "nadaraya_watson.rst", "attention_regressor.rst",
-                 "coming_from.rst"]
+DOCTEST_PAGES = ["getting_started.rst", "nadaraya_watson.rst", "local_polynomial.rst",
+                 "attention_regressor.rst", "coming_from.rst"]
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
