@@ -173,17 +173,36 @@ def add_moments(row, n, Z, nb, d, VT, j0, ii, S, o_mom, o_cross, WZ):
     k = o_mom + nb
     for a in range(nb):
         za = Z[a]
+        # One pass forms w z_a and adds G[0, a], G[a, a] and the first
+        # output's cross moment: each extra pass over the tile costs about
+        # as much as the score, so fusing them is most of this function's
+        # speed for the common small degree and feature counts.
         total = like(row, 0.0)
-        for jj in range(n):
-            x = row[jj] * za[jj]
-            WZ[jj] = x
-            total += x
+        gaa = like(row, 0.0)
+        if p > 0:
+            v0 = VT[0, j0:j0 + n]
+            c0 = like(row, 0.0)
+            for jj in range(n):
+                x = row[jj] * za[jj]
+                WZ[jj] = x
+                total += x
+                gaa += x * za[jj]
+                c0 += x * v0[jj]
+            S[ii, o_cross + a * p] += c0
+        else:
+            for jj in range(n):
+                x = row[jj] * za[jj]
+                WZ[jj] = x
+                total += x
+                gaa += x * za[jj]
         S[ii, o_mom + a] += total
-        for b in range(a, nb):
+        S[ii, k] += gaa
+        k += 1
+        for b in range(a + 1, nb):
             zb = Z[b]
             g = like(row, 0.0)
             for jj in range(n):
                 g += WZ[jj] * zb[jj]
             S[ii, k] += g
             k += 1
-        add_weighted(WZ, n, VT, 0, j0, S, ii, o_cross + a * p)
+        add_weighted(WZ, n, VT, 1, j0, S, ii, o_cross + a * p)
