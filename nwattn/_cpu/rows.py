@@ -136,7 +136,13 @@ def log_weight_row(code, row, n):
     zero = like(row, 0.0)
     ninf = like(row, -math.inf)
     tmax = ninf
-    if code == EPANECHNIKOV or code == BIWEIGHT:
+    if code == GAUSSIAN:
+        neg_half = like(row, -0.5)
+        for jj in range(n):
+            x = row[jj] * neg_half
+            row[jj] = x
+            tmax = max_no_nan(tmax, x)
+    elif code == EPANECHNIKOV or code == BIWEIGHT:
         c = like(row, 1.0 if code == EPANECHNIKOV else 2.0)
         for jj in range(n):
             t = one - row[jj]
