@@ -96,7 +96,9 @@ def span_radius(queries, keys, span):
     q = span_neighbors(span, K.shape[0])
     mid = K.min(axis=0) / 2 + K.max(axis=0) / 2
     Qc, Kc = Q - mid, K - mid
-    if q <= _TREE_MAX_NEIGHBORS:
+    if K.shape[1] == 1 and Q.shape[0]:
+        d2 = _sorted_window_sq_distance(Qc[:, 0], np.sort(Kc[:, 0]), q)
+    elif q <= _TREE_MAX_NEIGHBORS:
         from sklearn.neighbors import KDTree
 
         dist, _ = KDTree(Kc).query(Qc, k=q)
@@ -111,6 +113,38 @@ def span_radius(queries, keys, span):
             d2[i0:i0 + D.shape[0]] = np.partition(D, q - 1, axis=1)[:, q - 1]
     extent = float(np.abs(Kc).max()) if K.size else 0.0
     return radius_from_sq_distance(d2, span, extent)
+
+
+def _sorted_window_sq_distance(x, keys, q):
+    """Squared distance from each ``x`` to its ``q``-th nearest of the sorted ``keys``.
+
+    With one feature the ``q`` nearest keys of a query are ``q``
+    consecutive sorted keys, ``keys[l:l + q]``, and the ``q``-th distance
+    is the smallest over ``l`` of ``max(x - keys[l], keys[l + q - 1] - x)``:
+    the first term falls and the second rises with ``l``, so a binary
+    search over ``l`` (all queries at once) finds it in ``O(log q)`` steps,
+    ``O((n + m) log m)`` in all instead of every pairwise distance. The
+    distances are the same differences of the same numbers, so the result
+    equals the partial sort's bit for bit.
+    """
+    m = keys.shape[0]
+    pos = np.searchsorted(keys, x)
+    lo = np.clip(pos - q, 0, m - q)
+    hi = np.clip(pos, 0, m - q)
+    # Smallest l in [lo, hi] with keys[l + q - 1] - x >= x - keys[l]; the
+    # optimum is there or at the l just before it.
+    while True:
+        active = lo < hi
+        if not active.any():
+            break
+        mid = (lo + hi) // 2
+        right = keys[mid + q - 1] - x >= x - keys[mid]
+        hi = np.where(active & right, mid, hi)
+        lo = np.where(active & ~right, mid + 1, lo)
+    best = np.maximum(x - keys[lo], keys[lo + q - 1] - x)
+    prev = np.maximum(lo - 1, 0)
+    best = np.minimum(best, np.maximum(x - keys[prev], keys[prev + q - 1] - x))
+    return best * best
 
 
 def radius_from_sq_distance(sq_distance, span, extent):

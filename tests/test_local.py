@@ -433,3 +433,26 @@ def test_nadaraya_watson_with_nearest_neighbour_bandwidths(rng):
     assert model.bandwidth_ is None
     with pytest.raises(ValueError, match="span"):
         model.attention_weights(Q)
+
+
+@settings(deadline=None, max_examples=60)
+@given(seed=st.integers(0, 2**32 - 1), m=st.integers(1, 200), span=st.floats(0.005, 1.5),
+       ties=st.booleans())
+def test_span_radius_one_feature_equals_the_partial_sort(seed, m, span, ties):
+    """The sorted-window search of one feature gives the order statistic bit for bit."""
+    from nwattn.neighbors import radius_from_sq_distance, span_radius
+
+    rng = np.random.default_rng(seed)
+    K = rng.normal(size=(m, 1))
+    if ties:
+        K = np.round(K, 1)
+    Q = np.r_[rng.normal(size=(20, 1)) * 2, K[:3]]
+    q = int(np.floor(m * span))
+    if q < 1:
+        with pytest.raises(ValueError, match="span"):
+            span_radius(Q, K, span)
+        return
+    mid = K.min(0) / 2 + K.max(0) / 2
+    d2 = np.sort(((K - mid)[:, 0][None, :] - (Q - mid)[:, 0][:, None]) ** 2, axis=1)
+    ref = radius_from_sq_distance(d2[:, min(q, m) - 1], span, float(np.abs(K - mid).max()))
+    np.testing.assert_array_equal(span_radius(Q, K, span), ref)
