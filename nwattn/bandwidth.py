@@ -42,6 +42,7 @@ True
 """
 
 import math
+import time
 from contextlib import nullcontext
 from typing import NamedTuple
 
@@ -50,6 +51,7 @@ from scipy import optimize
 
 from . import _validation as _v
 from ._parallel import serial_blas, threads
+from ._progress import EvaluationLog, check_verbose
 from .kernels import DISTANCE, SCALED_DOT_CODE
 
 __all__ = ["scott", "silverman", "loo_cv_score", "select_bandwidth", "BandwidthSelection",
@@ -338,7 +340,7 @@ def _search_scale_from(kern, n, sigma, rms2, per_feature):
 
 
 def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weight=None,
-                     fallback="mean", tol=1e-4, device="cpu", degree=0):
+                     fallback="mean", tol=1e-4, device="cpu", degree=0, verbose=0):
     """Bandwidth minimising the leave-one-out cross-validation score.
 
     The score is that of :func:`loo_cv_score`; the search is :func:`search`.
@@ -367,6 +369,10 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
         Degree of the local polynomial cross-validated: 0 for
         Nadaraya-Watson regression, 1 or 2 for
         :class:`~nwattn.LocalPolynomialRegressor`.
+    verbose : int, default=0
+        0 is silent; 1 prints a line on stderr for every evaluation of the
+        score (its number, the bandwidth, the score and the time it took)
+        and one at the end (see :func:`search`).
 
     Returns
     -------
@@ -387,6 +393,7 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
     from .loo import LooProblem
 
     check_tol(tol)
+    verbose = check_verbose(verbose)
     problem = LooProblem(X, y, kernel, sample_weight=sample_weight, fallback=fallback,
                          device=device, degree=degree)
     # The search makes many small BLAS calls (L-BFGS-B, reductions) between
@@ -397,10 +404,19 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
     n, d = problem.X.shape
     serial = n * n * d < _SERIAL_WORK
     with serial_blas(), (threads(1) if serial else nullcontext()):
-        return search(problem, per_feature, tol)
+        return search(problem, per_feature, tol, verbose=verbose)
 
 
-def search(problem, per_feature=False, tol=1e-4):
+def _format_bandwidth(h):
+    """A bandwidth for a progress line: the number, or the first values of an array."""
+    h = np.atleast_1d(np.asarray(h, dtype=float))
+    if h.size == 1:
+        return f"h={h[0]:.4g}"
+    shown = ", ".join(f"{x:.3g}" for x in h[:4])
+    return f"h=[{shown}{', ...' if h.size > 4 else ''}]"
+
+
+def search(problem, per_feature=False, tol=1e-4, *, verbose=0, label="select_bandwidth"):
     """Minimise a leave-one-out score over the bandwidth.
 
     The search of :func:`select_bandwidth`, for any computation of the
@@ -457,6 +473,14 @@ def search(problem, per_feature=False, tol=1e-4):
         stops when the projected gradient of the score divided by the
         targets' variance falls below ``tol / 1000``, or when an iteration
         lowers that normalised score by less than ``tol * 1e-6``.
+    verbose : int, default=0
+        0 is silent; 1 prints a line on stderr for every evaluation of the
+        score: its number, the bandwidth (the first four values of a
+        per-feature one), the score (the problem's, not normalised), the
+        time it took and the time since the search started; then a last
+        line with the selected bandwidth.
+    label : str, default="select_bandwidth"
+        Name of the search in those lines.
 
     Returns
     -------
@@ -480,6 +504,17 @@ def search(problem, per_feature=False, tol=1e-4):
     per_feature = bool(per_feature)
     kern = problem.kernel
     n_eval = 0
+    log = EvaluationLog(label, check_verbose(verbose))
+
+    def evaluate(h, gradient=False):
+        """The problem's score (and gradient) at ``h``, counted and logged."""
+        nonlocal n_eval
+        n_eval += 1
+        t0 = time.perf_counter()
+        out = problem.value_and_gradient(h) if gradient else problem.value(h)
+        log.evaluation(_format_bandwidth(h), out[0] if gradient else out,
+                       time.perf_counter() - t0)
+        return out
     # Normalised by the targets' variance so that tolerances are scale-free.
     var = float(problem.target_variance)
     norm = var if var > 0 else 1.0
@@ -500,10 +535,8 @@ def search(problem, per_feature=False, tol=1e-4):
         """
 
         def f(log_c):
-            nonlocal n_eval
-            n_eval += 1
             h = math.exp(log_c) * v
-            return problem.value(h if per_feature else float(h[0])) / norm
+            return evaluate(h if per_feature else float(h[0])) / norm
 
         a_min, a_max, step = math.log(lo), math.log(hi), math.log(3.0)
         if kern.is_compact:
@@ -539,7 +572,9 @@ def search(problem, per_feature=False, tol=1e-4):
     v, lo, c0, hi = scale(per_feature)
     if not per_feature:
         log_h, f_best = line_search(v, lo, c0, hi, tol)
-        return BandwidthSelection(float(math.exp(log_h[0])), float(f_best * norm), n_eval)
+        h_best = float(math.exp(log_h[0]))
+        log.done(f"selected {_format_bandwidth(h_best)}  score {f_best * norm:.6g}")
+        return BandwidthSelection(h_best, float(f_best * norm), n_eval)
 
     # A common multiple of the features' spreads to start from, bracketed
     # but not refined: the gradient search does that.
@@ -558,9 +593,7 @@ def search(problem, per_feature=False, tol=1e-4):
     bounds = list(zip(lower, upper))
 
     def f_vec(theta):
-        nonlocal n_eval
-        n_eval += 1
-        return problem.value(np.exp(theta)) / norm
+        return evaluate(np.exp(theta)) / norm
 
     if piecewise_constant:
         res = optimize.minimize(f_vec, theta0, method="Powell",
@@ -568,9 +601,7 @@ def search(problem, per_feature=False, tol=1e-4):
     else:
 
         def fun(theta):
-            nonlocal n_eval
-            n_eval += 1
-            s, g = problem.value_and_gradient(np.exp(theta))
+            s, g = evaluate(np.exp(theta), gradient=True)
             return s / norm, g / norm
 
         res = optimize.minimize(fun, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
@@ -578,4 +609,5 @@ def search(problem, per_feature=False, tol=1e-4):
 
     theta = res.x if res.fun <= f_best else theta0
     f_final = min(res.fun, f_best)
+    log.done(f"selected {_format_bandwidth(np.exp(theta))}  score {f_final * norm:.6g}")
     return BandwidthSelection(np.exp(theta), float(f_final * norm), n_eval)

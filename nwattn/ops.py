@@ -24,6 +24,7 @@ from . import _validation as _v
 from ._backend import backend_for, get_backend
 from ._device import is_device_array
 from ._layout import local_layout, pool_layout, slopes_layout
+from ._progress import progress_callback
 from .kernels import ADDITIVE_KIND, DISTANCE, SCALED_DOT_CODE, get_kernel
 from .exceptions import EmptyNeighborhoodWarning
 from .state import (LocalInfo, PoolState, finalize_local, finalize_slopes, finalize_state,
@@ -396,7 +397,8 @@ def _softmax_device(S, axis):
 
 def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
                          exclude_self=False, query_offset=0, key_offset=0,
-                         return_std=False, center=None, device="cpu"):
+                         return_std=False, center=None, device="cpu", progress=None,
+                         verbose=0):
     """Per-query online-softmax state of attention pooling.
 
     The building block for sharding: pool the same queries over disjoint
@@ -434,6 +436,17 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
         Where to compute (see :func:`attention_pool`). The state is always
         returned in NumPy arrays (it is O(n_queries) and is merged and
         finalised on the host).
+    progress : callable, default=None
+        Called as ``progress(done, total)`` with the numbers of (query,
+        key) pairs done and in all, a few times a second on the CPU
+        (between the chunks of work that also let a Ctrl-C through) and
+        once at the end on the GPU; the last call has ``done == total``.
+        An exception it raises stops the computation and propagates: a way
+        to cancel a long call.
+    verbose : int, default=0
+        0 is silent; 1 prints the progress on stderr (share done, time
+        elapsed and an estimate of the time left), a few lines a second at
+        most, the last at 100 %.
 
     Returns
     -------
@@ -453,12 +466,16 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
     """
     be, device_input = backend_for(device, Q, K, V)
     _check_offsets(query_offset, key_offset)
+    report = progress_callback(verbose, progress, "attention_pool_state")
     if device_input:
         smax, packed, c, values_1d = _pool_device(
             Q, K, V, kernel, bandwidth, key_weight, exclude_self, query_offset, key_offset,
             return_std, center)
-        return PoolState(be.to_host(smax), be.to_host(packed), pool_layout(len(c), return_std),
-                         c, values_1d)
+        state = PoolState(be.to_host(smax), be.to_host(packed), pool_layout(len(c), return_std),
+                          c, values_1d)
+        if report is not None:  # the copies above waited for the kernels
+            report.finish(Q.shape[0] * K.shape[0])
+        return state
     Q, K = _check_queries_keys(Q, K)
     V = _v.check_float_array(V, "V", allow_1d=True)
     _v.check_matching_shapes(K=K, V=V)
@@ -472,7 +489,10 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
         self_shift = int(query_offset) - int(key_offset)
     else:
         self_shift = -Qs.shape[0] - 1
-    smax, packed = be.pool(Qs, KT, VT, VT2, logw, kern.family, kern.code, scale, self_shift)
+    smax, packed = be.pool(Qs, KT, VT, VT2, logw, kern.family, kern.code, scale, self_shift,
+                           progress=report)
+    if report is not None:
+        report.finish(Qs.shape[0] * KT.shape[1])
     layout = pool_layout(len(c), return_std)
     smax, packed = _state_in_value_units(_to_host(be, smax), _to_host(be, packed), layout, e)
     return PoolState(smax, packed, layout, c, values_1d, queries_fingerprint(Q, query_offset))
@@ -559,7 +579,7 @@ def _check_query_scale(query_scale, n):
 def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1,
                            query_scale=None, key_weight=None, exclude_self=False,
                            query_offset=0, key_offset=0, return_std=False, slopes=False,
-                           center=None, device="cpu"):
+                           center=None, device="cpu", progress=None, verbose=0):
     """Per-query weighted moments of a local polynomial fit, centred on the query.
 
     For each query ``q`` the pass accumulates, over the keys ``k_j`` with
@@ -610,6 +630,17 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
         Where to compute (see :func:`attention_pool`). ``Q``, ``K`` and
         ``V`` may live on the GPU (the computation then runs there); the
         state always comes back to the host.
+    progress : callable, default=None
+        Called as ``progress(done, total)`` with the numbers of (query,
+        key) pairs done and in all, a few times a second on the CPU
+        (between the chunks of work that also let a Ctrl-C through) and
+        once at the end on the GPU; the last call has ``done == total``.
+        An exception it raises stops the computation and propagates: a way
+        to cancel a long call.
+    verbose : int, default=0
+        0 is silent; 1 prints the progress on stderr (share done, time
+        elapsed and an estimate of the time left), a few lines a second at
+        most, the last at 100 %.
 
     Returns
     -------
@@ -641,9 +672,10 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
     if kern.family != DISTANCE:
         raise ValueError(f"kernel must be a smoothing kernel for a local polynomial, got the "
                          f"attention score {kern.name!r}")
+    report = progress_callback(verbose, progress, "local_polynomial_state")
     if device_input:
         return _local_state_device(Q, K, V, kern, bandwidth, degree, query_scale, key_weight,
-                                   exclude_self, query_offset, key_offset, center)
+                                   exclude_self, query_offset, key_offset, center, report)
     Q, K = _check_queries_keys(Q, K)
     V = _v.check_float_array(V, "V", allow_1d=True)
     _v.check_matching_shapes(K=K, V=V)
@@ -666,7 +698,9 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
     if slopes:
         extra["slopes"] = True
     smax, packed = be.local(Qs, KT, VT, logw, kern.family, kern.code, qscale.astype(dtype),
-                            degree, self_shift, **extra)
+                            degree, self_shift, progress=report, **extra)
+    if report is not None:
+        report.finish(n * KT.shape[1])
     layout = local_layout(V2.shape[1], d, degree, return_std, slopes)
     smax, packed = _state_in_value_units(_to_host(be, smax), _to_host(be, packed), layout, e)
     return PoolState(smax, packed, layout, c, values_1d, queries_fingerprint(Q, query_offset),
@@ -689,14 +723,15 @@ def _check_local_offsets(extent, qscale, d, dtype, compact):
 
 
 def _local_state_device(Q, K, V, kern, bandwidth, degree, query_scale, key_weight,
-                        exclude_self, query_offset, key_offset, center):
+                        exclude_self, query_offset, key_offset, center, report):
     """:func:`local_polynomial_state` of inputs that live on the GPU.
 
     The inputs are validated and prepared there (:func:`_prepare_device`);
     the state, small next to them, comes back to the host, as that of
     :func:`attention_pool_state` does. ``query_scale`` and ``center`` are
     host arrays. The queries' fingerprint is left unknown: computing it
-    would copy them to the host.
+    would copy them to the host. ``report``: the progress callback (or
+    None), which the GPU calls once, when the kernels are done.
     """
     gpu = get_backend("cuda")
     kern, Qs, KT, logw, _, extent = _prepare_device(Q, K, kern, bandwidth, key_weight,
@@ -709,7 +744,7 @@ def _local_state_device(Q, K, V, kern, bandwidth, degree, query_scale, key_weigh
     VT, c = _values_device(V, KT, center)
     self_shift = int(query_offset) - int(key_offset) if exclude_self else -n - 1
     smax, packed = gpu.local(Qs, KT, VT, logw, kern.family, kern.code, qscale.astype(dtype),
-                             degree, self_shift)
+                             degree, self_shift, progress=report)
     h = _v.check_bandwidth(bandwidth, d, np.float64)
     return PoolState(gpu.to_host(smax), gpu.to_host(packed), local_layout(c.shape[0], d, degree),
                      c, len(V.shape) == 1, None, LocalInfo(degree, h[None, :] * factor[:, None]))
@@ -717,7 +752,7 @@ def _local_state_device(Q, K, V, kern, bandwidth, degree, query_scale, key_weigh
 
 def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, span=None,
                      key_weight=None, exclude_self=False, return_gradient=False,
-                     lower_degree=False, device="cpu"):
+                     lower_degree=False, device="cpu", progress=None, verbose=0):
     """Local polynomial regression (local linear, local quadratic, loess), fused and streaming.
 
     At each query ``q`` fits the polynomial of ``degree`` in ``x - q`` that
@@ -765,6 +800,17 @@ def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, spa
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where to compute the moments (see :func:`local_polynomial_state`);
         the small solves run on the host, which is where the results are.
+    progress : callable, default=None
+        Called as ``progress(done, total)`` with the numbers of (query,
+        key) pairs of the moments' pass done and in all, a few times a second on the CPU
+        (between the chunks of work that also let a Ctrl-C through) and
+        once at the end on the GPU; the last call has ``done == total``.
+        An exception it raises stops the computation and propagates: a way
+        to cancel a long call.
+    verbose : int, default=0
+        0 is silent; 1 prints the progress on stderr (share done, time
+        elapsed and an estimate of the time left), a few lines a second at
+        most, the last at 100 %.
 
     Returns
     -------
@@ -810,7 +856,9 @@ def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, spa
         _v.check_matching_shapes(Q, K, exclude_self=True)
     state = local_polynomial_state(Q, K, V, kernel, bandwidth, degree=degree,
                                    query_scale=query_scale, key_weight=key_weight,
-                                   exclude_self=exclude_self, device=device)
+                                   exclude_self=exclude_self, device=device,
+                                   progress=progress_callback(verbose, progress,
+                                                              "local_polynomial"))
     fit = solve_local(state, lower_degree)
     local_warnings(fit, degree, stacklevel=2)
     pred, grad = fit.pred, fit.gradient
@@ -820,7 +868,8 @@ def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, spa
 
 
 def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
-                   exclude_self=False, return_std=False, device="cpu"):
+                   exclude_self=False, return_std=False, device="cpu", progress=None,
+                   verbose=0):
     """Attention pooling (Nadaraya-Watson regression), fused and streaming.
 
     For each query ``q`` returns ``sum_j alpha_j v_j`` with
@@ -856,6 +905,17 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
         arrays) are always computed there, in place, and give device arrays
         out; they must be float32 or float64, Q, K and V of one dtype.
         float32 is the fast path on GPUs.
+    progress : callable, default=None
+        Called as ``progress(done, total)`` with the numbers of (query,
+        key) pairs done and in all, a few times a second on the CPU
+        (between the chunks of work that also let a Ctrl-C through) and
+        once at the end on the GPU; the last call has ``done == total``.
+        An exception it raises stops the computation and propagates: a way
+        to cancel a long call.
+    verbose : int, default=0
+        0 is silent; 1 prints the progress on stderr (share done, time
+        elapsed and an estimate of the time left), a few lines a second at
+        most, the last at 100 %.
 
     Returns
     -------
@@ -884,15 +944,19 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
     array([0.0625, 0.125 , 0.3125, 0.625 , 0.5625])
     """
     be, device_input = backend_for(device, Q, K, V)
+    report = progress_callback(verbose, progress, "attention_pool")
     if device_input:
-        return _attention_pool_device(Q, K, V, kernel, bandwidth, key_weight, exclude_self,
-                                      return_std)
+        out = _attention_pool_device(Q, K, V, kernel, bandwidth, key_weight, exclude_self,
+                                     return_std)
+        if report is not None:  # counting the empty queries waited for the kernels
+            report.finish(Q.shape[0] * K.shape[0])
+        return out
     if exclude_self:
         Q, K = _check_queries_keys(Q, K)
         _v.check_matching_shapes(Q, K, exclude_self=True)
     state = attention_pool_state(Q, K, V, kernel, bandwidth, key_weight=key_weight,
                                  exclude_self=exclude_self, return_std=return_std,
-                                 device=be.name)
+                                 device=be.name, progress=report)
     return finalize_state(state, return_std=return_std)
 
 

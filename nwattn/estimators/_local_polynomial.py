@@ -129,6 +129,13 @@ class LocalPolynomialRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         all cores. The previous setting is restored afterwards.
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where to compute the moments.
+    verbose : int, default=0
+        0 is silent. 1 prints on stderr, during :meth:`fit` with
+        ``bandwidth="cv"``, a line per evaluation of the cross-validation
+        score (its number, the bandwidth, the score and the time it took),
+        and during :meth:`predict` (and each robustifying fit) the progress
+        of the moments' pass (share done, time elapsed, an estimate of the
+        time left), a few lines a second at most. Data in memory only.
 
     Attributes
     ----------
@@ -202,11 +209,12 @@ class LocalPolynomialRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         "tol": [Interval(Real, 0, None, closed="neither")],
         "n_jobs": [Integral, None],
         "device": [StrOptions(set(DEVICES))],
+        "verbose": ["verbose"],
     }
 
     def __init__(self, degree=1, kernel="gaussian", bandwidth="cv", *,
                  bandwidth_per_feature=False, span=None, robust_iterations=0,
-                 fallback="lower", tol=1e-4, n_jobs=None, device="cpu"):
+                 fallback="lower", tol=1e-4, n_jobs=None, device="cpu", verbose=0):
         self.degree = degree
         self.kernel = kernel
         self.bandwidth = bandwidth
@@ -217,6 +225,7 @@ class LocalPolynomialRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.tol = tol
         self.n_jobs = n_jobs
         self.device = device
+        self.verbose = verbose
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -285,7 +294,7 @@ class LocalPolynomialRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
                 sel = _bw.select_bandwidth(
                     X, y, kern, per_feature=self.bandwidth_per_feature,
                     sample_weight=sample_weight, fallback=cv_fallback, tol=self.tol,
-                    device=self.device, degree=self.degree,
+                    device=self.device, degree=self.degree, verbose=self.verbose,
                 )
             self.cv_score_ = sel.cv_score
             return sel.bandwidth
@@ -298,7 +307,7 @@ class LocalPolynomialRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         rw = np.ones((X.shape[0], p))
         for _ in range(int(self.robust_iterations)):
             self.robustness_weights_ = rw if p > 1 or self.y_fit_.ndim > 1 else rw[:, 0]
-            fitted, _ = self._fit_outputs(X, warn=False)
+            fitted, _ = self._fit_outputs(X, warn=False, label="fit (robustness)")
             rw = np.column_stack([robustness_weights(Y2[:, c] - fitted[:, c])
                                   for c in range(p)])
         self.robustness_weights_ = rw if self.y_fit_.ndim > 1 else rw[:, 0]
@@ -314,12 +323,14 @@ class LocalPolynomialRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         # Every point rejected as an outlier leaves nothing to fit.
         return w if np.any(w > 0) else None
 
-    def _fit_outputs(self, X, warn=True):
+    def _fit_outputs(self, X, warn=True, label="predict"):
         """Predictions (n, p) and slopes (n, d, p), fallbacks applied; one pass per weighting.
 
         Without robustness weights every output shares the kernel weights
         and one pass fits them all; with them each output has its own.
+        ``label`` names the calling method in the progress lines.
         """
+        from .._progress import progress_callback
         from ..neighbors import span_radius
         from ..ops import local_polynomial_state
         from ..state import LocalFit, local_warnings, solve_local
@@ -340,7 +351,9 @@ class LocalPolynomialRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
                 state = local_polynomial_state(
                     X, self.X_fit_, Y2[:, cols], self.kernel, h, degree=self.degree,
                     query_scale=factor, key_weight=self._key_weights(cols[0]),
-                    device=self.device)
+                    device=self.device,
+                    progress=progress_callback(self.verbose,
+                                               label=f"{type(self).__name__}.{label}"))
             fit = solve_local(state, lower)
             pred[:, cols], grad[:, :, cols] = fit.pred, fit.gradient
             degree[:, g] = fit.degree

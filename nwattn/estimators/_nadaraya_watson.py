@@ -94,6 +94,13 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         Where to compute the predictions and the cross-validation scores.
         The gradient of the per-feature bandwidth search has no GPU kernel:
         there ``"auto"`` means the CPU and ``"cuda"`` is refused.
+    verbose : int, default=0
+        0 is silent. 1 prints on stderr, during :meth:`fit` with
+        ``bandwidth="cv"``, a line per evaluation of the cross-validation
+        score (its number, the bandwidth, the score and the time it took),
+        and during :meth:`predict` the progress of the pooling (share
+        done, time elapsed, an estimate of the time left), a few lines a
+        second at most. Data in memory only (not Dask arrays).
 
     Attributes
     ----------
@@ -159,10 +166,11 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         "tol": [Interval(Real, 0, None, closed="neither")],
         "n_jobs": [Integral, None],
         "device": [StrOptions(set(DEVICES))],
+        "verbose": ["verbose"],
     }
 
     def __init__(self, kernel="gaussian", bandwidth="cv", *, bandwidth_per_feature=False,
-                 span=None, fallback="nan", tol=1e-4, n_jobs=None, device="cpu"):
+                 span=None, fallback="nan", tol=1e-4, n_jobs=None, device="cpu", verbose=0):
         self.kernel = kernel
         self.bandwidth = bandwidth
         self.bandwidth_per_feature = bandwidth_per_feature
@@ -171,6 +179,7 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.tol = tol
         self.n_jobs = n_jobs
         self.device = device
+        self.verbose = verbose
 
     def fit(self, X, y, sample_weight=None):
         """Store the training set and choose the bandwidth.
@@ -244,7 +253,7 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
                     sel = _bw.select_bandwidth(
                         X, y, kern, per_feature=self.bandwidth_per_feature,
                         sample_weight=sample_weight, fallback=cv_fallback, tol=self.tol,
-                        device=self.device,
+                        device=self.device, verbose=self.verbose,
                     )
                 self.bandwidth_ = sel.bandwidth
                 self.cv_score_ = sel.cv_score
@@ -269,8 +278,10 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         return self
 
     def _state(self, X, return_std):
+        from .._progress import progress_callback
         from ..ops import attention_pool_state, local_polynomial_state
 
+        report = progress_callback(self.verbose, label=f"{type(self).__name__}.predict")
         if self.span is not None:
             from ..neighbors import span_radius
 
@@ -279,11 +290,13 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
                     X, self.X_fit_, self.y_fit_, self.kernel, 1.0, degree=0,
                     query_scale=span_radius(X, self.X_fit_, self.span),
                     key_weight=self.sample_weight_, return_std=return_std, device=self.device,
+                    progress=report,
                 )
         with threads(self.n_jobs):
             return attention_pool_state(
                 X, self.X_fit_, self.y_fit_, self.kernel, self.bandwidth_,
                 key_weight=self.sample_weight_, return_std=return_std, device=self.device,
+                progress=report,
             )
 
     def predict(self, X, return_std=False):
