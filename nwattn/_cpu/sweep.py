@@ -146,19 +146,22 @@ def row_task(Q, KT, VT, VT2, logw, wv, slopes, qscale, degree, family, code, sca
         n = j1 - j0
         for ii in range(nq):
             i = q0 + ii
-            if qscale is not None and slopes is None:
-                tmax = local_score(Q, i, KT, j0, j1, code, qscale[i], logw, i + self_shift,
-                                   row, Z)
-                absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, j0, ii, smax, S, powers,
-                               offsets, WZ)
-            elif qscale is not None:
-                tmax = local_slope_score(Q, i, KT, j0, j1, code, qscale[i], logw,
-                                         i + self_shift, row, Z, slope)
-                absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, j0, ii, smax, S, powers,
-                               offsets, WZ)
-                if tmax != -math.inf:
-                    add_moment_slopes(row, slope, n, Z, nb, d, VT, j0, ii, S, offsets[5],
-                                      offsets[6], term, WZ)
+            # Nested plain "is None" tests: Numba prunes a branch on one such
+            # test of an argument, not on a combined condition.
+            if qscale is not None:
+                if slopes is None:
+                    tmax = local_score(Q, i, KT, j0, j1, code, qscale[i], logw,
+                                       i + self_shift, row, Z)
+                    absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, j0, ii, smax, S, powers,
+                                   offsets, WZ)
+                else:
+                    tmax = local_slope_score(Q, i, KT, j0, j1, code, qscale[i], logw,
+                                             i + self_shift, row, Z, slope)
+                    absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, j0, ii, smax, S, powers,
+                                   offsets, WZ)
+                    if tmax != -math.inf:
+                        add_moment_slopes(row, slope, n, Z, nb, d, VT, j0, ii, S, offsets[5],
+                                          offsets[6], term, WZ)
             elif slopes is not None:
                 tmax = slope_score(Q, i, KT, j0, j1, family, code, scale, logw, i + self_shift,
                                    row, slope)
