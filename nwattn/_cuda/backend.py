@@ -47,8 +47,13 @@ class CUDABackend:
         return launch.softmax(S)
 
     @staticmethod
-    def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, wv=None):
-        """Packed pooling states ``(max, packed)`` as device arrays (``pool_layout``)."""
+    def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, wv=None, progress=None):
+        """Packed pooling states ``(max, packed)`` as device arrays (``pool_layout``).
+
+        The work is one asynchronous launch: ``progress`` is accepted for the
+        CPU backend's signature and not called (the caller reports the end,
+        once the results are copied back).
+        """
         return launch.pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, wv)
 
     @staticmethod
