@@ -692,13 +692,16 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
     _check_local_offsets(qmax + kmax, qscale, d, dtype, kern.is_compact)
     c, VT, e = _prepare_values(V2, center, dtype, return_std)
     self_shift = int(query_offset) - int(key_offset) if exclude_self else -n - 1
-    extra = {}
-    if return_std:
-        extra["VT2"] = VT * VT
+    if slopes and return_std:
+        raise ValueError("slopes=True and return_std=True are not computed together")
     if slopes:
-        extra["slopes"] = True
-    smax, packed = be.local(Qs, KT, VT, logw, kern.family, kern.code, qscale.astype(dtype),
-                            degree, self_shift, progress=report, **extra)
+        smax, packed = be.local_slopes(Qs, KT, VT, logw, kern.family, kern.code,
+                                       qscale.astype(dtype), degree, self_shift,
+                                       progress=report)
+    else:
+        extra = {"VT2": VT * VT} if return_std else {}
+        smax, packed = be.local(Qs, KT, VT, logw, kern.family, kern.code, qscale.astype(dtype),
+                                degree, self_shift, progress=report, **extra)
     if report is not None:
         report.finish(n * KT.shape[1])
     layout = local_layout(V2.shape[1], d, degree, return_std, slopes)

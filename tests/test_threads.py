@@ -79,8 +79,10 @@ SCRIPT = textwrap.dedent("""
     import threading
     import numba
     import numpy as np
-    from nwattn import NadarayaWatsonRegressor, AttentionRegressor, bandwidth, objective, ops
+    from nwattn import (NadarayaWatsonRegressor, AttentionRegressor, LocalPolynomialRegressor,
+                        bandwidth, objective, ops)
     from nwattn.kernels import RBF_KIND, SCALED_DOT_KIND
+    from nwattn.loo import LooProblem
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 2))
@@ -112,6 +114,12 @@ SCRIPT = textwrap.dedent("""
         "objective sweeps": lambda: objective.loo_loss_grad(SCALED_DOT_KIND, Z[:40], Z, wv,
                                                             Y[:120], lw, qw[:40], 0.5)[1],
         "NadarayaWatsonRegressor": nw,
+        "local_polynomial": lambda: ops.local_polynomial(X, X, Y, "tricube", span=0.3,
+                                                         degree=2, return_gradient=True)[1],
+        "local polynomial gradient": lambda: LooProblem(X, Y, degree=1).value_and_gradient(
+            [0.5, 0.7])[1],
+        "LocalPolynomialRegressor": lambda: LocalPolynomialRegressor(
+            bandwidth_per_feature=True, tol=1e-2).fit(X, Y[:, 0]).predict(X[:50]),
         "AttentionRegressor": lambda: AttentionRegressor(max_iter=3).fit(X, Y[:, 0]).predict(X),
     }
     ref = {name: f() for name, f in calls.items()}

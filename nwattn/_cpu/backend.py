@@ -97,20 +97,32 @@ class CPUBackend:
     @staticmethod
     @guarded
     def local(Qs, KT, VT, logw, family, code, qscale, degree, self_shift, progress=None,
-              VT2=None, slopes=False):
+              VT2=None):
         """Query-centred moments of a local polynomial of ``degree`` (``local_layout``).
 
         ``Qs``/``KT`` are divided by the bandwidth (a smoothing kernel,
         ``family`` DISTANCE); query ``i``'s offsets are further multiplied
         by ``qscale[i]``. ``VT2``: the squared centred values, to track the
-        weighted variance too (``sq`` block). ``slopes``: also the
-        moments' derivatives in the log-bandwidths (``dG``, ``dR``). See
-        :mod:`nwattn._cpu.moments`.
+        weighted variance too (``sq`` block). See :mod:`nwattn._cpu.moments`.
         """
         if VT2 is None:
             VT2 = np.empty((0, KT.shape[1]), Qs.dtype)
-        layout = local_layout(VT.shape[0], Qs.shape[1], degree, VT2.shape[0] > 0, slopes)
-        return sweep(LOCAL, MOMENT_SLOPES if slopes else MOMENTS, layout, Qs, KT, VT, VT2, logw, family, code, 1.0,
+        layout = local_layout(VT.shape[0], Qs.shape[1], degree, VT2.shape[0] > 0)
+        return sweep(LOCAL, MOMENTS, layout, Qs, KT, VT, VT2, logw, family, code, 1.0,
+                     self_shift, qscale=qscale, degree=degree, progress=progress)
+
+    @staticmethod
+    @guarded
+    def local_slopes(Qs, KT, VT, logw, family, code, qscale, degree, self_shift,
+                     progress=None):
+        """:meth:`local` plus the moments' derivatives in the log-bandwidths (``dG``, ``dR``).
+
+        What the gradient of the local polynomial's leave-one-out score is
+        made of; see :func:`nwattn._cpu.moments.add_moment_slopes`.
+        """
+        VT2 = np.empty((0, KT.shape[1]), Qs.dtype)
+        layout = local_layout(VT.shape[0], Qs.shape[1], degree, False, True)
+        return sweep(LOCAL, MOMENT_SLOPES, layout, Qs, KT, VT, VT2, logw, family, code, 1.0,
                      self_shift, qscale=qscale, degree=degree, progress=progress)
 
     @staticmethod

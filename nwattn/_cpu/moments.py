@@ -34,16 +34,8 @@ from .rows import add_weighted, bias_row, log_weight_row, row_max
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def local_score(Q, i, KT, j0, j1, code, qs, logw, self_j, row, Z):
-    """``LOCAL`` score: log-weights of keys ``j0:j1`` at the query's own scale.
-
-    ``Q`` and ``KT`` are divided by the bandwidth; ``qs`` further scales
-    the offsets of query ``i`` (1 for a fixed bandwidth; the ratio of the
-    common bandwidth to the query's own for nearest-neighbour bandwidths).
-    The offsets ``(k - q) qs`` of every feature are left in the first
-    ``d`` rows of ``Z`` for :func:`absorb_moments`. Returns the tile's
-    largest score.
-    """
+def local_offsets(Q, i, KT, j0, j1, qs, row, Z):
+    """The offsets ``(k - q) qs`` of keys ``j0:j1`` into ``Z[:d]``, ``u2`` into ``row``."""
     n = j1 - j0
     d = Q.shape[1]
     s = like(row, qs)
@@ -61,11 +53,31 @@ def local_score(Q, i, KT, j0, j1, code, qs, logw, self_j, row, Z):
                 z = (kt[jj] - qt) * s
                 zt[jj] = z
                 row[jj] += z * z
-    tmax = log_weight_row(code, row, n)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def local_log_weights(code, logw, j0, j1, self_j, row):
+    """Squared distances ``row`` to log-weights, key weights and exclusion; the maximum."""
+    tmax = log_weight_row(code, row, j1 - j0)
     if logw.shape[0] > 0 or j0 <= self_j < j1:
         bias_row(row, logw, j0, j1, self_j)
-        tmax = row_max(row, n)
+        tmax = row_max(row, j1 - j0)
     return tmax
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def local_score(Q, i, KT, j0, j1, code, qs, logw, self_j, row, Z):
+    """``LOCAL`` score: log-weights of keys ``j0:j1`` at the query's own scale.
+
+    ``Q`` and ``KT`` are divided by the bandwidth; ``qs`` further scales
+    the offsets of query ``i`` (1 for a fixed bandwidth; the ratio of the
+    common bandwidth to the query's own for nearest-neighbour bandwidths).
+    The offsets ``(k - q) qs`` of every feature are left in the first
+    ``d`` rows of ``Z`` for :func:`add_moments`. Returns the tile's
+    largest score.
+    """
+    local_offsets(Q, i, KT, j0, j1, qs, row, Z)
+    return local_log_weights(code, logw, j0, j1, self_j, row)
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -76,23 +88,8 @@ def local_slope_score(Q, i, KT, j0, j1, code, qs, logw, self_j, row, Z, slope):
     moments with respect to the log-bandwidths are weighted by
     (:func:`add_moment_slopes`).
     """
+    local_offsets(Q, i, KT, j0, j1, qs, row, Z)
     n = j1 - j0
-    d = Q.shape[1]
-    s = like(row, qs)
-    for t in range(d):
-        qt = Q[i, t]
-        kt = KT[t, j0:j1]
-        zt = Z[t]
-        if t == 0:
-            for jj in range(n):
-                z = (kt[jj] - qt) * s
-                zt[jj] = z
-                row[jj] = z * z
-        else:
-            for jj in range(n):
-                z = (kt[jj] - qt) * s
-                zt[jj] = z
-                row[jj] += z * z
     if code == GAUSSIAN:
         one = like(row, 1.0)
         for jj in range(n):
@@ -100,11 +97,7 @@ def local_slope_score(Q, i, KT, j0, j1, code, qs, logw, self_j, row, Z, slope):
     else:
         for jj in range(n):
             slope[jj] = like(row, -2.0 * dlog_weight(code, row[jj]))
-    tmax = log_weight_row(code, row, n)
-    if logw.shape[0] > 0 or j0 <= self_j < j1:
-        bias_row(row, logw, j0, j1, self_j)
-        tmax = row_max(row, n)
-    return tmax
+    return local_log_weights(code, logw, j0, j1, self_j, row)
 
 
 @njit(inline="always", fastmath=FASTMATH)

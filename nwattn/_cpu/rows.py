@@ -81,16 +81,7 @@ def score_row_max(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row):
             for jj in range(n):
                 diff = qt - kt[jj]
                 row[jj] += diff * diff
-        tmax = like(row, -math.inf)
-        if code == GAUSSIAN:
-            # The most used kernel gets a branch-free loop that vectorises.
-            neg_half = like(row, -0.5)
-            for jj in range(n):
-                x = row[jj] * neg_half
-                row[jj] = x
-                tmax = max_no_nan(tmax, x)
-        else:
-            tmax = log_weight_row(code, row, n)
+        tmax = log_weight_row(code, row, n)
     else:
         for t in range(0, d4, 4):
             qa, qb, qc, qd = Q[i, t], Q[i, t + 1], Q[i, t + 2], Q[i, t + 3]
@@ -137,6 +128,7 @@ def log_weight_row(code, row, n):
     ninf = like(row, -math.inf)
     tmax = ninf
     if code == GAUSSIAN:
+        # The most used kernel: a branch-free loop that vectorises.
         neg_half = like(row, -0.5)
         for jj in range(n):
             x = row[jj] * neg_half
