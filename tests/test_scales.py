@@ -142,3 +142,21 @@ def test_inputs_too_spread_for_the_bandwidth_are_refused(kernel):
     Z = np.array([[-1e300], [1e300]])
     with pytest.raises(ValueError, match="bandwidth is too small"):
         ops.attention_pool(Z, Z, [1.0, 2.0], kernel, 1e-10)
+
+
+@pytest.mark.parametrize("factor", [1e200, 1e-200])
+def test_dask_moments_at_any_scale_of_the_weights(data, factor):
+    """The effective sample size of the Dask fit's rules of thumb depends on the
+    weights' ratios only (their squares overflowed from 1e154 on)."""
+    da = pytest.importorskip("dask.array")
+    from nwattn.dask.loo import moments
+
+    X, Y = data
+    w = np.linspace(1.0, 2.0, X.shape[0])
+    chunks = max(1, X.shape[0] // 3)
+    ref = moments(da.from_array(X, chunks=chunks), da.from_array(Y, chunks=chunks),
+                  da.from_array(w, chunks=chunks))
+    got = moments(da.from_array(X, chunks=chunks), da.from_array(Y, chunks=chunks),
+                  da.from_array(w * factor, chunks=chunks))
+    assert got["n_eff"] == pytest.approx(ref["n_eff"], rel=1e-12)
+    np.testing.assert_allclose(got["x_mean"], ref["x_mean"], rtol=1e-12)

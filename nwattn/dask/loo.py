@@ -76,7 +76,15 @@ def moments(X, Y2, W):
     checks, sums = _reductions(X, Y2, W)
     c = da.ones(X.shape[0], chunks=X.chunks[0]) if W is None else W
     Xf = X.astype(np.float64)
-    sums.update(w2sum=(c * c).sum(), x_total=(c[:, None] * Xf).sum(axis=0),
+    # The effective sample size depends on the weights' ratios only: formed
+    # from the weights divided by their largest, whose squares cannot
+    # overflow (weights from 1e154 on would, as in-memory fits avoid too).
+    if W is not None:
+        cmax = c.max()
+        cu = c / da.where(cmax > 0, cmax, 1.0)  # all zero is refused below, by name
+    else:
+        cu = c
+    sums.update(wu_sum=cu.sum(), wu2sum=(cu * cu).sum(), x_total=(c[:, None] * Xf).sum(axis=0),
                 x_sq=(c[:, None] * Xf * Xf).sum(axis=0))
     checks, m = dask.compute(checks, sums)
     _check_reductions(checks, m, loo=False)
@@ -84,7 +92,8 @@ def moments(X, Y2, W):
     m = {key: np.asarray(val, dtype=np.float64) for key, val in m.items()}
     m["wsum"], m["n"] = wsum, int(X.shape[0])
     m["n_positive"] = int(m["n_positive"])
-    m["n_eff"] = wsum ** 2 / float(m["w2sum"]) if W is not None else float(X.shape[0])
+    m["n_eff"] = (float(m["wu_sum"]) ** 2 / float(m["wu2sum"]) if W is not None
+                  else float(X.shape[0]))
     m["x_mean"], m["y_mean"] = m["x_total"] / wsum, m["y_total"] / wsum
     m["x_rms2"] = m["x_sq"] / wsum
     x_var, y_var = dask.compute((c[:, None] * (Xf - m["x_mean"]) ** 2).sum(axis=0),
