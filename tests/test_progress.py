@@ -103,7 +103,7 @@ def test_an_exception_in_the_callback_cancels_the_call(data, tiny_chunks, name):
     calls = []
 
     class Stop(Exception):
-        pass
+        """Raised by the callback to cancel."""
 
     def cancel(done, total):
         calls.append(done)

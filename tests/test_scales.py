@@ -148,7 +148,7 @@ def test_inputs_too_spread_for_the_bandwidth_are_refused(kernel):
 def test_dask_moments_at_any_scale_of_the_weights(data, factor):
     """The effective sample size of the Dask fit's rules of thumb depends on the
     weights' ratios only (their squares overflowed from 1e154 on)."""
-    da = pytest.importorskip("dask.array")
+    da = pytest.importorskip("dask.array", reason="the dask extra is not installed")
     from nwattn.dask.loo import moments
 
     X, Y = data

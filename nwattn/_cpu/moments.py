@@ -106,7 +106,7 @@ def add_moment_slopes(row, slope, n, Z, nb, d, VT, j0, ii, S, o_dG, o_dR, WS, WZ
 
     ``row`` holds the tile's unnormalised weights, ``slope`` what
     :func:`local_slope_score` left, ``Z`` the basis (the products already
-    formed by :func:`add_moments`). For feature ``t`` the whole upper
+    formed by :func:`local_basis`). For feature ``t`` the whole upper
     triangle of ``sum_j w_j s_jt phi phi^T`` (``(0, 0)`` included) goes to
     ``o_dG + t T`` and ``sum_j w_j s_jt phi v^T`` to ``o_dR + t P p``.
     """
@@ -124,34 +124,13 @@ def add_moment_slopes(row, slope, n, Z, nb, d, VT, j0, ii, S, o_dG, o_dR, WS, WZ
         r0 = o_dR + t * P * p
         S[ii, g0] += total
         add_weighted(WS, n, VT, 0, j0, S, ii, r0)
-        k = g0 + P
-        for a in range(nb):
-            za = Z[a]
-            tot = like(row, 0.0)
-            for jj in range(n):
-                x = WS[jj] * za[jj]
-                WZ[jj] = x
-                tot += x
-            S[ii, g0 + 1 + a] += tot
-            for b in range(a, nb):
-                zb = Z[b]
-                g = like(row, 0.0)
-                for jj in range(n):
-                    g += WZ[jj] * zb[jj]
-                S[ii, k] += g
-                k += 1
-            add_weighted(WZ, n, VT, 0, j0, S, ii, r0 + (a + 1) * p)
+        # The rest is the moments of the weights w s_t, laid out as those of w.
+        add_moments(WS, n, Z, nb, VT, j0, ii, S, g0 + 1, r0 + p, WZ)
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def add_moments(row, n, Z, nb, d, VT, j0, ii, S, o_mom, o_cross, WZ):
-    """Add the moments of a tile of weights ``row`` beyond the normaliser and values.
-
-    ``Z[:d]`` holds the offsets from :func:`local_score`; for degree 2
-    (``nb > d``) the products ``z_a z_b`` are formed here into ``Z[d:nb]``.
-    Adds ``G[0, 1:]`` at ``o_mom``, the rest of the upper triangle of ``G``
-    after it, and ``R[1:]`` at ``o_cross``. ``WZ`` is scratch of one tile.
-    """
+def local_basis(Z, nb, d, n):
+    """Form the products ``z_a z_b`` (``a <= b``) of degree 2 into ``Z[d:nb]``."""
     r = d
     for a in range(d):
         za = Z[a]
@@ -162,6 +141,17 @@ def add_moments(row, n, Z, nb, d, VT, j0, ii, S, o_mom, o_cross, WZ):
                 for jj in range(n):
                     zr[jj] = za[jj] * zb[jj]
             r += 1
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def add_moments(row, n, Z, nb, VT, j0, ii, S, o_mom, o_cross, WZ):
+    """Add the moments of a tile of weights ``row`` beyond the normaliser and values.
+
+    ``Z[:nb]`` holds the basis beyond the constant (:func:`local_score`'s
+    offsets, and :func:`local_basis`'s products for degree 2). Adds
+    ``G[0, 1:]`` at ``o_mom``, the rest of the upper triangle of ``G``
+    after it, and ``R[1:]`` at ``o_cross``. ``WZ`` is scratch of one tile.
+    """
     p = VT.shape[0]
     k = o_mom + nb
     for a in range(nb):

@@ -36,7 +36,7 @@ from .._config import FASTMATH
 from .._layout import rescale_row
 from ..kernels import DISTANCE, GAUSSIAN
 from .fastexp import exp_shifted, like, weights_dot
-from .moments import add_moment_slopes, add_moments, local_score, local_slope_score
+from .moments import add_moments, local_basis
 from .rows import add_weighted, learned_row, row_max, score_row, score_row_max
 from .slopes import absorb_slopes, kernel_and_slope
 
@@ -188,7 +188,8 @@ def absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, j0, ii, smax, S, powers, off
         return
     _absorb_weights(row, n, tmax, VT, j0, ii, smax, S, powers, offsets[0], offsets[1])
     add_weighted(row, n, VT2, 0, j0, S, ii, offsets[4])
-    add_moments(row, n, Z, nb, d, VT, j0, ii, S, offsets[2], offsets[3], WZ)
+    local_basis(Z, nb, d, n)
+    add_moments(row, n, Z, nb, VT, j0, ii, S, offsets[2], offsets[3], WZ)
 
 
 @njit(inline="always", fastmath=FASTMATH)

@@ -48,10 +48,10 @@ from .._parallel import serial_blas
 from ..kernels import DOT
 from .fastexp import like
 from .rows import bias_row, score_row
-from .moments import add_moment_slopes, local_slope_score
+from .moments import add_moment_slopes, local_score, local_slope_score
 from .strategies import (DENSE, KERNEL, LEARNED, MOMENT_SLOPES, MOMENTS, POOL, SLOPES,
                          absorb_moments, absorb_offsets, absorb_pool, absorb_slope_tile,
-                         kernel_score, learned_score, local_score, slope_score, tile_bounds,
+                         kernel_score, learned_score, slope_score, tile_bounds,
                          tile_count, weigh_row)
 
 # When it inlines a strategy whose loops call an inlined overload (the fast
