@@ -26,11 +26,13 @@ settings.load_profile("ci" if __import__("os").environ.get("CI") else "default")
 
 @pytest.fixture
 def rng(request):
-    """A fresh generator per test, seeded from the test's name and a random draw.
+    """A fresh generator per test, seeded from a random draw.
 
-    The seed is printed on failure so a failing draw can be replayed.
+    The seed is printed on failure; ``NWATTN_TEST_SEED=<seed> pytest <test id>``
+    replays that draw.
     """
-    seed = np.random.SeedSequence().entropy % (2**32)
+    replay = __import__("os").environ.get("NWATTN_TEST_SEED")
+    seed = int(replay) if replay else np.random.SeedSequence().entropy % (2**32)
     request.node.user_properties.append(("seed", seed))
     print(f"rng seed: {seed}")
     return np.random.default_rng(seed)
