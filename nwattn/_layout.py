@@ -132,23 +132,26 @@ def n_basis(n_features, degree):
     """Number of functions of the local polynomial basis of ``degree`` in ``n_features``.
 
     ``1``, then ``d`` linear terms, then ``d (d + 1) / 2`` products for
-    degree 2.
+    degree 2 and ``d (d + 1) (d + 2) / 6`` for degree 3 (the degree the
+    bias correction of a local quadratic fits).
 
     Examples
     --------
     >>> from nwattn._layout import n_basis
-    >>> [n_basis(2, g) for g in (0, 1, 2)]
-    [1, 3, 6]
+    >>> [n_basis(2, g) for g in (0, 1, 2, 3)]
+    [1, 3, 6, 10]
     """
     P = 1
     if degree >= 1:
         P += n_features
     if degree >= 2:
         P += n_features * (n_features + 1) // 2
+    if degree >= 3:
+        P += n_features * (n_features + 1) * (n_features + 2) // 6
     return P
 
 
-def local_layout(n_outputs, n_features, degree, with_sq=False, slopes=False):
+def local_layout(n_outputs, n_features, degree, with_sq=False, slopes=False, n_meat=0):
     """Layout of local polynomial regression: pooling plus the query-centred moments.
 
     ``norm`` and ``acc`` are those of pooling (``G[0, 0]`` and ``R[0]``);
@@ -159,7 +162,11 @@ def local_layout(n_outputs, n_features, degree, with_sq=False, slopes=False):
     bandwidths. With ``slopes``, ``dG`` and ``dR`` hold, for each feature
     ``t`` in turn, the whole upper triangle of the Gram matrix and the
     cross moments weighted by ``d log w / d log h_t`` (see
-    :func:`nwattn._cpu.moments.add_moment_slopes`).
+    :func:`nwattn._cpu.moments.add_moment_slopes`). ``meat`` holds, for
+    each of ``n_meat`` per-key variances ``sigma2_j``, the whole upper
+    triangle of ``sum_j w_j**2 sigma2_j phi phi^T``: the middle of the
+    sandwich of the standard errors (power 2, see
+    :func:`nwattn._cpu.moments.add_meat`).
 
     Examples
     --------
@@ -173,7 +180,8 @@ def local_layout(n_outputs, n_features, degree, with_sq=False, slopes=False):
                         ("moments", P * (P + 1) // 2 - 1, 1),
                         ("cross", (P - 1) * n_outputs, 1),
                         ("dG", n_features * P * (P + 1) // 2 if slopes else 0, 1),
-                        ("dR", n_features * P * n_outputs if slopes else 0, 1)])
+                        ("dR", n_features * P * n_outputs if slopes else 0, 1),
+                        ("meat", n_meat * P * (P + 1) // 2, 2)])
 
 
 @njit(inline="always")

@@ -285,11 +285,12 @@ def check_bandwidth(bandwidth, n_features, dtype, *, name="bandwidth"):
     return h.astype(dtype)
 
 
-def check_degree(degree):
-    """Validate the degree of a local polynomial (0, 1 or 2) and return it as an int."""
+def check_degree(degree, max_degree=2):
+    """Validate the degree of a local polynomial (0 to ``max_degree``) and return it as an int."""
     if isinstance(degree, bool) or not isinstance(degree, (numbers.Integral, np.integer)) or not (
-            0 <= degree <= 2):
-        raise ValueError(f"degree must be 0, 1 or 2, got {degree!r}")
+            0 <= degree <= max_degree):
+        allowed = ", ".join(str(g) for g in range(max_degree)) + f" or {max_degree}"
+        raise ValueError(f"degree must be {allowed}, got {degree!r}")
     return int(degree)
 
 

@@ -203,7 +203,7 @@ def _prepare_values(V2, center, dtype, squares):
 #: Power of the values in each block of a layout: the normaliser and the
 #: Gram moments hold none, the weighted sums one, the squares two.
 _VALUE_POWER = {"norm": 0, "acc": 1, "sq": 2, "moments": 0, "cross": 1, "A": 0, "B": 1,
-                "dG": 0, "dR": 1}
+                "dG": 0, "dR": 1, "meat": 2}
 
 
 def _state_in_value_units(smax, packed, layout, e):
@@ -232,9 +232,10 @@ def _state_in_value_units(smax, packed, layout, e):
     maxexp = np.finfo(packed.dtype).maxexp
     a = np.clip(a, e_norm - (maxexp - 2), e_norm + (maxexp - 3))
     out = np.empty_like(packed)
-    for name, _, _ in layout.blocks:
+    for name, _, power in layout.blocks:
+        # A block of power k in the weights is divided by 2**(k a).
         cols = layout.columns(name)
-        out[:, cols] = np.ldexp(packed[:, cols], _VALUE_POWER[name] * e - a)
+        out[:, cols] = np.ldexp(packed[:, cols], _VALUE_POWER[name] * e - power * a)
     return smax + (a[:, 0] * math.log(2.0)).astype(smax.dtype), out
 
 
@@ -579,7 +580,7 @@ def _check_query_scale(query_scale, n):
 def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1,
                            query_scale=None, key_weight=None, exclude_self=False,
                            query_offset=0, key_offset=0, return_std=False, slopes=False,
-                           center=None, device="cpu", progress=None, verbose=0):
+                           center=None, device="cpu", progress=None, verbose=0, key_std=None):
     """Per-query weighted moments of a local polynomial fit, centred on the query.
 
     For each query ``q`` the pass accumulates, over the keys ``k_j`` with
@@ -606,8 +607,10 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
         A smoothing kernel of :mod:`nwattn.kernels` (not a dot score).
     bandwidth : float or array_like of shape (n_features,), default=1.0
         Positive scalar or one positive value per feature.
-    degree : {0, 1, 2}, default=1
+    degree : {0, 1, 2, 3}, default=1
         Degree of the local polynomial; 0 is Nadaraya-Watson regression.
+        Degree 3 (the bias correction of a local quadratic) is computed on
+        the CPU only.
     query_scale : array_like of shape (n_queries,), default=None
         A positive factor per query: query ``i`` uses the bandwidth
         ``bandwidth * query_scale[i]`` (nearest-neighbour bandwidths, as
@@ -641,6 +644,14 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
         0 is silent; 1 prints the progress on stderr (share done, time
         elapsed and an estimate of the time left), a few lines a second at
         most, the last at 100 %.
+    key_std : array_like of shape (n_keys,) or (n_keys, r), default=None
+        Standard deviations ``sigma_j`` of the values' noise at each key
+        (residuals, see :mod:`nwattn.uncertainty`). The state then also
+        holds, per column, ``sum_j w_j**2 sigma_j**2 phi(z_j) phi(z_j)^T``,
+        the middle of the sandwich ``G^-1 (...) G^-1`` whose first entry
+        is the variance of the fitted value (:func:`nwattn.state.solve_local`
+        returns its square root as ``se``). These columns carry the square
+        of the weights, and merge like the others. CPU only.
 
     Returns
     -------
@@ -664,10 +675,15 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
         what=("the gradient of the local polynomial's leave-one-out score" if slopes
               else "local polynomial regression"))
     _check_offsets(query_offset, key_offset)
-    degree = _v.check_degree(degree)
+    degree = _v.check_degree(degree, max_degree=3)
     if return_std and be.name != "cpu":
         raise ValueError("return_std=True (the squares of the values beside the moments) is "
                          "computed on the CPU only: use device='cpu'")
+    if key_std is not None and be.name != "cpu":
+        raise ValueError("key_std (the standard errors' sandwich) is computed on the CPU only: "
+                         "use device='cpu'")
+    if degree == 3 and be.name != "cpu":
+        raise ValueError("degree=3 is computed on the CPU only: use device='cpu'")
     kern = get_kernel(kernel)
     if kern.family != DISTANCE:
         raise ValueError(f"kernel must be a smoothing kernel for a local polynomial, got the "
@@ -690,7 +706,12 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
     qmax = float(np.abs(Qs).max()) if Qs.size else 0.0
     kmax = float(np.abs(KT).max()) if KT.size else 0.0
     _check_local_offsets(qmax + kmax, qscale, d, dtype, kern.is_compact)
-    c, VT, e = _prepare_values(V2, center, dtype, return_std)
+    c, VT, e = _prepare_values(V2, center, dtype, return_std or key_std is not None)
+    VS = None
+    if key_std is not None:
+        if slopes:
+            raise ValueError("slopes=True and key_std are not computed together")
+        VT, VS, e = _prepare_key_std(key_std, K.shape[0], VT, e, dtype)
     self_shift = int(query_offset) - int(key_offset) if exclude_self else -n - 1
     if slopes and return_std:
         raise ValueError("slopes=True and return_std=True are not computed together")
@@ -700,14 +721,38 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
                                        progress=report)
     else:
         extra = {"VT2": VT * VT} if return_std else {}
+        if VS is not None:
+            extra["VS"] = VS
         smax, packed = be.local(Qs, KT, VT, logw, kern.family, kern.code, qscale.astype(dtype),
                                 degree, self_shift, progress=report, **extra)
     if report is not None:
         report.finish(n * KT.shape[1])
-    layout = local_layout(V2.shape[1], d, degree, return_std, slopes)
+    layout = local_layout(V2.shape[1], d, degree, return_std, slopes,
+                          n_meat=0 if VS is None else VS.shape[0])
     smax, packed = _state_in_value_units(_to_host(be, smax), _to_host(be, packed), layout, e)
     return PoolState(smax, packed, layout, c, values_1d, queries_fingerprint(Q, query_offset),
                      LocalInfo(degree, h[None, :] * factor[:, None]))
+
+
+def _prepare_key_std(key_std, m, VT, e, dtype):
+    """Validate the keys' noise scales; square them at the values' scale.
+
+    Returns ``(VT, VS, e)``: the values and the variances ``VS`` (r, m),
+    both divided by ``2**e`` (squared for ``VS``), with ``e`` raised when
+    the noise scales are the larger, so that neither overflows.
+    """
+    S = _v.check_float_array(key_std, "key_std", allow_1d=True, dtype=np.float64)
+    S = S.reshape(S.shape[0], -1)
+    if S.shape[0] != m:
+        raise ValueError(f"key_std must have one row per key ({m}), got {S.shape[0]}")
+    if not np.all(np.isfinite(S)) or np.any(S < 0):
+        raise ValueError("key_std must be finite and non-negative")
+    es = _value_exponent(float(S.max()) if S.size else 0.0, dtype, True)
+    if es > e:
+        VT = np.ldexp(VT, e - es).astype(dtype)
+        e = es
+    ST = np.ascontiguousarray(np.ldexp(S.T, -e), dtype=dtype)
+    return VT, ST * ST, e
 
 
 def _check_local_offsets(extent, qscale, d, dtype, compact):

@@ -35,7 +35,7 @@ class LocalInfo(NamedTuple):
     Attributes
     ----------
     degree : int
-        Degree of the local polynomial (0, 1 or 2).
+        Degree of the local polynomial (0 to 3).
     bandwidth : ndarray of shape (n_queries, n_features)
         Each query's bandwidth per feature: the unit of the offsets its
         moments were taken in (the slopes are divided by it).
@@ -465,6 +465,10 @@ class LocalFit(NamedTuple):
     #: ``d pred / d log h_t``, shape (n_queries, n_features, n_outputs), for
     #: a state with the moments' slopes (0 where ``degree < 0``); else None.
     dpred: object = None
+    #: Standard errors of ``pred``, shape (n_queries, r), one column per
+    #: row of the state's ``key_std`` (NaN where ``degree < 0``), for a
+    #: state with the sandwich's middle; else None.
+    se: object = None
 
 
 def _basis_powers(d, degree):
@@ -482,7 +486,57 @@ def _basis_powers(d, degree):
                 K[r, a] += 1
                 K[r, b] += 1
                 r += 1
+    if degree >= 3:
+        for a in range(d):
+            for b in range(a, d):
+                for c in range(b, d):
+                    K[r, a] += 1
+                    K[r, b] += 1
+                    K[r, c] += 1
+                    r += 1
     return K
+
+
+def _unpack_moments(state):
+    """``(norm, G, R, M)`` of a moments state, in float64.
+
+    ``G`` (n, P, P) and ``R`` (n, P, p) are the Gram matrix and the cross
+    moments; ``M`` (n, r, P, P) the sandwich middles, or None.
+    """
+    from ._layout import n_basis
+
+    n, d = state.local.bandwidth.shape
+    p = state.center.shape[0]
+    P = n_basis(d, state.local.degree)
+    packed = state.packed.astype(np.float64)
+    norm = packed[:, 0]
+    G = np.empty((n, P, P))
+    iu = np.triu_indices(P)
+    upper = np.concatenate([norm[:, None], state.layout.view(packed, "moments")], axis=1)
+    G[:, iu[0], iu[1]] = upper
+    G[:, iu[1], iu[0]] = upper
+    R = np.empty((n, P, p))
+    R[:, 0] = state.layout.view(packed, "acc")
+    if P > 1:
+        R[:, 1:] = state.layout.view(packed, "cross").reshape(n, P - 1, p)
+    M = None
+    if "meat" in state.layout:
+        tri = state.layout.view(packed, "meat").reshape(n, -1, len(iu[0]))
+        M = np.empty((n, tri.shape[1], P, P))
+        M[:, :, iu[0], iu[1]] = tri
+        M[:, :, iu[1], iu[0]] = tri
+    return norm, G, R, M
+
+
+def _sandwich_se(M, L, norm):
+    """``sqrt(l' M l) / norm`` for each query and column of ``M``.
+
+    ``L`` (n, P) are the coefficients of the equivalent kernel in the
+    basis, for ``G`` divided by the normaliser; dividing by ``norm``
+    twice, one at a time, keeps huge or tiny normalisers representable.
+    """
+    v = np.einsum("ka,krab,kb->kr", L, M[:, :, :L.shape[1], :L.shape[1]], L)
+    return np.sqrt(np.maximum(v / norm[:, None], 0.0) / norm[:, None])
 
 
 def solve_local(state, lower_degree=False):
@@ -534,16 +588,9 @@ def solve_local(state, lower_degree=False):
     p = state.center.shape[0]
     P = n_basis(d, degree)
     packed = state.packed.astype(np.float64)
-    norm = packed[:, 0]
-    G = np.empty((n, P, P))
+    norm, G, R, M = _unpack_moments(state)
     iu = np.triu_indices(P)
-    upper = np.concatenate([norm[:, None], state.layout.view(packed, "moments")], axis=1)
-    G[:, iu[0], iu[1]] = upper
-    G[:, iu[1], iu[0]] = upper
-    R = np.empty((n, P, p))
-    R[:, 0] = state.layout.view(packed, "acc")
-    if P > 1:
-        R[:, 1:] = state.layout.view(packed, "cross").reshape(n, P - 1, p)
+    se = None if M is None else np.full((n, M.shape[1]), np.nan)
     pred = np.full((n, p), np.nan)
     grad = np.full((n, d, p), np.nan)
     fitted = np.full(n, -1, dtype=np.int64)
@@ -582,6 +629,13 @@ def solve_local(state, lower_degree=False):
             if g >= 1:
                 grad[rows] = beta[:, 1:1 + d] / bw[rows][:, :, None]
             fitted[rows] = g
+            if se is not None:
+                # The equivalent kernel's coefficients G^-1 e_0 (G divided
+                # by the normaliser), from the same equilibrated solve.
+                e0 = np.zeros((rows.size, Pg, 1))
+                e0[:, 0] = 1.0
+                coef = D[ok] * np.linalg.solve(Ge[ok], D[ok][:, :, None] * e0)[:, :, 0]
+                se[rows] = _sandwich_se(M[rows], coef, norm[rows])
             if with_slopes:
                 s = norm[rows, None, None, None]
                 k = powers[:Pg]
@@ -598,7 +652,7 @@ def solve_local(state, lower_degree=False):
         if not lower_degree:
             break
     pred += state.center
-    return LocalFit(pred, grad, fitted, dpred if with_slopes else None)
+    return LocalFit(pred, grad, fitted, dpred if with_slopes else None, se)
 
 
 class SingularDesignWarning(EmptyNeighborhoodWarning):

@@ -97,19 +97,23 @@ class CPUBackend:
     @staticmethod
     @guarded
     def local(Qs, KT, VT, logw, family, code, qscale, degree, self_shift, progress=None,
-              VT2=None):
+              VT2=None, VS=None):
         """Query-centred moments of a local polynomial of ``degree`` (``local_layout``).
 
         ``Qs``/``KT`` are divided by the bandwidth (a smoothing kernel,
         ``family`` DISTANCE); query ``i``'s offsets are further multiplied
         by ``qscale[i]``. ``VT2``: the squared centred values, to track the
-        weighted variance too (``sq`` block). See :mod:`nwattn._cpu.moments`.
+        weighted variance too (``sq`` block). ``VS`` (r, m): per-key
+        variances, whose sandwich middles fill the ``meat`` block. See
+        :mod:`nwattn._cpu.moments`.
         """
         if VT2 is None:
             VT2 = np.empty((0, KT.shape[1]), Qs.dtype)
-        layout = local_layout(VT.shape[0], Qs.shape[1], degree, VT2.shape[0] > 0)
+        n_meat = 0 if VS is None else VS.shape[0]
+        layout = local_layout(VT.shape[0], Qs.shape[1], degree, VT2.shape[0] > 0,
+                              n_meat=n_meat)
         return sweep(LOCAL, MOMENTS, layout, Qs, KT, VT, VT2, logw, family, code, 1.0,
-                     self_shift, qscale=qscale, degree=degree, progress=progress)
+                     self_shift, qscale=qscale, degree=degree, progress=progress, VS=VS)
 
     @staticmethod
     @guarded

@@ -130,7 +130,13 @@ def add_moment_slopes(row, slope, n, Z, nb, d, VT, j0, ii, S, o_dG, o_dR, WS, WZ
 
 @njit(inline="always", fastmath=FASTMATH)
 def local_basis(Z, nb, d, n):
-    """Form the products ``z_a z_b`` (``a <= b``) of degree 2 into ``Z[d:nb]``."""
+    """Form the products of degree 2 (``z_a z_b``, ``a <= b``) and 3 into ``Z[d:nb]``.
+
+    The degree-3 products ``z_a z_b z_c`` (``a <= b <= c``) follow the
+    pairs in that order, each formed from its pair; they are reached only
+    when ``nb`` counts them (the bias correction's fit of a local
+    quadratic's degree plus one).
+    """
     r = d
     for a in range(d):
         za = Z[a]
@@ -141,6 +147,46 @@ def local_basis(Z, nb, d, n):
                 for jj in range(n):
                     zr[jj] = za[jj] * zb[jj]
             r += 1
+    if r >= nb:
+        return
+    pair = d
+    for a in range(d):
+        for b in range(a, d):
+            zp = Z[pair]
+            for c in range(b, d):
+                zc = Z[c]
+                zr = Z[r]
+                for jj in range(n):
+                    zr[jj] = zp[jj] * zc[jj]
+                r += 1
+            pair += 1
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def add_meat(row, n, Z, nb, VS, j0, ii, S, o_meat, WS, WZ):
+    """Add ``sum_j w_j**2 sigma2_j phi phi^T`` for each row ``sigma2`` of ``VS``.
+
+    The middle of the sandwich ``G^-1 (sum_j w_j**2 sigma2_j phi phi^T) G^-1``
+    of the standard errors: its columns have power 2 in the layout, so
+    the running maximum's rescale multiplies them by the square of the
+    weights' factor. ``row`` holds the tile's weights ``exp(s - max)``,
+    ``Z`` the basis (products formed). Row ``o`` of ``VS`` fills the whole
+    upper triangle (``(0, 0)`` first, then as :func:`add_moments` lays out
+    the rest) at ``o_meat + o T``.
+    """
+    P = nb + 1
+    T = P * (P + 1) // 2
+    none = VS[0:0]
+    for o in range(VS.shape[0]):
+        vs = VS[o, j0:j0 + n]
+        total = like(row, 0.0)
+        for jj in range(n):
+            x = row[jj] * row[jj] * vs[jj]
+            WS[jj] = x
+            total += x
+        g0 = o_meat + o * T
+        S[ii, g0] += total
+        add_moments(WS, n, Z, nb, none, j0, ii, S, g0 + 1, g0, WZ)
 
 
 @njit(inline="always", fastmath=FASTMATH)

@@ -36,7 +36,7 @@ from .._config import FASTMATH
 from .._layout import rescale_row
 from ..kernels import DISTANCE, GAUSSIAN
 from .fastexp import exp_shifted, like, weights_dot
-from .moments import add_moments, local_basis
+from .moments import add_meat, add_moments, local_basis
 from .rows import add_weighted, learned_row, row_max, score_row, score_row_max
 from .slopes import absorb_slopes, kernel_and_slope
 
@@ -176,13 +176,15 @@ def absorb_slope_tile(row, n, tmax, Q, i, KT, family, VT, j0, ii, smax, S, power
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, j0, ii, smax, S, powers, offsets, WZ):
+def absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, VS, j0, ii, smax, S, powers, offsets,
+                   WS, WZ):
     """``MOMENTS``: the pooling accumulators plus the local polynomial's moments.
 
-    ``offsets`` are those of ``norm, acc, moments, cross, sq``; ``Z`` the
-    offsets of the keys left by :func:`local_score`, with room for the
+    ``offsets`` are those of ``norm, acc, moments, cross, sq, meat``; ``Z``
+    the offsets of the keys left by :func:`local_score`, with room for the
     ``nb`` basis functions beyond the constant. The squares ``VT2`` are
-    accumulated when it has rows.
+    accumulated when it has rows, and the standard errors' sandwich middle
+    (:func:`~nwattn._cpu.moments.add_meat`) for each row of ``VS``.
     """
     if tmax == -math.inf:
         return
@@ -190,6 +192,8 @@ def absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, j0, ii, smax, S, powers, off
     add_weighted(row, n, VT2, 0, j0, S, ii, offsets[4])
     local_basis(Z, nb, d, n)
     add_moments(row, n, Z, nb, VT, j0, ii, S, offsets[2], offsets[3], WZ)
+    if VS.shape[0] > 0:
+        add_meat(row, n, Z, nb, VS, j0, ii, S, offsets[5], WS, WZ)
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -223,6 +227,6 @@ def absorb_offsets(absorb, layout):
     [0, 1, 3]
     """
     names = {POOL: ("norm", "acc", "sq"), SLOPES: ("norm", "acc", "A", "B"),
-             MOMENTS: ("norm", "acc", "moments", "cross", "sq"),
-             MOMENT_SLOPES: ("norm", "acc", "moments", "cross", "sq", "dG", "dR")}[absorb]
+             MOMENTS: ("norm", "acc", "moments", "cross", "sq", "meat"),
+             MOMENT_SLOPES: ("norm", "acc", "moments", "cross", "sq", "meat", "dG", "dR")}[absorb]
     return np.array([layout.offset(name) for name in names], dtype=np.int64)

@@ -65,7 +65,7 @@ warnings.filterwarnings("ignore", message=r"variable '.*' is not in scope",
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def row_sweep(Q, KT, VT, VT2, logw, wv, slopes, qscale, degree, family, code, scale, self_shift,
+def row_sweep(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, degree, family, code, scale, self_shift,
               query_block, key_tile, n_split, split_size, schedule, task0, task1, powers, offsets,
               out_max, out_acc):
     """States of the queries against the key splits of tasks ``task0:task1``, row body.
@@ -75,6 +75,8 @@ def row_sweep(Q, KT, VT, VT2, logw, wv, slopes, qscale, degree, family, code, sc
     Q : (n, d) queries, already divided by the bandwidth (or projected).
     KT : (d, m) keys, transposed, likewise prepared.
     VT, VT2 : (p, m) centred values and their squares (VT2 may have no rows).
+    VS : (r, m) per-key variances of the standard errors' sandwich (local
+        polynomial's moments only; may have no rows).
     logw : (m,) log key weights, or empty.
     wv : None, or (r,) for a learned score (``LEARNED``; ``family`` is then
         the score's kind and ``wv`` the additive score's vector).
@@ -99,7 +101,7 @@ def row_sweep(Q, KT, VT, VT2, logw, wv, slopes, qscale, degree, family, code, sc
         task = task0 + t
         b = task // n_split
         s = task - b * n_split
-        row_task(Q, KT, VT, VT2, logw, wv, slopes, qscale, degree, family, code, scale,
+        row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, degree, family, code, scale,
                  self_shift, b * query_block, min(n, (b + 1) * query_block),
                  s * split_size, min(KT.shape[1], (s + 1) * split_size), key_tile, s,
                  schedule, powers, offsets, out_max, out_acc)
@@ -109,7 +111,7 @@ def row_sweep(Q, KT, VT, VT2, logw, wv, slopes, qscale, degree, family, code, sc
 # a zero divisor, a branch that stops LLVM from vectorising the loops of the
 # compact kernels' log-weights (whose divisors are never zero).
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def row_task(Q, KT, VT, VT2, logw, wv, slopes, qscale, degree, family, code, scale, self_shift,
+def row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, degree, family, code, scale, self_shift,
              q0, q1, k0, k1, key_tile, s, schedule, powers, offsets, out_max, out_acc):
     """One task: queries ``q0:q1`` against keys ``k0:k1``, into split ``s``.
 
@@ -138,6 +140,7 @@ def row_task(Q, KT, VT, VT2, logw, wv, slopes, qscale, degree, family, code, sca
         nb = n_basis(d, degree) - 1
         Z = np.empty((max(nb, d), key_tile), dtype=dtype)
         WZ = np.empty(key_tile, dtype=dtype)
+    WS = np.empty(key_tile if VS.shape[0] > 0 else 0, dtype=dtype)
     # The additive score can keep its tanh values for a gradient; pooling
     # does not need them.
     TH = np.empty((0, key_tile), dtype=dtype)
@@ -152,16 +155,16 @@ def row_task(Q, KT, VT, VT2, logw, wv, slopes, qscale, degree, family, code, sca
                 if slopes is None:
                     tmax = local_score(Q, i, KT, j0, j1, code, qscale[i], logw,
                                        i + self_shift, row, Z)
-                    absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, j0, ii, smax, S, powers,
-                                   offsets, WZ)
+                    absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, VS, j0, ii, smax, S,
+                                   powers, offsets, WS, WZ)
                 else:
                     tmax = local_slope_score(Q, i, KT, j0, j1, code, qscale[i], logw,
                                              i + self_shift, row, Z, slope)
-                    absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, j0, ii, smax, S, powers,
-                                   offsets, WZ)
+                    absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, VS, j0, ii, smax, S,
+                                   powers, offsets, WS, WZ)
                     if tmax != -math.inf:
-                        add_moment_slopes(row, slope, n, Z, nb, d, VT, j0, ii, S, offsets[5],
-                                          offsets[6], term, WZ)
+                        add_moment_slopes(row, slope, n, Z, nb, d, VT, j0, ii, S, offsets[6],
+                                          offsets[7], term, WZ)
             elif slopes is not None:
                 tmax = slope_score(Q, i, KT, j0, j1, family, code, scale, logw, i + self_shift,
                                    row, slope)
@@ -268,7 +271,7 @@ def chunk_tasks(n_tasks, pairs_per_task, work_per_pair, n_threads):
 
 
 def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self_shift,
-          wv=None, qscale=None, degree=0, schedule=DENSE, progress=None):
+          wv=None, qscale=None, degree=0, schedule=DENSE, progress=None, VS=None):
     """Host side of the sweep: plan the work, run it in chunks, merge the splits.
 
     Returns ``(max, packed)``: the running maxima ``(n,)`` and the packed
@@ -291,7 +294,9 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
     launches.
 
     ``qscale`` (n,) and ``degree`` are those of the local polynomial's
-    moments (``LOCAL`` score, ``MOMENTS`` absorb strategy).
+    moments (``LOCAL`` score, ``MOMENTS`` absorb strategy); ``VS`` (r, m),
+    with them, the per-key variances of the standard errors' sandwich
+    (the layout's ``meat`` block).
     """
     n, d = Q.shape
     m = KT.shape[1]
@@ -333,7 +338,8 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
         else:
             qscale = None
         driver = row_sweep
-        head = (Q, KT, VT, VT2, logw, wv, slopes, qscale, int(degree), family, code, scale,
+        VS = np.empty((0, m), dtype) if VS is None else np.ascontiguousarray(VS, dtype=dtype)
+        head = (Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, int(degree), family, code, scale,
                 self_shift, query_block, key_tile, n_split, split_size, schedule)
         blas = contextlib.nullcontext()
     tail = (layout.powers, offsets, out_max, out_acc)
