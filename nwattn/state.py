@@ -26,7 +26,7 @@ from .exceptions import EmptyNeighborhoodWarning
 from ._layout import StateLayout, merge_rows
 
 __all__ = ["PoolState", "LocalInfo", "merge_states", "finalize_state", "finalize_slopes",
-           "finalize_local", "SingularDesignWarning"]
+           "finalize_local", "solve_bias_corrected", "BiasCorrectedFit", "SingularDesignWarning"]
 
 
 class LocalInfo(NamedTuple):
@@ -469,6 +469,10 @@ class LocalFit(NamedTuple):
     #: row of the state's ``key_std`` (NaN where ``degree < 0``), for a
     #: state with the sandwich's middle; else None.
     se: object = None
+    #: ``(G^-1)[0, 0]`` of each query in the state's weight units, shape
+    #: (n_queries,): a key at the query's own position with weight ``w``
+    #: (relative to ``exp(max)``) has leverage ``w * influence`` in its fit.
+    influence: object = None
 
 
 def _basis_powers(d, degree):
@@ -591,6 +595,7 @@ def solve_local(state, lower_degree=False):
     norm, G, R, M = _unpack_moments(state)
     iu = np.triu_indices(P)
     se = None if M is None else np.full((n, M.shape[1]), np.nan)
+    influence = np.full(n, np.nan)
     pred = np.full((n, p), np.nan)
     grad = np.full((n, d, p), np.nan)
     fitted = np.full(n, -1, dtype=np.int64)
@@ -613,28 +618,22 @@ def solve_local(state, lower_degree=False):
         scale = norm[todo, None, None]
         Gg = G[todo, :Pg, :Pg] / scale
         Rg = R[todo, :Pg] / scale
-        diag = np.einsum("kii->ki", Gg)
-        # A basis function that vanishes on every weighted key (all of them
-        # at the query's own abscissa) makes the design singular outright.
-        usable = (diag > 0).all(axis=1) & np.isfinite(Gg).all(axis=(1, 2))
-        D = 1.0 / np.sqrt(np.where(usable[:, None], diag, 1.0))
-        Ge = np.where(usable[:, None, None], Gg * D[:, :, None] * D[:, None, :], np.eye(Pg))
-        lam = np.linalg.eigvalsh(Ge)
-        ok = usable & (lam[:, 0] > rcond * lam[:, -1])
+        ok, D, Ge = _equilibrated(Gg, rcond)
         rows = todo[ok]
         if rows.size:
-            y = np.linalg.solve(Ge[ok], D[ok][:, :, None] * Rg[ok])
-            beta = D[ok][:, :, None] * y
+            # One solve for the coefficients and for G^-1 e_0, the
+            # equivalent kernel's coefficients (G divided by the normaliser).
+            e0 = np.zeros((rows.size, Pg, 1))
+            e0[:, 0] = 1.0
+            y = np.linalg.solve(Ge[ok], D[ok][:, :, None] * np.concatenate([Rg[ok], e0], axis=2))
+            beta = D[ok][:, :, None] * y[:, :, :p]
+            coef = D[ok] * y[:, :, p]
             pred[rows] = beta[:, 0]
+            influence[rows] = coef[:, 0] / norm[rows]
             if g >= 1:
                 grad[rows] = beta[:, 1:1 + d] / bw[rows][:, :, None]
             fitted[rows] = g
             if se is not None:
-                # The equivalent kernel's coefficients G^-1 e_0 (G divided
-                # by the normaliser), from the same equilibrated solve.
-                e0 = np.zeros((rows.size, Pg, 1))
-                e0[:, 0] = 1.0
-                coef = D[ok] * np.linalg.solve(Ge[ok], D[ok][:, :, None] * e0)[:, :, 0]
                 se[rows] = _sandwich_se(M[rows], coef, norm[rows])
             if with_slopes:
                 s = norm[rows, None, None, None]
@@ -652,7 +651,149 @@ def solve_local(state, lower_degree=False):
         if not lower_degree:
             break
     pred += state.center
-    return LocalFit(pred, grad, fitted, dpred if with_slopes else None, se)
+    return LocalFit(pred, grad, fitted, dpred if with_slopes else None, se, influence)
+
+
+class BiasCorrectedFit(NamedTuple):
+    """A local polynomial and its robust bias correction (see :func:`solve_bias_corrected`).
+
+    Attributes
+    ----------
+    pred : ndarray of shape (n_queries, n_outputs)
+        The fit of the state's degree minus one (``tau.us`` in nprobust).
+    pred_bc : ndarray of shape (n_queries, n_outputs)
+        ``pred`` minus its estimated leading bias (``tau.bc``).
+    se : ndarray of shape (n_queries, r)
+        Standard error of ``pred`` (``se.us``).
+    se_rb : ndarray of shape (n_queries, r)
+        Standard error of ``pred_bc`` that accounts for the bias estimate
+        (``se.rb``).
+
+    NaN where the design of either degree is singular.
+    """
+
+    pred: np.ndarray
+    pred_bc: np.ndarray
+    se: np.ndarray
+    se_rb: np.ndarray
+
+
+def solve_bias_corrected(state):
+    """Fit of degree ``g`` with its robust bias correction, from one state of degree ``g + 1``.
+
+    The leading bias of a local polynomial of degree ``g`` at bandwidth
+    ``h`` comes from the terms of degree ``g + 1`` of the regression
+    function; robust bias correction [1]_ estimates them with a fit of
+    degree ``g + 1`` (here at the same bandwidth, nprobust's ``rho = 1``)
+    and subtracts their contribution, ``l' C beta_rest``, where
+    ``l = G_g^-1 e_0`` is the equivalent kernel's coefficient vector of
+    the degree-``g`` fit, ``C`` the Gram block between the degree-``g``
+    basis and the degree-``g + 1`` terms and ``beta_rest`` those terms'
+    coefficients. The corrected estimate is again linear in the values,
+    with coefficient vector ``v = (l, 0) - G^-1 (0, C' l)`` in the
+    degree-``g + 1`` basis; its standard error ``sqrt(v' M v)`` therefore
+    accounts for the variability of the bias estimate, which is what
+    makes the intervals built on it keep their coverage at the
+    mean-squared-error optimal bandwidth.
+
+    Parameters
+    ----------
+    state : PoolState
+        From :func:`nwattn.ops.local_polynomial_state` with ``degree`` one
+        more than the fit's and ``key_std``, merged over all keys.
+
+    Returns
+    -------
+    BiasCorrectedFit
+
+    References
+    ----------
+    .. [1] S. Calonico, M. D. Cattaneo and M. H. Farrell, "On the effect of
+       bias estimation on coverage accuracy in nonparametric inference",
+       Journal of the American Statistical Association 113(522), 2018,
+       767-779.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.ops import local_polynomial_state
+    >>> from nwattn.state import solve_bias_corrected
+    >>> X = np.linspace(0, 1, 200)[:, None]
+    >>> y = np.sin(6 * X[:, 0])
+    >>> st = local_polynomial_state([[0.5]], X, y, bandwidth=0.1, degree=2,
+    ...                             key_std=np.full(200, 0.1))
+    >>> fit = solve_bias_corrected(st)
+    >>> bool(abs(fit.pred_bc[0, 0] - np.sin(3)) < abs(fit.pred[0, 0] - np.sin(3)))
+    True
+    >>> bool(fit.se_rb[0, 0] > fit.se[0, 0])
+    True
+    """
+    from ._layout import n_basis
+
+    _check_state(state, "state")
+    if state.local is None or state.local.degree < 1:
+        raise ValueError("state must hold local polynomial moments of degree >= 1 (the "
+                         "degree of the fit plus one)")
+    if "meat" not in state.layout:
+        raise ValueError("state must hold the standard errors' sandwich (computed with key_std)")
+    q = state.local.degree
+    n, d = state.local.bandwidth.shape
+    norm, G, R, M = _unpack_moments(state)
+    P, Pp = n_basis(d, q), n_basis(d, q - 1)
+    p, r = R.shape[2], M.shape[1]
+    out = [np.full((n, p), np.nan), np.full((n, p), np.nan), np.full((n, r), np.nan),
+           np.full((n, r), np.nan)]
+    rows = np.flatnonzero(norm > 0)
+    if rows.size == 0:
+        return BiasCorrectedFit(*out)
+    scale = norm[rows, None, None]
+    Gq = G[rows] / scale
+    Rq = R[rows] / scale
+    rcond = _rcond(state.packed.dtype)
+    ok = _well_posed(Gq, rcond) & _well_posed(Gq[:, :Pp, :Pp], rcond)
+    rows, Gq, Rq = rows[ok], Gq[ok], Rq[ok]
+    if rows.size == 0:
+        return BiasCorrectedFit(*out)
+    e0 = np.zeros((rows.size, Pp))
+    e0[:, 0] = 1.0
+    lp = np.linalg.solve(Gq[:, :Pp, :Pp], e0[:, :, None])[:, :, 0]
+    beta_q = np.linalg.solve(Gq, Rq)
+    C = Gq[:, :Pp, Pp:]
+    Cl = np.einsum("kab,ka->kb", C, lp)  # C' l
+    pred = np.einsum("ka,kap->kp", lp, Rq[:, :Pp])
+    pred_bc = pred - np.einsum("kb,kbp->kp", Cl, beta_q[:, Pp:])
+    rest = np.zeros((rows.size, P, 1))
+    rest[:, Pp:, 0] = Cl
+    v = -np.linalg.solve(Gq, rest)[:, :, 0]
+    v[:, :Pp] += lp
+    out[0][rows] = pred + state.center
+    out[1][rows] = pred_bc + state.center
+    out[2][rows] = _sandwich_se(M[rows], lp, norm[rows])
+    out[3][rows] = _sandwich_se(M[rows], v, norm[rows])
+    return BiasCorrectedFit(*out)
+
+
+def _equilibrated(G, rcond):
+    """``(ok, D, Ge)``: which Gram matrices are far from singular, and their equilibration.
+
+    ``Ge = D G D`` with ``D`` the inverse square roots of the diagonal (the
+    identity where that is not possible); ``ok`` where every diagonal entry
+    is positive and the eigenvalues of ``Ge`` are within ``rcond`` of each
+    other.
+    """
+    diag = np.einsum("kii->ki", G)
+    # A basis function that vanishes on every weighted key (all of them
+    # at the query's own abscissa) makes the design singular outright.
+    usable = (diag > 0).all(axis=1) & np.isfinite(G).all(axis=(1, 2))
+    D = 1.0 / np.sqrt(np.where(usable[:, None], diag, 1.0))
+    Ge = np.where(usable[:, None, None], G * D[:, :, None] * D[:, None, :], np.eye(G.shape[1]))
+    lam = np.linalg.eigvalsh(Ge)
+    return usable & (lam[:, 0] > rcond * lam[:, -1]), D, Ge
+
+
+def _well_posed(G, rcond):
+    """Queries whose Gram matrix (divided by the normaliser) is far from singular."""
+    return _equilibrated(G, rcond)[0]
 
 
 class SingularDesignWarning(EmptyNeighborhoodWarning):
