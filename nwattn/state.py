@@ -664,7 +664,8 @@ class BiasCorrectedFit(NamedTuple):
     pred_bc : ndarray of shape (n_queries, n_outputs)
         ``pred`` minus its estimated leading bias (``tau.bc``).
     se : ndarray of shape (n_queries, r)
-        Standard error of ``pred`` (``se.us``).
+        Standard error of ``pred`` (``se.us``); ``r = 0`` columns for a
+        state without the sandwich (no ``key_std``).
     se_rb : ndarray of shape (n_queries, r)
         Standard error of ``pred_bc`` that accounts for the bias estimate
         (``se.rb``).
@@ -700,7 +701,8 @@ def solve_bias_corrected(state):
     ----------
     state : PoolState
         From :func:`nwattn.ops.local_polynomial_state` with ``degree`` one
-        more than the fit's and ``key_std``, merged over all keys.
+        more than the fit's (and ``key_std`` for the standard errors),
+        merged over all keys.
 
     Returns
     -------
@@ -734,13 +736,11 @@ def solve_bias_corrected(state):
     if state.local is None or state.local.degree < 1:
         raise ValueError("state must hold local polynomial moments of degree >= 1 (the "
                          "degree of the fit plus one)")
-    if "meat" not in state.layout:
-        raise ValueError("state must hold the standard errors' sandwich (computed with key_std)")
     q = state.local.degree
     n, d = state.local.bandwidth.shape
     norm, G, R, M = _unpack_moments(state)
     P, Pp = n_basis(d, q), n_basis(d, q - 1)
-    p, r = R.shape[2], M.shape[1]
+    p, r = R.shape[2], (0 if M is None else M.shape[1])
     out = [np.full((n, p), np.nan), np.full((n, p), np.nan), np.full((n, r), np.nan),
            np.full((n, r), np.nan)]
     rows = np.flatnonzero(norm > 0)
@@ -768,8 +768,9 @@ def solve_bias_corrected(state):
     v[:, :Pp] += lp
     out[0][rows] = pred + state.center
     out[1][rows] = pred_bc + state.center
-    out[2][rows] = _sandwich_se(M[rows], lp, norm[rows])
-    out[3][rows] = _sandwich_se(M[rows], v, norm[rows])
+    if M is not None:
+        out[2][rows] = _sandwich_se(M[rows], lp, norm[rows])
+        out[3][rows] = _sandwich_se(M[rows], v, norm[rows])
     return BiasCorrectedFit(*out)
 
 

@@ -13,8 +13,10 @@ from .._fallback import fill_empty, target_spread
 from .._parallel import threads
 from .._validation import check_bandwidth, check_estimator_input, unit_weights
 from ..kernels import get_kernel
+from ..uncertainty import VCE_NAMES
 from ._integrations import integration_for
 from ._nadaraya_watson import _KernelName
+from ._uncertainty import UncertaintyMixin
 
 __all__ = ["LocalPolynomialRegressor"]
 
@@ -53,7 +55,8 @@ def robustness_weights(residuals):
     return w
 
 
-class LocalPolynomialRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
+class LocalPolynomialRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin,
+                               BaseEstimator):
     """Local polynomial regression: local linear, local quadratic and loess.
 
     At each query ``x`` fits, by weighted least squares, a polynomial of
@@ -136,6 +139,13 @@ class LocalPolynomialRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         and during :meth:`predict` (and each robustifying fit) the progress
         of the moments' pass (share done, time elapsed, an estimate of the
         time left), a few lines a second at most. Data in memory only.
+    vce : {"nn", "hc0", "hc1", "hc2", "hc3"}, default="nn"
+        How the noise of the training targets is estimated for standard
+        errors and intervals (:mod:`nwattn.uncertainty`): from each
+        point's 3 nearest neighbours (``"nn"``, nprobust's default), or
+        from the residuals of the fit at the training points, corrected
+        for the degrees of freedom (``"hc1"``) or the leverages
+        (``"hc2"``, ``"hc3"``).
 
     Attributes
     ----------
@@ -210,11 +220,12 @@ class LocalPolynomialRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         "n_jobs": [Integral, None],
         "device": [StrOptions(set(DEVICES))],
         "verbose": ["verbose"],
+        "vce": [StrOptions(set(VCE_NAMES))],
     }
 
     def __init__(self, degree=1, kernel="gaussian", bandwidth="cv", *,
                  bandwidth_per_feature=False, span=None, robust_iterations=0,
-                 fallback="lower", tol=1e-4, n_jobs=None, device="cpu", verbose=0):
+                 fallback="lower", tol=1e-4, n_jobs=None, device="cpu", verbose=0, vce="nn"):
         self.degree = degree
         self.kernel = kernel
         self.bandwidth = bandwidth
@@ -226,6 +237,7 @@ class LocalPolynomialRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.device = device
         self.verbose = verbose
+        self.vce = vce
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -271,6 +283,7 @@ class LocalPolynomialRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.y_fit_ = y
         self.sample_weight_ = sample_weight
         self.robustness_weights_ = None
+        self._noise_cache = None
         if self.span is not None:
             from ..neighbors import span_neighbors
 
@@ -323,39 +336,64 @@ class LocalPolynomialRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         # Every point rejected as an outlier leaves nothing to fit.
         return w if np.any(w > 0) else None
 
-    def _fit_outputs(self, X, warn=True, label="predict"):
+    @property
+    def _fit_degree(self):
+        return self.degree
+
+    def _fit_groups(self):
+        """Output columns sharing key weights, with those weights (see :meth:`_key_weights`)."""
+        p = self._targets().shape[1]
+        if self.robustness_weights_ is None:
+            return [(list(range(p)), self.sample_weight_)]
+        return [([c], self._key_weights(c)) for c in range(p)]
+
+    def _query_bandwidth(self, X):
+        """``(bandwidth, query_scale)`` of the moments pass at ``X``."""
+        from ..neighbors import span_radius
+
+        if self.span is not None:
+            return 1.0, span_radius(X, self.X_fit_, self.span)
+        return self.bandwidth_, None
+
+    def _nn_scale(self):
+        return 1.0 if self.bandwidth_ is None else self.bandwidth_
+
+    def _fit_outputs(self, X, warn=True, label="predict", with_se=False):
         """Predictions (n, p) and slopes (n, d, p), fallbacks applied; one pass per weighting.
 
         Without robustness weights every output shares the kernel weights
         and one pass fits them all; with them each output has its own.
-        ``label`` names the calling method in the progress lines.
+        ``label`` names the calling method in the progress lines. With
+        ``with_se`` the same pass also gives the standard errors (n, p),
+        returned third (NaN where a fallback filled the prediction).
         """
         from .._progress import progress_callback
-        from ..neighbors import span_radius
         from ..ops import local_polynomial_state
         from ..state import LocalFit, local_warnings, solve_local
 
-        Y2 = self.y_fit_.reshape(self.y_fit_.shape[0], -1)
+        Y2 = self._targets()
         p = Y2.shape[1]
-        if self.span is not None:
-            factor, h = span_radius(X, self.X_fit_, self.span), 1.0
-        else:
-            factor, h = None, self.bandwidth_
-        groups = [list(range(p))] if self.robustness_weights_ is None else [[c] for c in range(p)]
+        h, factor = self._query_bandwidth(X)
+        groups = self._fit_groups()
+        noise = np.abs(self._noise_residuals()) if with_se else None
         pred = np.empty((X.shape[0], p))
         grad = np.empty((X.shape[0], X.shape[1], p))
+        se = np.full((X.shape[0], p), np.nan)
         lower = self.fallback != "nan"
         degree = np.empty((X.shape[0], len(groups)), dtype=np.int64)
-        for g, cols in enumerate(groups):
+        for g, (cols, key_weight) in enumerate(groups):
             with threads(self.n_jobs):
                 state = local_polynomial_state(
                     X, self.X_fit_, Y2[:, cols], self.kernel, h, degree=self.degree,
-                    query_scale=factor, key_weight=self._key_weights(cols[0]),
+                    query_scale=factor, key_weight=key_weight,
                     device=self.device,
                     progress=progress_callback(self.verbose,
-                                               label=f"{type(self).__name__}.{label}"))
+                                               label=f"{type(self).__name__}.{label}"),
+                    key_std=None if noise is None else noise[:, cols])
             fit = solve_local(state, lower)
             pred[:, cols], grad[:, :, cols] = fit.pred, fit.gradient
+            if with_se:
+                se[:, cols] = fit.se
             degree[:, g] = fit.degree
         used = degree.min(axis=1)
         empty = used < 0
@@ -370,7 +408,7 @@ class LocalPolynomialRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
                                  spread=lambda: target_spread(Y2, self.y_mean_,
                                                               self.sample_weight_),
                                  nearest=lambda idx: Y2[self._nearest(X[idx])])
-        return pred, grad
+        return (pred, grad, se) if with_se else (pred, grad)
 
     def _nearest(self, X):
         from ..loo import nearest_neighbor
@@ -378,8 +416,8 @@ class LocalPolynomialRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         h = self.bandwidth_ if self.bandwidth_ is not None else 1.0
         return nearest_neighbor(X, self.X_fit_, h, key_weight=self.sample_weight_).index
 
-    def predict(self, X, return_gradient=False):
-        """The local polynomial's value at each query (and its slopes).
+    def predict(self, X, return_gradient=False, return_se=False):
+        """The local polynomial's value at each query (and its slopes, its standard error).
 
         Parameters
         ----------
@@ -389,6 +427,13 @@ class LocalPolynomialRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             Also return the slopes of the local polynomial at each query,
             the estimate of ``df/dx`` (marginal effects); needs degree 1
             or 2.
+        return_se : bool, default=False
+            Also return the standard error of each prediction,
+            ``sqrt(sum_j l_j(x)**2 sigma_j**2)`` with ``l_j(x)`` the fit's
+            weights of the training targets and ``sigma_j`` the noise
+            scales of ``vce``, accumulated in the same pass. It measures
+            the fit's variability, not its bias: see
+            :meth:`predict_interval` for intervals that account for both.
 
         Returns
         -------
@@ -398,6 +443,9 @@ class LocalPolynomialRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             Only with ``return_gradient=True``. NaN where the degree was
             lowered to 0 or the query took the ``"mean"`` or ``"nearest"``
             fallback.
+        y_se : ndarray, same shape as ``y_pred``
+            Only with ``return_se=True``. NaN where the query took the
+            ``"mean"`` or ``"nearest"`` fallback.
 
             For a Dask array ``X``, lazy Dask arrays chunked like its rows.
         """
@@ -406,9 +454,9 @@ class LocalPolynomialRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             raise ValueError("return_gradient=True needs degree 1 or 2")
         integration = integration_for(X)
         if integration is not None:
-            if return_gradient:
-                raise ValueError("return_gradient=True is not available for Dask queries; "
-                                 "compute the queries first")
+            if return_gradient or return_se:
+                raise ValueError("return_gradient=True and return_se=True are not available "
+                                 "for Dask queries; compute the queries first")
             if X.ndim == 2 and X.shape[1] != self.n_features_in_:
                 raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} "
                                  f"is expecting {self.n_features_in_} features as input")
@@ -416,9 +464,13 @@ class LocalPolynomialRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
                                        return_std=False)
         check_estimator_input(X, "X")
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        pred, grad = self._fit_outputs(X)
-        if self.y_fit_.ndim == 1:
-            pred, grad = pred[:, 0], grad[:, :, 0]
+        out = self._fit_outputs(X, with_se=bool(return_se))
+        pred, grad = out[0], out[1]
         dtype = np.result_type(X.dtype, self.y_fit_.dtype)
-        pred = pred.astype(dtype, copy=False)
-        return (pred, grad.astype(dtype, copy=False)) if return_gradient else pred
+        result = [self._shaped(pred, dtype)]
+        if return_gradient:
+            g = grad[:, :, 0] if self.y_fit_.ndim == 1 else grad
+            result.append(g.astype(dtype, copy=False))
+        if return_se:
+            result.append(self._shaped(out[2], dtype))
+        return result[0] if len(result) == 1 else tuple(result)

@@ -13,7 +13,9 @@ from .._fallback import fill_empty, target_spread
 from .._parallel import threads
 from .._validation import check_bandwidth, check_estimator_input, unit_weights
 from ..kernels import get_kernel, kernel_names
+from ..uncertainty import VCE_NAMES
 from ._integrations import integration_for
+from ._uncertainty import UncertaintyMixin
 
 __all__ = ["NadarayaWatsonRegressor"]
 
@@ -36,7 +38,8 @@ class _KernelName(StrOptions):
         return isinstance(val, str) and _kernel_name_ok(val)
 
 
-class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
+class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin,
+                              BaseEstimator):
     """Nadaraya-Watson kernel regression with bandwidth selection.
 
     Predicts the kernel-weighted mean of the training targets [1]_ [2]_,
@@ -101,6 +104,13 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         and during :meth:`predict` the progress of the pooling (share
         done, time elapsed, an estimate of the time left), a few lines a
         second at most. Data in memory only (not Dask arrays).
+    vce : {"nn", "hc0", "hc1", "hc2", "hc3"}, default="nn"
+        How the noise of the training targets is estimated for standard
+        errors and intervals (:mod:`nwattn.uncertainty`): from each
+        point's 3 nearest neighbours (``"nn"``, nprobust's default), or
+        from the residuals of the fit at the training points, corrected
+        for the degrees of freedom (``"hc1"``) or the leverages
+        (``"hc2"``, ``"hc3"``). Smoothing kernels only.
 
     Attributes
     ----------
@@ -167,10 +177,12 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         "n_jobs": [Integral, None],
         "device": [StrOptions(set(DEVICES))],
         "verbose": ["verbose"],
+        "vce": [StrOptions(set(VCE_NAMES))],
     }
 
     def __init__(self, kernel="gaussian", bandwidth="cv", *, bandwidth_per_feature=False,
-                 span=None, fallback="nan", tol=1e-4, n_jobs=None, device="cpu", verbose=0):
+                 span=None, fallback="nan", tol=1e-4, n_jobs=None, device="cpu", verbose=0,
+                 vce="nn"):
         self.kernel = kernel
         self.bandwidth = bandwidth
         self.bandwidth_per_feature = bandwidth_per_feature
@@ -180,6 +192,7 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.device = device
         self.verbose = verbose
+        self.vce = vce
 
     def fit(self, X, y, sample_weight=None):
         """Store the training set and choose the bandwidth.
@@ -263,7 +276,25 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.X_fit_ = X
         self.y_fit_ = y
         self.sample_weight_ = sample_weight
+        self._noise_cache = None
         return self
+
+    # What the standard errors and intervals need of the fit (UncertaintyMixin).
+    _fit_degree = 0
+
+    def _fit_groups(self):
+        return [(list(range(self._targets().shape[1])), self.sample_weight_)]
+
+    def _query_bandwidth(self, X):
+        """``(bandwidth, query_scale)`` of a moments pass at ``X``."""
+        from ..neighbors import span_radius
+
+        if self.span is not None:
+            return 1.0, span_radius(X, self.X_fit_, self.span)
+        return self.bandwidth_, None
+
+    def _nn_scale(self):
+        return 1.0 if self.bandwidth_ is None else self.bandwidth_
 
     def _set_fitted(self, fitted):
         """Set the fitted attributes from an integration's fit (see ``_integrations``)."""
@@ -299,7 +330,7 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
                 progress=report,
             )
 
-    def predict(self, X, return_std=False):
+    def predict(self, X, return_std=False, return_se=False):
         """Kernel-weighted mean of the training targets at each query.
 
         Parameters
@@ -310,6 +341,12 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             Also return the kernel-weighted standard deviation of the
             training targets around each prediction (a second accumulator of
             the same pass).
+        return_se : bool, default=False
+            Also return the standard error of each prediction,
+            ``sqrt(sum_j w_j**2 sigma_j**2) / sum_j w_j`` with ``sigma_j``
+            the noise scales of ``vce``: the squared weights accumulate in
+            the same pass. It measures the fit's variability, not its bias
+            (see :meth:`predict_interval`). Smoothing kernels only.
 
         Returns
         -------
@@ -322,6 +359,8 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             Only with ``return_std=True``. For a fallback prediction, the
             spread of its own weights: the weighted standard deviation of
             all targets for ``"mean"``, 0 for ``"nearest"``.
+        y_se : ndarray, same shape as ``y_pred``
+            Only with ``return_se=True``; NaN for a fallback prediction.
 
             For a Dask array ``X``, or a model fitted on Dask arrays, lazy
             Dask arrays chunked like the rows of ``X`` (see
@@ -330,6 +369,8 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         from ..state import finalize_state
 
         check_is_fitted(self)
+        if return_se:
+            return self._predict_with_se(X, return_std)
         integration = integration_for(X, self.X_fit_)
         if integration is not None and self.span is not None:
             return integration.predict(self, X, output_shape=self.y_fit_.shape[1:],
@@ -345,6 +386,29 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         if empty.any():
             pred, std = self._fill_empty(X, empty, pred, std)
         return (pred, std) if return_std else pred
+
+    def _predict_with_se(self, X, return_std):
+        """:meth:`predict` with standard errors: one degree-0 moments pass with the sandwich."""
+        from ..ops import local_polynomial_state
+        from ..state import finalize_state, solve_local
+
+        X = self._check_queries(X, "return_se=True")
+        kern = self._check_smoothing("return_se=True")
+        h, factor = self._query_bandwidth(X)
+        with threads(self.n_jobs):
+            state = local_polynomial_state(
+                X, self.X_fit_, self.y_fit_, kern.name, h, degree=0, query_scale=factor,
+                key_weight=self.sample_weight_, return_std=return_std, device=self.device,
+                key_std=np.abs(self._noise_residuals()))
+        out = finalize_state(state, return_std=return_std, warn=False)
+        pred, std = out if return_std else (out, None)
+        se = solve_local(state).se
+        dtype = np.result_type(X.dtype, self.y_fit_.dtype)
+        se = self._shaped(se, dtype)
+        empty = state.empty
+        if empty.any():
+            pred, std = self._fill_empty(X, empty, pred, std)
+        return (pred, std, se) if return_std else (pred, se)
 
     def _fill_empty(self, X, empty, pred, std):
         Y2 = self.y_fit_.reshape(self.y_fit_.shape[0], -1)

@@ -1,0 +1,294 @@
+"""Standard errors, confidence and prediction intervals, bootstrap bands.
+
+What :class:`~nwattn.NadarayaWatsonRegressor` and
+:class:`~nwattn.LocalPolynomialRegressor` share for their uncertainty: the
+noise scales of the training targets (:mod:`nwattn.uncertainty`), one
+moments pass with the standard errors' sandwich, the robust bias
+correction from a pass one degree higher, and the wild bootstrap. The
+estimators provide the fit (their degree, kernel, bandwidths and key
+weights) through a few small methods.
+"""
+
+import math
+
+import numpy as np
+from scipy import stats
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .._parallel import threads
+from .._validation import check_estimator_input
+
+__all__ = ["UncertaintyMixin"]
+
+_KINDS = ("confidence", "prediction")
+_METHODS = ("asymptotic", "bootstrap")
+_MULTIPLIERS = ("rademacher", "mammen")
+
+
+def _multipliers(kind, shape, rng):
+    """Wild bootstrap multipliers: mean 0, variance 1 (and third moment 1 for Mammen)."""
+    if kind == "rademacher":
+        return rng.randint(0, 2, size=shape).astype(np.float64) * 2.0 - 1.0
+    # Mammen's two-point distribution: -(sqrt5 - 1)/2 with probability
+    # (sqrt5 + 1)/(2 sqrt5), (sqrt5 + 1)/2 otherwise.
+    s5 = math.sqrt(5.0)
+    low, high = -(s5 - 1.0) / 2.0, (s5 + 1.0) / 2.0
+    p_low = (s5 + 1.0) / (2.0 * s5)
+    return np.where(rng.random_sample(size=shape) < p_low, low, high)
+
+
+class UncertaintyMixin:
+    """Standard errors and intervals of a kernel or local polynomial fit.
+
+    The estimator provides ``_fit_degree``, ``_fit_groups()`` (output
+    columns and their key weights), ``_query_bandwidth(X)`` and
+    ``_nn_scale()``, and the fitted ``X_fit_``, ``y_fit_``, ``kernel`` and
+    ``vce``.
+    """
+
+    def _check_smoothing(self, what):
+        from ..kernels import get_kernel
+
+        kern = get_kernel(self.kernel)
+        if not kern.is_distance:
+            raise ValueError(f"{what} needs a smoothing kernel; kernel {kern.name!r} is an "
+                             "attention score")
+        return kern
+
+    def _targets(self):
+        y = self.y_fit_
+        return y.reshape(y.shape[0], -1)
+
+    def _noise_residuals(self):
+        """Signed residuals whose magnitudes are the noise scales of ``vce`` (n, p).
+
+        Depend on the training set only, so they are computed once per fit.
+        """
+        cached = getattr(self, "_noise_cache", None)
+        if cached is not None and cached[0] == self.vce and cached[1] is self.X_fit_:
+            return cached[2]
+        from ..uncertainty import nn_residuals, residual_scales
+
+        Y = self._targets()
+        if self.vce == "nn":
+            res = nn_residuals(self.X_fit_ / self._nn_scale(), Y)
+        else:
+            fitted, leverage = self._training_fit()
+            e = Y - fitted
+            scale = residual_scales(self.vce, e, leverage)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                res = np.where(np.abs(e) > 0, np.sign(e) * scale, 0.0)
+        self._noise_cache = (self.vce, self.X_fit_, res)
+        return res
+
+    def _training_fit(self):
+        """Fitted values at the training points (n, p) and their leverages (n,)."""
+        from ..kernels import get_kernel, log_weight
+        from ..ops import local_polynomial_state
+        from ..state import solve_local
+
+        X = self.X_fit_
+        Y = self._targets()
+        kern = get_kernel(self.kernel)
+        h, factor = self._query_bandwidth(X)
+        fitted = np.full(Y.shape, np.nan)
+        leverage = np.zeros(X.shape[0])
+        log_k0 = float(log_weight(kern.code, 0.0))
+        for cols, key_weight in self._fit_groups():
+            with threads(self.n_jobs):
+                state = local_polynomial_state(X, X, Y[:, cols], kern.name, h,
+                                               degree=self._fit_degree, query_scale=factor,
+                                               key_weight=key_weight)
+            fit = solve_local(state, lower_degree=True)
+            fitted[:, cols] = fit.pred
+            with np.errstate(divide="ignore"):
+                logc = np.zeros(X.shape[0]) if key_weight is None else np.log(key_weight)
+            own = np.exp(logc + log_k0 - state.max.astype(np.float64))
+            lev = np.where(np.isfinite(fit.influence), own * fit.influence, 0.0)
+            # One set of leverages: the first group's (the groups differ in
+            # their robustness weights only).
+            if cols[0] == 0:
+                leverage = lev
+        return fitted, leverage
+
+    def _moment_fit(self, X, bias_correction, values=None):
+        """Estimates and standard errors at ``X``, one moments pass per key-weight group.
+
+        Returns ``(center, se, noise_var)``: the fit (bias-corrected with
+        ``bias_correction``), its standard error (robust to the bias
+        estimate with ``bias_correction``), and the kernel-weighted mean of
+        the squared noise scales at each query, all (n, p).
+        """
+        from ..ops import local_polynomial_state
+        from ..state import solve_bias_corrected, solve_local
+
+        kern = self._check_smoothing("a standard error")
+        res = self._noise_residuals()
+        Y = self._targets()
+        p = Y.shape[1]
+        h, factor = self._query_bandwidth(X)
+        degree = self._fit_degree + (1 if bias_correction else 0)
+        center = np.full((X.shape[0], p), np.nan)
+        se = np.full((X.shape[0], p), np.nan)
+        noise = np.full((X.shape[0], p), np.nan)
+        for cols, key_weight in self._fit_groups():
+            k = len(cols)
+            # The squared noise scales ride along as extra values: their
+            # kernel-weighted mean (the pooling columns of the same pass) is
+            # the noise variance a prediction interval adds.
+            V = np.column_stack([Y[:, cols], res[:, cols] ** 2])
+            with threads(self.n_jobs):
+                state = local_polynomial_state(X, self.X_fit_, V, kern.name, h, degree=degree,
+                                               query_scale=factor, key_weight=key_weight,
+                                               key_std=np.abs(res[:, cols]))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                noise[:, cols] = state.acc[:, k:] / state.norm[:, None] + state.center[k:]
+            if bias_correction:
+                fit = solve_bias_corrected(state)
+                center[:, cols], se[:, cols] = fit.pred_bc[:, :k], fit.se_rb
+            else:
+                fit = solve_local(state, lower_degree=False)
+                center[:, cols], se[:, cols] = fit.pred[:, :k], fit.se
+        return center, se, np.maximum(noise, 0.0)
+
+    def _check_queries(self, X, what):
+        check_is_fitted(self)
+        from ._integrations import integration_for
+
+        if integration_for(X, self.X_fit_) is not None:
+            raise ValueError(f"{what} is computed on data in memory: compute the Dask arrays "
+                             "first")
+        check_estimator_input(X, "X")
+        return validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+
+    def _shaped(self, a, dtype):
+        a = a.astype(dtype, copy=False)
+        return a[:, 0] if self.y_fit_.ndim == 1 else a
+
+    def predict_interval(self, X, level=0.95, *, kind="confidence", method="asymptotic",
+                         bias_correction=True, simultaneous=False, n_bootstrap=999,
+                         multiplier="rademacher", random_state=None):
+        """Confidence or prediction intervals at each query.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+            Query points.
+        level : float, default=0.95
+            Coverage probability, in (0, 1).
+        kind : {"confidence", "prediction"}, default="confidence"
+            ``"confidence"``: an interval for the regression function
+            ``E[y | x]``. ``"prediction"``: for a new observation at ``x``,
+            which adds the noise variance (the kernel-weighted mean of the
+            training points' squared noise scales) to the standard error's
+            square; asymptotic only.
+        method : {"asymptotic", "bootstrap"}, default="asymptotic"
+            ``"asymptotic"``: the estimate plus or minus the normal quantile
+            times its standard error. ``"bootstrap"``: the wild
+            (multiplier) bootstrap, percentile-t: the deviations
+            ``sum_j l_j(x) r_j eta_j`` of the fit to targets perturbed by
+            the residuals ``r_j`` times multipliers ``eta_j`` (one pass for
+            all ``n_bootstrap`` replications), divided by the standard
+            error, give the interval's quantiles.
+        bias_correction : bool, default=True
+            Centre the interval on the robust bias-corrected estimate and
+            use its standard error [1]_: the bias of the fit of degree
+            ``g`` is estimated by a fit of degree ``g + 1`` at the same
+            bandwidth, and the standard error accounts for that estimate.
+            Intervals then keep their coverage at bandwidths chosen for
+            the best fit (cross-validation), where the plain fit's bias is
+            of the order of its standard error. ``False``: the plain fit
+            and its standard error (intervals for the smoothed function).
+        simultaneous : bool, default=False
+            With ``method="bootstrap"``: a band that covers the function at
+            all the queries at once with probability ``level``, from the
+            quantile of the largest studentised deviation over the queries.
+        n_bootstrap : int, default=999
+            Number of bootstrap replications.
+        multiplier : {"rademacher", "mammen"}, default="rademacher"
+            Distribution of the bootstrap multipliers.
+        random_state : int, RandomState instance or None, default=None
+            Seed of the multipliers (drawn once, one per training point and
+            replication), for reproducible bands.
+
+        Returns
+        -------
+        lower, upper : ndarray of shape (n_queries,) or (n_queries, n_outputs)
+            The interval's ends, with the dimensions of the training ``y``;
+            NaN where the fit (or its bias correction) is not defined.
+
+        References
+        ----------
+        .. [1] S. Calonico, M. D. Cattaneo and M. H. Farrell, "On the effect
+           of bias estimation on coverage accuracy in nonparametric
+           inference", Journal of the American Statistical Association
+           113(522), 2018, 767-779.
+        """
+        X = self._check_queries(X, "predict_interval")
+        if not (isinstance(level, (int, float, np.floating)) and 0 < level < 1):
+            raise ValueError(f"level must be in (0, 1), got {level!r}")
+        if kind not in _KINDS:
+            raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+        if method not in _METHODS:
+            raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+        if simultaneous and method != "bootstrap":
+            raise ValueError("simultaneous=True needs method='bootstrap' (a band over all "
+                             "the queries at once)")
+        if kind == "prediction" and method == "bootstrap":
+            raise ValueError("kind='prediction' is asymptotic only: the bootstrap resamples "
+                             "the fit, not a new observation's noise")
+        dtype = np.result_type(X.dtype, self.y_fit_.dtype)
+        center, se, noise = self._moment_fit(X, bool(bias_correction))
+        if method == "asymptotic":
+            z = stats.norm.ppf(0.5 + level / 2.0)
+            width = np.sqrt(se ** 2 + noise) if kind == "prediction" else se
+            return self._shaped(center - z * width, dtype), self._shaped(center + z * width, dtype)
+        t = self._bootstrap_t(X, bool(bias_correction), se, n_bootstrap, multiplier,
+                              random_state)
+        alpha = 1.0 - level
+        if simultaneous:
+            with np.errstate(invalid="ignore"):
+                worst = np.nanmax(np.abs(t), axis=1)  # (B, p): over the queries
+            c = np.quantile(worst, level, axis=0)  # (p,)
+            lo, hi = center - c * se, center + c * se
+        else:
+            q_lo = np.quantile(t, alpha / 2.0, axis=0)
+            q_hi = np.quantile(t, 1.0 - alpha / 2.0, axis=0)
+            lo, hi = center - q_hi * se, center - q_lo * se
+        return self._shaped(lo, dtype), self._shaped(hi, dtype)
+
+    def _bootstrap_t(self, X, bias_correction, se, n_bootstrap, multiplier, random_state):
+        """Studentised bootstrap deviations, shape (B, n_queries, p)."""
+        from ..ops import local_polynomial_state
+        from ..state import solve_bias_corrected, solve_local
+
+        if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) \
+                or n_bootstrap < 1:
+            raise ValueError(f"n_bootstrap must be a positive integer, got {n_bootstrap!r}")
+        if multiplier not in _MULTIPLIERS:
+            raise ValueError(f"multiplier must be one of {_MULTIPLIERS}, got {multiplier!r}")
+        rng = check_random_state(random_state)
+        res = self._noise_residuals()
+        n_fit, p = res.shape
+        B = int(n_bootstrap)
+        eta = _multipliers(multiplier, (n_fit, B), rng)
+        kern = self._check_smoothing("a bootstrap band")
+        h, factor = self._query_bandwidth(X)
+        degree = self._fit_degree + (1 if bias_correction else 0)
+        t = np.full((B, X.shape[0], p), np.nan)
+        for cols, key_weight in self._fit_groups():
+            for c in cols:
+                with threads(self.n_jobs):
+                    state = local_polynomial_state(X, self.X_fit_, res[:, c, None] * eta,
+                                                   kern.name, h, degree=degree,
+                                                   query_scale=factor, key_weight=key_weight,
+                                                   center=np.zeros(B))
+                if bias_correction:
+                    dev = solve_bias_corrected(state).pred_bc
+                else:
+                    dev = solve_local(state, lower_degree=False).pred
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    t[:, :, c] = (dev / se[:, c, None]).T
+        return t
+
