@@ -755,6 +755,100 @@ def _prepare_key_std(key_std, m, VT, e, dtype):
     return VT, ST * ST, e
 
 
+def smoother_pool(Q, K, V, coef, kernel="gaussian", bandwidth=1.0, *, degree=1,
+                  query_scale=None, key_weight=None, progress=None, verbose=0):
+    """Apply fitted local polynomials' weights to other values, many columns at once.
+
+    A local polynomial fit is linear in the values: at query ``q_i`` it is
+    ``sum_j l_j(q_i) v_j`` with ``l_j(q_i) = w_ij coef[i] . phi(z_ij) /
+    sum_j w_ij``, the kernel weights ``w_ij`` times the query's equivalent
+    kernel polynomial in the offsets ``z_ij`` (``coef`` from
+    :func:`nwattn.state.solve_local` or, for the robust bias-corrected
+    fit, :func:`nwattn.state.solve_bias_corrected`). This pass forms those
+    weights tile by tile and multiplies them with the values in matrix
+    products: the cost of applying the same smoother to ``B`` columns
+    (the wild bootstrap's replications) is that of ``B``-column pooling,
+    not of ``B`` fits.
+
+    Parameters
+    ----------
+    Q : array_like of shape (n_queries, n_features)
+        Queries (those of the fit ``coef`` comes from).
+    K : array_like of shape (n_keys, n_features)
+        Keys (the fit's training points).
+    V : array_like of shape (n_keys,) or (n_keys, n_columns)
+        Values to smooth.
+    coef : array_like of shape (n_queries, P)
+        Equivalent-kernel coefficients in the basis of ``degree``
+        (``P = 1, 1 + d, ...``); a row with a NaN gives NaN.
+    kernel, bandwidth, query_scale, key_weight : as for the fit
+        (see :func:`local_polynomial_state`).
+    degree : {0, 1, 2, 3}, default=1
+        Degree of the basis ``coef`` is written in.
+    progress, verbose : see :func:`attention_pool`.
+
+    Returns
+    -------
+    ndarray of shape (n_queries,) or (n_queries, n_columns)
+        ``sum_j l_j(q_i) v_j``; NaN for a query with no key in its support.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.ops import local_polynomial_state, smoother_pool
+    >>> from nwattn.state import solve_local
+    >>> X = np.linspace(0, 1, 50)[:, None]
+    >>> y = np.cos(3 * X[:, 0])
+    >>> fit = solve_local(local_polynomial_state(X[::10], X, y, bandwidth=0.2, degree=1))
+    >>> again = smoother_pool(X[::10], X, y, fit.coef, bandwidth=0.2, degree=1)
+    >>> bool(np.allclose(again, fit.pred[:, 0]))
+    True
+    """
+    from ._layout import n_basis
+
+    be, _ = backend_for("cpu", Q, K, V, need="smoother", what="the smoother pass")
+    degree = _v.check_degree(degree, max_degree=3)
+    kern = get_kernel(kernel)
+    if kern.family != DISTANCE:
+        raise ValueError(f"kernel must be a smoothing kernel for a local polynomial, got the "
+                         f"attention score {kern.name!r}")
+    Q, K = _check_queries_keys(Q, K)
+    V = _v.check_float_array(V, "V", allow_1d=True)
+    _v.check_matching_shapes(K=K, V=V)
+    n, d = Q.shape
+    P = n_basis(d, degree)
+    C = np.asarray(coef, dtype=np.float64)
+    if C.shape != (n, P):
+        raise ValueError(f"coef must have shape ({n}, {P}) for degree {degree} in {d} "
+                         f"features, got {C.shape}")
+    factor = _check_query_scale(query_scale, n)
+    values_1d = V.ndim == 1
+    V2 = V.reshape(V.shape[0], -1)
+    dtype = _v.common_float_dtype(Q, K, V2)
+    h = _v.check_bandwidth(bandwidth, d, np.float64)
+    kern, Qs, KT, logw, _ = _prepare_scores(Q, K, kern, h, key_weight, dtype)
+    qscale = 1.0 / factor
+    qmax = float(np.abs(Qs).max()) if Qs.size else 0.0
+    kmax = float(np.abs(KT).max()) if KT.size else 0.0
+    _check_local_offsets(qmax + kmax, qscale, d, dtype, kern.is_compact)
+    c, VT, e = _prepare_values(V2, None, dtype, False)
+    bad = ~np.isfinite(C).all(axis=1)
+    report = progress_callback(verbose, progress, "smoother_pool")
+    smax, packed = be.smoother(Qs, KT, VT, logw, kern.family, kern.code, qscale.astype(dtype),
+                               degree, np.where(bad[:, None], 0.0, C), -n - 1, progress=report)
+    if report is not None:
+        report.finish(n * KT.shape[1])
+    norm = packed[:, :1].astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.ldexp(packed[:, 1:] / norm, e) + c
+    out[bad | (norm[:, 0] <= 0)] = np.nan
+    out = out.astype(dtype, copy=False)
+    return out[:, 0] if values_1d else out
+
+
+__all__ += ["smoother_pool"]
+
+
 def _check_local_offsets(extent, qscale, d, dtype, compact):
     """Refuse query scales whose offsets ``(k - q) / (h f)`` would overflow ``dtype``.
 

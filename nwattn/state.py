@@ -473,6 +473,12 @@ class LocalFit(NamedTuple):
     #: (n_queries,): a key at the query's own position with weight ``w``
     #: (relative to ``exp(max)``) has leverage ``w * influence`` in its fit.
     influence: object = None
+    #: The equivalent kernel: ``coef[i] . phi(z)`` times a key's weight,
+    #: divided by the normaliser, is its weight in the fit at query ``i``
+    #: (shape (n_queries, P) in the state's basis; zero beyond a lowered
+    #: degree's basis, NaN where ``degree < 0``). See
+    #: :func:`nwattn.ops.smoother_pool`.
+    coef: object = None
 
 
 def _basis_powers(d, degree):
@@ -596,6 +602,7 @@ def solve_local(state, lower_degree=False):
     iu = np.triu_indices(P)
     se = None if M is None else np.full((n, M.shape[1]), np.nan)
     influence = np.full(n, np.nan)
+    coefs = np.full((n, P), np.nan)
     pred = np.full((n, p), np.nan)
     grad = np.full((n, d, p), np.nan)
     fitted = np.full(n, -1, dtype=np.int64)
@@ -630,6 +637,8 @@ def solve_local(state, lower_degree=False):
             coef = D[ok] * y[:, :, p]
             pred[rows] = beta[:, 0]
             influence[rows] = coef[:, 0] / norm[rows]
+            coefs[rows] = 0.0
+            coefs[rows, :Pg] = coef
             if g >= 1:
                 grad[rows] = beta[:, 1:1 + d] / bw[rows][:, :, None]
             fitted[rows] = g
@@ -651,7 +660,7 @@ def solve_local(state, lower_degree=False):
         if not lower_degree:
             break
     pred += state.center
-    return LocalFit(pred, grad, fitted, dpred if with_slopes else None, se, influence)
+    return LocalFit(pred, grad, fitted, dpred if with_slopes else None, se, influence, coefs)
 
 
 class BiasCorrectedFit(NamedTuple):
@@ -669,6 +678,9 @@ class BiasCorrectedFit(NamedTuple):
     se_rb : ndarray of shape (n_queries, r)
         Standard error of ``pred_bc`` that accounts for the bias estimate
         (``se.rb``).
+    coef : ndarray of shape (n_queries, P)
+        The equivalent kernel of ``pred_bc`` in the state's basis (see
+        :attr:`LocalFit.coef`).
 
     NaN where the design of either degree is singular.
     """
@@ -677,6 +689,7 @@ class BiasCorrectedFit(NamedTuple):
     pred_bc: np.ndarray
     se: np.ndarray
     se_rb: np.ndarray
+    coef: np.ndarray
 
 
 def solve_bias_corrected(state):
@@ -742,7 +755,7 @@ def solve_bias_corrected(state):
     P, Pp = n_basis(d, q), n_basis(d, q - 1)
     p, r = R.shape[2], (0 if M is None else M.shape[1])
     out = [np.full((n, p), np.nan), np.full((n, p), np.nan), np.full((n, r), np.nan),
-           np.full((n, r), np.nan)]
+           np.full((n, r), np.nan), np.full((n, P), np.nan)]
     rows = np.flatnonzero(norm > 0)
     if rows.size == 0:
         return BiasCorrectedFit(*out)
@@ -768,6 +781,7 @@ def solve_bias_corrected(state):
     v[:, :Pp] += lp
     out[0][rows] = pred + state.center
     out[1][rows] = pred_bc + state.center
+    out[4][rows] = v
     if M is not None:
         out[2][rows] = _sandwich_se(M[rows], lp, norm[rows])
         out[3][rows] = _sandwich_se(M[rows], v, norm[rows])

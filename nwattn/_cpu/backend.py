@@ -19,7 +19,8 @@ from .._layout import local_layout, pool_layout, slopes_layout
 from .._parallel import guarded, serial_blas
 from .. import _config
 from . import dense, learned, pairs
-from .strategies import KERNEL, LEARNED, LOCAL, MOMENT_SLOPES, MOMENTS, POOL, SLOPE, SLOPES
+from .strategies import (KERNEL, LEARNED, LOCAL, MOMENT_SLOPES, MOMENTS, POOL, SLOPE, SLOPES,
+                         SMOOTHER)
 from .sweep import sweep
 
 
@@ -39,7 +40,7 @@ class CPUBackend:
     #: Operations this backend offers (see nwattn._backend.CAPABILITIES).
     capabilities = frozenset({"pairwise", "softmax", "pool", "learned_pool", "slopes", "local",
                               "local_slopes", "additive_pairwise", "grad_pass", "symmetric_grad",
-                              "pair_sums", "pair_gradient"})
+                              "pair_sums", "pair_gradient", "smoother"})
 
     @staticmethod
     @guarded
@@ -114,6 +115,23 @@ class CPUBackend:
                               n_meat=n_meat)
         return sweep(LOCAL, MOMENTS, layout, Qs, KT, VT, VT2, logw, family, code, 1.0,
                      self_shift, qscale=qscale, degree=degree, progress=progress, VS=VS)
+
+    @staticmethod
+    @guarded
+    def smoother(Qs, KT, VT, logw, family, code, qscale, degree, coef, self_shift,
+                 progress=None):
+        """A fitted local polynomial's weights applied to the values (``pool_layout``).
+
+        The weights of query ``i`` are the kernel's times
+        ``coef[i] . phi(z)`` in the basis of ``degree``; the normaliser is
+        that of the kernel's weights alone, so ``acc / norm`` is the
+        linear smoother's output. Always the matrix body: the values are
+        many columns (bootstrap replications).
+        """
+        layout = pool_layout(VT.shape[0], False)
+        no_sq = np.empty((0, KT.shape[1]), Qs.dtype)
+        return sweep(LOCAL, SMOOTHER, layout, Qs, KT, VT, no_sq, logw, family, code, 1.0,
+                     self_shift, qscale=qscale, degree=degree, coef=coef, progress=progress)
 
     @staticmethod
     @guarded

@@ -163,6 +163,27 @@ def local_basis(Z, nb, d, n):
 
 
 @njit(inline="always", fastmath=FASTMATH)
+def weigh_by_polynomial(row, n, Z, nb, coef, i, PV):
+    """Multiply the weights ``row[:n]`` by ``coef[i] . phi(z)``, key by key.
+
+    ``Z[:nb]`` holds the basis beyond the constant (products formed by
+    :func:`local_basis`), ``PV`` is scratch of one tile. The weights become
+    those of the equivalent kernel of a local polynomial whose solve gave
+    ``coef[i]`` (``SMOOTHER`` absorb strategy).
+    """
+    c0 = like(row, coef[i, 0])
+    for jj in range(n):
+        PV[jj] = c0
+    for a in range(nb):
+        ca = like(row, coef[i, a + 1])
+        za = Z[a]
+        for jj in range(n):
+            PV[jj] += ca * za[jj]
+    for jj in range(n):
+        row[jj] *= PV[jj]
+
+
+@njit(inline="always", fastmath=FASTMATH)
 def add_meat(row, n, Z, nb, VS, j0, ii, S, o_meat, WS, WZ):
     """Add ``sum_j w_j**2 sigma2_j phi phi^T`` for each row ``sigma2`` of ``VS``.
 

@@ -65,6 +65,11 @@ MOMENTS = 2
 #: (``local_layout(..., slopes=True)``), for the gradient of the local
 #: polynomial's leave-one-out score.
 MOMENT_SLOPES = 3
+#: The weights of the ``LOCAL`` score times a per-query polynomial of the
+#: offsets (a fitted local polynomial's equivalent kernel), pooled by the
+#: matrix body into normaliser and values (``pool_layout``): the same
+#: linear smoother applied to many columns at once, e.g. bootstrap ones.
+SMOOTHER = 4
 
 # Tile schedules.
 #: Every key tile of the task's key range, in order.
@@ -226,7 +231,8 @@ def absorb_offsets(absorb, layout):
     >>> absorb_offsets(POOL, pool_layout(2, True)).tolist()
     [0, 1, 3]
     """
-    names = {POOL: ("norm", "acc", "sq"), SLOPES: ("norm", "acc", "A", "B"),
+    names = {POOL: ("norm", "acc", "sq"), SMOOTHER: ("norm", "acc", "sq"),
+             SLOPES: ("norm", "acc", "A", "B"),
              MOMENTS: ("norm", "acc", "moments", "cross", "sq", "meat"),
              MOMENT_SLOPES: ("norm", "acc", "moments", "cross", "sq", "meat", "dG", "dR")}[absorb]
     return np.array([layout.offset(name) for name in names], dtype=np.int64)

@@ -48,8 +48,9 @@ from .._parallel import serial_blas
 from ..kernels import DOT
 from .fastexp import like
 from .rows import bias_row, score_row
-from .moments import add_moment_slopes, local_score, local_slope_score
-from .strategies import (DENSE, KERNEL, LEARNED, MOMENT_SLOPES, MOMENTS, POOL, SLOPES,
+from .moments import (add_moment_slopes, local_basis, local_score, local_slope_score,
+                      weigh_by_polynomial)
+from .strategies import (DENSE, KERNEL, LEARNED, MOMENT_SLOPES, MOMENTS, POOL, SLOPES, SMOOTHER,
                          absorb_moments, absorb_offsets, absorb_pool, absorb_slope_tile,
                          kernel_score, learned_score, slope_score, tile_bounds,
                          tile_count, weigh_row)
@@ -186,13 +187,16 @@ def row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, degree, family, code,
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def matrix_sweep(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift,
-                 gemm_scores, query_block, key_tile, n_split, split_size, task0, task1, powers,
-                 offsets, out_max, out_acc):
-    """:func:`row_sweep` with the matrix-product body (kernel score, pooling layout).
+                 gemm_scores, coef, qscale, degree, query_block, key_tile, n_split, split_size,
+                 task0, task1, powers, offsets, out_max, out_acc):
+    """:func:`row_sweep` with the matrix-product body (pooling layout).
 
     ``K`` (m, d) are the keys untransposed (used when ``gemm_scores``; may
     have no rows otherwise), ``V`` (m, p) and ``V2`` (m, p2) the centred
-    values and their squares untransposed.
+    values and their squares untransposed. ``coef`` is None (``KERNEL``
+    score, ``POOL``) or (n, P): the ``SMOOTHER`` strategy, whose weights
+    are the ``LOCAL`` score's times ``coef[i] . phi(z)`` in the basis of
+    ``degree`` (offsets scaled by ``qscale[i]``).
     """
     n = Q.shape[0]
     for t in prange(task1 - task0):
@@ -200,27 +204,49 @@ def matrix_sweep(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shif
         b = task // n_split
         s = task - b * n_split
         matrix_task(schedule, Q, KT, K, V, V2, logw, family, code, scale,
-                    self_shift, gemm_scores, b * query_block, min(n, (b + 1) * query_block),
-                    s * split_size, min(KT.shape[1], (s + 1) * split_size), key_tile, s,
-                    powers, offsets, out_max, out_acc)
+                    self_shift, gemm_scores, coef, qscale, degree, b * query_block,
+                    min(n, (b + 1) * query_block), s * split_size,
+                    min(KT.shape[1], (s + 1) * split_size), key_tile, s, powers, offsets,
+                    out_max, out_acc)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def matrix_task(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift, gemm_scores,
-                q0, q1, k0, k1, key_tile, s, powers, offsets, out_max, out_acc):
+                coef, qscale, degree, q0, q1, k0, k1, key_tile, s, powers, offsets, out_max,
+                out_acc):
     """One task of :func:`matrix_sweep`: queries ``q0:q1``, keys ``k0:k1``."""
     p = V.shape[1]
     p2 = V2.shape[1]
     nq = q1 - q0
+    d = Q.shape[1]
     o_norm, o_acc, o_sq = offsets[0], offsets[1], offsets[2]
     smax = np.full(nq, -math.inf, dtype=Q.dtype)
     S = np.zeros((nq, out_acc.shape[2]), dtype=Q.dtype)
     sc = like(Q, scale)
     Qb = Q[q0:q1]
+    if coef is None:
+        nb = 0
+        Z = np.empty((0, 0), dtype=Q.dtype)
+        PV = np.empty(0, dtype=Q.dtype)
+    else:
+        nb = n_basis(d, degree) - 1
+        Z = np.empty((max(nb, d), key_tile), dtype=Q.dtype)
+        PV = np.empty(key_tile, dtype=Q.dtype)
     for t in range(tile_count(schedule, k0, k1, key_tile)):
         j0, j1 = tile_bounds(schedule, t, k0, k1, key_tile)
         n = j1 - j0
-        if gemm_scores:
+        if coef is not None:
+            # SMOOTHER: each row's local weights times its polynomial, then
+            # one product with the values as for pooling.
+            W = np.empty((nq, n), dtype=Q.dtype)
+            for ii in range(nq):
+                i = q0 + ii
+                row = W[ii]
+                local_score(Q, i, KT, j0, j1, code, qscale[i], logw, i + self_shift, row, Z)
+                if weigh_row(row, n, ii, smax, S, powers, o_norm):
+                    local_basis(Z, nb, d, n)
+                    weigh_by_polynomial(row, n, Z, nb, coef, i, PV)
+        elif gemm_scores:
             W = np.dot(Qb, K[j0:j1].T)
             for ii in range(nq):
                 row = W[ii]
@@ -232,8 +258,9 @@ def matrix_task(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift
             for ii in range(nq):
                 i = q0 + ii
                 score_row(Q, i, KT, j0, j1, family, code, scale, logw, i + self_shift, W[ii])
-        for ii in range(nq):
-            weigh_row(W[ii], n, ii, smax, S, powers, o_norm)
+        if coef is None:
+            for ii in range(nq):
+                weigh_row(W[ii], n, ii, smax, S, powers, o_norm)
         acc = np.dot(W, V[j0:j1])
         for ii in range(nq):
             for col in range(p):
@@ -271,7 +298,7 @@ def chunk_tasks(n_tasks, pairs_per_task, work_per_pair, n_threads):
 
 
 def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self_shift,
-          wv=None, qscale=None, degree=0, schedule=DENSE, progress=None, VS=None):
+          wv=None, qscale=None, degree=0, schedule=DENSE, progress=None, VS=None, coef=None):
     """Host side of the sweep: plan the work, run it in chunks, merge the splits.
 
     Returns ``(max, packed)``: the running maxima ``(n,)`` and the packed
@@ -296,7 +323,9 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
     ``qscale`` (n,) and ``degree`` are those of the local polynomial's
     moments (``LOCAL`` score, ``MOMENTS`` absorb strategy); ``VS`` (r, m),
     with them, the per-key variances of the standard errors' sandwich
-    (the layout's ``meat`` block).
+    (the layout's ``meat`` block). ``coef`` (n, P), with ``qscale`` and
+    ``degree``, are the equivalent kernels of the ``SMOOTHER`` strategy
+    (always the matrix body).
     """
     n, d = Q.shape
     m = KT.shape[1]
@@ -304,8 +333,8 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
     dtype = Q.dtype
     offsets = absorb_offsets(absorb, layout)
     gemm_scores = score == KERNEL and family == DOT and d >= _config.GEMM_MIN_FEATURES
-    use_matrix = absorb == POOL and score == KERNEL and (gemm_scores
-                                                    or p >= _config.GEMM_MIN_OUTPUTS)
+    use_matrix = absorb == SMOOTHER or (absorb == POOL and score == KERNEL and (
+        gemm_scores or p >= _config.GEMM_MIN_OUTPUTS))
     query_block = _config.GEMM_QUERY_BLOCK if use_matrix else _config.QUERY_BLOCK
     key_tile = _config.KEY_TILE
     n_split, split_size = plan_splits(n, m, query_block, _config.TARGET_TASKS,
@@ -326,8 +355,13 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
         V = np.ascontiguousarray(VT.T)
         V2 = np.ascontiguousarray(VT2.T)
         driver = matrix_sweep
+        if absorb == SMOOTHER:
+            coef = np.ascontiguousarray(coef, dtype=dtype)
+            qscale = np.ascontiguousarray(qscale, dtype=dtype)
+        else:
+            coef, qscale = None, np.empty(0, dtype)
         head = (schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift, gemm_scores,
-                query_block, key_tile, n_split, split_size)
+                coef, qscale, int(degree), query_block, key_tile, n_split, split_size)
         blas = serial_blas()
     else:
         # The strategies travel as the types of two optional inputs.

@@ -115,10 +115,12 @@ class UncertaintyMixin:
     def _moment_fit(self, X, bias_correction, values=None):
         """Estimates and standard errors at ``X``, one moments pass per key-weight group.
 
-        Returns ``(center, se, noise_var)``: the fit (bias-corrected with
-        ``bias_correction``), its standard error (robust to the bias
-        estimate with ``bias_correction``), and the kernel-weighted mean of
-        the squared noise scales at each query, all (n, p).
+        Returns ``(center, se, noise_var, smoothers)``: the fit
+        (bias-corrected with ``bias_correction``), its standard error
+        (robust to the bias estimate with ``bias_correction``), and the
+        kernel-weighted mean of the squared noise scales at each query, all
+        (n, p); and per key-weight group ``(cols, key_weight, coef)``, the
+        equivalent kernels of the fit (:func:`nwattn.ops.smoother_pool`).
         """
         from ..ops import local_polynomial_state
         from ..state import solve_bias_corrected, solve_local
@@ -132,6 +134,7 @@ class UncertaintyMixin:
         center = np.full((X.shape[0], p), np.nan)
         se = np.full((X.shape[0], p), np.nan)
         noise = np.full((X.shape[0], p), np.nan)
+        smoothers = []
         for cols, key_weight in self._fit_groups():
             k = len(cols)
             # The squared noise scales ride along as extra values: their
@@ -150,7 +153,8 @@ class UncertaintyMixin:
             else:
                 fit = solve_local(state, lower_degree=False)
                 center[:, cols], se[:, cols] = fit.pred[:, :k], fit.se
-        return center, se, np.maximum(noise, 0.0)
+            smoothers.append((cols, key_weight, fit.coef))
+        return center, se, np.maximum(noise, 0.0), smoothers
 
     def _check_queries(self, X, what):
         check_is_fitted(self)
@@ -239,13 +243,13 @@ class UncertaintyMixin:
             raise ValueError("kind='prediction' is asymptotic only: the bootstrap resamples "
                              "the fit, not a new observation's noise")
         dtype = np.result_type(X.dtype, self.y_fit_.dtype)
-        center, se, noise = self._moment_fit(X, bool(bias_correction))
+        center, se, noise, smoothers = self._moment_fit(X, bool(bias_correction))
         if method == "asymptotic":
             z = stats.norm.ppf(0.5 + level / 2.0)
             width = np.sqrt(se ** 2 + noise) if kind == "prediction" else se
             return self._shaped(center - z * width, dtype), self._shaped(center + z * width, dtype)
-        t = self._bootstrap_t(X, bool(bias_correction), se, n_bootstrap, multiplier,
-                              random_state)
+        t = self._bootstrap_t(X, bool(bias_correction), se, smoothers, n_bootstrap,
+                              multiplier, random_state)
         alpha = 1.0 - level
         if simultaneous:
             with np.errstate(invalid="ignore"):
@@ -258,10 +262,16 @@ class UncertaintyMixin:
             lo, hi = center - q_hi * se, center - q_lo * se
         return self._shaped(lo, dtype), self._shaped(hi, dtype)
 
-    def _bootstrap_t(self, X, bias_correction, se, n_bootstrap, multiplier, random_state):
-        """Studentised bootstrap deviations, shape (B, n_queries, p)."""
-        from ..ops import local_polynomial_state
-        from ..state import solve_bias_corrected, solve_local
+    def _bootstrap_t(self, X, bias_correction, se, smoothers, n_bootstrap, multiplier,
+                     random_state):
+        """Studentised bootstrap deviations, shape (B, n_queries, p).
+
+        The deviation of replication ``b`` at query ``x`` is
+        ``sum_j l_j(x) r_j eta_jb``: the fit's own weights (its equivalent
+        kernels, ``smoothers``) applied to the residuals times the
+        multipliers, all ``B`` columns in one pass.
+        """
+        from ..ops import smoother_pool
 
         if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) \
                 or n_bootstrap < 1:
@@ -272,23 +282,19 @@ class UncertaintyMixin:
         res = self._noise_residuals()
         n_fit, p = res.shape
         B = int(n_bootstrap)
+        # One multiplier per training point and replication, shared by the
+        # outputs (their errors may be correlated), drawn once.
         eta = _multipliers(multiplier, (n_fit, B), rng)
         kern = self._check_smoothing("a bootstrap band")
         h, factor = self._query_bandwidth(X)
         degree = self._fit_degree + (1 if bias_correction else 0)
         t = np.full((B, X.shape[0], p), np.nan)
-        for cols, key_weight in self._fit_groups():
-            for c in cols:
-                with threads(self.n_jobs):
-                    state = local_polynomial_state(X, self.X_fit_, res[:, c, None] * eta,
-                                                   kern.name, h, degree=degree,
-                                                   query_scale=factor, key_weight=key_weight,
-                                                   center=np.zeros(B))
-                if bias_correction:
-                    dev = solve_bias_corrected(state).pred_bc
-                else:
-                    dev = solve_local(state, lower_degree=False).pred
+        for cols, key_weight, coef in smoothers:
+            U = np.concatenate([res[:, c, None] * eta for c in cols], axis=1)
+            with threads(self.n_jobs):
+                dev = smoother_pool(X, self.X_fit_, U, coef, kern.name, h, degree=degree,
+                                    query_scale=factor, key_weight=key_weight)
+            for k, c in enumerate(cols):
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    t[:, :, c] = (dev / se[:, c, None]).T
+                    t[:, :, c] = (dev[:, k * B:(k + 1) * B] / se[:, c, None]).T
         return t
-
