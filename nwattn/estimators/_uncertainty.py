@@ -65,8 +65,9 @@ class UncertaintyMixin:
 
         Depend on the training set only, so they are computed once per fit.
         """
+        key = (self.vce, self.variance_smoothing)
         cached = getattr(self, "_noise_cache", None)
-        if cached is not None and cached[0] == self.vce and cached[1] is self.X_fit_:
+        if cached is not None and cached[0] == key and cached[1] is self.X_fit_:
             return cached[2]
         from ..uncertainty import nn_residuals, residual_scales
 
@@ -79,8 +80,31 @@ class UncertaintyMixin:
             scale = residual_scales(self.vce, e, leverage)
             with np.errstate(invalid="ignore", divide="ignore"):
                 res = np.where(np.abs(e) > 0, np.sign(e) * scale, 0.0)
-        self._noise_cache = (self.vce, self.X_fit_, res)
+        if self.variance_smoothing > 0:
+            res = np.where(res >= 0, 1.0, -1.0) * np.sqrt(self._smoothed_variance(res ** 2))
+        self._noise_cache = (key, self.X_fit_, res)
         return res
+
+    def _smoothed_variance(self, raw):
+        """Kernel-weighted means of the raw squared noise ``raw`` (n, p) at the training points.
+
+        Over ``variance_smoothing`` times the fit's bandwidth: a variance
+        function estimate, far less variable than each point's own square
+        (one or a few degrees of freedom), whose noise would otherwise
+        make the standard errors vary from sample to sample and the
+        intervals under-cover.
+        """
+        from ..ops import finalize_state, local_polynomial_state
+
+        X = self.X_fit_
+        h, factor = self._query_bandwidth(X)
+        factor = np.ones(X.shape[0]) if factor is None else factor
+        with threads(self.n_jobs):
+            state = local_polynomial_state(X, X, raw, self.kernel, h, degree=0,
+                                           query_scale=factor * self.variance_smoothing,
+                                           key_weight=self.sample_weight_)
+        var = finalize_state(state, warn=False).reshape(raw.shape)
+        return np.where(np.isfinite(var), np.maximum(var, 0.0), raw)
 
     def _training_fit(self):
         """Fitted values at the training points (n, p) and their leverages (n,)."""
