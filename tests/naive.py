@@ -266,3 +266,72 @@ def loess_radius(Q, K, span):
     q = min(K.shape[0], int(np.floor(K.shape[0] * span)))
     d2 = np.sum((Q[:, None, :] - K[None, :, :]) ** 2, axis=2)
     return np.sqrt(np.sort(d2, axis=1)[:, q - 1] * max(1.0, span))
+
+
+def _basis_up_to(Z, degree):
+    """poly_basis, extended to degree 3 (products a <= b <= c after the pairs)."""
+    B = poly_basis(Z, min(degree, 2))
+    if degree >= 3:
+        d = Z.shape[1]
+        B = np.column_stack([B] + [Z[:, a] * Z[:, b] * Z[:, c] for a in range(d)
+                                   for b in range(a, d) for c in range(b, d)])
+    return B
+
+
+def _local_design(q, K, kernel, h, degree, key_weight):
+    """Offsets basis and kernel weights of the keys for one query."""
+    Z = (K - q) / h
+    c = np.ones(K.shape[0]) if key_weight is None else np.asarray(key_weight, np.float64)
+    w = c * kernel_value(kernel, np.sqrt(np.sum(Z * Z, axis=1)))
+    return _basis_up_to(Z, degree), w
+
+
+def equivalent_kernel(Q, K, kernel="gaussian", bandwidth=1.0, degree=1, key_weight=None):
+    """The weights ``L`` (n, m) of the local polynomial fit: ``pred = L @ V``.
+
+    Formed explicitly, row by row: ``e_0' (B' W B)^-1 B' W``.
+    """
+    Q = np.asarray(Q, dtype=np.float64)
+    K = np.asarray(K, dtype=np.float64)
+    h = np.broadcast_to(np.asarray(bandwidth, dtype=np.float64), (Q.shape[1],))
+    L = np.empty((Q.shape[0], K.shape[0]))
+    for i in range(Q.shape[0]):
+        B, w = _local_design(Q[i], K, kernel, h, degree, key_weight)
+        L[i] = np.linalg.solve(B.T @ (B * w[:, None]), (B * w[:, None]).T)[0]
+    return L
+
+
+def bias_corrected_kernel(Q, K, kernel="gaussian", bandwidth=1.0, degree=1, key_weight=None):
+    """Weights (n, m) of the robust bias-corrected fit of ``degree`` (pilot = same bandwidth).
+
+    By its definition: the fit of ``degree`` applied to the targets minus
+    the terms of degree ``degree + 1`` of a fit of that degree, i.e.
+    ``e_0' Gp^-1 (Bp' W - Bp' W B_r [Gq^-1 Bq' W]_r)`` with ``r`` the
+    basis functions of degree ``degree + 1``.
+    """
+    Q = np.asarray(Q, dtype=np.float64)
+    K = np.asarray(K, dtype=np.float64)
+    h = np.broadcast_to(np.asarray(bandwidth, dtype=np.float64), (Q.shape[1],))
+    Pp = _basis_up_to(Q[:1], degree).shape[1]
+    L = np.empty((Q.shape[0], K.shape[0]))
+    for i in range(Q.shape[0]):
+        Bq, w = _local_design(Q[i], K, kernel, h, degree + 1, key_weight)
+        Bp, Br = Bq[:, :Pp], Bq[:, Pp:]
+        BpW = (Bp * w[:, None]).T
+        coef_q = np.linalg.solve(Bq.T @ (Bq * w[:, None]), (Bq * w[:, None]).T)
+        ops = BpW - BpW @ Br @ coef_q[Pp:]
+        L[i] = np.linalg.solve(BpW @ Bp, ops)[0]
+    return L
+
+
+def nn_residuals_brute(X, y, matches):
+    """The ``matches`` nearest others of each point by a full sort of the distances."""
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(y, dtype=np.float64).reshape(X.shape[0], -1)
+    out = np.empty_like(Y)
+    for i in range(X.shape[0]):
+        dist = np.sum((X - X[i]) ** 2, axis=1)
+        dist[i] = np.inf
+        nb = np.argsort(dist, kind="stable")[:matches]
+        out[i] = np.sqrt(matches / (matches + 1.0)) * (Y[i] - Y[nb].mean(axis=0))
+    return out
