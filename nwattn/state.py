@@ -26,7 +26,8 @@ from .exceptions import EmptyNeighborhoodWarning
 from ._layout import StateLayout, merge_rows
 
 __all__ = ["PoolState", "LocalInfo", "merge_states", "finalize_state", "finalize_slopes",
-           "finalize_local", "solve_bias_corrected", "BiasCorrectedFit", "SingularDesignWarning"]
+           "finalize_local", "solve_local", "LocalFit", "solve_bias_corrected", "BiasCorrectedFit",
+           "SingularDesignWarning"]
 
 
 class LocalInfo(NamedTuple):
@@ -445,6 +446,17 @@ def _rcond(dtype):
 class LocalFit(NamedTuple):
     """Solved local polynomials (see :func:`solve_local`).
 
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.ops import local_polynomial_state
+    >>> from nwattn.state import solve_local
+    >>> X = np.linspace(0, 1, 30)[:, None]
+    >>> fit = solve_local(local_polynomial_state([[0.2], [0.8]], X, X[:, 0] ** 2,
+    ...                                          bandwidth=0.3, degree=2))
+    >>> fit.pred[:, 0].round(6), fit.coef.shape
+    (array([0.04, 0.64]), (2, 3))
+
     Attributes
     ----------
     pred : ndarray of shape (n_queries, n_outputs)
@@ -585,6 +597,20 @@ def solve_local(state, lower_degree=False):
     ----------
     .. [1] W. S. Cleveland, E. Grosse and W. M. Shyu, "Local regression
        models", in *Statistical Models in S*, Wadsworth, 1992, chapter 8.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.ops import local_polynomial_state
+    >>> from nwattn.state import solve_local
+    >>> X = np.linspace(0, 1, 50)[:, None]
+    >>> y = 1.0 + 2.0 * X[:, 0]
+    >>> fit = solve_local(local_polynomial_state([[0.5]], X, y, bandwidth=0.2,
+    ...                                          key_std=np.full(50, 0.1)))
+    >>> fit.pred.round(6), fit.gradient[0, 0].round(6), fit.degree
+    (array([[2.]]), array([2.]), array([1]))
+    >>> bool(0 < fit.se[0, 0] < 0.1)  # the noise of 0.1, averaged over the window
+    True
     """
     from ._layout import n_basis
 
@@ -665,6 +691,17 @@ def solve_local(state, lower_degree=False):
 
 class BiasCorrectedFit(NamedTuple):
     """A local polynomial and its robust bias correction (see :func:`solve_bias_corrected`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.ops import local_polynomial_state
+    >>> from nwattn.state import solve_bias_corrected
+    >>> X = np.linspace(0, 1, 40)[:, None]
+    >>> fit = solve_bias_corrected(local_polynomial_state([[1.0]], X, X[:, 0] ** 2,
+    ...                                                   bandwidth=0.3, degree=2))
+    >>> fit.pred_bc.round(6)  # a local line's bias at the edge, removed
+    array([[1.]])
 
     Attributes
     ----------
