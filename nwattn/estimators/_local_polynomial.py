@@ -139,13 +139,16 @@ class LocalPolynomialRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixi
         and during :meth:`predict` (and each robustifying fit) the progress
         of the moments' pass (share done, time elapsed, an estimate of the
         time left), a few lines a second at most. Data in memory only.
-    vce : {"nn", "hc0", "hc1", "hc2", "hc3"}, default="nn"
+    vce : {"hc3", "hc2", "hc1", "hc0", "nn"}, default="hc3"
         How the noise of the training targets is estimated for standard
-        errors and intervals (:mod:`nwattn.uncertainty`): from each
-        point's 3 nearest neighbours (``"nn"``, nprobust's default), or
-        from the residuals of the fit at the training points, corrected
-        for the degrees of freedom (``"hc1"``) or the leverages
-        (``"hc2"``, ``"hc3"``).
+        errors and intervals (:mod:`nwattn.uncertainty`): from the
+        residuals of the fit at the training points, divided by one minus
+        their leverage (``"hc3"``), by its square root (``"hc2"``), times
+        a degrees-of-freedom factor (``"hc1"``) or as they are
+        (``"hc0"``); or from each point's 3 nearest neighbours (``"nn"``,
+        nprobust's default, which needs no fit). ``"hc3"`` inflates the
+        residuals most and covered best in the simulation of
+        :doc:`/uncertainty`.
     variance_smoothing : float, default=2.0
         The noise variance of each training point is the kernel-weighted
         mean of the squared residuals of ``vce`` over a bandwidth
@@ -236,7 +239,7 @@ class LocalPolynomialRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixi
 
     def __init__(self, degree=1, kernel="gaussian", bandwidth="cv", *,
                  bandwidth_per_feature=False, span=None, robust_iterations=0,
-                 fallback="lower", tol=1e-4, n_jobs=None, device="cpu", verbose=0, vce="nn",
+                 fallback="lower", tol=1e-4, n_jobs=None, device="cpu", verbose=0, vce="hc3",
                  variance_smoothing=2.0):
         self.degree = degree
         self.kernel = kernel

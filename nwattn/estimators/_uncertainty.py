@@ -196,7 +196,7 @@ class UncertaintyMixin:
 
     def predict_interval(self, X, level=0.95, *, kind="confidence", method="asymptotic",
                          bias_correction=True, simultaneous=False, n_bootstrap=999,
-                         multiplier="rademacher", random_state=None):
+                         multiplier="mammen", random_state=None):
         """Confidence or prediction intervals at each query.
 
         Parameters
@@ -234,8 +234,12 @@ class UncertaintyMixin:
             quantile of the largest studentised deviation over the queries.
         n_bootstrap : int, default=999
             Number of bootstrap replications.
-        multiplier : {"rademacher", "mammen"}, default="rademacher"
-            Distribution of the bootstrap multipliers.
+        multiplier : {"mammen", "rademacher"}, default="mammen"
+            Distribution of the bootstrap multipliers: Mammen's two-point
+            distribution [2]_ (mean 0, variance 1, third moment 1, so the
+            replications keep the residuals' skewness; its bands covered
+            better in the simulation of :doc:`/uncertainty`), or random
+            signs.
         random_state : int, RandomState instance or None, default=None
             Seed of the multipliers (drawn once, one per training point and
             replication), for reproducible bands.
@@ -252,6 +256,8 @@ class UncertaintyMixin:
            of bias estimation on coverage accuracy in nonparametric
            inference", Journal of the American Statistical Association
            113(522), 2018, 767-779.
+        .. [2] E. Mammen, "Bootstrap and wild bootstrap for high dimensional
+           linear models", The Annals of Statistics 21(1), 1993, 255-285.
         """
         X = self._check_queries(X, "predict_interval")
         if not (isinstance(level, (int, float, np.floating)) and 0 < level < 1):
