@@ -384,3 +384,32 @@ def test_coverage_by_simulation():
     # measured 92.25 %: 95 % is not reached, the cross-validated bandwidth's
     # variability costs a few points (docs/uncertainty.rst)
     assert band / R >= 0.91, band / R
+
+
+def test_fit_display(rng):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nwattn.display import FitDisplay
+
+    X = rng.uniform(size=(120, 1))
+    y = np.sin(4 * X[:, 0]) + rng.normal(scale=0.2, size=120)
+    model = LocalPolynomialRegressor(bandwidth=0.1).fit(X, y)
+    disp = FitDisplay.from_estimator(model, X, y, n_points=30, n_bootstrap=99, random_state=1)
+    grid = np.linspace(X.min(), X.max(), 30)[:, None]
+    np.testing.assert_allclose(disp.fit, model.predict(grid))
+    lo, hi = model.predict_interval(grid)
+    np.testing.assert_allclose(disp.interval[0], lo)
+    np.testing.assert_allclose(disp.interval[1], hi)
+    assert np.all(disp.band[0] <= lo + 1e-12) and np.all(disp.band[1] >= hi - 1e-12)
+    assert disp.line_ is not None and disp.band_ is not None and disp.scatter_ is not None
+    assert disp.figure_ is disp.ax_.figure
+    plt.close(disp.figure_)
+    with pytest.raises(ValueError, match="one feature"):
+        FitDisplay.from_estimator(model, np.hstack([X, X]))
+    two = LocalPolynomialRegressor(bandwidth=0.3).fit(np.hstack([X, X]), y)
+    with pytest.raises(ValueError, match="one feature"):
+        FitDisplay.from_estimator(two, X)
+    with pytest.raises(ValueError, match="n_points"):
+        FitDisplay.from_estimator(model, X, n_points=1)
