@@ -39,7 +39,9 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["VCE_NAMES", "nn_residuals", "residual_scales"]
+from .kernels import log_weight
+
+__all__ = ["VCE_NAMES", "nn_residuals", "residual_scales", "nn_window_correction"]
 
 #: The variance estimators, in nprobust's names.
 VCE_NAMES = ("nn", "hc0", "hc1", "hc2", "hc3")
@@ -117,11 +119,10 @@ def nn_residuals(X, y, matches=3):
 
 
 @njit(cache=True)
-def _sorted_nn_residuals(x, Y, matches):
-    """nprobust's matching on sorted abscissas ``x`` (ties grouped)."""
+def _tie_groups(x):
+    """``(dups, before)`` of sorted ``x``: the size of each point's group of equal
+    abscissas, and how many of the group come before it."""
     n = x.shape[0]
-    p = Y.shape[1]
-    # dups[i]: points at x[i]; before[i]: how many of them come before i.
     dups = np.empty(n, dtype=np.int64)
     before = np.empty(n, dtype=np.int64)
     i = 0
@@ -133,35 +134,197 @@ def _sorted_nn_residuals(x, Y, matches):
             dups[k] = j - i + 1
             before[k] = k - i
         i = j + 1
-    out = np.zeros((n, p))
-    target = min(matches, n - 1)
-    for pos in range(n):
-        left = before[pos]
-        right = dups[pos] - before[pos] - 1
-        while left + right < target:
-            lo = pos - left - 1
-            hi = pos + right + 1
-            if lo < 0:
-                right += dups[hi]
-            elif hi >= n:
-                left += dups[lo]
+    return dups, before
+
+
+@njit(cache=True)
+def _match(x, dups, before, pos, lo, hi, matches):
+    """nprobust's neighbours of ``pos`` among the sorted points ``lo:hi``.
+
+    Returns ``(left, right)``: the matched points are ``pos - left`` to
+    ``pos + right``, ``pos`` excluded; points at the same abscissa first,
+    then the nearer side, whole groups of ties at a time (both sides at an
+    equal distance), until at least ``matches`` others (or all of them).
+    """
+    left = before[pos]
+    right = dups[pos] - before[pos] - 1
+    target = min(matches, hi - lo - 1)
+    while left + right < target:
+        a = pos - left - 1
+        b = pos + right + 1
+        if a < lo:
+            right += dups[b]
+        elif b >= hi:
+            left += dups[a]
+        else:
+            dl = x[pos] - x[a]
+            dr = x[b] - x[pos]
+            if dl > dr:
+                right += dups[b]
+            elif dl < dr:
+                left += dups[a]
             else:
-                dl = x[pos] - x[lo]
-                dr = x[hi] - x[pos]
-                if dl > dr:
-                    right += dups[hi]
-                elif dl < dr:
-                    left += dups[lo]
-                else:
-                    right += dups[hi]
-                    left += dups[lo]
-        J = left + right
-        for c in range(p):
-            s = 0.0
-            for k in range(pos - left, pos + right + 1):
-                s += Y[k, c]
-            s -= Y[pos, c]
-            out[pos, c] = math.sqrt(J / (J + 1.0)) * (Y[pos, c] - s / J)
+                right += dups[b]
+                left += dups[a]
+    return left, right
+
+
+@njit(cache=True)
+def _residual(Y, pos, left, right, c):
+    """``sqrt(J / (J + 1)) (y_pos - mean of the matched)`` for output ``c`` (0 without any)."""
+    J = left + right
+    if J == 0:
+        return 0.0
+    s = 0.0
+    for k in range(pos - left, pos + right + 1):
+        s += Y[k, c]
+    s -= Y[pos, c]
+    return math.sqrt(J / (J + 1.0)) * (Y[pos, c] - s / J)
+
+
+@njit(cache=True)
+def _sorted_nn_residuals(x, Y, matches):
+    """nprobust's matching on sorted abscissas ``x`` over all the points."""
+    n = x.shape[0]
+    dups, before = _tie_groups(x)
+    out = np.zeros((n, Y.shape[1]))
+    for pos in range(n):
+        left, right = _match(x, dups, before, pos, 0, n, matches)
+        for c in range(Y.shape[1]):
+            out[pos, c] = _residual(Y, pos, left, right, c)
+    return out
+
+
+@njit(cache=True)
+def _window_residuals(x, Y, q, radius, code, matches, count_only, out_i, out_j, out_r):
+    """Points whose neighbours inside a query's window differ from their global ones.
+
+    For each query ``q[i]`` the window is the sorted points with a positive
+    weight ``K(((x - q) / radius)**2)``; a point whose global matches reach
+    outside it is matched again inside it. Returns the number of such
+    (query, point) pairs; unless ``count_only``, writes them and the
+    window's residuals to ``out_i``, ``out_j``, ``out_r``.
+    """
+    n = x.shape[0]
+    dups, before = _tie_groups(x)
+    gl = np.empty(n, dtype=np.int64)
+    gr = np.empty(n, dtype=np.int64)
+    for pos in range(n):
+        gl[pos], gr[pos] = _match(x, dups, before, pos, 0, n, matches)
+    reach_l = gl.max()
+    reach_r = gr.max()
+    k = 0
+    for i in range(q.shape[0]):
+        lo = np.searchsorted(x, q[i] - radius[i], side="left")
+        hi = np.searchsorted(x, q[i] + radius[i], side="right")
+        while lo < hi and log_weight(code, ((x[lo] - q[i]) / radius[i]) ** 2) == -math.inf:
+            lo += 1
+        while hi > lo and log_weight(code, ((x[hi - 1] - q[i]) / radius[i]) ** 2) == -math.inf:
+            hi -= 1
+        if hi - lo == n:
+            continue
+        for pos in range(lo, hi):
+            if pos >= lo + reach_l and pos < hi - reach_r:
+                continue
+            if pos - gl[pos] >= lo and pos + gr[pos] < hi:
+                continue
+            if not count_only:
+                left, right = _match(x, dups, before, pos, lo, hi, matches)
+                out_i[k] = i
+                out_j[k] = pos
+                for c in range(Y.shape[1]):
+                    out_r[k, c] = _residual(Y, pos, left, right, c)
+            k += 1
+    return k
+
+
+def nn_window_correction(state, Q, X, y, kernel, bandwidth, *, query_scale=None,
+                         key_weight=None, matches=3):
+    """Match each point's neighbours inside each query's window, as nprobust does.
+
+    ``state`` is a one-feature state of :func:`nwattn.ops.local_polynomial_state`
+    computed with ``key_std = abs(nn_residuals(X, y, matches))``. nprobust's
+    ``lprobust`` matches the neighbours of a point among the points of
+    positive weight for the evaluation point at hand; for a compact kernel
+    whose window cuts the data, a point near the window's edges then has
+    other neighbours, and another residual, than over all the points. This
+    replaces, in the sandwich of every query, the contribution of each such
+    point by its window's residual, so that the standard errors equal
+    nprobust's. Kernels of unbounded support keep every point in every
+    window: the state is returned unchanged.
+
+    Parameters
+    ----------
+    state : PoolState
+        With the sandwich (``key_std``), one feature, merged over all keys.
+    Q, X, y, kernel, bandwidth, query_scale, key_weight
+        Those of the state.
+    matches : int, default=3
+        Those of the residuals.
+
+    Returns
+    -------
+    PoolState
+        A corrected copy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.ops import local_polynomial_state
+    >>> from nwattn.state import solve_local
+    >>> from nwattn.uncertainty import nn_residuals, nn_window_correction
+    >>> x = np.linspace(0, 1, 21)[:, None]
+    >>> y = np.sin(5 * x[:, 0])
+    >>> s = np.abs(nn_residuals(x, y))
+    >>> st = local_polynomial_state([[0.5]], x, y, "epanechnikov", 0.12, key_std=s)
+    >>> fixed = nn_window_correction(st, [[0.5]], x, y, "epanechnikov", 0.12)
+    >>> bool(solve_local(fixed).se[0, 0] != solve_local(st).se[0, 0])
+    True
+    """
+    from ._validation import check_bandwidth, check_float_array
+    from .kernels import get_kernel
+    from .state import _check_state
+
+    _check_state(state, "state")
+    kern = get_kernel(kernel)
+    Q = check_float_array(Q, "Q", dtype=np.float64)
+    X = check_float_array(X, "X", dtype=np.float64)
+    if X.shape[1] != 1 or Q.shape[1] != 1:
+        raise ValueError("nn_window_correction is defined for one feature")
+    if state.local is None or "meat" not in state.layout:
+        raise ValueError("state must hold the standard errors' sandwich (key_std)")
+    if not kern.is_compact:
+        return state
+    Y = np.asarray(y, dtype=np.float64).reshape(X.shape[0], -1)
+    h = float(check_bandwidth(bandwidth, 1, np.float64)[0])
+    factor = np.ones(Q.shape[0]) if query_scale is None else np.asarray(query_scale, np.float64)
+    radius = h * factor
+    order = np.argsort(X[:, 0], kind="stable")
+    xs, Ys = X[order, 0], Y[order]
+    empty_i = np.empty(0, np.int64)
+    count = _window_residuals(xs, Ys, Q[:, 0], radius, kern.code, int(matches), True,
+                              empty_i, empty_i, np.empty((0, Y.shape[1])))
+    out = state.copy()
+    if count == 0:
+        return out
+    pi = np.empty(count, np.int64)
+    pj = np.empty(count, np.int64)
+    pr = np.empty((count, Y.shape[1]))
+    _window_residuals(xs, Ys, Q[:, 0], radius, kern.code, int(matches), False, pi, pj, pr)
+    r_global = _sorted_nn_residuals(xs, Ys, int(matches))[pj]
+    z = (xs[pj] - Q[pi, 0]) / radius[pi]
+    logc = np.zeros(count) if key_weight is None else np.log(
+        np.asarray(key_weight, np.float64)[order][pj])
+    logk = np.array([log_weight(kern.code, u * u) for u in z])
+    w2 = np.exp(2.0 * (logc + logk - state.max[pi].astype(np.float64)))
+    delta = w2[:, None] * (pr ** 2 - r_global ** 2)  # (count, r)
+    P = state.local.degree + 1
+    iu = np.triu_indices(P)
+    powers = z[:, None] ** (iu[0] + iu[1])[None, :]  # (count, T)
+    cols = state.layout.columns("meat")
+    meat = out.packed[:, cols].astype(np.float64).reshape(Q.shape[0], -1, iu[0].size)
+    np.add.at(meat, pi, delta[:, :, None] * powers[:, None, :])
+    out.packed[:, cols] = meat.reshape(Q.shape[0], -1)
     return out
 
 

@@ -371,9 +371,6 @@ class LocalPolynomialRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixi
             return 1.0, span_radius(X, self.X_fit_, self.span)
         return self.bandwidth_, None
 
-    def _nn_scale(self):
-        return 1.0 if self.bandwidth_ is None else self.bandwidth_
-
     def _fit_outputs(self, X, warn=True, label="predict", with_se=False):
         """Predictions (n, p) and slopes (n, d, p), fallbacks applied; one pass per weighting.
 
@@ -406,6 +403,8 @@ class LocalPolynomialRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixi
                     progress=progress_callback(self.verbose,
                                                label=f"{type(self).__name__}.{label}"),
                     key_std=None if noise is None else noise[:, cols])
+            if with_se:
+                state = self._window_matched(state, X, cols, key_weight)
             fit = solve_local(state, lower)
             pred[:, cols], grad[:, :, cols] = fit.pred, fit.gradient
             if with_se:

@@ -308,9 +308,6 @@ class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin
             return 1.0, span_radius(X, self.X_fit_, self.span)
         return self.bandwidth_, None
 
-    def _nn_scale(self):
-        return 1.0 if self.bandwidth_ is None else self.bandwidth_
-
     def _set_fitted(self, fitted):
         """Set the fitted attributes from an integration's fit (see ``_integrations``)."""
         self.bandwidth_ = fitted.bandwidth
@@ -415,6 +412,8 @@ class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin
                 X, self.X_fit_, self.y_fit_, kern.name, h, degree=0, query_scale=factor,
                 key_weight=self.sample_weight_, return_std=return_std, device=self.device,
                 key_std=np.abs(self._noise_residuals()))
+        state = self._window_matched(state, X, list(range(self._targets().shape[1])),
+                                     self.sample_weight_)
         out = finalize_state(state, return_std=return_std, warn=False)
         pred, std = out if return_std else (out, None)
         se = solve_local(state).se

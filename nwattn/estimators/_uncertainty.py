@@ -42,9 +42,9 @@ class UncertaintyMixin:
     """Standard errors and intervals of a kernel or local polynomial fit.
 
     The estimator provides ``_fit_degree``, ``_fit_groups()`` (output
-    columns and their key weights), ``_query_bandwidth(X)`` and
-    ``_nn_scale()``, and the fitted ``X_fit_``, ``y_fit_``, ``kernel`` and
-    ``vce``.
+    columns and their key weights) and ``_query_bandwidth(X)``, and the
+    fitted ``X_fit_``, ``y_fit_``, ``bandwidth_``, ``sample_weight_``,
+    ``kernel``, ``vce``, ``variance_smoothing`` and ``n_jobs``.
     """
 
     def _check_smoothing(self, what):
@@ -105,6 +105,35 @@ class UncertaintyMixin:
                                            key_weight=self.sample_weight_)
         var = finalize_state(state, warn=False).reshape(raw.shape)
         return np.where(np.isfinite(var), np.maximum(var, 0.0), raw)
+
+    def _window_matched(self, state, X, cols, key_weight):
+        """nprobust's matching inside each query's window, where it is the definition in use.
+
+        With ``vce="nn"``, each point's own residual (``variance_smoothing=0``)
+        and one feature, the neighbours are matched among the points of each
+        query's window, as nprobust matches them
+        (:func:`nwattn.uncertainty.nn_window_correction`).
+        """
+        if self.vce != "nn" or self.variance_smoothing > 0 or X.shape[1] != 1:
+            return state
+        from ..uncertainty import nn_window_correction
+
+        h, factor = self._query_bandwidth(X)
+        return nn_window_correction(state, X, self.X_fit_, self._targets()[:, cols],
+                                    self.kernel, h, query_scale=factor,
+                                    key_weight=key_weight)
+
+    def _nn_scale(self):
+        """Units of the nearest-neighbour matching: the bandwidths when they differ by feature.
+
+        A common bandwidth does not change which points are nearest; dividing
+        by it would only round the distances differently (and break ties
+        that nprobust keeps).
+        """
+        h = self.bandwidth_
+        if h is None or np.ndim(h) == 0 or np.all(np.asarray(h) == np.asarray(h).flat[0]):
+            return 1.0
+        return h
 
     def _training_fit(self):
         """Fitted values at the training points (n, p) and their leverages (n,)."""
@@ -169,6 +198,7 @@ class UncertaintyMixin:
                 state = local_polynomial_state(X, self.X_fit_, V, kern.name, h, degree=degree,
                                                query_scale=factor, key_weight=key_weight,
                                                key_std=np.abs(res[:, cols]))
+            state = self._window_matched(state, X, cols, key_weight)
             with np.errstate(invalid="ignore", divide="ignore"):
                 noise[:, cols] = state.acc[:, k:] / state.norm[:, None] + state.center[k:]
             if bias_correction:
