@@ -41,7 +41,15 @@ from numba import njit
 
 from .kernels import log_weight
 
-__all__ = ["VCE_NAMES", "nn_residuals", "residual_scales", "nn_window_correction"]
+__all__ = ["VCE_NAMES", "MULTIPLIERS", "nn_residuals", "residual_scales",
+           "nn_window_correction", "wild_multipliers"]
+
+#: The wild bootstrap's multiplier distributions.
+MULTIPLIERS = ("mammen", "rademacher")
+
+#: Keys per block of multipliers: each block has its own stream, so that
+#: any range of keys draws the same numbers whatever the chunks it is in.
+MULTIPLIER_BLOCK = 4096
 
 #: The variance estimators, in nprobust's names.
 VCE_NAMES = ("nn", "hc0", "hc1", "hc2", "hc3")
@@ -380,3 +388,61 @@ def residual_scales(vce, residuals, leverage=None):
                 factor = 1.0 / np.sqrt(room) if vce == "hc2" else 1.0 / room
             out = E * np.where(room > 0, factor, 0.0)[:, None]
     return np.where(np.isfinite(out), out, 0.0)
+
+
+def wild_multipliers(seed, start, stop, n_bootstrap, kind="mammen"):
+    """The wild bootstrap's multipliers of keys ``start:stop``, shape (stop - start, B).
+
+    Keys are grouped in fixed blocks of :data:`MULTIPLIER_BLOCK`, each drawn
+    from its own stream ``numpy.random.default_rng([seed, block])``: the
+    multipliers of a key depend on the seed and its index only, so a
+    bootstrap over keys split into chunks (Dask) draws the same numbers as
+    one over all the keys in memory, whatever the chunks.
+
+    Parameters
+    ----------
+    seed : int
+        Non-negative seed.
+    start, stop : int
+        The keys' range.
+    n_bootstrap : int
+        Number of replications ``B``.
+    kind : {"mammen", "rademacher"}, default="mammen"
+        Mammen's two-point distribution, ``-(sqrt5 - 1)/2`` with probability
+        ``(sqrt5 + 1)/(2 sqrt5)`` and ``(sqrt5 + 1)/2`` otherwise (mean 0,
+        variance 1, third moment 1), or random signs.
+
+    Returns
+    -------
+    ndarray of shape (stop - start, n_bootstrap)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.uncertainty import wild_multipliers
+    >>> whole = wild_multipliers(7, 0, 10000, 5)
+    >>> parts = np.vstack([wild_multipliers(7, 0, 3000, 5), wild_multipliers(7, 3000, 10000, 5)])
+    >>> bool(np.array_equal(whole, parts))
+    True
+    >>> bool(abs(whole.mean()) < 0.05 and abs(whole.var() - 1) < 0.05)
+    True
+    """
+    if kind not in MULTIPLIERS:
+        raise ValueError(f"multiplier must be one of {MULTIPLIERS}, got {kind!r}")
+    B = int(n_bootstrap)
+    out = np.empty((stop - start, B))
+    if stop <= start:
+        return out
+    size = MULTIPLIER_BLOCK
+    s5 = math.sqrt(5.0)
+    for block in range(start // size, (stop - 1) // size + 1):
+        b0 = block * size
+        rng = np.random.default_rng([int(seed), block])
+        u = rng.random((size, B))
+        if kind == "rademacher":
+            draws = np.where(u < 0.5, -1.0, 1.0)
+        else:
+            draws = np.where(u < (s5 + 1.0) / (2.0 * s5), -(s5 - 1.0) / 2.0, (s5 + 1.0) / 2.0)
+        lo, hi = max(start, b0), min(stop, b0 + size)
+        out[lo - start:hi - start] = draws[lo - b0:hi - b0]
+    return out

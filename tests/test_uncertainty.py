@@ -262,13 +262,14 @@ def _bootstrap_reference(model, Q, B, seed, multiplier="rademacher"):
     X = model.X_fit_
     Y = model.y_fit_.reshape(len(X), -1)
     res = model._noise_residuals()
-    rs = np.random.RandomState(seed)
+    # the multipliers, drawn independently of the library: block streams of
+    # 4096 keys, numpy.random.default_rng([seed, block]) for each
+    u = np.random.default_rng([seed, 0]).random((4096, B))[:len(X)]
     if multiplier == "rademacher":
-        eta = rs.randint(0, 2, size=(len(X), B)) * 2.0 - 1.0
+        eta = np.where(u < 0.5, -1.0, 1.0)
     else:
         s5 = np.sqrt(5.0)
-        eta = np.where(rs.random_sample(size=(len(X), B)) < (s5 + 1) / (2 * s5),
-                       -(s5 - 1) / 2, (s5 + 1) / 2)
+        eta = np.where(u < (s5 + 1) / (2 * s5), -(s5 - 1) / 2, (s5 + 1) / 2)
     Lbc = naive.bias_corrected_kernel(Q, X, model.kernel, model.bandwidth_,
                                       getattr(model, "degree", 0), model.sample_weight_)
     se = np.sqrt(Lbc ** 2 @ res ** 2)

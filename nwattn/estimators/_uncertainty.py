@@ -9,7 +9,6 @@ estimators provide the fit (their degree, kernel, bandwidths and key
 weights) through a few small methods.
 """
 
-import math
 
 import numpy as np
 from scipy import stats
@@ -18,24 +17,21 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._parallel import threads
 from .._validation import check_estimator_input
+from ..uncertainty import MULTIPLIERS, wild_multipliers
 
 __all__ = ["UncertaintyMixin"]
 
 _KINDS = ("confidence", "prediction")
+
+
+def _bootstrap_seed(random_state):
+    """A non-negative integer seed from scikit-learn's ``random_state``."""
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        if random_state < 0:
+            raise ValueError(f"random_state must be non-negative, got {random_state}")
+        return int(random_state)
+    return int(check_random_state(random_state).randint(0, 2**31 - 1))
 _METHODS = ("asymptotic", "bootstrap")
-_MULTIPLIERS = ("rademacher", "mammen")
-
-
-def _multipliers(kind, shape, rng):
-    """Wild bootstrap multipliers: mean 0, variance 1 (and third moment 1 for Mammen)."""
-    if kind == "rademacher":
-        return rng.randint(0, 2, size=shape).astype(np.float64) * 2.0 - 1.0
-    # Mammen's two-point distribution: -(sqrt5 - 1)/2 with probability
-    # (sqrt5 + 1)/(2 sqrt5), (sqrt5 + 1)/2 otherwise.
-    s5 = math.sqrt(5.0)
-    low, high = -(s5 - 1.0) / 2.0, (s5 + 1.0) / 2.0
-    p_low = (s5 + 1.0) / (2.0 * s5)
-    return np.where(rng.random_sample(size=shape) < p_low, low, high)
 
 
 class UncertaintyMixin:
@@ -272,7 +268,8 @@ class UncertaintyMixin:
             signs.
         random_state : int, RandomState instance or None, default=None
             Seed of the multipliers (drawn once, one per training point and
-            replication), for reproducible bands.
+            replication, by :func:`nwattn.uncertainty.wild_multipliers`), for
+            reproducible bands; a RandomState instance gives the seed.
 
         Returns
         -------
@@ -336,15 +333,16 @@ class UncertaintyMixin:
         if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) \
                 or n_bootstrap < 1:
             raise ValueError(f"n_bootstrap must be a positive integer, got {n_bootstrap!r}")
-        if multiplier not in _MULTIPLIERS:
-            raise ValueError(f"multiplier must be one of {_MULTIPLIERS}, got {multiplier!r}")
-        rng = check_random_state(random_state)
+        if multiplier not in MULTIPLIERS:
+            raise ValueError(f"multiplier must be one of {MULTIPLIERS}, got {multiplier!r}")
+        seed = _bootstrap_seed(random_state)
         res = self._noise_residuals()
         n_fit, p = res.shape
         B = int(n_bootstrap)
         # One multiplier per training point and replication, shared by the
-        # outputs (their errors may be correlated), drawn once.
-        eta = _multipliers(multiplier, (n_fit, B), rng)
+        # outputs (their errors may be correlated), drawn once, as the Dask
+        # path draws them (nwattn.uncertainty.wild_multipliers).
+        eta = wild_multipliers(seed, 0, n_fit, B, multiplier)
         kern = self._check_smoothing("a bootstrap band")
         h, factor = self._query_bandwidth(X)
         degree = self._fit_degree + (1 if bias_correction else 0)
