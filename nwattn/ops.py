@@ -804,6 +804,42 @@ def smoother_pool(Q, K, V, coef, kernel="gaussian", bandwidth=1.0, *, degree=1,
     >>> bool(np.allclose(again, fit.pred[:, 0]))
     True
     """
+    out = finalize_state(smoother_pool_state(Q, K, V, coef, kernel, bandwidth, degree=degree,
+                                             query_scale=query_scale, key_weight=key_weight,
+                                             progress=progress, verbose=verbose), warn=False)
+    bad = ~np.isfinite(np.asarray(coef, dtype=np.float64)).all(axis=1)
+    out[bad] = np.nan
+    return out
+
+
+def smoother_pool_state(Q, K, V, coef, kernel="gaussian", bandwidth=1.0, *, degree=1,
+                        query_scale=None, key_weight=None, center=None, progress=None,
+                        verbose=0):
+    """:func:`smoother_pool` as a mergeable state (keys in shards, Dask).
+
+    The pooling state (normaliser and weighted values) of the equivalent
+    kernels' weights: states of the same queries over disjoint keys merge
+    with :func:`merge_states`, and :func:`finalize_state` gives
+    ``sum_j l_j(q_i) v_j``. Arguments as for :func:`smoother_pool`;
+    ``center`` as for :func:`attention_pool_state` (by default the values'
+    mean; give the same to states that will merge). A query whose ``coef``
+    has a NaN is computed with zero coefficients (its result is the centre):
+    mark it NaN afterwards, as :func:`smoother_pool` does.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.ops import (finalize_state, local_polynomial_state, merge_states,
+    ...                         smoother_pool_state)
+    >>> from nwattn.state import solve_local
+    >>> X = np.linspace(0, 1, 40)[:, None]
+    >>> y = np.exp(X[:, 0])
+    >>> fit = solve_local(local_polynomial_state([[0.3]], X, y, bandwidth=0.2))
+    >>> a = smoother_pool_state([[0.3]], X[:25], y[:25], fit.coef, bandwidth=0.2, center=[0.0])
+    >>> b = smoother_pool_state([[0.3]], X[25:], y[25:], fit.coef, bandwidth=0.2, center=[0.0])
+    >>> bool(np.allclose(finalize_state(merge_states(a, b)), fit.pred[:, 0]))
+    True
+    """
     from ._layout import n_basis
 
     be, _ = backend_for("cpu", Q, K, V, need="smoother", what="the smoother pass")
@@ -831,22 +867,19 @@ def smoother_pool(Q, K, V, coef, kernel="gaussian", bandwidth=1.0, *, degree=1,
     qmax = float(np.abs(Qs).max()) if Qs.size else 0.0
     kmax = float(np.abs(KT).max()) if KT.size else 0.0
     _check_local_offsets(qmax + kmax, qscale, d, dtype, kern.is_compact)
-    c, VT, e = _prepare_values(V2, None, dtype, False)
-    bad = ~np.isfinite(C).all(axis=1)
+    c, VT, e = _prepare_values(V2, center, dtype, False)
     report = progress_callback(verbose, progress, "smoother_pool")
+    C = np.where(np.isfinite(C).all(axis=1)[:, None], C, 0.0)
     smax, packed = be.smoother(Qs, KT, VT, logw, kern.family, kern.code, qscale.astype(dtype),
-                               degree, np.where(bad[:, None], 0.0, C), -n - 1, progress=report)
+                               degree, C, -n - 1, progress=report)
     if report is not None:
         report.finish(n * KT.shape[1])
-    norm = packed[:, :1].astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.ldexp(packed[:, 1:] / norm, e) + c
-    out[bad | (norm[:, 0] <= 0)] = np.nan
-    out = out.astype(dtype, copy=False)
-    return out[:, 0] if values_1d else out
+    layout = pool_layout(V2.shape[1], False)
+    smax, packed = _state_in_value_units(smax, packed, layout, e)
+    return PoolState(smax, packed, layout, c, values_1d, queries_fingerprint(Q))
 
 
-__all__ += ["smoother_pool"]
+__all__ += ["smoother_pool", "smoother_pool_state"]
 
 
 def _check_local_offsets(extent, qscale, d, dtype, compact):

@@ -71,8 +71,8 @@ The package is split by concern: :mod:`~nwattn.dask.pool` (pooling),
 
 from .loo import loo_cv_error, select_bandwidth
 from .pool import attention_pool
-from .local import local_polynomial, span_radius
+from .local import local_polynomial, local_polynomial_interval, span_radius
 from .blockwise import predict
 
-__all__ = ["attention_pool", "local_polynomial", "span_radius", "loo_cv_error",
-           "select_bandwidth", "predict"]
+__all__ = ["attention_pool", "local_polynomial", "local_polynomial_interval", "span_radius",
+           "loo_cv_error", "select_bandwidth", "predict"]

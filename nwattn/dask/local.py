@@ -52,7 +52,7 @@ import dask.array as da
 
 from .. import _validation as _v
 from .. import neighbors
-from .._layout import local_layout
+from .._layout import local_layout, pool_layout
 from ..kernels import DISTANCE, get_kernel
 from ..ops import local_polynomial_state
 from ..state import LocalInfo, finalize_local
@@ -242,10 +242,14 @@ def _local_info(degree, bandwidth, scale, n):
     return LocalInfo(degree, bandwidth[None, :] * factor[:, None])
 
 
-def _local_block(q, k, v, w, center, scale, q0, k0, *, kernel, bandwidth, degree, exclude_self,
-                 dtype, device):
-    """Packed moments of query block ``q`` over key chunk ``k`` (one task)."""
-    width = local_layout(v.shape[1], q.shape[1], degree).width
+def _local_block(q, k, v, w, center, scale, q0, k0, s=None, *, kernel, bandwidth, degree,
+                 exclude_self, dtype, device):
+    """Packed moments of query block ``q`` over key chunk ``k`` (one task).
+
+    ``s``: the chunk's noise scales, for the standard errors' sandwich.
+    """
+    n_meat = 0 if s is None else np.asarray(s).reshape(k.shape[0], -1).shape[1]
+    width = local_layout(v.shape[1], q.shape[1], degree, n_meat=n_meat).width
     if q.shape[0] == 0 or k.shape[0] == 0:
         return empty_packed(q.shape[0], width, dtype)
     w, any_weight = chunk_weights(w)
@@ -254,7 +258,7 @@ def _local_block(q, k, v, w, center, scale, q0, k0, *, kernel, bandwidth, degree
     state = local_polynomial_state(q, k, v, kernel, bandwidth, degree=degree, query_scale=scale,
                                    key_weight=w, exclude_self=exclude_self,
                                    query_offset=int(q0), key_offset=int(k0),
-                                   center=np.asarray(center, dtype), device=device)
+                                   center=np.asarray(center, dtype), device=device, key_std=s)
     return pack(state)
 
 
@@ -414,3 +418,221 @@ def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, spa
     if return_gradient:
         return pred, da.concatenate(grads, axis=0)
     return pred
+
+
+def _interval_fit(packed, center, local, p, bias_correction):
+    """``(center, se, coef)`` of one query block from its merged moments (one task)."""
+    from ..state import solve_bias_corrected, solve_local
+
+    state = unpack(packed, p, np.asarray(center, packed.dtype), False, local)
+    if bias_correction:
+        fit = solve_bias_corrected(state)
+        return fit.pred_bc, fit.se_rb, fit.coef
+    fit = solve_local(state)
+    return fit.pred, fit.se, fit.coef
+
+
+def _boot_block(q, k, r, w, fit, scale, k0, *, seed, n_bootstrap, multiplier, kernel,
+                bandwidth, degree, dtype):
+    """Packed smoother state of a query block's bootstrap columns over one key chunk (one task).
+
+    The columns are the chunk's residuals times its keys' multipliers,
+    drawn by key index from ``seed`` (:func:`nwattn.uncertainty.wild_multipliers`).
+    """
+    from ..ops import smoother_pool_state
+    from ..uncertainty import wild_multipliers
+
+    r = np.asarray(r, np.float64).reshape(k.shape[0], -1)
+    B = int(n_bootstrap)
+    width = pool_layout(B * r.shape[1], False).width
+    w, any_weight = chunk_weights(w)
+    if q.shape[0] == 0 or k.shape[0] == 0 or not any_weight:
+        return empty_packed(q.shape[0], width, dtype)
+    eta = wild_multipliers(seed, int(k0), int(k0) + k.shape[0], B, multiplier)
+    U = np.concatenate([r[:, [c]] * eta for c in range(r.shape[1])], axis=1)
+    state = smoother_pool_state(q, k, U, fit[2], kernel, bandwidth, degree=degree,
+                                query_scale=scale, key_weight=w,
+                                center=np.zeros(U.shape[1]))
+    return pack(state)
+
+
+def _studentised(packed, fit, n_cols, B):
+    """Bootstrap deviations over the standard errors, shape (B, n_block, p) (one task)."""
+    from ..state import finalize_state
+
+    state = unpack(packed, n_cols, np.zeros(n_cols, packed.dtype), False)
+    dev = finalize_state(state, warn=False).reshape(-1, n_cols)
+    p = n_cols // B
+    t = np.empty((B, dev.shape[0], p))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for c in range(p):
+            t[:, :, c] = (dev[:, c * B:(c + 1) * B] / fit[1][:, c, None]).T
+    return t
+
+
+def _worst(t):
+    """Largest studentised deviation over a block's queries, per replication (B, p)."""
+    with np.errstate(invalid="ignore"):
+        return np.nanmax(np.abs(t), axis=1, initial=0.0)
+
+
+def _merge_worst(_, *parts):
+    """The largest of the blocks' largest deviations (a merge task)."""
+    return np.maximum.reduce(parts)
+
+
+def _interval_block(fit, t, worst, level, z, values_1d, lower):
+    """One query block's interval end (one task)."""
+    center, se = fit[0], fit[1]
+    if t is None:
+        out = center - z * se if lower else center + z * se
+    elif worst is not None:
+        c = np.quantile(worst, level, axis=0)
+        out = center - c * se if lower else center + c * se
+    else:
+        alpha = 1.0 - level
+        q = np.quantile(t, 1.0 - alpha / 2.0 if lower else alpha / 2.0, axis=0)
+        out = center - q * se
+    return out[:, 0] if values_1d else out
+
+
+def local_polynomial_interval(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_std,
+                              residuals=None, degree=1, span=None, key_weight=None, level=0.95,
+                              bias_correction=True, method="asymptotic", simultaneous=False,
+                              n_bootstrap=999, multiplier="mammen", seed=0,
+                              split_every=None):
+    """Confidence intervals and bootstrap bands of a local polynomial on Dask arrays.
+
+    The distributed twin of
+    :meth:`nwattn.LocalPolynomialRegressor.predict_interval`
+    (``kind="confidence"``) for given noise scales: the standard errors'
+    sandwich rides along with the moments of every (query block, key
+    chunk) pair and merges in the same trees; the bootstrap's replications
+    are one smoother pass per pair, with multipliers drawn by key index
+    from ``seed`` (:func:`nwattn.uncertainty.wild_multipliers`), so the
+    result does not depend on the chunking and equals the in-memory one.
+
+    Parameters
+    ----------
+    Q, K, V, kernel, bandwidth, degree, span, key_weight, split_every
+        As for :func:`local_polynomial`.
+    key_std : dask.array.Array or array_like of shape (n_keys,) or (n_keys, n_outputs)
+        Noise scale of each key (see :mod:`nwattn.uncertainty`).
+    residuals : same shape as ``key_std``, default=None
+        Signed residuals whose magnitudes are ``key_std``: the bootstrap
+        perturbs the targets by them (``method="bootstrap"``; by default
+        ``key_std`` itself, which gives the same bands for the symmetric
+        Rademacher multipliers only).
+    level, bias_correction, method, simultaneous, n_bootstrap, multiplier
+        As for :meth:`~nwattn.LocalPolynomialRegressor.predict_interval`.
+    seed : int, default=0
+        Seed of the multipliers.
+
+    Returns
+    -------
+    lower, upper : dask.array.Array of shape (n_queries,) or (n_queries, n_outputs)
+        Lazy, float64, chunked like the rows of ``Q``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> from nwattn import LocalPolynomialRegressor
+    >>> from nwattn.dask import local_polynomial_interval
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(size=(600, 1))
+    >>> y = np.sin(6 * X[:, 0]) + rng.normal(scale=0.2, size=600)
+    >>> model = LocalPolynomialRegressor(bandwidth=0.1).fit(X, y)
+    >>> r = model._noise_residuals()[:, 0]  # the model's noise scales (vce="hc3")
+    >>> Q = np.linspace(0, 1, 9)[:, None]
+    >>> lo, hi = local_polynomial_interval(
+    ...     da.from_array(Q, chunks=3), da.from_array(X, chunks=200),
+    ...     da.from_array(y, chunks=200), bandwidth=0.1, key_std=np.abs(r), residuals=r,
+    ...     method="bootstrap", simultaneous=True, n_bootstrap=199, seed=1)
+    >>> want = model.predict_interval(Q, method="bootstrap", simultaneous=True,
+    ...                               n_bootstrap=199, random_state=1)
+    >>> bool(np.allclose(lo.compute(), want[0]) and np.allclose(hi.compute(), want[1]))
+    True
+    """
+    from scipy import stats
+
+    from ..uncertainty import MULTIPLIERS
+
+    split_every = check_split_every(split_every)
+    degree = check_degree(degree)
+    if not (isinstance(level, (int, float, np.floating)) and 0 < level < 1):
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    if method not in ("asymptotic", "bootstrap"):
+        raise ValueError(f"method must be 'asymptotic' or 'bootstrap', got {method!r}")
+    if simultaneous and method != "bootstrap":
+        raise ValueError("simultaneous=True needs method='bootstrap'")
+    if method == "bootstrap":
+        if multiplier not in MULTIPLIERS:
+            raise ValueError(f"multiplier must be one of {MULTIPLIERS}, got {multiplier!r}")
+        if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) \
+                or n_bootstrap < 1:
+            raise ValueError(f"n_bootstrap must be a positive integer, got {n_bootstrap!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    kern = get_kernel(kernel)
+    if kern.family != DISTANCE:
+        raise ValueError(f"kernel must be a smoothing kernel for a local polynomial, got the "
+                         f"attention score {kern.name!r}")
+    if span is not None:
+        bandwidth = 1.0
+    Q, K, V2, W, values_1d, dtype = prepare(Q, K, V, kernel, bandwidth, key_weight, False)
+    d, p = Q.shape[1], V2.shape[1]
+    S = as_dask(key_std, "key_std", allow_1d=True).astype(np.float64).reshape(K.shape[0], -1)
+    if S.shape[1] != p:
+        raise ValueError(f"key_std must have one column per output ({p}), got {S.shape[1]}")
+    S = S.rechunk((K.chunks[0], S.shape[1]))
+    Rz = S if residuals is None else as_dask(residuals, "residuals", allow_1d=True).astype(
+        np.float64).reshape(K.shape[0], -1).rechunk((K.chunks[0], p))
+    h = _v.check_bandwidth(bandwidth, d, np.float64)
+    fit_degree = degree + (1 if bias_correction else 0)
+    n_blocks = len(Q.chunks[0])
+    scales = [None] * n_blocks if span is None else span_radii(Q, K, span, split_every)
+    center = common_center(V2, W)
+    q_blocks, k_blocks, v_blocks = blocks(Q), blocks(K), blocks(V2)
+    s_blocks, r_blocks = blocks(S), blocks(Rz)
+    w_blocks = [None] * len(k_blocks) if W is None else blocks(W)
+    q_starts, k_starts = starts(Q.chunks[0]), starts(K.chunks[0])
+    info = dask.delayed(_local_info, pure=True)
+    block = dask.delayed(_local_block, pure=True)
+    solve = dask.delayed(_interval_fit, pure=True)
+    options = dict(kernel=kernel, bandwidth=h, degree=fit_degree, exclude_self=False,
+                   dtype=dtype, device="cpu")
+    fits, ts = [], []
+    for qb, q0, n_i, scale in zip(q_blocks, q_starts, Q.chunks[0], scales):
+        local = info(fit_degree, h, scale, n_i)
+        parts = [block(qb, kb, vb, wb, center, scale, q0, k0, sb, **options)
+                 for kb, vb, wb, k0, sb in zip(k_blocks, v_blocks, w_blocks, k_starts, s_blocks)]
+        fit = solve(merge_tree(parts, split_every, p, local=local), center, local, p,
+                    bool(bias_correction))
+        fits.append(fit)
+        if method == "bootstrap":
+            boot = dask.delayed(_boot_block, pure=True)
+            B = int(n_bootstrap)
+            parts = [boot(qb, kb, rb, wb, fit, scale, k0, seed=int(seed), n_bootstrap=B,
+                          multiplier=multiplier, kernel=kernel, bandwidth=h,
+                          degree=fit_degree, dtype=dtype)
+                     for kb, rb, wb, k0 in zip(k_blocks, r_blocks, w_blocks, k_starts)]
+            merged = merge_tree(parts, split_every, B * p)
+            ts.append(dask.delayed(_studentised, pure=True)(merged, fit, B * p, B))
+        else:
+            ts.append(None)
+    worst = None
+    if simultaneous:
+        worsts = [dask.delayed(_worst, pure=True)(t) for t in ts]
+        worst = merge_tree(worsts, split_every, 0, combine=_merge_worst)
+    z = float(stats.norm.ppf(0.5 + level / 2.0))
+    ends = []
+    for lower in (True, False):
+        pieces = []
+        for fit, t, n_i in zip(fits, ts, Q.chunks[0]):
+            out = dask.delayed(_interval_block, pure=True)(fit, t, worst, float(level), z,
+                                                           values_1d, lower)
+            shape = (n_i,) if values_1d else (n_i, p)
+            pieces.append(da.from_delayed(out, shape=shape, dtype=np.float64))
+        ends.append(da.concatenate(pieces, axis=0))
+    return ends[0], ends[1]

@@ -46,7 +46,13 @@ def unpack(packed, p, center, values_1d, local=None):
     if local is None:
         layout = pool_layout(p, packed.shape[1] > 2 + p)
     else:
-        layout = local_layout(p, local.bandwidth.shape[1], local.degree)
+        d = local.bandwidth.shape[1]
+        base = local_layout(p, d, local.degree).width
+        # The standard errors' sandwich, when there is one, follows: one
+        # upper triangle of the Gram matrix (the width of a layout without
+        # outputs) per noise column.
+        tri = local_layout(0, d, local.degree).width
+        layout = local_layout(p, d, local.degree, n_meat=(packed.shape[1] - 1 - base) // tri)
     return PoolState(packed[:, 0].copy(), packed[:, 1:].copy(), layout, center, values_1d,
                      local=local)
 
