@@ -692,20 +692,9 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
     if device_input:
         return _local_state_device(Q, K, V, kern, bandwidth, degree, query_scale, key_weight,
                                    exclude_self, query_offset, key_offset, center, report)
-    Q, K = _check_queries_keys(Q, K)
-    V = _v.check_float_array(V, "V", allow_1d=True)
-    _v.check_matching_shapes(K=K, V=V)
+    Q, K, V2, values_1d, dtype, h, factor, kern, Qs, KT, logw, qscale = _prepare_local(
+        Q, K, V, kern, bandwidth, query_scale, key_weight)
     n, d = Q.shape
-    factor = _check_query_scale(query_scale, n)
-    values_1d = V.ndim == 1
-    V2 = V.reshape(V.shape[0], -1)
-    dtype = _v.common_float_dtype(Q, K, V2)
-    h = _v.check_bandwidth(bandwidth, d, np.float64)
-    kern, Qs, KT, logw, _ = _prepare_scores(Q, K, kern, h, key_weight, dtype)
-    qscale = 1.0 / factor
-    qmax = float(np.abs(Qs).max()) if Qs.size else 0.0
-    kmax = float(np.abs(KT).max()) if KT.size else 0.0
-    _check_local_offsets(qmax + kmax, qscale, d, dtype, kern.is_compact)
     c, VT, e = _prepare_values(V2, center, dtype, return_std or key_std is not None)
     VS = None
     if key_std is not None:
@@ -732,6 +721,31 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
     smax, packed = _state_in_value_units(_to_host(be, smax), _to_host(be, packed), layout, e)
     return PoolState(smax, packed, layout, c, values_1d, queries_fingerprint(Q, query_offset),
                      LocalInfo(degree, h[None, :] * factor[:, None]))
+
+
+def _prepare_local(Q, K, V, kern, bandwidth, query_scale, key_weight):
+    """Validated inputs of a local polynomial pass on the host, its keys and queries scaled.
+
+    Returns ``(Q, K, V2, values_1d, dtype, h, factor, kern, Qs, KT, logw,
+    qscale)``: the values as 2-D ``V2``, the bandwidth per feature ``h``,
+    each query's bandwidth factor and its inverse ``qscale``, and the
+    scores' inputs of :func:`_prepare_scores`; offsets that would overflow
+    are refused.
+    """
+    Q, K = _check_queries_keys(Q, K)
+    V = _v.check_float_array(V, "V", allow_1d=True)
+    _v.check_matching_shapes(K=K, V=V)
+    n, d = Q.shape
+    factor = _check_query_scale(query_scale, n)
+    V2 = V.reshape(V.shape[0], -1)
+    dtype = _v.common_float_dtype(Q, K, V2)
+    h = _v.check_bandwidth(bandwidth, d, np.float64)
+    kern, Qs, KT, logw, _ = _prepare_scores(Q, K, kern, h, key_weight, dtype)
+    qscale = 1.0 / factor
+    qmax = float(np.abs(Qs).max()) if Qs.size else 0.0
+    kmax = float(np.abs(KT).max()) if KT.size else 0.0
+    _check_local_offsets(qmax + kmax, qscale, d, dtype, kern.is_compact)
+    return Q, K, V2, V.ndim == 1, dtype, h, factor, kern, Qs, KT, logw, qscale
 
 
 def _prepare_key_std(key_std, m, VT, e, dtype):
@@ -848,25 +862,14 @@ def smoother_pool_state(Q, K, V, coef, kernel="gaussian", bandwidth=1.0, *, degr
     if kern.family != DISTANCE:
         raise ValueError(f"kernel must be a smoothing kernel for a local polynomial, got the "
                          f"attention score {kern.name!r}")
-    Q, K = _check_queries_keys(Q, K)
-    V = _v.check_float_array(V, "V", allow_1d=True)
-    _v.check_matching_shapes(K=K, V=V)
+    Q, K, V2, values_1d, dtype, h, factor, kern, Qs, KT, logw, qscale = _prepare_local(
+        Q, K, V, kern, bandwidth, query_scale, key_weight)
     n, d = Q.shape
     P = n_basis(d, degree)
     C = np.asarray(coef, dtype=np.float64)
     if C.shape != (n, P):
         raise ValueError(f"coef must have shape ({n}, {P}) for degree {degree} in {d} "
                          f"features, got {C.shape}")
-    factor = _check_query_scale(query_scale, n)
-    values_1d = V.ndim == 1
-    V2 = V.reshape(V.shape[0], -1)
-    dtype = _v.common_float_dtype(Q, K, V2)
-    h = _v.check_bandwidth(bandwidth, d, np.float64)
-    kern, Qs, KT, logw, _ = _prepare_scores(Q, K, kern, h, key_weight, dtype)
-    qscale = 1.0 / factor
-    qmax = float(np.abs(Qs).max()) if Qs.size else 0.0
-    kmax = float(np.abs(KT).max()) if KT.size else 0.0
-    _check_local_offsets(qmax + kmax, qscale, d, dtype, kern.is_compact)
     c, VT, e = _prepare_values(V2, center, dtype, False)
     report = progress_callback(verbose, progress, "smoother_pool")
     C = np.where(np.isfinite(C).all(axis=1)[:, None], C, 0.0)
