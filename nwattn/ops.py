@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+from . import _batch
 from . import _validation as _v
 from ._backend import backend_for, get_backend
 from ._device import is_device_array
@@ -280,7 +281,235 @@ def _prepare_device(Q, K, kernel, bandwidth, key_weight, extent=False):
     return kern, Qs, KT, logw, scale
 
 
-def pairwise_scores(Q, K, kernel="gaussian", bandwidth=1.0, *, device="cpu"):
+def _is_attention_call(Q, K, V, key_weight, key_mask, attn_mask, is_causal):
+    """Whether a call takes the path of attention arrays (batch dimensions or masks)."""
+    return (np.ndim(Q) != 2 or np.ndim(K) != 2 or (V is not None and np.ndim(V) > 2)
+            or key_mask is not None or attn_mask is not None or bool(is_causal)
+            or (key_weight is not None and np.ndim(key_weight) > 1))
+
+
+def _check_causal(is_causal, causal_offset):
+    if not isinstance(is_causal, (bool, np.bool_)):
+        raise TypeError(f"is_causal must be True or False, got {is_causal!r}")
+    if (not isinstance(causal_offset, (int, np.integer)) or isinstance(causal_offset, bool)):
+        raise TypeError(f"causal_offset must be an integer, got {causal_offset!r}")
+
+
+class _Arrays:
+    """Attention arrays prepared for the sweep (see :mod:`nwattn._batch`)."""
+
+    __slots__ = ("kern", "Qs", "KT", "scale", "batch", "full", "n", "m", "dtype", "lw_index",
+                 "b_first", "values")
+
+
+def _prepare_attention(Q, K, kernel, bandwidth, key_weight, key_mask, attn_mask, is_causal,
+                       causal_offset, V=None):
+    """Validate and pack attention arrays: queries, keys, masks, and the batch table.
+
+    Returns the validated ``V`` (or None) with an :class:`_Arrays`. Each
+    batch item's queries and keys are prepared exactly as a call on that
+    item alone prepares them (:func:`_prepare_scores`), so the packed
+    problem is, item by item, bit for bit the 2-D one: for a smoothing
+    kernel each distinct pair of query and key items is centred on its
+    own middle (keys shared by several query items are then packed once
+    per pair), for a dot score the keys are packed once whatever shares
+    them.
+    """
+    _check_causal(is_causal, causal_offset)
+    Q = _batch.check_attention_array(Q, "Q")
+    K = _batch.check_attention_array(K, "K")
+    n, d = Q.shape[-2:]
+    m = K.shape[-2]
+    if K.shape[-1] != d:
+        raise ValueError(f"Q and K must have the same number of features, got {d} and "
+                         f"{K.shape[-1]}")
+    shapes = {"Q": Q.shape[:-2], "K": K.shape[:-2]}
+    if V is not None:
+        V = _batch.check_attention_array(V, "V", min_ndim=1 if np.ndim(V) == 1 else 2)
+        if V.shape[-2 if V.ndim > 1 else -1] != m:
+            raise ValueError(f"K and V must have the same number of rows (keys), got {m} and "
+                             f"{V.shape[-2 if V.ndim > 1 else -1]}")
+        shapes["V"] = V.shape[:-2]
+    terms = []
+    if key_weight is not None:
+        w = _check_batched_key_weight(key_weight, m)
+        shapes["key_weight"] = w.shape[:-1]
+        with np.errstate(divide="ignore"):
+            terms.append(np.log(w))
+    if key_mask is not None:
+        km = _batch.check_mask(key_mask, "key_mask", 1, allow_float=False)
+        if km.shape[-1] != m:
+            raise ValueError(f"key_mask must have one entry per key ({m}) in its last "
+                             f"dimension, got shape {km.shape}")
+        shapes["key_mask"] = km.shape[:-1]
+        terms.append(km)
+    bias = None
+    if attn_mask is not None:
+        am = _batch.check_mask(attn_mask, "attn_mask", 2, allow_float=True)
+        if am.shape[-2] not in (1, n) or am.shape[-1] not in (1, m):
+            raise ValueError(f"attn_mask must broadcast to (..., {n}, {m}) (queries, keys), got "
+                             f"shape {am.shape}")
+        shapes["attn_mask"] = am.shape[:-2]
+        if am.shape[-2] == 1:
+            # The same for every query: a key weight, which can skip tiles.
+            terms.append(am[..., 0, :])
+        else:
+            bias = am
+    full = _batch.broadcast_batch(**shapes)
+    dtype = _v.common_float_dtype(Q, K, *(() if V is None else (V,)))
+    n_items = math.prod(full)
+    q_item = _batch.item_index(Q.shape[:-2], full)
+    k_item = _batch.item_index(K.shape[:-2], full)
+    Qf = Q.reshape(-1, n, d)
+    Kf = K.reshape(-1, m, d)
+    kern = get_kernel(kernel)
+    if kern.family == DISTANCE:
+        pairs, pair_of = np.unique(np.stack([q_item, k_item], axis=1), axis=0,
+                                   return_inverse=True)
+        pair_of = pair_of.ravel()
+        Qp, KTp = [], []
+        for qi, ki in pairs:
+            kern, Qs_p, KT_p, _, scale = _prepare_scores(Qf[qi], Kf[ki], kern, bandwidth, None,
+                                                         dtype)
+            Qp.append(Qs_p)
+            KTp.append(KT_p)
+        Qs = np.stack(Qp)[pair_of].reshape(n_items * n, d)
+        KT = np.ascontiguousarray(np.concatenate(KTp, axis=1))
+        k_first = pair_of * m
+    else:
+        h = _v.check_bandwidth(bandwidth, d, dtype)
+        with np.errstate(over="ignore"):  # overflow is reported by the check below
+            Qu = np.ascontiguousarray(Qf / h, dtype=dtype)
+        KT = np.ascontiguousarray(Kf.transpose(2, 0, 1).reshape(d, -1), dtype=dtype)
+        scale = 1.0 / math.sqrt(d) if kern.code == SCALED_DOT_CODE else 1.0
+        _check_score_overflow(kern, Qu.reshape(-1, d), KT, scale, dtype)
+        Qs = Qu[q_item].reshape(n_items * n, d) if Qu.shape[0] != n_items else Qu.reshape(-1, d)
+        k_first = k_item * m
+    LW, lw_index = _batch.key_log_weights(terms, m, full, dtype)
+    if bias is not None:
+        BIAS, b_first = _batch.query_bias(bias, n, m, full, dtype)
+    else:
+        BIAS, b_first = np.empty((0, m), dtype), None
+    items = np.full((n_items, 5), -1, dtype=np.int64)
+    items[:, 0] = np.arange(n_items) * n
+    items[:, 1] = k_first
+    items[:, 2] = 0
+    if lw_index is not None:
+        items[:, 3] = lw_index
+    if b_first is not None:
+        items[:, 4] = b_first
+    diag = int(causal_offset) if is_causal else n + m
+    out = _Arrays()
+    out.kern, out.Qs, out.KT, out.scale, out.full = kern, Qs, KT, scale, full
+    out.n, out.m, out.dtype = n, m, dtype
+    out.lw_index, out.b_first = lw_index, b_first
+    out.batch = _batch.AttentionBatch(items, n, m, LW, BIAS, int(b_first is not None), diag)
+    return V, out
+
+
+def _check_batched_key_weight(key_weight, m):
+    """Key weights ``(..., m)``: non-negative, finite, some positive in each batch item."""
+    if np.ndim(key_weight) <= 1:
+        return _v.check_key_weight(key_weight, m, np.float64)
+    w = _batch.check_attention_array(key_weight, "key_weight", min_ndim=1, dtype=np.float64)
+    if w.shape[-1] != m:
+        raise ValueError(f"key_weight must have one entry per key ({m}) in its last dimension, "
+                         f"got shape {w.shape}")
+    if np.any(w < 0):
+        raise ValueError("key_weight must be non-negative")
+    if not np.all(np.any(w > 0, axis=-1)):
+        raise ValueError("key_weight must have at least one positive entry in each batch item")
+    return w
+
+
+def _attention_values(V, arr, center, squares):
+    """Pack the values of attention arrays: each distinct item centred as on its own.
+
+    Returns ``(VT, centers, e, v_item)``: the centred values of every
+    distinct item, transposed and side by side; each item's centre and
+    power-of-two scale (:func:`_prepare_values`); and the values' item of
+    each batch item. The value columns of the batch table are filled in.
+    """
+    m = arr.m
+    values_1d = V.ndim == 1
+    V3 = V.reshape(1, m, 1) if values_1d else V.reshape(-1, m, V.shape[-1])
+    v_item = _batch.item_index(() if values_1d else V.shape[:-2], arr.full)
+    parts = [_prepare_values(V3[v], center, arr.dtype, squares) for v in range(V3.shape[0])]
+    VT = np.ascontiguousarray(np.concatenate([vt for _, vt, _ in parts], axis=1))
+    arr.batch.items[:, 2] = v_item * m
+    return VT, [c for c, _, _ in parts], [e for _, _, e in parts], v_item, values_1d
+
+
+def _attention_state(Q, K, V, kernel, bandwidth, key_weight, key_mask, attn_mask, is_causal,
+                     causal_offset, exclude_self, query_offset, key_offset, return_std, center,
+                     be, report):
+    """:func:`attention_pool_state` of attention arrays (batch dimensions, masks)."""
+    V, arr = _prepare_attention(Q, K, kernel, bandwidth, key_weight, key_mask, attn_mask,
+                                is_causal, causal_offset, V=V)
+    if exclude_self and arr.n != arr.m:
+        raise ValueError("exclude_self=True needs the queries to be the keys (Q is K); got "
+                         f"{arr.n} queries and {arr.m} keys")
+    VT, centers, exps, v_item, values_1d = _attention_values(V, arr, center, return_std)
+    dtype = arr.dtype
+    VT2 = VT * VT if return_std else np.empty((0, VT.shape[1]), dtype)
+    if exclude_self:
+        self_shift = int(query_offset) - int(key_offset)
+    else:
+        self_shift = -arr.n - 1
+    smax, packed = be.pool_items(arr.Qs, arr.KT, VT, VT2, arr.kern.family, arr.kern.code,
+                                 arr.scale, self_shift, arr.batch, progress=report)
+    n_items = arr.batch.items.shape[0]
+    if report is not None:
+        report.finish(n_items * arr.n * arr.m)
+    layout = pool_layout(len(centers[0]), return_std)
+    rows = np.repeat(v_item, arr.n)
+    for v, e in enumerate(exps):
+        if e:
+            sel = rows == v
+            smax[sel], packed[sel] = _state_in_value_units(smax[sel], packed[sel], layout, e)
+    if len(centers) == 1:
+        c = centers[0]
+    else:
+        c = np.stack(centers)[rows]
+    Qfull = np.broadcast_to(np.asarray(Q), arr.full + (arr.n, arr.Qs.shape[1]))
+    return PoolState(smax, packed, layout, c, values_1d, queries_fingerprint(Qfull, query_offset),
+                     batch_shape=arr.full)
+
+
+_ATTENTION_WHAT = "attention arrays (batch dimensions, masks, causal order)"
+
+
+def _attention_pairs(Q, K):
+    """(query, key) pairs of a call on attention arrays, for ``device="auto"``."""
+    try:
+        qs, ks = np.shape(Q), np.shape(K)
+        batch = np.broadcast_shapes(qs[:-2], ks[:-2])
+        return math.prod(batch) * int(qs[-2]) * int(ks[-2])
+    except (TypeError, ValueError, IndexError):
+        return None  # malformed input: validation names the problem
+
+
+def _attention_scores(be, Q, K, kernel, bandwidth, key_mask, attn_mask, is_causal,
+                      causal_offset):
+    """:func:`pairwise_scores` of attention arrays: ``(..., n, m)`` scores, masks applied."""
+    _, arr = _prepare_attention(Q, K, kernel, bandwidth, None, key_mask, attn_mask, is_causal,
+                                causal_offset)
+    b = arr.batch
+    S = be.pairwise_items(arr.Qs, arr.KT, b.items, arr.n, arr.m, arr.kern.family,
+                          arr.kern.code, arr.scale).reshape(-1, arr.n, arr.m)
+    if arr.lw_index is not None:
+        S += b.LW[arr.lw_index][:, None, :]
+    if arr.b_first is not None:
+        S += b.BIAS.reshape(-1, arr.n, arr.m)[arr.b_first // arr.n]
+    if is_causal:
+        i = np.arange(arr.n)[:, None]
+        j = np.arange(arr.m)[None, :]
+        S[:, j > i + b.diag] = -np.inf
+    return S.reshape(arr.full + (arr.n, arr.m))
+
+
+def pairwise_scores(Q, K, kernel="gaussian", bandwidth=1.0, *, key_mask=None, attn_mask=None,
+                    is_causal=False, causal_offset=0, device="cpu"):
     """Dense matrix of scores (log-weights) between queries and keys.
 
     Meant for small problems, inspection and tests: it allocates the full
@@ -314,6 +543,11 @@ def pairwise_scores(Q, K, kernel="gaussian", bandwidth=1.0, *, device="cpu"):
     >>> pairwise_scores([[0.0]], [[0.5], [2.0]], kernel="epanechnikov")
     array([[-0.28768207,        -inf]])
     """
+    if _is_attention_call(Q, K, None, None, key_mask, attn_mask, is_causal):
+        be, _ = backend_for(device, Q, K, need="pairwise_items", what=_ATTENTION_WHAT,
+                            n_pairs=_attention_pairs(Q, K))
+        return _attention_scores(be, Q, K, kernel, bandwidth, key_mask, attn_mask, is_causal,
+                                 causal_offset)
     be, device_input = backend_for(device, Q, K, need="pairwise")
     if device_input:
         kern, Qs, KT, logw, scale = _prepare_device(Q, K, kernel, bandwidth, None)
@@ -397,6 +631,7 @@ def _softmax_device(S, axis):
 
 
 def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
+                         key_mask=None, attn_mask=None, is_causal=False, causal_offset=0,
                          exclude_self=False, query_offset=0, key_offset=0,
                          return_std=False, center=None, device="cpu", progress=None,
                          verbose=0):
@@ -465,8 +700,15 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
     >>> finalize_state(merge_states(a, b)).round(3)
     array([1.657, 2.703, 4.498, 3.402])
     """
-    be, device_input = backend_for(device, Q, K, V)
     _check_offsets(query_offset, key_offset)
+    if _is_attention_call(Q, K, V, key_weight, key_mask, attn_mask, is_causal):
+        be, _ = backend_for(device, Q, K, V, need="pool_items", what=_ATTENTION_WHAT,
+                            n_pairs=_attention_pairs(Q, K))
+        report = progress_callback(verbose, progress, "attention_pool_state")
+        return _attention_state(Q, K, V, kernel, bandwidth, key_weight, key_mask, attn_mask,
+                                is_causal, causal_offset, exclude_self, query_offset,
+                                key_offset, return_std, center, be, report)
+    be, device_input = backend_for(device, Q, K, V)
     report = progress_callback(verbose, progress, "attention_pool_state")
     if device_input:
         smax, packed, c, values_1d = _pool_device(
@@ -916,6 +1158,7 @@ def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, spa
 
 
 def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
+                   key_mask=None, attn_mask=None, is_causal=False, causal_offset=0,
                    exclude_self=False, return_std=False, device="cpu", progress=None,
                    verbose=0):
     """Attention pooling (Nadaraya-Watson regression), fused and streaming.
@@ -991,6 +1234,13 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
     ...                exclude_self=True).round(4)
     array([0.0625, 0.125 , 0.3125, 0.625 , 0.5625])
     """
+    if _is_attention_call(Q, K, V, key_weight, key_mask, attn_mask, is_causal):
+        state = attention_pool_state(Q, K, V, kernel, bandwidth, key_weight=key_weight,
+                                     key_mask=key_mask, attn_mask=attn_mask,
+                                     is_causal=is_causal, causal_offset=causal_offset,
+                                     exclude_self=exclude_self, return_std=return_std,
+                                     device=device, progress=progress, verbose=verbose)
+        return finalize_state(state, return_std=return_std)
     be, device_input = backend_for(device, Q, K, V)
     report = progress_callback(verbose, progress, "attention_pool")
     if device_input:
