@@ -303,7 +303,7 @@ class _Arrays:
 
 
 def _prepare_attention(Q, K, kernel, bandwidth, key_weight, key_mask, attn_mask, is_causal,
-                       causal_offset, V=None):
+                       causal_offset, V=None, shift=0):
     """Validate and pack attention arrays: queries, keys, masks, and the batch table.
 
     Returns the validated ``V`` (or None) with an :class:`_Arrays`. Each
@@ -313,7 +313,8 @@ def _prepare_attention(Q, K, kernel, bandwidth, key_weight, key_mask, attn_mask,
     kernel each distinct pair of query and key items is centred on its
     own middle (keys shared by several query items are then packed once
     per pair), for a dot score the keys are packed once whatever shares
-    them.
+    them. ``shift`` (``query_offset - key_offset``) places a shard of keys
+    or queries in the causal order of the whole.
     """
     _check_causal(is_causal, causal_offset)
     Q = _batch.check_attention_array(Q, "Q")
@@ -398,7 +399,7 @@ def _prepare_attention(Q, K, kernel, bandwidth, key_weight, key_mask, attn_mask,
         items[:, 3] = lw_index
     if b_first is not None:
         items[:, 4] = b_first
-    diag = int(causal_offset) if is_causal else n + m
+    diag = int(causal_offset) + int(shift) if is_causal else n + m
     out = _Arrays()
     out.kern, out.Qs, out.KT, out.scale, out.full = kern, Qs, KT, scale, full
     out.n, out.m, out.dtype = n, m, dtype
@@ -445,7 +446,8 @@ def _attention_state(Q, K, V, kernel, bandwidth, key_weight, key_mask, attn_mask
                      be, report):
     """:func:`attention_pool_state` of attention arrays (batch dimensions, masks)."""
     V, arr = _prepare_attention(Q, K, kernel, bandwidth, key_weight, key_mask, attn_mask,
-                                is_causal, causal_offset, V=V)
+                                is_causal, causal_offset, V=V,
+                                shift=int(query_offset) - int(key_offset))
     if exclude_self and arr.n != arr.m:
         raise ValueError("exclude_self=True needs the queries to be the keys (Q is K); got "
                          f"{arr.n} queries and {arr.m} keys")
