@@ -181,7 +181,9 @@ def test_batched_is_a_loop_of_2d_calls_bit_for_bit(pb):
     elif pb["mask"] == "float":
         masks["attn_mask"] = rng.normal(size=(n, m)).astype(dt)
     h = 2.0
-    full = np.broadcast_shapes(Q.shape[:-2], K.shape[:-2], V.shape[:-2], pb["lead"])
+    lead = [np.shape(masks["key_mask"])[:-1]] if "key_mask" in masks else []
+    lead += [np.shape(masks["attn_mask"])[:-2]] if "attn_mask" in masks else []
+    full = np.broadcast_shapes(Q.shape[:-2], K.shape[:-2], V.shape[:-2], *lead)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EmptyNeighborhoodWarning)
         got = attention_pool(Q, K, V, pb["kernel"], h, is_causal=pb["causal"], **masks)
