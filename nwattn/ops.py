@@ -170,11 +170,12 @@ def _value_exponent(amax, dtype, squares):
     return 0
 
 
-def _prepare_values(V2, center, dtype, squares):
+def _prepare_values(V2, center, dtype, squares, transposed=True):
     """Centre the values and bring them to a scale where they can be squared.
 
     Returns ``(c, VT, e)``: the centre (in the values' units) and the
-    centred values, transposed and divided by ``2**e``; ``squares`` says
+    centred values, transposed (unless not ``transposed``) and divided by
+    ``2**e``; ``squares`` says
     whether their squares will be summed (``return_std``). Dividing by a
     power of two is exact, so results at any scale are those at unit scale
     times the scale; without it, values beyond about 1e154 in float64 (1e19
@@ -192,7 +193,7 @@ def _prepare_values(V2, center, dtype, squares):
         if c.shape[0] != V2.shape[1]:
             raise ValueError(f"center must have {V2.shape[1]} entries, got {c.shape[0]}")
         c = np.ldexp(c, -big) if big else c
-    D = np.ascontiguousarray((V - c).T, dtype=dtype)
+    D = np.ascontiguousarray((V - c).T if transposed else V - c, dtype=dtype)
     e = _value_exponent(float(np.abs(D).max()) if D.size else 0.0, dtype, squares)
     if e:
         D = np.ldexp(D, -e)
@@ -380,8 +381,11 @@ def _prepare_attention(Q, K, kernel, bandwidth, key_weight, key_mask, attn_mask,
     else:
         h = _v.check_bandwidth(bandwidth, d, dtype)
         with np.errstate(over="ignore"):  # overflow is reported by the check below
-            Qu = np.ascontiguousarray(Qf / h, dtype=dtype)
-        KT = np.ascontiguousarray(Kf.transpose(2, 0, 1).reshape(d, -1), dtype=dtype)
+            # Division by 1 is exact: skipping it changes no bit.
+            Qu = np.ascontiguousarray(Qf if np.all(h == 1) else Qf / h, dtype=dtype)
+        # The keys as they are, seen transposed: the matrix body reads them so
+        # (shared ones once), and the sweep makes the row body its copy.
+        KT = np.ascontiguousarray(Kf.reshape(-1, d), dtype=dtype).T
         scale = 1.0 / math.sqrt(d) if kern.code == SCALED_DOT_CODE else 1.0
         _check_score_overflow(kern, Qu.reshape(-1, d), KT, scale, dtype)
         Qs = Qu[q_item].reshape(n_items * n, d) if Qu.shape[0] != n_items else Qu.reshape(-1, d)
@@ -435,16 +439,24 @@ def _attention_values(V, arr, center, squares):
     values_1d = V.ndim == 1
     V3 = V.reshape(1, m, 1) if values_1d else V.reshape(-1, m, V.shape[-1])
     v_item = _batch.item_index(() if values_1d else V.shape[:-2], arr.full)
-    parts = [_prepare_values(V3[v], center, arr.dtype, squares) for v in range(V3.shape[0])]
-    VT = np.ascontiguousarray(np.concatenate([vt for _, vt, _ in parts], axis=1))
+    # Packed as (keys, outputs) and passed transposed: the matrix body reads
+    # them so, and the sweep makes the row body its contiguous copy.
+    parts = [_prepare_values(V3[v], center, arr.dtype, squares, transposed=False)
+             for v in range(V3.shape[0])]
+    VT = np.concatenate([vt for _, vt, _ in parts], axis=0).T
     arr.batch.items[:, 2] = v_item * m
     return VT, [c for c, _, _ in parts], [e for _, _, e in parts], v_item, values_1d
 
 
 def _attention_state(Q, K, V, kernel, bandwidth, key_weight, key_mask, attn_mask, is_causal,
                      causal_offset, exclude_self, query_offset, key_offset, return_std, center,
-                     be, report):
-    """:func:`attention_pool_state` of attention arrays (batch dimensions, masks)."""
+                     be, report, fingerprint=True):
+    """:func:`attention_pool_state` of attention arrays (batch dimensions, masks).
+
+    Without ``fingerprint`` the state does not record which queries it is
+    of (hashing them costs a pass over them; a state finalised at once is
+    never merged).
+    """
     V, arr = _prepare_attention(Q, K, kernel, bandwidth, key_weight, key_mask, attn_mask,
                                 is_causal, causal_offset, V=V,
                                 shift=int(query_offset) - int(key_offset))
@@ -473,9 +485,11 @@ def _attention_state(Q, K, V, kernel, bandwidth, key_weight, key_mask, attn_mask
         c = centers[0]
     else:
         c = np.stack(centers)[rows]
-    Qfull = np.broadcast_to(np.asarray(Q), arr.full + (arr.n, arr.Qs.shape[1]))
-    return PoolState(smax, packed, layout, c, values_1d, queries_fingerprint(Qfull, query_offset),
-                     batch_shape=arr.full)
+    queries = None
+    if fingerprint:
+        Qfull = np.broadcast_to(np.asarray(Q), arr.full + (arr.n, arr.Qs.shape[1]))
+        queries = queries_fingerprint(Qfull, query_offset)
+    return PoolState(smax, packed, layout, c, values_1d, queries, batch_shape=arr.full)
 
 
 _ATTENTION_WHAT = "attention arrays (batch dimensions, masks, causal order)"
@@ -497,7 +511,7 @@ def _attention_scores(be, Q, K, kernel, bandwidth, key_mask, attn_mask, is_causa
     _, arr = _prepare_attention(Q, K, kernel, bandwidth, None, key_mask, attn_mask, is_causal,
                                 causal_offset)
     b = arr.batch
-    S = be.pairwise_items(arr.Qs, arr.KT, b.items, arr.n, arr.m, arr.kern.family,
+    S = be.pairwise_items(arr.Qs, np.ascontiguousarray(arr.KT), b.items, arr.n, arr.m, arr.kern.family,
                           arr.kern.code, arr.scale).reshape(-1, arr.n, arr.m)
     if arr.lw_index is not None:
         S += b.LW[arr.lw_index][:, None, :]
@@ -1237,11 +1251,12 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
     array([0.0625, 0.125 , 0.3125, 0.625 , 0.5625])
     """
     if _is_attention_call(Q, K, V, key_weight, key_mask, attn_mask, is_causal):
-        state = attention_pool_state(Q, K, V, kernel, bandwidth, key_weight=key_weight,
-                                     key_mask=key_mask, attn_mask=attn_mask,
-                                     is_causal=is_causal, causal_offset=causal_offset,
-                                     exclude_self=exclude_self, return_std=return_std,
-                                     device=device, progress=progress, verbose=verbose)
+        be, _ = backend_for(device, Q, K, V, need="pool_items", what=_ATTENTION_WHAT,
+                            n_pairs=_attention_pairs(Q, K))
+        report = progress_callback(verbose, progress, "attention_pool")
+        state = _attention_state(Q, K, V, kernel, bandwidth, key_weight, key_mask, attn_mask,
+                                 is_causal, causal_offset, exclude_self, 0, 0, return_std, None,
+                                 be, report, fingerprint=False)
         return finalize_state(state, return_std=return_std)
     be, device_input = backend_for(device, Q, K, V)
     report = progress_callback(verbose, progress, "attention_pool")

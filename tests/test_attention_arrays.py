@@ -80,6 +80,7 @@ def test_equals_sdpa_with_broadcasting_and_every_mask(rng, small_blocks, monkeyp
     """Grouped-query broadcasting; no mask, boolean and float masks, a key-padding
     mask as SDPA takes it (..., 1, m), causal with n < m, n > m and n == m."""
     monkeypatch.setattr(small_blocks, "GEMM_QUERY_BLOCK", 4)
+    monkeypatch.setattr(small_blocks, "GEMM_CAUSAL_QUERY_BLOCK", 3)
     tol = TOL[dtype]
     for n, m in [(7, 11), (11, 7), (9, 9)]:
         Q = _draw(rng, (2, 3, n, d), dtype)

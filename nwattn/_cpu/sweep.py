@@ -386,6 +386,8 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
     use_matrix = absorb == POOL and score == KERNEL and (gemm_scores
                                                     or p >= _config.GEMM_MIN_OUTPUTS)
     query_block = _config.GEMM_QUERY_BLOCK if use_matrix else _config.QUERY_BLOCK
+    if use_matrix and batch.diag < m:  # causal order cuts some keys
+        query_block = _config.GEMM_CAUSAL_QUERY_BLOCK
     key_tile = _config.KEY_TILE
     n_split, split_size = plan_splits(n, m, query_block, _config.TARGET_TASKS,
                                       _config.MIN_SPLIT_KEYS)
@@ -402,8 +404,12 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
     chunk = chunk_tasks(n_tasks, query_block * split_size, work_per_pair,
                         numba.get_num_threads())
     masks = (batch.items, n, m, batch.LW, batch.BIAS, batch.b_step, batch.diag)
+    # KT and VT may come as transposed views of (keys, features) arrays:
+    # each body takes the layout it reads as a contiguous array, a copy
+    # only when the caller's layout is the other one.
     if use_matrix:
         K = np.ascontiguousarray(KT.T) if gemm_scores else np.empty((0, d), dtype)
+        KT = np.empty((d, 0), dtype) if gemm_scores else np.ascontiguousarray(KT)
         V = np.ascontiguousarray(VT.T)
         V2 = np.ascontiguousarray(VT2.T)
         driver = matrix_sweep
@@ -419,6 +425,9 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
         else:
             qscale = None
         driver = row_sweep
+        KT = np.ascontiguousarray(KT)
+        VT = np.ascontiguousarray(VT)
+        VT2 = np.ascontiguousarray(VT2)
         VS = np.empty((0, m), dtype) if VS is None else np.ascontiguousarray(VS, dtype=dtype)
         head = (Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, int(degree), family, code, scale,
                 self_shift, *masks, query_block, key_tile, n_split, split_size, schedule)
