@@ -7,7 +7,8 @@ order. Both libraries run in this process on the same data, PyTorch with
 as many threads as Numba (``torch.set_num_threads``), timed in
 interleaved rounds after a warm-up call each (which absorbs Numba's
 compilation); each keeps its median. The ratios between them are what to
-read: absolute times on a shared machine drift.
+read: absolute times on a shared machine drift. OpenBLAS is limited to one
+thread (``OPENBLAS_NUM_THREADS=1`` unless set otherwise; see below).
 
 Also checked on the way: the largest difference between the two outputs
 (float32 rounding), and the causal time as a share of the full one.
@@ -18,8 +19,17 @@ Usage::
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+# nwattn's matrix body calls BLAS from Numba's worker threads and wants it
+# on one thread there. With the OpenBLAS of SciPy's wheels measured here,
+# the limit nwattn sets at run time (threadpoolctl) did not reach those
+# threads: OpenBLAS warned of a nested parallel loop and the two libraries'
+# threads fought over the cores (times 3 to 30 times longer). The variable
+# sets it before OpenBLAS loads. PyTorch's CPU kernels do not use OpenBLAS.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numba
 import numpy as np

@@ -84,7 +84,7 @@ def single_item(n, m, dtype, logw=None):
     --------
     >>> import numpy as np
     >>> from nwattn._batch import single_item
-    >>> single_item(2, 2, np.float32, np.zeros(2, np.float32)).items[0, 3]
+    >>> int(single_item(2, 2, np.float32, np.zeros(2, np.float32)).items[0, 3])
     0
     """
     items = np.array([[0, 0, 0, -1, -1]], dtype=np.int64)

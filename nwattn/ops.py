@@ -541,13 +541,17 @@ def pairwise_scores(Q, K, kernel="gaussian", bandwidth=1.0, *, key_mask=None, at
         A name of :mod:`nwattn.kernels` (case-insensitive).
     bandwidth : float or array_like of shape (n_features,), default=1.0
         Positive scalar or one positive value per feature.
+    key_mask, attn_mask, is_causal, causal_offset
+        Masks, as in :func:`attention_pool`: a masked pair scores ``-inf``,
+        a float ``attn_mask`` is added. ``Q`` and ``K`` may then have
+        leading (batch) dimensions, which broadcast.
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where to compute (see :func:`attention_pool`). Device arrays in give
         a device array out.
 
     Returns
     -------
-    S : ndarray of shape (n_queries, n_keys)
+    S : ndarray of shape (..., n_queries, n_keys)
         ``log K(||(q - k) / h||)`` for smoothing kernels (``-inf`` outside
         the support), the scaled inner product for scores.
 
@@ -558,6 +562,9 @@ def pairwise_scores(Q, K, kernel="gaussian", bandwidth=1.0, *, key_mask=None, at
     array([[-0.5, -2. ]])
     >>> pairwise_scores([[0.0]], [[0.5], [2.0]], kernel="epanechnikov")
     array([[-0.28768207,        -inf]])
+    >>> pairwise_scores([[[1.0], [2.0]]], [[1.0], [3.0]], "dot", is_causal=True)
+    array([[[ 1., -inf],
+            [ 2.,  6.]]])
     """
     if _is_attention_call(Q, K, None, None, key_mask, attn_mask, is_causal):
         be, _ = backend_for(device, Q, K, need="pairwise_items", what=_ATTENTION_WHAT,
@@ -671,8 +678,27 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
         A name of :mod:`nwattn.kernels`.
     bandwidth : float or array_like of shape (n_features,), default=1.0
         Positive scalar or one positive value per feature.
-    key_weight : array_like of shape (n_keys,), default=None
+    key_weight : array_like of shape (n_keys,) or (..., n_keys), default=None
         Non-negative weights of the keys (sample weights).
+    key_mask : array_like of bool, shape (..., n_keys), default=None
+        False marks a key never attended (padding of ragged sequences).
+        Tiles of keys that are all masked are skipped, not scored.
+    attn_mask : array_like of bool or float, broadcastable to (..., n_queries, n_keys), default=None
+        As PyTorch's ``scaled_dot_product_attention`` takes it: a boolean
+        mask (True: the pair takes part) or a float bias added to the
+        scores (``-inf`` excludes a pair). A mask of shape (..., 1,
+        n_keys) is a key mask and skips tiles as ``key_mask`` does.
+    is_causal : bool, default=False
+        Query ``i`` attends key ``j`` only when ``j <= i + causal_offset``
+        (positions within a batch item). Key tiles beyond a block's last
+        query are not visited.
+    causal_offset : int, default=0
+        The diagonal of the causal order. 0 is PyTorch's convention (the
+        top-left aligned ``torch.ones(L, S).tril(diagonal=0)``, also when
+        ``n_queries != n_keys``); ``n_keys - n_queries`` aligns the last
+        query with the last key (a continuation attending a cached prefix).
+        With a shard of keys or queries, ``query_offset`` and
+        ``key_offset`` place it in the whole causal order.
     exclude_self : bool, default=False
         Leave one out: skip the pair of query number ``query_offset + i``
         and key number ``key_offset + j`` when the two numbers are equal.
@@ -703,6 +729,9 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
     Returns
     -------
     PoolState
+        With attention arrays (leading dimensions), the queries of every
+        batch item one after the other and ``batch_shape`` set; the centre
+        is then per query when the items have values of their own.
 
     Examples
     --------
@@ -715,6 +744,17 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
     >>> b = attention_pool_state(X, X[2:], y[2:], exclude_self=True, key_offset=2)
     >>> finalize_state(merge_states(a, b)).round(3)
     array([1.657, 2.703, 4.498, 3.402])
+
+    Causal attention over two shards of keys, in a batch of two:
+
+    >>> rng = np.random.default_rng(0)
+    >>> Q, K, V = (rng.normal(size=(2, 6, 4)) for _ in range(3))
+    >>> a = attention_pool_state(Q, K[:, :3], V[:, :3], "scaled_dot", is_causal=True)
+    >>> b = attention_pool_state(Q, K[:, 3:], V[:, 3:], "scaled_dot", is_causal=True,
+    ...                          key_offset=3)
+    >>> whole = attention_pool_state(Q, K, V, "scaled_dot", is_causal=True)
+    >>> bool(np.allclose(finalize_state(merge_states(a, b)), finalize_state(whole)))
+    True
     """
     _check_offsets(query_offset, key_offset)
     if _is_attention_call(Q, K, V, key_weight, key_mask, attn_mask, is_causal):
@@ -1092,8 +1132,25 @@ def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, spa
         ``floor(span * n_keys)``-th nearest key (at least the first),
         times ``sqrt(span)`` when ``span > 1`` (see
         :func:`nwattn.neighbors.span_radius`).
-    key_weight : array_like of shape (n_keys,), default=None
+    key_weight : array_like of shape (n_keys,) or (..., n_keys), default=None
         Non-negative weights of the keys (sample weights).
+    key_mask : array_like of bool, shape (..., n_keys), default=None
+        False marks a key never attended (padding of ragged sequences).
+        Tiles of keys that are all masked are skipped, not scored.
+    attn_mask : array_like of bool or float, broadcastable to (..., n_queries, n_keys), default=None
+        As PyTorch's ``scaled_dot_product_attention`` takes it: a boolean
+        mask (True: the pair takes part) or a float bias added to the
+        scores (``-inf`` excludes a pair). A mask of shape (..., 1,
+        n_keys) is a key mask and skips tiles as ``key_mask`` does.
+    is_causal : bool, default=False
+        Query ``i`` attends key ``j`` only when ``j <= i + causal_offset``
+        (positions within a batch item). Key tiles beyond a block's last
+        query are not visited.
+    causal_offset : int, default=0
+        The diagonal of the causal order. 0 is PyTorch's convention (the
+        top-left aligned ``torch.ones(L, S).tril(diagonal=0)``, also when
+        ``n_queries != n_keys``); ``n_keys - n_queries`` aligns the last
+        query with the last key (a continuation attending a cached prefix).
     exclude_self : bool, default=False
         Leave-one-out: query ``i`` ignores key ``i`` (``Q`` must be ``K``).
     return_gradient : bool, default=False
@@ -1186,11 +1243,15 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
 
     Parameters
     ----------
-    Q : array_like of shape (n_queries, n_features)
-        Queries.
-    K : array_like of shape (n_keys, n_features)
+    Q : array_like of shape (..., n_queries, n_features)
+        Queries. Leading (batch) dimensions of ``Q``, ``K``, ``V`` and the
+        masks broadcast as in NumPy: keys and values shared by several
+        query heads (grouped-query attention) are given once, with a
+        dimension of length 1, and are not copied. See
+        :doc:`/attention_arrays`.
+    K : array_like of shape (..., n_keys, n_features)
         Keys.
-    V : array_like of shape (n_keys,) or (n_keys, n_outputs)
+    V : array_like of shape (n_keys,) or (..., n_keys, n_outputs)
         Values.
     kernel : str, default="gaussian"
         A name of :mod:`nwattn.kernels` (case-insensitive).
@@ -1226,10 +1287,11 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
 
     Returns
     -------
-    pred : ndarray of shape (n_queries,) or (n_queries, n_outputs)
-        Same number of dimensions as ``V``. NaN for a query with no key in
-        its kernel's support (compact kernels), with an
-        :class:`~nwattn.exceptions.EmptyNeighborhoodWarning`.
+    pred : ndarray of shape (n_queries,) or (..., n_queries, n_outputs)
+        The batch shape, then as ``V``. NaN for a query with no key in its
+        kernel's support (compact kernels) or every key masked, with an
+        :class:`~nwattn.exceptions.EmptyNeighborhoodWarning` (PyTorch's
+        SDPA returns zeros there).
     std : ndarray, same shape as ``pred``
         Only when ``return_std=True``.
 
@@ -1249,6 +1311,21 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
     >>> attention_pool(X, X, y, kernel="epanechnikov", bandwidth=0.3,
     ...                exclude_self=True).round(4)
     array([0.0625, 0.125 , 0.3125, 0.625 , 0.5625])
+
+    Attention arrays: two sequences, four query heads sharing one key and
+    value head, the second sequence padded after three tokens, causal:
+
+    >>> rng = np.random.default_rng(0)
+    >>> Q = rng.normal(size=(2, 4, 5, 8)).astype(np.float32)
+    >>> K = rng.normal(size=(2, 1, 5, 8)).astype(np.float32)
+    >>> V = rng.normal(size=(2, 1, 5, 3)).astype(np.float32)
+    >>> lengths = np.array([5, 3])
+    >>> pad = np.arange(5) < lengths[:, None, None]  # (2, 1, 5)
+    >>> out = attention_pool(Q, K, V, "scaled_dot", key_mask=pad, is_causal=True)
+    >>> out.shape, out.dtype
+    ((2, 4, 5, 3), dtype('float32'))
+    >>> bool(np.allclose(out[1, :, 0], V[1, 0, 0]))  # the first query sees one key
+    True
     """
     if _is_attention_call(Q, K, V, key_weight, key_mask, attn_mask, is_causal):
         be, _ = backend_for(device, Q, K, V, need="pool_items", what=_ATTENTION_WHAT,
