@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+from . import _batch
 from . import _validation as _v
 from ._backend import backend_for, get_backend
 from ._device import is_device_array
@@ -169,11 +170,12 @@ def _value_exponent(amax, dtype, squares):
     return 0
 
 
-def _prepare_values(V2, center, dtype, squares):
+def _prepare_values(V2, center, dtype, squares, transposed=True):
     """Centre the values and bring them to a scale where they can be squared.
 
     Returns ``(c, VT, e)``: the centre (in the values' units) and the
-    centred values, transposed and divided by ``2**e``; ``squares`` says
+    centred values, transposed (unless not ``transposed``) and divided by
+    ``2**e``; ``squares`` says
     whether their squares will be summed (``return_std``). Dividing by a
     power of two is exact, so results at any scale are those at unit scale
     times the scale; without it, values beyond about 1e154 in float64 (1e19
@@ -191,7 +193,7 @@ def _prepare_values(V2, center, dtype, squares):
         if c.shape[0] != V2.shape[1]:
             raise ValueError(f"center must have {V2.shape[1]} entries, got {c.shape[0]}")
         c = np.ldexp(c, -big) if big else c
-    D = np.ascontiguousarray((V - c).T, dtype=dtype)
+    D = np.ascontiguousarray((V - c).T if transposed else V - c, dtype=dtype)
     e = _value_exponent(float(np.abs(D).max()) if D.size else 0.0, dtype, squares)
     if e:
         D = np.ldexp(D, -e)
@@ -280,7 +282,250 @@ def _prepare_device(Q, K, kernel, bandwidth, key_weight, extent=False):
     return kern, Qs, KT, logw, scale
 
 
-def pairwise_scores(Q, K, kernel="gaussian", bandwidth=1.0, *, device="cpu"):
+def _is_attention_call(Q, K, V, key_weight, key_mask, attn_mask, is_causal):
+    """Whether a call takes the path of attention arrays (batch dimensions or masks)."""
+    return (np.ndim(Q) != 2 or np.ndim(K) != 2 or (V is not None and np.ndim(V) > 2)
+            or key_mask is not None or attn_mask is not None or bool(is_causal)
+            or (key_weight is not None and np.ndim(key_weight) > 1))
+
+
+def _check_causal(is_causal, causal_offset):
+    if not isinstance(is_causal, (bool, np.bool_)):
+        raise TypeError(f"is_causal must be True or False, got {is_causal!r}")
+    if (not isinstance(causal_offset, (int, np.integer)) or isinstance(causal_offset, bool)):
+        raise TypeError(f"causal_offset must be an integer, got {causal_offset!r}")
+
+
+class _Arrays:
+    """Attention arrays prepared for the sweep (see :mod:`nwattn._batch`)."""
+
+    __slots__ = ("kern", "Qs", "KT", "scale", "batch", "full", "n", "m", "dtype", "lw_index",
+                 "b_first", "values")
+
+
+def _prepare_attention(Q, K, kernel, bandwidth, key_weight, key_mask, attn_mask, is_causal,
+                       causal_offset, V=None, shift=0):
+    """Validate and pack attention arrays: queries, keys, masks, and the batch table.
+
+    Returns the validated ``V`` (or None) with an :class:`_Arrays`. Each
+    batch item's queries and keys are prepared exactly as a call on that
+    item alone prepares them (:func:`_prepare_scores`), so the packed
+    problem is, item by item, bit for bit the 2-D one: for a smoothing
+    kernel each distinct pair of query and key items is centred on its
+    own middle (keys shared by several query items are then packed once
+    per pair), for a dot score the keys are packed once whatever shares
+    them. ``shift`` (``query_offset - key_offset``) places a shard of keys
+    or queries in the causal order of the whole.
+    """
+    _check_causal(is_causal, causal_offset)
+    Q = _batch.check_attention_array(Q, "Q")
+    K = _batch.check_attention_array(K, "K")
+    n, d = Q.shape[-2:]
+    m = K.shape[-2]
+    if K.shape[-1] != d:
+        raise ValueError(f"Q and K must have the same number of features, got {d} and "
+                         f"{K.shape[-1]}")
+    shapes = {"Q": Q.shape[:-2], "K": K.shape[:-2]}
+    if V is not None:
+        V = _batch.check_attention_array(V, "V", min_ndim=1 if np.ndim(V) == 1 else 2)
+        if V.shape[-2 if V.ndim > 1 else -1] != m:
+            raise ValueError(f"K and V must have the same number of rows (keys), got {m} and "
+                             f"{V.shape[-2 if V.ndim > 1 else -1]}")
+        shapes["V"] = V.shape[:-2]
+    terms = []
+    if key_weight is not None:
+        w = _check_batched_key_weight(key_weight, m)
+        shapes["key_weight"] = w.shape[:-1]
+        with np.errstate(divide="ignore"):
+            terms.append(np.log(w))
+    if key_mask is not None:
+        km = _batch.check_mask(key_mask, "key_mask", 1, allow_float=False)
+        if km.shape[-1] != m:
+            raise ValueError(f"key_mask must have one entry per key ({m}) in its last "
+                             f"dimension, got shape {km.shape}")
+        shapes["key_mask"] = km.shape[:-1]
+        terms.append(km)
+    bias = None
+    if attn_mask is not None:
+        am = _batch.check_mask(attn_mask, "attn_mask", 2, allow_float=True)
+        if am.shape[-2] not in (1, n) or am.shape[-1] not in (1, m):
+            raise ValueError(f"attn_mask must broadcast to (..., {n}, {m}) (queries, keys), got "
+                             f"shape {am.shape}")
+        shapes["attn_mask"] = am.shape[:-2]
+        if am.shape[-2] == 1:
+            # The same for every query: a key weight, which can skip tiles.
+            terms.append(am[..., 0, :])
+        else:
+            bias = am
+    full = _batch.broadcast_batch(**shapes)
+    dtype = _v.common_float_dtype(Q, K, *(() if V is None else (V,)))
+    n_items = math.prod(full)
+    q_item = _batch.item_index(Q.shape[:-2], full)
+    k_item = _batch.item_index(K.shape[:-2], full)
+    Qf = Q.reshape(-1, n, d)
+    Kf = K.reshape(-1, m, d)
+    kern = get_kernel(kernel)
+    if kern.family == DISTANCE:
+        pairs, pair_of = np.unique(np.stack([q_item, k_item], axis=1), axis=0,
+                                   return_inverse=True)
+        pair_of = pair_of.ravel()
+        Qp, KTp = [], []
+        for qi, ki in pairs:
+            kern, Qs_p, KT_p, _, scale = _prepare_scores(Qf[qi], Kf[ki], kern, bandwidth, None,
+                                                         dtype)
+            Qp.append(Qs_p)
+            KTp.append(KT_p)
+        Qs = np.stack(Qp)[pair_of].reshape(n_items * n, d)
+        KT = np.ascontiguousarray(np.concatenate(KTp, axis=1))
+        k_first = pair_of * m
+    else:
+        h = _v.check_bandwidth(bandwidth, d, dtype)
+        with np.errstate(over="ignore"):  # overflow is reported by the check below
+            # Division by 1 is exact: skipping it changes no bit.
+            Qu = np.ascontiguousarray(Qf if np.all(h == 1) else Qf / h, dtype=dtype)
+        # The keys as they are, seen transposed: the matrix body reads them so
+        # (shared ones once), and the sweep makes the row body its copy.
+        KT = np.ascontiguousarray(Kf.reshape(-1, d), dtype=dtype).T
+        scale = 1.0 / math.sqrt(d) if kern.code == SCALED_DOT_CODE else 1.0
+        _check_score_overflow(kern, Qu.reshape(-1, d), KT, scale, dtype)
+        Qs = Qu[q_item].reshape(n_items * n, d) if Qu.shape[0] != n_items else Qu.reshape(-1, d)
+        k_first = k_item * m
+    LW, lw_index = _batch.key_log_weights(terms, m, full, dtype)
+    if bias is not None:
+        BIAS, b_first = _batch.query_bias(bias, n, m, full, dtype)
+    else:
+        BIAS, b_first = np.empty((0, m), dtype), None
+    items = np.full((n_items, 5), -1, dtype=np.int64)
+    items[:, 0] = np.arange(n_items) * n
+    items[:, 1] = k_first
+    items[:, 2] = 0
+    if lw_index is not None:
+        items[:, 3] = lw_index
+    if b_first is not None:
+        items[:, 4] = b_first
+    diag = int(causal_offset) + int(shift) if is_causal else n + m
+    out = _Arrays()
+    out.kern, out.Qs, out.KT, out.scale, out.full = kern, Qs, KT, scale, full
+    out.n, out.m, out.dtype = n, m, dtype
+    out.lw_index, out.b_first = lw_index, b_first
+    out.batch = _batch.AttentionBatch(items, n, m, LW, BIAS, int(b_first is not None), diag)
+    return V, out
+
+
+def _check_batched_key_weight(key_weight, m):
+    """Key weights ``(..., m)``: non-negative, finite, some positive in each batch item."""
+    if np.ndim(key_weight) <= 1:
+        return _v.check_key_weight(key_weight, m, np.float64)
+    w = _batch.check_attention_array(key_weight, "key_weight", min_ndim=1, dtype=np.float64)
+    if w.shape[-1] != m:
+        raise ValueError(f"key_weight must have one entry per key ({m}) in its last dimension, "
+                         f"got shape {w.shape}")
+    if np.any(w < 0):
+        raise ValueError("key_weight must be non-negative")
+    if not np.all(np.any(w > 0, axis=-1)):
+        raise ValueError("key_weight must have at least one positive entry in each batch item")
+    return w
+
+
+def _attention_values(V, arr, center, squares):
+    """Pack the values of attention arrays: each distinct item centred as on its own.
+
+    Returns ``(VT, centers, e, v_item)``: the centred values of every
+    distinct item, transposed and side by side; each item's centre and
+    power-of-two scale (:func:`_prepare_values`); and the values' item of
+    each batch item. The value columns of the batch table are filled in.
+    """
+    m = arr.m
+    values_1d = V.ndim == 1
+    V3 = V.reshape(1, m, 1) if values_1d else V.reshape(-1, m, V.shape[-1])
+    v_item = _batch.item_index(() if values_1d else V.shape[:-2], arr.full)
+    # Packed as (keys, outputs) and passed transposed: the matrix body reads
+    # them so, and the sweep makes the row body its contiguous copy.
+    parts = [_prepare_values(V3[v], center, arr.dtype, squares, transposed=False)
+             for v in range(V3.shape[0])]
+    VT = np.concatenate([vt for _, vt, _ in parts], axis=0).T
+    arr.batch.items[:, 2] = v_item * m
+    return VT, [c for c, _, _ in parts], [e for _, _, e in parts], v_item, values_1d
+
+
+def _attention_state(Q, K, V, kernel, bandwidth, key_weight, key_mask, attn_mask, is_causal,
+                     causal_offset, exclude_self, query_offset, key_offset, return_std, center,
+                     be, report, fingerprint=True):
+    """:func:`attention_pool_state` of attention arrays (batch dimensions, masks).
+
+    Without ``fingerprint`` the state does not record which queries it is
+    of (hashing them costs a pass over them; a state finalised at once is
+    never merged).
+    """
+    V, arr = _prepare_attention(Q, K, kernel, bandwidth, key_weight, key_mask, attn_mask,
+                                is_causal, causal_offset, V=V,
+                                shift=int(query_offset) - int(key_offset))
+    if exclude_self and arr.n != arr.m:
+        raise ValueError("exclude_self=True needs the queries to be the keys (Q is K); got "
+                         f"{arr.n} queries and {arr.m} keys")
+    VT, centers, exps, v_item, values_1d = _attention_values(V, arr, center, return_std)
+    dtype = arr.dtype
+    VT2 = VT * VT if return_std else np.empty((0, VT.shape[1]), dtype)
+    if exclude_self:
+        self_shift = int(query_offset) - int(key_offset)
+    else:
+        self_shift = -arr.n - 1
+    smax, packed = be.pool_items(arr.Qs, arr.KT, VT, VT2, arr.kern.family, arr.kern.code,
+                                 arr.scale, self_shift, arr.batch, progress=report)
+    n_items = arr.batch.items.shape[0]
+    if report is not None:
+        report.finish(n_items * arr.n * arr.m)
+    layout = pool_layout(len(centers[0]), return_std)
+    rows = np.repeat(v_item, arr.n)
+    for v, e in enumerate(exps):
+        if e:
+            sel = rows == v
+            smax[sel], packed[sel] = _state_in_value_units(smax[sel], packed[sel], layout, e)
+    if len(centers) == 1:
+        c = centers[0]
+    else:
+        c = np.stack(centers)[rows]
+    queries = None
+    if fingerprint:
+        Qfull = np.broadcast_to(np.asarray(Q), arr.full + (arr.n, arr.Qs.shape[1]))
+        queries = queries_fingerprint(Qfull, query_offset)
+    return PoolState(smax, packed, layout, c, values_1d, queries, batch_shape=arr.full)
+
+
+_ATTENTION_WHAT = "attention arrays (batch dimensions, masks, causal order)"
+
+
+def _attention_pairs(Q, K):
+    """(query, key) pairs of a call on attention arrays, for ``device="auto"``."""
+    try:
+        qs, ks = np.shape(Q), np.shape(K)
+        batch = np.broadcast_shapes(qs[:-2], ks[:-2])
+        return math.prod(batch) * int(qs[-2]) * int(ks[-2])
+    except (TypeError, ValueError, IndexError):
+        return None  # malformed input: validation names the problem
+
+
+def _attention_scores(be, Q, K, kernel, bandwidth, key_mask, attn_mask, is_causal,
+                      causal_offset):
+    """:func:`pairwise_scores` of attention arrays: ``(..., n, m)`` scores, masks applied."""
+    _, arr = _prepare_attention(Q, K, kernel, bandwidth, None, key_mask, attn_mask, is_causal,
+                                causal_offset)
+    b = arr.batch
+    S = be.pairwise_items(arr.Qs, np.ascontiguousarray(arr.KT), b.items, arr.n, arr.m, arr.kern.family,
+                          arr.kern.code, arr.scale).reshape(-1, arr.n, arr.m)
+    if arr.lw_index is not None:
+        S += b.LW[arr.lw_index][:, None, :]
+    if arr.b_first is not None:
+        S += b.BIAS.reshape(-1, arr.n, arr.m)[arr.b_first // arr.n]
+    if is_causal:
+        i = np.arange(arr.n)[:, None]
+        j = np.arange(arr.m)[None, :]
+        S[:, j > i + b.diag] = -np.inf
+    return S.reshape(arr.full + (arr.n, arr.m))
+
+
+def pairwise_scores(Q, K, kernel="gaussian", bandwidth=1.0, *, key_mask=None, attn_mask=None,
+                    is_causal=False, causal_offset=0, device="cpu"):
     """Dense matrix of scores (log-weights) between queries and keys.
 
     Meant for small problems, inspection and tests: it allocates the full
@@ -296,13 +541,17 @@ def pairwise_scores(Q, K, kernel="gaussian", bandwidth=1.0, *, device="cpu"):
         A name of :mod:`nwattn.kernels` (case-insensitive).
     bandwidth : float or array_like of shape (n_features,), default=1.0
         Positive scalar or one positive value per feature.
+    key_mask, attn_mask, is_causal, causal_offset
+        Masks, as in :func:`attention_pool`: a masked pair scores ``-inf``,
+        a float ``attn_mask`` is added. ``Q`` and ``K`` may then have
+        leading (batch) dimensions, which broadcast.
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where to compute (see :func:`attention_pool`). Device arrays in give
         a device array out.
 
     Returns
     -------
-    S : ndarray of shape (n_queries, n_keys)
+    S : ndarray of shape (..., n_queries, n_keys)
         ``log K(||(q - k) / h||)`` for smoothing kernels (``-inf`` outside
         the support), the scaled inner product for scores.
 
@@ -313,7 +562,15 @@ def pairwise_scores(Q, K, kernel="gaussian", bandwidth=1.0, *, device="cpu"):
     array([[-0.5, -2. ]])
     >>> pairwise_scores([[0.0]], [[0.5], [2.0]], kernel="epanechnikov")
     array([[-0.28768207,        -inf]])
+    >>> pairwise_scores([[[1.0], [2.0]]], [[1.0], [3.0]], "dot", is_causal=True)
+    array([[[ 1., -inf],
+            [ 2.,  6.]]])
     """
+    if _is_attention_call(Q, K, None, None, key_mask, attn_mask, is_causal):
+        be, _ = backend_for(device, Q, K, need="pairwise_items", what=_ATTENTION_WHAT,
+                            n_pairs=_attention_pairs(Q, K))
+        return _attention_scores(be, Q, K, kernel, bandwidth, key_mask, attn_mask, is_causal,
+                                 causal_offset)
     be, device_input = backend_for(device, Q, K, need="pairwise")
     if device_input:
         kern, Qs, KT, logw, scale = _prepare_device(Q, K, kernel, bandwidth, None)
@@ -397,6 +654,7 @@ def _softmax_device(S, axis):
 
 
 def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
+                         key_mask=None, attn_mask=None, is_causal=False, causal_offset=0,
                          exclude_self=False, query_offset=0, key_offset=0,
                          return_std=False, center=None, device="cpu", progress=None,
                          verbose=0):
@@ -420,8 +678,27 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
         A name of :mod:`nwattn.kernels`.
     bandwidth : float or array_like of shape (n_features,), default=1.0
         Positive scalar or one positive value per feature.
-    key_weight : array_like of shape (n_keys,), default=None
+    key_weight : array_like of shape (n_keys,) or (..., n_keys), default=None
         Non-negative weights of the keys (sample weights).
+    key_mask : array_like of bool, shape (..., n_keys), default=None
+        False marks a key never attended (padding of ragged sequences).
+        Tiles of keys that are all masked are skipped, not scored.
+    attn_mask : array_like of bool or float, broadcastable to (..., n_queries, n_keys), default=None
+        As PyTorch's ``scaled_dot_product_attention`` takes it: a boolean
+        mask (True: the pair takes part) or a float bias added to the
+        scores (``-inf`` excludes a pair). A mask of shape (..., 1,
+        n_keys) is a key mask and skips tiles as ``key_mask`` does.
+    is_causal : bool, default=False
+        Query ``i`` attends key ``j`` only when ``j <= i + causal_offset``
+        (positions within a batch item). Key tiles beyond a block's last
+        query are not visited.
+    causal_offset : int, default=0
+        The diagonal of the causal order. 0 is PyTorch's convention (the
+        top-left aligned ``torch.ones(L, S).tril(diagonal=0)``, also when
+        ``n_queries != n_keys``); ``n_keys - n_queries`` aligns the last
+        query with the last key (a continuation attending a cached prefix).
+        With a shard of keys or queries, ``query_offset`` and
+        ``key_offset`` place it in the whole causal order.
     exclude_self : bool, default=False
         Leave one out: skip the pair of query number ``query_offset + i``
         and key number ``key_offset + j`` when the two numbers are equal.
@@ -452,6 +729,9 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
     Returns
     -------
     PoolState
+        With attention arrays (leading dimensions), the queries of every
+        batch item one after the other and ``batch_shape`` set; the centre
+        is then per query when the items have values of their own.
 
     Examples
     --------
@@ -464,9 +744,27 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
     >>> b = attention_pool_state(X, X[2:], y[2:], exclude_self=True, key_offset=2)
     >>> finalize_state(merge_states(a, b)).round(3)
     array([1.657, 2.703, 4.498, 3.402])
+
+    Causal attention over two shards of keys, in a batch of two:
+
+    >>> rng = np.random.default_rng(0)
+    >>> Q, K, V = (rng.normal(size=(2, 6, 4)) for _ in range(3))
+    >>> a = attention_pool_state(Q, K[:, :3], V[:, :3], "scaled_dot", is_causal=True)
+    >>> b = attention_pool_state(Q, K[:, 3:], V[:, 3:], "scaled_dot", is_causal=True,
+    ...                          key_offset=3)
+    >>> whole = attention_pool_state(Q, K, V, "scaled_dot", is_causal=True)
+    >>> bool(np.allclose(finalize_state(merge_states(a, b)), finalize_state(whole)))
+    True
     """
-    be, device_input = backend_for(device, Q, K, V)
     _check_offsets(query_offset, key_offset)
+    if _is_attention_call(Q, K, V, key_weight, key_mask, attn_mask, is_causal):
+        be, _ = backend_for(device, Q, K, V, need="pool_items", what=_ATTENTION_WHAT,
+                            n_pairs=_attention_pairs(Q, K))
+        report = progress_callback(verbose, progress, "attention_pool_state")
+        return _attention_state(Q, K, V, kernel, bandwidth, key_weight, key_mask, attn_mask,
+                                is_causal, causal_offset, exclude_self, query_offset,
+                                key_offset, return_std, center, be, report)
+    be, device_input = backend_for(device, Q, K, V)
     report = progress_callback(verbose, progress, "attention_pool_state")
     if device_input:
         smax, packed, c, values_1d = _pool_device(
@@ -964,8 +1262,25 @@ def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, spa
         ``floor(span * n_keys)``-th nearest key (at least the first),
         times ``sqrt(span)`` when ``span > 1`` (see
         :func:`nwattn.neighbors.span_radius`).
-    key_weight : array_like of shape (n_keys,), default=None
+    key_weight : array_like of shape (n_keys,) or (..., n_keys), default=None
         Non-negative weights of the keys (sample weights).
+    key_mask : array_like of bool, shape (..., n_keys), default=None
+        False marks a key never attended (padding of ragged sequences).
+        Tiles of keys that are all masked are skipped, not scored.
+    attn_mask : array_like of bool or float, broadcastable to (..., n_queries, n_keys), default=None
+        As PyTorch's ``scaled_dot_product_attention`` takes it: a boolean
+        mask (True: the pair takes part) or a float bias added to the
+        scores (``-inf`` excludes a pair). A mask of shape (..., 1,
+        n_keys) is a key mask and skips tiles as ``key_mask`` does.
+    is_causal : bool, default=False
+        Query ``i`` attends key ``j`` only when ``j <= i + causal_offset``
+        (positions within a batch item). Key tiles beyond a block's last
+        query are not visited.
+    causal_offset : int, default=0
+        The diagonal of the causal order. 0 is PyTorch's convention (the
+        top-left aligned ``torch.ones(L, S).tril(diagonal=0)``, also when
+        ``n_queries != n_keys``); ``n_keys - n_queries`` aligns the last
+        query with the last key (a continuation attending a cached prefix).
     exclude_self : bool, default=False
         Leave-one-out: query ``i`` ignores key ``i`` (``Q`` must be ``K``).
     return_gradient : bool, default=False
@@ -1046,6 +1361,7 @@ def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, spa
 
 
 def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
+                   key_mask=None, attn_mask=None, is_causal=False, causal_offset=0,
                    exclude_self=False, return_std=False, device="cpu", progress=None,
                    verbose=0):
     """Attention pooling (Nadaraya-Watson regression), fused and streaming.
@@ -1057,11 +1373,15 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
 
     Parameters
     ----------
-    Q : array_like of shape (n_queries, n_features)
-        Queries.
-    K : array_like of shape (n_keys, n_features)
+    Q : array_like of shape (..., n_queries, n_features)
+        Queries. Leading (batch) dimensions of ``Q``, ``K``, ``V`` and the
+        masks broadcast as in NumPy: keys and values shared by several
+        query heads (grouped-query attention) are given once, with a
+        dimension of length 1, and are not copied. See
+        :doc:`/attention_arrays`.
+    K : array_like of shape (..., n_keys, n_features)
         Keys.
-    V : array_like of shape (n_keys,) or (n_keys, n_outputs)
+    V : array_like of shape (n_keys,) or (..., n_keys, n_outputs)
         Values.
     kernel : str, default="gaussian"
         A name of :mod:`nwattn.kernels` (case-insensitive).
@@ -1097,10 +1417,11 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
 
     Returns
     -------
-    pred : ndarray of shape (n_queries,) or (n_queries, n_outputs)
-        Same number of dimensions as ``V``. NaN for a query with no key in
-        its kernel's support (compact kernels), with an
-        :class:`~nwattn.exceptions.EmptyNeighborhoodWarning`.
+    pred : ndarray of shape (n_queries,) or (..., n_queries, n_outputs)
+        The batch shape, then as ``V``. NaN for a query with no key in its
+        kernel's support (compact kernels) or every key masked, with an
+        :class:`~nwattn.exceptions.EmptyNeighborhoodWarning` (PyTorch's
+        SDPA returns zeros there).
     std : ndarray, same shape as ``pred``
         Only when ``return_std=True``.
 
@@ -1120,7 +1441,30 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
     >>> attention_pool(X, X, y, kernel="epanechnikov", bandwidth=0.3,
     ...                exclude_self=True).round(4)
     array([0.0625, 0.125 , 0.3125, 0.625 , 0.5625])
+
+    Attention arrays: two sequences, four query heads sharing one key and
+    value head, the second sequence padded after three tokens, causal:
+
+    >>> rng = np.random.default_rng(0)
+    >>> Q = rng.normal(size=(2, 4, 5, 8)).astype(np.float32)
+    >>> K = rng.normal(size=(2, 1, 5, 8)).astype(np.float32)
+    >>> V = rng.normal(size=(2, 1, 5, 3)).astype(np.float32)
+    >>> lengths = np.array([5, 3])
+    >>> pad = np.arange(5) < lengths[:, None, None]  # (2, 1, 5)
+    >>> out = attention_pool(Q, K, V, "scaled_dot", key_mask=pad, is_causal=True)
+    >>> out.shape, out.dtype
+    ((2, 4, 5, 3), dtype('float32'))
+    >>> bool(np.allclose(out[1, :, 0], V[1, 0, 0]))  # the first query sees one key
+    True
     """
+    if _is_attention_call(Q, K, V, key_weight, key_mask, attn_mask, is_causal):
+        be, _ = backend_for(device, Q, K, V, need="pool_items", what=_ATTENTION_WHAT,
+                            n_pairs=_attention_pairs(Q, K))
+        report = progress_callback(verbose, progress, "attention_pool")
+        state = _attention_state(Q, K, V, kernel, bandwidth, key_weight, key_mask, attn_mask,
+                                 is_causal, causal_offset, exclude_self, 0, 0, return_std, None,
+                                 be, report, fingerprint=False)
+        return finalize_state(state, return_std=return_std)
     be, device_input = backend_for(device, Q, K, V)
     report = progress_callback(verbose, progress, "attention_pool")
     if device_input:

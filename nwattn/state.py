@@ -73,8 +73,10 @@ class PoolState:
         The accumulators, relative to ``exp(max)``.
     layout : StateLayout
         What the columns of ``packed`` hold.
-    center : ndarray of shape (n_outputs,)
-        The centre subtracted from the values.
+    center : ndarray of shape (n_outputs,) or (n_queries, n_outputs)
+        The centre subtracted from the values; one per query when the
+        queries' batch items have values of their own (attention arrays
+        with leading dimensions).
     values_1d : bool
         Whether the values were 1-D (the finaliser then returns 1-D arrays).
     queries : str, optional
@@ -85,6 +87,11 @@ class PoolState:
         For the moments of a local polynomial
         (:func:`nwattn.ops.local_polynomial_state`): its degree and each
         query's bandwidth; ``None`` for a pooling state.
+    batch_shape : tuple of int, default=()
+        The leading (batch) dimensions of attention arrays: the queries are
+        then ``prod(batch_shape)`` items of ``n_queries / prod(batch_shape)``
+        queries each, item after item, and :func:`finalize_state` returns
+        arrays of shape ``batch_shape + (n, ...)``.
 
     Attributes
     ----------
@@ -107,9 +114,11 @@ class PoolState:
     array([0.3775])
     """
 
-    __slots__ = ("max", "packed", "layout", "center", "values_1d", "queries", "local")
+    __slots__ = ("max", "packed", "layout", "center", "values_1d", "queries", "local",
+                 "batch_shape")
 
-    def __init__(self, max, packed, layout, center, values_1d, queries=None, local=None):
+    def __init__(self, max, packed, layout, center, values_1d, queries=None, local=None,
+                 batch_shape=()):
         self.max = max
         self.packed = packed
         self.layout = layout
@@ -117,15 +126,17 @@ class PoolState:
         self.values_1d = bool(values_1d)
         self.queries = queries
         self.local = local
+        self.batch_shape = tuple(int(b) for b in batch_shape)
 
     def __repr__(self):
         degree = "" if self.local is None else f", degree={self.local.degree}"
-        return (f"PoolState(n_queries={self.max.shape[0]}, n_outputs={self.center.shape[0]}, "
-                f"sq={'sq' in self.layout}{degree}, dtype={self.packed.dtype})")
+        batch = f", batch_shape={self.batch_shape}" if self.batch_shape else ""
+        return (f"PoolState(n_queries={self.max.shape[0]}, n_outputs={self.center.shape[-1]}, "
+                f"sq={'sq' in self.layout}{degree}{batch}, dtype={self.packed.dtype})")
 
     def __reduce__(self):
         return (PoolState, (self.max, self.packed, self.layout, self.center, self.values_1d,
-                            self.queries, self.local))
+                            self.queries, self.local, self.batch_shape))
 
     @property
     def norm(self):
@@ -152,7 +163,7 @@ class PoolState:
     def copy(self):
         """A deep copy, so that merging into it leaves the original intact."""
         return PoolState(self.max.copy(), self.packed.copy(), self.layout, self.center.copy(),
-                         self.values_1d, self.queries, self.local)
+                         self.values_1d, self.queries, self.local, self.batch_shape)
 
 
 def queries_fingerprint(Q, query_offset=0):
@@ -199,9 +210,15 @@ def _check_state(state, name):
             f"{name}.max and {name}.layout, got "
             f"{getattr(packed, 'dtype', '?')} {getattr(packed, 'shape', type(packed).__name__)}")
     p = state.layout.columns("acc").stop - state.layout.columns("acc").start
-    if not (isinstance(center, np.ndarray) and center.shape == (p,) and center.dtype.kind == "f"):
-        raise ValueError(f"{name}.center must be a float array of shape ({p},), got "
+    shapes = [(p,)] if "moments" in state.layout or "B" in state.layout else [(p,), (n, p)]
+    if not (isinstance(center, np.ndarray) and center.shape in shapes
+            and center.dtype.kind == "f"):
+        allowed = " or ".join(str(s) for s in shapes)
+        raise ValueError(f"{name}.center must be a float array of shape {allowed}, got "
                          f"{getattr(center, 'shape', type(center).__name__)}")
+    batch = getattr(state, "batch_shape", ())
+    if not (isinstance(batch, tuple) and n % max(1, int(np.prod(batch))) == 0):
+        raise ValueError(f"{name}.batch_shape {batch!r} does not divide its {n} queries")
     if not np.all(np.isfinite(center)):
         raise ValueError(f"{name}.center contains NaN or infinity")
     local = state.local
@@ -294,12 +311,16 @@ def merge_states(a, b):
     if (a.local is None) != (b.local is None) or (a.local is not None and a.local != b.local):
         raise ValueError("the states are of local polynomials of different degrees or "
                          "bandwidths: only states of the same fit over disjoint keys merge")
+    if a.batch_shape != b.batch_shape:
+        raise ValueError(f"the states have different batch shapes: {a.batch_shape} and "
+                         f"{b.batch_shape}")
     if a.queries is not None and b.queries is not None and a.queries != b.queries:
         raise ValueError("the states are of different queries (same count, other values or "
                          "offsets): only states of the same queries over disjoint keys merge")
     dtype = np.result_type(a.packed, b.packed)
     out = PoolState(a.max.astype(dtype), a.packed.astype(dtype), a.layout, a.center.copy(),
-                    a.values_1d, a.queries if a.queries is not None else b.queries, a.local)
+                    a.values_1d, a.queries if a.queries is not None else b.queries, a.local,
+                    a.batch_shape)
     b = _recentred(b, a.center)
     merge_rows(out.max, out.packed, b.max.astype(dtype), b.packed.astype(dtype),
                out.layout.powers)
@@ -323,7 +344,9 @@ def finalize_state(state, return_std=False, warn=True):
     Returns
     -------
     pred : ndarray of shape (n_queries,) or (n_queries, n_outputs)
-        ``c + a / l``; NaN for queries with an empty neighbourhood.
+        ``c + a / l``; NaN for queries with an empty neighbourhood (no key
+        in the kernel's support, or every key masked). A state of
+        attention arrays gives ``batch_shape + (n, n_outputs)``.
     std : ndarray, same shape as ``pred``
         Only when ``return_std=True``.
 
@@ -352,19 +375,27 @@ def finalize_state(state, return_std=False, warn=True):
 
         warnings.warn(
             f"{n_empty} of {empty.shape[0]} queries have no key inside the kernel's "
-            "support; their predictions are NaN",
+            "support (or every key masked); their predictions are NaN",
             EmptyNeighborhoodWarning,
             stacklevel=3,
         )
     if state.values_1d:
         pred = pred[:, 0]
+    pred = _unbatched(pred, state.batch_shape)
     if not return_std:
         return pred
     std = _weighted_std(state.acc, state.sq, norm)
     std[empty] = np.nan
     if state.values_1d:
         std = std[:, 0]
-    return pred, std
+    return pred, _unbatched(std, state.batch_shape)
+
+
+def _unbatched(x, batch_shape):
+    """Rows of every batch item, item after item, as an array ``batch_shape + (n, ...)``."""
+    if not batch_shape:
+        return x
+    return x.reshape(batch_shape + (-1,) + x.shape[1:])
 
 
 def _weighted_std(acc, sq, norm):

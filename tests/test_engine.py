@@ -172,6 +172,7 @@ def test_every_parallel_kernel_is_reached_only_through_the_guard(rng, monkeypatc
     ops.attention_pool(X, X, rng.normal(size=(60, 20)), "gaussian", 0.5)
     ops.top_k_weights(X, X, k=2)
     ops.softmax(ops.pairwise_scores(X, X))
+    ops.pairwise_scores(X[None], X, is_causal=True)  # attention arrays: scores per item
     ops.additive_scores(X, X, Wq, Wk, wv)
     ops.additive_pool(X, X, Y, Wq, Wk, wv)
     bandwidth.loo_cv_score(X, Y, bandwidth=[0.5, 0.6], return_gradient=True)

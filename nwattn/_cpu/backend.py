@@ -38,7 +38,8 @@ class CPUBackend:
 
     name = "cpu"
     #: Operations this backend offers (see nwattn._backend.CAPABILITIES).
-    capabilities = frozenset({"pairwise", "softmax", "pool", "learned_pool", "slopes", "local",
+    capabilities = frozenset({"pairwise", "softmax", "pool", "pool_items", "pairwise_items",
+                              "learned_pool", "slopes", "local",
                               "local_slopes", "additive_pairwise", "grad_pass", "symmetric_grad",
                               "pair_sums", "pair_gradient", "smoother"})
 
@@ -73,6 +74,32 @@ class CPUBackend:
         layout = pool_layout(VT.shape[0], VT2.shape[0] > 0)
         return sweep(KERNEL, POOL, layout, Qs, KT, VT, VT2, logw, family, code, scale,
                      self_shift, progress=progress)
+
+    @staticmethod
+    @guarded
+    def pool_items(Qs, KT, VT, VT2, family, code, scale, self_shift, batch, progress=None):
+        """:meth:`pool` of attention arrays: the batch items and masks of ``batch``.
+
+        ``batch`` (:class:`nwattn._batch.AttentionBatch`) says where each
+        item's queries, keys and values sit in ``Qs``, ``KT`` and ``VT``
+        (packed item after item, shared keys and values once) and holds
+        the masks; query ``i`` of an item skips its key ``i + self_shift``.
+        """
+        layout = pool_layout(VT.shape[0], VT2.shape[0] > 0)
+        return sweep(KERNEL, POOL, layout, Qs, KT, VT, VT2, np.empty(0, Qs.dtype), family, code,
+                     scale, self_shift, progress=progress, batch=batch)
+
+    @staticmethod
+    @guarded
+    def pairwise_items(Qs, KT, items, n_item, m_item, family, code, scale):
+        """Scores ``(N, m_item)``: each item's queries against its own keys.
+
+        ``items`` is the table of :class:`nwattn._batch.AttentionBatch`
+        (query rows in column 0, key columns in column 1).
+        """
+        out = np.empty((Qs.shape[0], m_item), Qs.dtype)
+        dense.pairwise_items(Qs, KT, items, n_item, m_item, family, code, scale, out)
+        return out
 
     @staticmethod
     @guarded

@@ -27,6 +27,24 @@ def pairwise(Q, KT, logw, family, code, scale, out):
 
 
 @njit(cache=True, fastmath=FASTMATH)
+def _score_item_row(Q, i, KT, j0, j1, family, code, scale, row):
+    score_row(Q, i, KT, j0, j1, family, code, scale, KT[0, :0], -1, row)
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def pairwise_items(Q, KT, items, n_item, m_item, family, code, scale, out):
+    """Fill ``out`` (N, m_item): row ``r`` of ``Q`` against the keys of its batch item.
+
+    Query row ``r`` belongs to item ``r // n_item``, whose keys are the
+    columns ``items[b, 1]:items[b, 1] + m_item`` of ``KT`` (shared keys are
+    stored once).
+    """
+    for r in prange(Q.shape[0]):
+        kb = items[r // n_item, 1]
+        _score_item_row(Q, r, KT, kb, kb + m_item, family, code, scale, out[r])
+
+
+@njit(cache=True, fastmath=FASTMATH)
 def _softmax_row(s, row):
     m = s.shape[0]
     top = -math.inf

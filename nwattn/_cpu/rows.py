@@ -212,6 +212,40 @@ def bias_row(row, logw, j0, j1, self_j):
 
 
 @njit(inline="always", fastmath=FASTMATH)
+def mask_row(row, n, LW, lw_row, BIAS, b_row, jl0, cut):
+    """Apply the masks of attention arrays to the scores ``row[:n]``.
+
+    The tile holds the keys ``jl0:jl0 + n`` of the query's batch item
+    (numbered within the item). ``LW[lw_row]`` are the item's key
+    log-weights (key weights and key padding, ``-inf`` for a padded key),
+    skipped when ``lw_row < 0``; ``BIAS[b_row]`` is the query's additive
+    bias (an attention mask), skipped when ``b_row < 0``; the keys from
+    tile position ``cut`` on are beyond the query's causal limit. The
+    masks come after the score (and its leave-one-out exclusion), in the
+    order a key weight always took, so results do not depend on whether a
+    weight travels here or with the score. Returns whether ``row`` changed
+    (its maximum must then be taken again).
+    """
+    changed = False
+    if lw_row >= 0:
+        lw = LW[lw_row, jl0:jl0 + n]
+        for jj in range(n):
+            row[jj] += lw[jj]
+        changed = True
+    if b_row >= 0:
+        bias = BIAS[b_row, jl0:jl0 + n]
+        for jj in range(n):
+            row[jj] += bias[jj]
+        changed = True
+    if cut < n:
+        ninf = like(row, -math.inf)
+        for jj in range(max(cut, 0), n):
+            row[jj] = ninf
+        changed = True
+    return changed
+
+
+@njit(inline="always", fastmath=FASTMATH)
 def add_weighted(row, n, VT, c0, j0, S, ii, o):
     """``S[ii, o + c] += row[:n] . VT[c, j0:j0 + n]`` for every column ``c >= c0`` of ``VT``."""
     for col in range(c0, VT.shape[0]):

@@ -9,7 +9,9 @@ between pooling, learned-score pooling and the leave-one-out slopes is
   into (:func:`absorb_pool`, :func:`absorb_slope_tile`), laid out as a
   :class:`nwattn._layout.StateLayout` says;
 * the **tile schedule**: which key tiles a block of queries visits, in what
-  order (:func:`tile_count`, :func:`tile_bounds`).
+  order (:func:`tile_count`, :func:`tile_bounds`); causal order ends a
+  block's keys at its last query (:func:`causal_end`) and key padding
+  skips the tiles it covers entirely (:func:`tile_padded`).
 
 The skeleton picks its strategies from the *types* of two optional inputs:
 the additive vector ``wv`` (``None`` unless the score is learned) and the
@@ -87,6 +89,35 @@ def tile_bounds(schedule, t, k0, k1, key_tile):
     """Key range ``(j0, j1)`` of the ``t``-th tile the task visits in ``k0:k1``."""
     j0 = k0 + t * key_tile
     return j0, min(k1, j0 + key_tile)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def causal_end(k0, k1, i1, diag):
+    """End of the keys ``k0:k1`` that queries before ``i1`` may attend.
+
+    Query ``i`` attends key ``j`` only when ``j <= i + diag`` (causal
+    order; ``diag`` large when there is none), so a block of queries
+    ending at ``i1`` never needs a key from ``i1 + diag`` on: the tiles
+    beyond it are not visited at all. Positions are within the batch item.
+    """
+    return max(k0, min(k1, i1 + diag))
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def tile_padded(LW, lw_row, j0, j1):
+    """Whether every key ``j0:j1`` has log-weight ``-inf`` in ``LW[lw_row]``.
+
+    Such a tile (key padding, zero weights) adds nothing to any query of
+    the item, so it is skipped before anything is scored. One pass over
+    the tile's weights per task, against a score per query and key.
+    """
+    if lw_row < 0:
+        return False
+    lw = LW[lw_row, j0:j1]
+    for jj in range(j1 - j0):
+        if lw[jj] != -math.inf:
+            return False
+    return True
 
 
 @njit(inline="always", fastmath=FASTMATH)

@@ -41,19 +41,20 @@ from numba import njit, prange
 from numba.core.errors import NumbaIRAssumptionWarning
 
 from .. import _config
+from .._batch import single_item
 from .._config import FASTMATH
 from .._layout import merge_rows, n_basis
 from .._plan import plan_splits
 from .._parallel import serial_blas
 from ..kernels import DOT
 from .fastexp import like
-from .rows import bias_row, score_row
+from .rows import bias_row, mask_row, row_max, score_row
 from .moments import (add_moment_slopes, local_basis, local_score, local_slope_score,
                       weigh_by_polynomial)
 from .strategies import (DENSE, KERNEL, LEARNED, MOMENT_SLOPES, MOMENTS, POOL, SLOPES, SMOOTHER,
                          absorb_moments, absorb_offsets, absorb_pool, absorb_slope_tile,
-                         kernel_score, learned_score, slope_score, tile_bounds,
-                         tile_count, weigh_row)
+                         causal_end, kernel_score, learned_score, slope_score, tile_bounds,
+                         tile_count, tile_padded, weigh_row)
 
 # When it inlines a strategy whose loops call an inlined overload (the fast
 # exponentials), Numba's SSA pass reports "variable ... is not in scope", a
@@ -67,18 +68,25 @@ warnings.filterwarnings("ignore", message=r"variable '.*' is not in scope",
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def row_sweep(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, degree, family, code, scale, self_shift,
+              items, n_item, m_item, LW, BIAS, b_step, diag,
               query_block, key_tile, n_split, split_size, schedule, task0, task1, powers, offsets,
               out_max, out_acc):
     """States of the queries against the key splits of tasks ``task0:task1``, row body.
 
     Parameters
     ----------
-    Q : (n, d) queries, already divided by the bandwidth (or projected).
-    KT : (d, m) keys, transposed, likewise prepared.
-    VT, VT2 : (p, m) centred values and their squares (VT2 may have no rows).
+    Q : (N, d) queries of every batch item, already divided by the
+        bandwidth (or projected); item ``b``'s ``n_item`` queries are rows
+        ``items[b, 0]:items[b, 0] + n_item``, which are also its output rows.
+    KT : (d, M) keys, transposed, likewise prepared; item ``b``'s ``m_item``
+        keys are columns ``items[b, 1]:items[b, 1] + m_item`` (items that
+        share keys share columns: nothing is copied per item).
+    VT, VT2 : (p, M') centred values and their squares (VT2 may have no
+        rows); item ``b``'s from column ``items[b, 2]``.
     VS : (r, m) per-key variances of the standard errors' sandwich (local
         polynomial's moments only; may have no rows).
-    logw : (m,) log key weights, or empty.
+    logw : (m,) log key weights, or empty (one batch item only; pooling
+        passes its weights in ``LW``).
     wv : None, or (r,) for a learned score (``LEARNED``; ``family`` is then
         the score's kind and ``wv`` the additive score's vector).
     slopes : None, or any array to accumulate the slopes in the
@@ -87,25 +95,41 @@ def row_sweep(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, degree, family, code
         local polynomial's moments (``LOCAL`` score, ``MOMENTS`` layout).
     degree : the local polynomial's degree (used with ``qscale`` only).
     family, code, scale : the score (see ``nwattn.kernels``).
-    self_shift : key index of query ``i`` is ``i + self_shift`` (leave-one-out),
-        or a value that puts every query's self outside ``[0, m)``.
+    self_shift : query ``i`` of an item skips the item's key ``i + self_shift``
+        (leave-one-out), or a value that puts every query's self outside
+        ``[0, m_item)``.
+    items : (B, 5) int64, per batch item: first query row, first key
+        column, first value column, row of ``LW`` (-1: none), first row of
+        ``BIAS`` (-1: none).
+    n_item, m_item : queries and keys of one item.
+    LW : (r1, m_item) key log-weights (weights, padding: ``-inf``).
+    BIAS : (r2, m_item) additive biases; query ``i`` of item ``b`` uses row
+        ``items[b, 4] + b_step * i``.
+    diag : causal limit: query ``i`` attends keys ``j <= i + diag`` of its
+        item (``n_item + m_item`` or more when there is no causal order).
     query_block, key_tile, n_split, split_size : work decomposition.
     schedule : the tile schedule.
-    task0, task1 : the tasks to run; task ``t`` is query block ``t // n_split``
-        against key split ``t % n_split``, and writes only its own rows of
-        its own split's output, so any range of tasks can run on its own.
+    task0, task1 : the tasks to run; task ``t`` is batch item ``t // (n_b *
+        n_split)``, query block ``(t // n_split) % n_b`` (``n_b`` blocks per
+        item) against key split ``t % n_split``, and writes only its own
+        rows of its own split's output, so any range of tasks can run on
+        its own.
     powers, offsets : the layout's column powers and block offsets.
-    out_max : (n_split, n); out_acc : (n_split, n, width) packed states.
+    out_max : (n_split, N); out_acc : (n_split, N, width) packed states.
     """
-    n = Q.shape[0]
+    n_b = (n_item + query_block - 1) // query_block
     for t in prange(task1 - task0):
         task = task0 + t
-        b = task // n_split
-        s = task - b * n_split
+        it = task // (n_b * n_split)
+        r = task - it * (n_b * n_split)
+        b = r // n_split
+        s = r - b * n_split
         row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, degree, family, code, scale,
-                 self_shift, b * query_block, min(n, (b + 1) * query_block),
-                 s * split_size, min(KT.shape[1], (s + 1) * split_size), key_tile, s,
-                 schedule, powers, offsets, out_max, out_acc)
+                 self_shift, items[it, 0], b * query_block,
+                 min(n_item, (b + 1) * query_block), items[it, 1], items[it, 2],
+                 s * split_size, min(m_item, (s + 1) * split_size), items[it, 3], LW,
+                 items[it, 4], b_step, BIAS, diag, key_tile, s, schedule, powers, offsets,
+                 out_max, out_acc)
 
 
 # error_model="numpy": without it Numba guards every float division against
@@ -113,8 +137,14 @@ def row_sweep(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, degree, family, code
 # compact kernels' log-weights (whose divisors are never zero).
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, degree, family, code, scale, self_shift,
-             q0, q1, k0, k1, key_tile, s, schedule, powers, offsets, out_max, out_acc):
-    """One task: queries ``q0:q1`` against keys ``k0:k1``, into split ``s``.
+             qb, i0, i1, kb, vb, k0, k1, lw_row, LW, b_row, b_step, BIAS, diag, key_tile, s,
+             schedule, powers, offsets, out_max, out_acc):
+    """One task: queries ``i0:i1`` against keys ``k0:k1`` of one batch item, into split ``s``.
+
+    Positions are within the item; its queries start at row ``qb`` of
+    ``Q`` (and of the outputs), its keys at column ``kb`` of ``KT`` and its
+    values at column ``vb`` of ``VT``. The strategies other than pooling's
+    take one item, whose keys and values share columns (``kb == vb``).
 
     Kept out of the ``prange`` body so that Numba's parallel transforms do
     not touch the inner loops, which then vectorise as in serial code. The
@@ -122,7 +152,8 @@ def row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, degree, family, code,
     Numba compiles the function for the types of its arguments (see
     :mod:`nwattn._cpu.strategies`).
     """
-    nq = q1 - q0
+    nq = i1 - i0
+    q0 = qb + i0
     dtype = Q.dtype
     smax = np.full(nq, -math.inf, dtype=dtype)
     S = np.zeros((nq, out_acc.shape[2]), dtype=dtype)
@@ -145,40 +176,57 @@ def row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, degree, family, code,
     # The additive score can keep its tanh values for a gradient; pooling
     # does not need them.
     TH = np.empty((0, key_tile), dtype=dtype)
+    k1 = causal_end(k0, k1, i1, diag)
     for t in range(tile_count(schedule, k0, k1, key_tile)):
-        j0, j1 = tile_bounds(schedule, t, k0, k1, key_tile)
-        n = j1 - j0
+        a0, a1 = tile_bounds(schedule, t, k0, k1, key_tile)
+        if tile_padded(LW, lw_row, a0, a1):
+            continue
+        n = a1 - a0
+        j0 = kb + a0
+        j1 = kb + a1
+        jv = vb + a0
         for ii in range(nq):
             i = q0 + ii
+            il = i0 + ii
+            self_j = kb + il + self_shift
+            brow = b_row + b_step * il if b_row >= 0 else -1
+            cut = il + diag + 1 - a0
             # Nested plain "is None" tests: Numba prunes a branch on one such
             # test of an argument, not on a combined condition.
             if qscale is not None:
                 if slopes is None:
-                    tmax = local_score(Q, i, KT, j0, j1, code, qscale[i], logw,
-                                       i + self_shift, row, Z)
-                    absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, VS, j0, ii, smax, S,
+                    tmax = local_score(Q, i, KT, j0, j1, code, qscale[i], logw, self_j, row, Z)
+                    if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
+                        tmax = row_max(row, n)
+                    absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, VS, jv, ii, smax, S,
                                    powers, offsets, WS, WZ)
                 else:
-                    tmax = local_slope_score(Q, i, KT, j0, j1, code, qscale[i], logw,
-                                             i + self_shift, row, Z, slope)
-                    absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, VS, j0, ii, smax, S,
+                    tmax = local_slope_score(Q, i, KT, j0, j1, code, qscale[i], logw, self_j,
+                                             row, Z, slope)
+                    if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
+                        tmax = row_max(row, n)
+                    absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, VS, jv, ii, smax, S,
                                    powers, offsets, WS, WZ)
                     if tmax != -math.inf:
-                        add_moment_slopes(row, slope, n, Z, nb, d, VT, j0, ii, S, offsets[6],
+                        add_moment_slopes(row, slope, n, Z, nb, d, VT, jv, ii, S, offsets[6],
                                           offsets[7], term, WZ)
             elif slopes is not None:
-                tmax = slope_score(Q, i, KT, j0, j1, family, code, scale, logw, i + self_shift,
-                                   row, slope)
+                tmax = slope_score(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row,
+                                   slope)
+                if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
+                    tmax = row_max(row, n)
                 absorb_slope_tile(row, n, tmax, Q, i, KT, family, VT, j0, ii, smax, S, powers,
                                   offsets, slope, term)
             elif wv is None:
-                tmax = kernel_score(Q, i, KT, j0, j1, family, code, scale, logw, i + self_shift,
-                                    row)
-                absorb_pool(row, n, tmax, VT, VT2, j0, ii, smax, S, powers, offsets)
+                tmax = kernel_score(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row)
+                if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
+                    tmax = row_max(row, n)
+                absorb_pool(row, n, tmax, VT, VT2, jv, ii, smax, S, powers, offsets)
             else:
-                tmax = learned_score(Q, i, KT, j0, j1, family, scale, logw, i + self_shift, wv,
-                                     row, TH)
-                absorb_pool(row, n, tmax, VT, VT2, j0, ii, smax, S, powers, offsets)
+                tmax = learned_score(Q, i, KT, j0, j1, family, scale, logw, self_j, wv, row, TH)
+                if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
+                    tmax = row_max(row, n)
+                absorb_pool(row, n, tmax, VT, VT2, jv, ii, smax, S, powers, offsets)
     for ii in range(nq):
         out_max[s, q0 + ii] = smax[ii]
         for col in range(S.shape[1]):
@@ -187,43 +235,49 @@ def row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, degree, family, code,
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def matrix_sweep(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift,
-                 gemm_scores, coef, qscale, degree, query_block, key_tile, n_split, split_size,
-                 task0, task1, powers, offsets, out_max, out_acc):
+                 gemm_scores, coef, qscale, degree, items, n_item, m_item, LW, BIAS, b_step,
+                 diag, query_block, key_tile, n_split, split_size, task0, task1, powers,
+                 offsets, out_max, out_acc):
     """:func:`row_sweep` with the matrix-product body (pooling layout).
 
-    ``K`` (m, d) are the keys untransposed (used when ``gemm_scores``; may
-    have no rows otherwise), ``V`` (m, p) and ``V2`` (m, p2) the centred
-    values and their squares untransposed. ``coef`` is None (``KERNEL``
-    score, ``POOL``) or (n, P): the ``SMOOTHER`` strategy, whose weights
-    are the ``LOCAL`` score's times ``coef[i] . phi(z)`` in the basis of
-    ``degree`` (offsets scaled by ``qscale[i]``).
+    ``K`` (M, d) are the keys untransposed (used when ``gemm_scores``; may
+    have no rows otherwise), ``V`` (M', p) and ``V2`` (M', p2) the centred
+    values and their squares untransposed; the batch items and masks are
+    those of :func:`row_sweep`. ``coef`` is None (``KERNEL`` score,
+    ``POOL``) or (n, P): the ``SMOOTHER`` strategy, whose weights are the
+    ``LOCAL`` score's times ``coef[i] . phi(z)`` in the basis of ``degree``
+    (offsets scaled by ``qscale[i]``).
     """
-    n = Q.shape[0]
+    n_b = (n_item + query_block - 1) // query_block
     for t in prange(task1 - task0):
         task = task0 + t
-        b = task // n_split
-        s = task - b * n_split
-        matrix_task(schedule, Q, KT, K, V, V2, logw, family, code, scale,
-                    self_shift, gemm_scores, coef, qscale, degree, b * query_block,
-                    min(n, (b + 1) * query_block), s * split_size,
-                    min(KT.shape[1], (s + 1) * split_size), key_tile, s, powers, offsets,
-                    out_max, out_acc)
+        it = task // (n_b * n_split)
+        r = task - it * (n_b * n_split)
+        b = r // n_split
+        s = r - b * n_split
+        matrix_task(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift,
+                    gemm_scores, coef, qscale, degree, items[it, 0], b * query_block,
+                    min(n_item, (b + 1) * query_block), items[it, 1], items[it, 2],
+                    s * split_size, min(m_item, (s + 1) * split_size), items[it, 3], LW,
+                    items[it, 4], b_step, BIAS, diag, key_tile, s, powers, offsets, out_max,
+                    out_acc)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def matrix_task(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift, gemm_scores,
-                coef, qscale, degree, q0, q1, k0, k1, key_tile, s, powers, offsets, out_max,
-                out_acc):
-    """One task of :func:`matrix_sweep`: queries ``q0:q1``, keys ``k0:k1``."""
+                coef, qscale, degree, qb, i0, i1, kb, vb, k0, k1, lw_row, LW, b_row, b_step,
+                BIAS, diag, key_tile, s, powers, offsets, out_max, out_acc):
+    """One task of :func:`matrix_sweep`: queries ``i0:i1``, keys ``k0:k1`` of one item."""
     p = V.shape[1]
     p2 = V2.shape[1]
-    nq = q1 - q0
+    nq = i1 - i0
+    q0 = qb + i0
     d = Q.shape[1]
     o_norm, o_acc, o_sq = offsets[0], offsets[1], offsets[2]
     smax = np.full(nq, -math.inf, dtype=Q.dtype)
     S = np.zeros((nq, out_acc.shape[2]), dtype=Q.dtype)
     sc = like(Q, scale)
-    Qb = Q[q0:q1]
+    Qb = Q[q0:q0 + nq]
     if coef is None:
         nb = 0
         Z = np.empty((0, 0), dtype=Q.dtype)
@@ -232,17 +286,26 @@ def matrix_task(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift
         nb = n_basis(d, degree) - 1
         Z = np.empty((max(nb, d), key_tile), dtype=Q.dtype)
         PV = np.empty(key_tile, dtype=Q.dtype)
+    k1 = causal_end(k0, k1, i1, diag)
     for t in range(tile_count(schedule, k0, k1, key_tile)):
-        j0, j1 = tile_bounds(schedule, t, k0, k1, key_tile)
-        n = j1 - j0
+        a0, a1 = tile_bounds(schedule, t, k0, k1, key_tile)
+        if tile_padded(LW, lw_row, a0, a1):
+            continue
+        n = a1 - a0
+        j0 = kb + a0
+        j1 = kb + a1
         if coef is not None:
             # SMOOTHER: each row's local weights times its polynomial, then
             # one product with the values as for pooling.
             W = np.empty((nq, n), dtype=Q.dtype)
             for ii in range(nq):
                 i = q0 + ii
+                il = i0 + ii
                 row = W[ii]
-                local_score(Q, i, KT, j0, j1, code, qscale[i], logw, i + self_shift, row, Z)
+                local_score(Q, i, KT, j0, j1, code, qscale[i], logw, kb + il + self_shift,
+                            row, Z)
+                mask_row(row, n, LW, lw_row, BIAS, b_row + b_step * il if b_row >= 0 else -1,
+                         a0, il + diag + 1 - a0)
                 if weigh_row(row, n, ii, smax, S, powers, o_norm):
                     local_basis(Z, nb, d, n)
                     weigh_by_polynomial(row, n, Z, nb, coef, i, PV)
@@ -252,21 +315,26 @@ def matrix_task(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift
                 row = W[ii]
                 for jj in range(n):
                     row[jj] *= sc
-                bias_row(row, logw, j0, j1, q0 + ii + self_shift)
+                bias_row(row, logw, j0, j1, kb + i0 + ii + self_shift)
         else:
             W = np.empty((nq, n), dtype=Q.dtype)
             for ii in range(nq):
                 i = q0 + ii
-                score_row(Q, i, KT, j0, j1, family, code, scale, logw, i + self_shift, W[ii])
+                score_row(Q, i, KT, j0, j1, family, code, scale, logw, kb + i0 + ii + self_shift,
+                          W[ii])
         if coef is None:
             for ii in range(nq):
+                il = i0 + ii
+                mask_row(W[ii], n, LW, lw_row, BIAS, b_row + b_step * il if b_row >= 0 else -1,
+                         a0, il + diag + 1 - a0)
                 weigh_row(W[ii], n, ii, smax, S, powers, o_norm)
-        acc = np.dot(W, V[j0:j1])
+        jv = vb + a0
+        acc = np.dot(W, V[jv:jv + n])
         for ii in range(nq):
             for col in range(p):
                 S[ii, o_acc + col] += acc[ii, col]
         if p2 > 0:
-            sq = np.dot(W, V2[j0:j1])
+            sq = np.dot(W, V2[jv:jv + n])
             for ii in range(nq):
                 for col in range(p2):
                     S[ii, o_sq + col] += sq[ii, col]
@@ -298,7 +366,8 @@ def chunk_tasks(n_tasks, pairs_per_task, work_per_pair, n_threads):
 
 
 def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self_shift,
-          wv=None, qscale=None, degree=0, schedule=DENSE, progress=None, VS=None, coef=None):
+          wv=None, qscale=None, degree=0, schedule=DENSE, progress=None, VS=None, batch=None,
+          coef=None):
     """Host side of the sweep: plan the work, run it in chunks, merge the splits.
 
     Returns ``(max, packed)``: the running maxima ``(n,)`` and the packed
@@ -326,22 +395,39 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
     (the layout's ``meat`` block). ``coef`` (n, P), with ``qscale`` and
     ``degree``, are the equivalent kernels of the ``SMOOTHER`` strategy
     (always the matrix body).
+
+    ``batch`` (:class:`nwattn._batch.AttentionBatch`, pooling only): the
+    batch items and masks of attention arrays. The items are more tasks of
+    the same launches; each item's key splits are planned from its own
+    shape, as a call on that item alone would plan them, so an item's
+    result is bit for bit that of a call on the item alone. Without it,
+    ``Q`` and ``KT`` are one item and ``logw`` its key weights.
     """
-    n, d = Q.shape
-    m = KT.shape[1]
+    d = Q.shape[1]
     p = VT.shape[0]
     dtype = Q.dtype
+    if batch is None:
+        batch = single_item(Q.shape[0], KT.shape[1], dtype)
+        if score == KERNEL and absorb == POOL and logw.shape[0] > 0:
+            # Pooling applies its key weights with the other masks.
+            batch = single_item(Q.shape[0], KT.shape[1], dtype, logw)
+            logw = logw[:0]
+    n_items = batch.items.shape[0]
+    n, m = batch.n_item, batch.m_item
     offsets = absorb_offsets(absorb, layout)
     gemm_scores = score == KERNEL and family == DOT and d >= _config.GEMM_MIN_FEATURES
     use_matrix = absorb == SMOOTHER or (absorb == POOL and score == KERNEL and (
         gemm_scores or p >= _config.GEMM_MIN_OUTPUTS))
     query_block = _config.GEMM_QUERY_BLOCK if use_matrix else _config.QUERY_BLOCK
+    if use_matrix and batch.diag < m:  # causal order cuts some keys
+        query_block = _config.GEMM_CAUSAL_QUERY_BLOCK
     key_tile = _config.KEY_TILE
     n_split, split_size = plan_splits(n, m, query_block, _config.TARGET_TASKS,
                                       _config.MIN_SPLIT_KEYS)
-    out_max = np.empty((n_split, n), dtype)
-    out_acc = np.empty((n_split, n, layout.width), dtype)
-    n_tasks = -(-n // query_block) * n_split
+    out_max = np.empty((n_split, Q.shape[0]), dtype)
+    out_acc = np.empty((n_split, Q.shape[0], layout.width), dtype)
+    per_item = -(-n // query_block) * n_split
+    n_tasks = n_items * per_item
     # Work of one (query, key) pair: a score over d features, then every
     # column of the state; the matrix body's BLAS products get through
     # about eight times as much of it per second as the row body's loops.
@@ -350,8 +436,13 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
         work_per_pair = -(-work_per_pair // 8)
     chunk = chunk_tasks(n_tasks, query_block * split_size, work_per_pair,
                         numba.get_num_threads())
+    masks = (batch.items, n, m, batch.LW, batch.BIAS, batch.b_step, batch.diag)
+    # KT and VT may come as transposed views of (keys, features) arrays:
+    # each body takes the layout it reads as a contiguous array, a copy
+    # only when the caller's layout is the other one.
     if use_matrix:
         K = np.ascontiguousarray(KT.T) if gemm_scores else np.empty((0, d), dtype)
+        KT = np.empty((d, 0), dtype) if gemm_scores else np.ascontiguousarray(KT)
         V = np.ascontiguousarray(VT.T)
         V2 = np.ascontiguousarray(VT2.T)
         driver = matrix_sweep
@@ -361,7 +452,7 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
         else:
             coef, qscale = None, np.empty(0, dtype)
         head = (schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift, gemm_scores,
-                coef, qscale, int(degree), query_block, key_tile, n_split, split_size)
+                coef, qscale, int(degree), *masks, query_block, key_tile, n_split, split_size)
         blas = serial_blas()
     else:
         # The strategies travel as the types of two optional inputs.
@@ -372,9 +463,12 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
         else:
             qscale = None
         driver = row_sweep
+        KT = np.ascontiguousarray(KT)
+        VT = np.ascontiguousarray(VT)
+        VT2 = np.ascontiguousarray(VT2)
         VS = np.empty((0, m), dtype) if VS is None else np.ascontiguousarray(VS, dtype=dtype)
         head = (Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, int(degree), family, code, scale,
-                self_shift, query_block, key_tile, n_split, split_size, schedule)
+                self_shift, *masks, query_block, key_tile, n_split, split_size, schedule)
         blas = contextlib.nullcontext()
     tail = (layout.powers, offsets, out_max, out_acc)
     with blas:
@@ -382,7 +476,9 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
             task1 = min(n_tasks, task0 + chunk)
             driver(*head, task0, task1, *tail)
             if progress is not None:
-                progress(_pairs_before(task1, n, m, query_block, n_split, split_size), n * m)
+                it, rest = divmod(task1, per_item)
+                done = it * n * m + _pairs_before(rest, n, m, query_block, n_split, split_size)
+                progress(done, n_items * n * m)
     for s in range(1, n_split):
         merge_rows(out_max[0], out_acc[0], out_max[s], out_acc[s], layout.powers)
     return out_max[0], out_acc[0]

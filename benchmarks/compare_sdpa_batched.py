@@ -1,0 +1,95 @@
+"""nwattn against PyTorch's scaled_dot_product_attention on a model's worth of heads.
+
+Attention arrays as a transformer holds them: float32 queries, keys and
+values of shape (batch, heads, tokens, features), by default (4, 8, 1024,
+64), pooled with the scaled dot-product score, without and with causal
+order. Both libraries run in this process on the same data, PyTorch with
+as many threads as Numba (``torch.set_num_threads``), timed in
+interleaved rounds after a warm-up call each (which absorbs Numba's
+compilation); each keeps its median. The ratios between them are what to
+read: absolute times on a shared machine drift. OpenBLAS is limited to one
+thread (``OPENBLAS_NUM_THREADS=1`` unless set otherwise; see below).
+
+Also checked on the way: the largest difference between the two outputs
+(float32 rounding), and the causal time as a share of the full one.
+
+Usage::
+
+    python benchmarks/compare_sdpa_batched.py [--shape 4,8,1024,64] [--repeat 7]
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+# nwattn's matrix body calls BLAS from Numba's worker threads and wants it
+# on one thread there. With the OpenBLAS of SciPy's wheels measured here,
+# the limit nwattn sets at run time (threadpoolctl) did not reach those
+# threads: OpenBLAS warned of a nested parallel loop and the two libraries'
+# threads fought over the cores (times 3 to 30 times longer). The variable
+# sets it before OpenBLAS loads. PyTorch's CPU kernels do not use OpenBLAS.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numba
+import numpy as np
+
+from nwattn.ops import attention_pool
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import interleaved_medians  # noqa: E402
+from compare_peers import machine_description  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", default="4,8,1024,64",
+                        help="batch,heads,tokens,features (default 4,8,1024,64)")
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args(argv)
+    B, H, n, d = (int(x) for x in args.shape.split(","))
+
+    import torch
+    from torch.nn.functional import scaled_dot_product_attention as sdpa
+
+    threads = numba.get_num_threads()
+    torch.set_num_threads(threads)
+    print("machine:", machine_description())
+    print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"Numba {threads} threads")
+    print(f"shape (batch, heads, tokens, features) = ({B}, {H}, {n}, {d}), float32")
+
+    rng = np.random.default_rng(0)
+    Q, K, V = (rng.normal(size=(B, H, n, d)).astype(np.float32) for _ in range(3))
+    Qt, Kt, Vt = (torch.from_numpy(a) for a in (Q, K, V))
+
+    def torch_call(causal):
+        with torch.no_grad():
+            return sdpa(Qt, Kt, Vt, is_causal=causal).numpy()
+
+    calls = {
+        "nwattn": lambda: attention_pool(Q, K, V, "scaled_dot"),
+        "nwattn causal": lambda: attention_pool(Q, K, V, "scaled_dot", is_causal=True),
+        "PyTorch SDPA": lambda: torch_call(False),
+        "PyTorch SDPA causal": lambda: torch_call(True),
+    }
+    for causal in (False, True):
+        ours = calls["nwattn causal" if causal else "nwattn"]()
+        err = float(np.max(np.abs(ours - torch_call(causal))))
+        print(f"largest difference from SDPA{' (causal)' if causal else ''}: {err:.1e}")
+    medians, _ = interleaved_medians(calls, args.repeat)
+    pairs = B * H * n * n
+    print()
+    print(f"{'implementation':<22}{'median s':>10}{'Gpairs/s':>10}")
+    for name, t in medians.items():
+        print(f"{name:<22}{t:>10.4f}{pairs / t / 1e9:>10.2f}")
+    print()
+    full = medians["PyTorch SDPA"] / medians["nwattn"]
+    causal = medians["PyTorch SDPA causal"] / medians["nwattn causal"]
+    share = medians["nwattn causal"] / medians["nwattn"]
+    print(f"nwattn is {full:.2f}x as fast as SDPA without causal order, {causal:.2f}x with it")
+    print(f"nwattn causal / non-causal time: {share:.2f}")
+
+
+if __name__ == "__main__":
+    main()
