@@ -59,7 +59,8 @@ class CPUBackend:
 
     @staticmethod
     @guarded
-    def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, progress=None):
+    def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, progress=None,
+             discrete=None):
         """Packed pooling states ``(max, packed)`` of every query (``pool_layout``).
 
         ``VT``/``VT2`` (p, m) are the centred values and their squares
@@ -67,11 +68,13 @@ class CPUBackend:
         ``i`` skips key ``i + self_shift``. ``progress``: called as
         ``progress(pairs_done, pairs_total)`` between chunks of the work
         (see :func:`nwattn._cpu.sweep.sweep`); the same for the other
-        sweeps below.
+        sweeps below. ``discrete``: None, or the discrete features'
+        ``(QC, KCT, LT, DT)`` (see :mod:`nwattn._cpu.discrete`); the same
+        for the other kernel sweeps below.
         """
         layout = pool_layout(VT.shape[0], VT2.shape[0] > 0)
         return sweep(KERNEL, POOL, layout, Qs, KT, VT, VT2, logw, family, code, scale,
-                     self_shift, progress=progress)
+                     self_shift, progress=progress, discrete=discrete)
 
     @staticmethod
     @guarded
@@ -83,21 +86,23 @@ class CPUBackend:
 
     @staticmethod
     @guarded
-    def slopes(Qs, KT, VT, logw, family, code, scale, self_shift, progress=None):
+    def slopes(Qs, KT, VT, logw, family, code, scale, self_shift, progress=None,
+               discrete=None):
         """Leave-one-out states with the bandwidth slopes (``slopes_layout``).
 
         ``KT`` are the keys divided by the bandwidth for a smoothing kernel,
         unscaled for a dot score; see :mod:`nwattn._cpu.slopes`.
         """
-        layout = slopes_layout(VT.shape[0], Qs.shape[1])
+        n_disc = 0 if discrete is None else discrete[0].shape[1]
+        layout = slopes_layout(VT.shape[0], Qs.shape[1] + n_disc)
         no_sq = np.empty((0, KT.shape[1]), Qs.dtype)
         return sweep(SLOPE, SLOPES, layout, Qs, KT, VT, no_sq, logw, family, code,
-                     scale, self_shift, progress=progress)
+                     scale, self_shift, progress=progress, discrete=discrete)
 
     @staticmethod
     @guarded
     def local(Qs, KT, VT, logw, family, code, qscale, degree, self_shift, progress=None,
-              VT2=None):
+              VT2=None, discrete=None):
         """Query-centred moments of a local polynomial of ``degree`` (``local_layout``).
 
         ``Qs``/``KT`` are divided by the bandwidth (a smoothing kernel,
@@ -109,21 +114,25 @@ class CPUBackend:
             VT2 = np.empty((0, KT.shape[1]), Qs.dtype)
         layout = local_layout(VT.shape[0], Qs.shape[1], degree, VT2.shape[0] > 0)
         return sweep(LOCAL, MOMENTS, layout, Qs, KT, VT, VT2, logw, family, code, 1.0,
-                     self_shift, qscale=qscale, degree=degree, progress=progress)
+                     self_shift, qscale=qscale, degree=degree, progress=progress,
+                     discrete=discrete)
 
     @staticmethod
     @guarded
     def local_slopes(Qs, KT, VT, logw, family, code, qscale, degree, self_shift,
-                     progress=None):
+                     progress=None, discrete=None):
         """:meth:`local` plus the moments' derivatives in the log-bandwidths (``dG``, ``dR``).
 
         What the gradient of the local polynomial's leave-one-out score is
         made of; see :func:`nwattn._cpu.moments.add_moment_slopes`.
         """
         VT2 = np.empty((0, KT.shape[1]), Qs.dtype)
-        layout = local_layout(VT.shape[0], Qs.shape[1], degree, False, True)
+        n_disc = 0 if discrete is None else discrete[0].shape[1]
+        layout = local_layout(VT.shape[0], Qs.shape[1], degree, False, True,
+                              Qs.shape[1] + n_disc)
         return sweep(LOCAL, MOMENT_SLOPES, layout, Qs, KT, VT, VT2, logw, family, code, 1.0,
-                     self_shift, qscale=qscale, degree=degree, progress=progress)
+                     self_shift, qscale=qscale, degree=degree, progress=progress,
+                     discrete=discrete)
 
     @staticmethod
     @guarded

@@ -47,6 +47,7 @@ from .._plan import plan_splits
 from .._parallel import serial_blas
 from ..kernels import DOT
 from .fastexp import like
+from .discrete import absorb_discrete_slopes, add_discrete, add_discrete_moment_slopes
 from .rows import bias_row, score_row
 from .moments import add_moment_slopes, local_score, local_slope_score
 from .strategies import (DENSE, KERNEL, LEARNED, MOMENT_SLOPES, MOMENTS, POOL, SLOPES,
@@ -65,8 +66,8 @@ warnings.filterwarnings("ignore", message=r"variable '.*' is not in scope",
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def row_sweep(Q, KT, VT, VT2, logw, wv, slopes, qscale, degree, family, code, scale, self_shift,
-              query_block, key_tile, n_split, split_size, schedule, task0, task1, powers, offsets,
+def row_sweep(Q, KT, VT, VT2, logw, wv, slopes, qscale, disc, degree, family, code, scale,
+              self_shift, query_block, key_tile, n_split, split_size, schedule, task0, task1, powers, offsets,
               out_max, out_acc):
     """States of the queries against the key splits of tasks ``task0:task1``, row body.
 
@@ -82,6 +83,9 @@ def row_sweep(Q, KT, VT, VT2, logw, wv, slopes, qscale, degree, family, code, sc
         log-bandwidths (``SLOPE`` score, ``SLOPES`` layout).
     qscale : None, or (n,) the factor of each query's offsets for the
         local polynomial's moments (``LOCAL`` score, ``MOMENTS`` layout).
+    disc : None, or the discrete features ``(QC, KCT, LT, DT)`` whose
+        table lookups are added to every score (:mod:`nwattn._cpu.discrete`);
+        their parameters follow the continuous features' in the slopes.
     degree : the local polynomial's degree (used with ``qscale`` only).
     family, code, scale : the score (see ``nwattn.kernels``).
     self_shift : key index of query ``i`` is ``i + self_shift`` (leave-one-out),
@@ -99,7 +103,7 @@ def row_sweep(Q, KT, VT, VT2, logw, wv, slopes, qscale, degree, family, code, sc
         task = task0 + t
         b = task // n_split
         s = task - b * n_split
-        row_task(Q, KT, VT, VT2, logw, wv, slopes, qscale, degree, family, code, scale,
+        row_task(Q, KT, VT, VT2, logw, wv, slopes, qscale, disc, degree, family, code, scale,
                  self_shift, b * query_block, min(n, (b + 1) * query_block),
                  s * split_size, min(KT.shape[1], (s + 1) * split_size), key_tile, s,
                  schedule, powers, offsets, out_max, out_acc)
@@ -109,15 +113,17 @@ def row_sweep(Q, KT, VT, VT2, logw, wv, slopes, qscale, degree, family, code, sc
 # a zero divisor, a branch that stops LLVM from vectorising the loops of the
 # compact kernels' log-weights (whose divisors are never zero).
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def row_task(Q, KT, VT, VT2, logw, wv, slopes, qscale, degree, family, code, scale, self_shift,
-             q0, q1, k0, k1, key_tile, s, schedule, powers, offsets, out_max, out_acc):
+def row_task(Q, KT, VT, VT2, logw, wv, slopes, qscale, disc, degree, family, code, scale,
+             self_shift, q0, q1, k0, k1, key_tile, s, schedule, powers, offsets, out_max, out_acc):
     """One task: queries ``q0:q1`` against keys ``k0:k1``, into split ``s``.
 
     Kept out of the ``prange`` body so that Numba's parallel transforms do
     not touch the inner loops, which then vectorise as in serial code. The
     branches on ``slopes is None`` and ``wv is None`` are resolved when
     Numba compiles the function for the types of its arguments (see
-    :mod:`nwattn._cpu.strategies`).
+    :mod:`nwattn._cpu.strategies`); so is the one on ``disc is None``,
+    which adds the discrete features' terms to the score of any strategy
+    but the learned ones.
     """
     nq = q1 - q0
     dtype = Q.dtype
@@ -152,24 +158,41 @@ def row_task(Q, KT, VT, VT2, logw, wv, slopes, qscale, degree, family, code, sca
                 if slopes is None:
                     tmax = local_score(Q, i, KT, j0, j1, code, qscale[i], logw,
                                        i + self_shift, row, Z)
+                    if disc is not None:
+                        tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
                     absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, j0, ii, smax, S, powers,
                                    offsets, WZ)
                 else:
                     tmax = local_slope_score(Q, i, KT, j0, j1, code, qscale[i], logw,
                                              i + self_shift, row, Z, slope)
+                    if disc is not None:
+                        tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
                     absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, j0, ii, smax, S, powers,
                                    offsets, WZ)
                     if tmax != -math.inf:
                         add_moment_slopes(row, slope, n, Z, nb, d, VT, j0, ii, S, offsets[5],
                                           offsets[6], term, WZ)
+                        if disc is not None:
+                            add_discrete_moment_slopes(row, n, i, j0, disc[0], disc[1],
+                                                       disc[3], Z, nb, d, VT, ii, S,
+                                                       offsets[5], offsets[6], term, WZ)
             elif slopes is not None:
                 tmax = slope_score(Q, i, KT, j0, j1, family, code, scale, logw, i + self_shift,
                                    row, slope)
+                if disc is not None:
+                    tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
                 absorb_slope_tile(row, n, tmax, Q, i, KT, family, VT, j0, ii, smax, S, powers,
                                   offsets, slope, term)
+                if disc is not None:
+                    if tmax != -math.inf:
+                        absorb_discrete_slopes(row, n, i, j0, disc[0], disc[1], disc[3], VT, S,
+                                               ii, offsets[2] + d, offsets[3] + d * VT.shape[0],
+                                               term)
             elif wv is None:
                 tmax = kernel_score(Q, i, KT, j0, j1, family, code, scale, logw, i + self_shift,
                                     row)
+                if disc is not None:
+                    tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
                 absorb_pool(row, n, tmax, VT, VT2, j0, ii, smax, S, powers, offsets)
             else:
                 tmax = learned_score(Q, i, KT, j0, j1, family, scale, logw, i + self_shift, wv,
@@ -268,7 +291,7 @@ def chunk_tasks(n_tasks, pairs_per_task, work_per_pair, n_threads):
 
 
 def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self_shift,
-          wv=None, qscale=None, degree=0, schedule=DENSE, progress=None):
+          wv=None, qscale=None, degree=0, schedule=DENSE, progress=None, discrete=None):
     """Host side of the sweep: plan the work, run it in chunks, merge the splits.
 
     Returns ``(max, packed)``: the running maxima ``(n,)`` and the packed
@@ -291,7 +314,9 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
     launches.
 
     ``qscale`` (n,) and ``degree`` are those of the local polynomial's
-    moments (``LOCAL`` score, ``MOMENTS`` absorb strategy).
+    moments (``LOCAL`` score, ``MOMENTS`` absorb strategy). ``discrete``:
+    None, or the tuple ``(QC, KCT, LT, DT)`` of :mod:`nwattn._cpu.discrete`
+    (row body only).
     """
     n, d = Q.shape
     m = KT.shape[1]
@@ -299,8 +324,8 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
     dtype = Q.dtype
     offsets = absorb_offsets(absorb, layout)
     gemm_scores = score == KERNEL and family == DOT and d >= _config.GEMM_MIN_FEATURES
-    use_matrix = absorb == POOL and score == KERNEL and (gemm_scores
-                                                    or p >= _config.GEMM_MIN_OUTPUTS)
+    use_matrix = (absorb == POOL and score == KERNEL and discrete is None
+                  and (gemm_scores or p >= _config.GEMM_MIN_OUTPUTS))
     query_block = _config.GEMM_QUERY_BLOCK if use_matrix else _config.QUERY_BLOCK
     key_tile = _config.KEY_TILE
     n_split, split_size = plan_splits(n, m, query_block, _config.TARGET_TASKS,
@@ -311,7 +336,7 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
     # Work of one (query, key) pair: a score over d features, then every
     # column of the state; the matrix body's BLAS products get through
     # about eight times as much of it per second as the row body's loops.
-    work_per_pair = d + layout.width
+    work_per_pair = d + layout.width + (0 if discrete is None else discrete[0].shape[1])
     if use_matrix:
         work_per_pair = -(-work_per_pair // 8)
     chunk = chunk_tasks(n_tasks, query_block * split_size, work_per_pair,
@@ -333,8 +358,8 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
         else:
             qscale = None
         driver = row_sweep
-        head = (Q, KT, VT, VT2, logw, wv, slopes, qscale, int(degree), family, code, scale,
-                self_shift, query_block, key_tile, n_split, split_size, schedule)
+        head = (Q, KT, VT, VT2, logw, wv, slopes, qscale, discrete, int(degree), family, code,
+                scale, self_shift, query_block, key_tile, n_split, split_size, schedule)
         blas = contextlib.nullcontext()
     tail = (layout.powers, offsets, out_max, out_acc)
     with blas:
