@@ -192,11 +192,11 @@ class DiscreteFeatures:
                                  f"codes; codes must be non-negative whole numbers")
             if np.any(v != np.floor(v)):
                 bad = v[v != np.floor(v)][0]
-                raise ValueError(f"{self.label(k)} of {name} has the non-integer value {bad!r}; "
+                raise ValueError(f"{self.label(k)} of {name} has the non-integer value {float(bad)!r}; "
                                  f"category codes must be non-negative whole numbers")
             if np.any(v < 0):
                 raise ValueError(f"{self.label(k)} of {name} has the negative code "
-                                 f"{v.min()!r}; category codes must be non-negative")
+                                 f"{float(v.min())!r}; category codes must be non-negative")
             c = int(self.n_categories[k])
             if keys and v.size and v.max() >= c:
                 raise ValueError(f"{self.label(k)} of {name} has the code {int(v.max())}, "

@@ -13,6 +13,9 @@ from .._fallback import fill_empty, target_spread
 from .._parallel import threads
 from .._validation import check_bandwidth, check_estimator_input, unit_weights
 from ..kernels import get_kernel, kernel_names
+from ._categorical import (CATEGORICAL_PARAMS, check_continuous_finite, check_query_codes,
+                           discrete_spec, encode_predict, fit_discrete, mixed_bandwidth,
+                           nearest_continuous)
 from ._integrations import integration_for
 
 __all__ = ["NadarayaWatsonRegressor"]
@@ -101,11 +104,46 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         and during :meth:`predict` the progress of the pooling (share
         done, time elapsed, an estimate of the time left), a few lines a
         second at most. Data in memory only (not Dask arrays).
+    categorical_features : array-like of int, bool or str, or "from_dtype", default=None
+        Unordered categorical features, as scikit-learn's
+        :class:`~sklearn.ensemble.HistGradientBoostingRegressor` takes
+        them: indices, a boolean mask, feature names, or ``"from_dtype"``
+        (the pandas ``category`` columns of a data frame; ordered
+        categoricals become ordered features). Their values are category
+        codes ``0, 1, ...`` (a data frame's categories are coded at fit).
+        Each categorical feature multiplies the weights by a discrete
+        kernel ``L(a, b; lam)`` with its own smoothing parameter ``lam``,
+        selected with the continuous bandwidths by ``bandwidth="cv"`` (see
+        :doc:`/categorical`). Data in memory only.
+    ordered_features : array-like of int, bool or str, default=None
+        Ordered discrete features (levels ``0, 1, ...``, compared by their
+        distance ``|a - b|``), given as ``categorical_features``.
+    categorical_kernel : {"aitchison_aitken", "li_racine"}, default="aitchison_aitken"
+        Kernel of the unordered features (:data:`nwattn.kernels.DISCRETE_KERNELS`).
+    ordered_kernel : {"li_racine", "wang_van_ryzin"}, default="li_racine"
+        Kernel of the ordered features.
+    handle_unknown : {"error", "unequal"}, default="error"
+        A category at predict that no training point has: ``"error"``
+        raises a ValueError naming the feature; ``"unequal"`` weighs it as
+        unlike every training category (the unordered kernels' weight for
+        different categories; an ordered feature's unseen level sits at its
+        code, or after the last level for a data frame's category).
 
     Attributes
     ----------
     bandwidth_ : float or ndarray of shape (n_features,) or None
-        The bandwidth used for prediction; None with ``span``.
+        The bandwidth used for prediction; None with ``span``. With
+        discrete features, one value per feature: the bandwidth ``h`` of
+        a continuous feature and the smoothing parameter ``lam`` of a
+        discrete one (``feature_kinds_`` says which is which).
+    feature_kinds_ : ndarray of str of shape (n_features,)
+        ``"continuous"``, ``"categorical"`` or ``"ordered"`` for each feature.
+    n_categories_ : ndarray of int of shape (n_features,)
+        Number of categories of each discrete feature (0 for a continuous
+        one): the largest code seen at fit plus one, or the number of a
+        data frame column's categories.
+    discrete_ : nwattn.discrete.DiscreteFeatures or None
+        The discrete features as the low-level operations take them.
     cv_score_ : float or None
         Leave-one-out cross-validation score (weighted mean squared error)
         of ``bandwidth_`` when ``bandwidth="cv"``, else None.
@@ -167,10 +205,14 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         "n_jobs": [Integral, None],
         "device": [StrOptions(set(DEVICES))],
         "verbose": ["verbose"],
+        **CATEGORICAL_PARAMS,
     }
 
     def __init__(self, kernel="gaussian", bandwidth="cv", *, bandwidth_per_feature=False,
-                 span=None, fallback="nan", tol=1e-4, n_jobs=None, device="cpu", verbose=0):
+                 span=None, fallback="nan", tol=1e-4, n_jobs=None, device="cpu", verbose=0,
+                 categorical_features=None, ordered_features=None,
+                 categorical_kernel="aitchison_aitken", ordered_kernel="li_racine",
+                 handle_unknown="error"):
         self.kernel = kernel
         self.bandwidth = bandwidth
         self.bandwidth_per_feature = bandwidth_per_feature
@@ -180,6 +222,11 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.device = device
         self.verbose = verbose
+        self.categorical_features = categorical_features
+        self.ordered_features = ordered_features
+        self.categorical_kernel = categorical_kernel
+        self.ordered_kernel = ordered_kernel
+        self.handle_unknown = handle_unknown
 
     def fit(self, X, y, sample_weight=None):
         """Store the training set and choose the bandwidth.
@@ -215,12 +262,20 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         if integration is not None and self.span is not None:
             raise ValueError("span (nearest-neighbour bandwidths) is not available on Dask "
                              "arrays; give a bandwidth, or compute the arrays first")
+        if integration is not None and (self.categorical_features is not None
+                                        or self.ordered_features is not None):
+            raise ValueError("categorical and ordered features are not available on Dask "
+                             "arrays; compute the arrays first")
         if integration is not None:
             return self._set_fitted(integration.nadaraya_watson_fit(self, X, y, sample_weight))
+        X = fit_discrete(self, X)
         for value, name in ((X, "X"), (y, "y"), (sample_weight, "sample_weight")):
             check_estimator_input(value, name)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
-                             dtype=[np.float64, np.float32])
+                             dtype=[np.float64, np.float32],
+                             ensure_all_finite=not self._has_discrete())
+        self.discrete_ = discrete_spec(self, X)
+        check_continuous_finite(self, X)
         kern = get_kernel(self.kernel)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
@@ -230,7 +285,9 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.y_mean_ = np.average(Y2, axis=0, weights=unit_weights(sample_weight))
         self.cv_score_ = None
         bw = self.bandwidth
-        if self.span is not None:
+        if self.discrete_ is not None:
+            self.bandwidth_ = mixed_bandwidth(self, X, y, kern, sample_weight)
+        elif self.span is not None:
             from ..neighbors import span_neighbors
 
             if not kern.is_distance:
@@ -265,8 +322,14 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.sample_weight_ = sample_weight
         return self
 
+    def _has_discrete(self):
+        return self.categorical_features is not None or self.ordered_features is not None
+
     def _set_fitted(self, fitted):
         """Set the fitted attributes from an integration's fit (see ``_integrations``)."""
+        self.discrete_ = None
+        self.feature_kinds_ = np.array(["continuous"] * int(fitted.n_features), dtype=object)
+        self.n_categories_ = np.zeros(int(fitted.n_features), dtype=np.intp)
         self.bandwidth_ = fitted.bandwidth
         self.cv_score_ = fitted.cv_score
         self.n_features_in_ = int(fitted.n_features)
@@ -296,7 +359,7 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             return attention_pool_state(
                 X, self.X_fit_, self.y_fit_, self.kernel, self.bandwidth_,
                 key_weight=self.sample_weight_, return_std=return_std, device=self.device,
-                progress=report,
+                progress=report, discrete=getattr(self, "discrete_", None),
             )
 
     def predict(self, X, return_std=False):
@@ -336,8 +399,12 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
                                        return_std=return_std)
         if integration is not None:
             return integration.nadaraya_watson_predict(self, X, return_std)
+        X = encode_predict(self, X)
         check_estimator_input(X, "X")
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32],
+                          ensure_all_finite=getattr(self, "discrete_", None) is None)
+        check_query_codes(self, X)
+        check_continuous_finite(self, X)
         state = self._state(X, return_std)
         out = finalize_state(state, return_std=return_std, warn=False)
         pred, std = out if return_std else (out, None)
@@ -359,10 +426,7 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         bandwidth, the lowest index among equals), shared with the
         cross-validation and the Dask integration.
         """
-        from ..loo import nearest_neighbor
-
-        h = 1.0 if self.bandwidth_ is None else self.bandwidth_
-        return nearest_neighbor(X, self.X_fit_, h, key_weight=self.sample_weight_).index
+        return nearest_continuous(self, X)
 
     def attention_weights(self, X, k=5):
         """The training points that weigh most in each prediction.
@@ -398,6 +462,9 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         from ..ops import top_k_weights
 
         check_is_fitted(self)
+        if getattr(self, "discrete_", None) is not None:
+            raise ValueError("attention_weights is not available with categorical or ordered "
+                             "features")
         check_estimator_input(X, "X")
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         if isinstance(k, bool) or not isinstance(k, (Integral, np.integer)) or k < 1:
