@@ -96,9 +96,16 @@ def _split_discrete(discrete, Q, K, bandwidth, qc, kc, dtype, slopes=False):
     return np.ascontiguousarray(Q[:, cont]), np.ascontiguousarray(K[:, cont]), h, disc
 
 
-def _cpu_only(be, discrete):
-    if discrete is not None and be.name != "cpu":
-        raise ValueError("discrete features are computed on the CPU only: use device='cpu'")
+def _cpu_only(be, discrete, device_input=False):
+    """Refuse discrete features where they have no kernel.
+
+    The GPU pools them for inputs on the host (its pooling kernel adds the
+    tables' lookups); the local polynomial's moments, and inputs that
+    already live on the GPU, take them on the CPU only.
+    """
+    if discrete is not None and (be.name != "cpu" and (device_input or be.name != "cuda")):
+        raise ValueError("discrete features are computed on the CPU here (the GPU pools "
+                         "them for inputs on the host): use device='cpu'")
 
 
 def _prepare_scores(Q, K, kernel, bandwidth, key_weight, dtype):
@@ -493,7 +500,8 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
         are compared (mixed data). ``bandwidth`` then has one entry per
         column: ``h`` of a continuous column, the smoothing parameter
         ``lam`` of a discrete one; each discrete feature multiplies the
-        weights by its kernel ``L(a, b; lam)``. CPU only.
+        weights by its kernel ``L(a, b; lam)``. CPU, or the GPU for inputs
+        on the host.
 
     Returns
     -------
@@ -512,7 +520,7 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
     array([1.657, 2.703, 4.498, 3.402])
     """
     be, device_input = backend_for(device, Q, K, V)
-    _cpu_only(be, discrete)
+    _cpu_only(be, discrete, device_input)
     _check_offsets(query_offset, key_offset)
     report = progress_callback(verbose, progress, "attention_pool_state")
     if device_input:
@@ -738,7 +746,7 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
     if kern.family != DISTANCE:
         raise ValueError(f"kernel must be a smoothing kernel for a local polynomial, got the "
                          f"attention score {kern.name!r}")
-    _cpu_only(be, discrete)
+    _cpu_only(be, discrete, True)
     report = progress_callback(verbose, progress, "local_polynomial_state")
     if device_input:
         return _local_state_device(Q, K, V, kern, bandwidth, degree, query_scale, key_weight,
@@ -1008,7 +1016,7 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
         Which columns hold category codes (mixed data; see
         :mod:`nwattn.discrete`). ``bandwidth`` then has one entry per
         column: ``h`` of a continuous column, the smoothing parameter
-        ``lam`` of a discrete one. CPU only.
+        ``lam`` of a discrete one. CPU, or the GPU for inputs on the host.
 
     Returns
     -------
@@ -1038,7 +1046,7 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
     array([0.0625, 0.125 , 0.3125, 0.625 , 0.5625])
     """
     be, device_input = backend_for(device, Q, K, V)
-    _cpu_only(be, discrete)
+    _cpu_only(be, discrete, device_input)
     report = progress_callback(verbose, progress, "attention_pool")
     if device_input:
         out = _attention_pool_device(Q, K, V, kernel, bandwidth, key_weight, exclude_self,
