@@ -1,4 +1,4 @@
-"""Mixed data: cross-validated kernel regression with categorical features, nwattn against statsmodels.
+"""Mixed data: cross-validated regression with categorical features, nwattn against statsmodels.
 
 Data: two continuous features (uniform on [0, 1]), two unordered
 categorical features (3 and 4 categories), ``y = sin(2 pi x0) + x1 +

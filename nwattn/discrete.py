@@ -192,8 +192,9 @@ class DiscreteFeatures:
                                  f"codes; codes must be non-negative whole numbers")
             if np.any(v != np.floor(v)):
                 bad = v[v != np.floor(v)][0]
-                raise ValueError(f"{self.label(k)} of {name} has the non-integer value {float(bad)!r}; "
-                                 f"category codes must be non-negative whole numbers")
+                raise ValueError(f"{self.label(k)} of {name} has the non-integer value "
+                                 f"{float(bad)!r}; category codes must be non-negative whole "
+                                 f"numbers")
             if np.any(v < 0):
                 raise ValueError(f"{self.label(k)} of {name} has the negative code "
                                  f"{float(v.min())!r}; category codes must be non-negative")

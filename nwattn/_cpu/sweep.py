@@ -67,8 +67,8 @@ warnings.filterwarnings("ignore", message=r"variable '.*' is not in scope",
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def row_sweep(Q, KT, VT, VT2, logw, wv, slopes, qscale, disc, degree, family, code, scale,
-              self_shift, query_block, key_tile, n_split, split_size, schedule, task0, task1, powers, offsets,
-              out_max, out_acc):
+              self_shift, query_block, key_tile, n_split, split_size, schedule, task0, task1,
+              powers, offsets, out_max, out_acc):
     """States of the queries against the key splits of tasks ``task0:task1``, row body.
 
     Parameters
