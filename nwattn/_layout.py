@@ -151,7 +151,8 @@ def n_basis(n_features, degree):
     return P
 
 
-def local_layout(n_outputs, n_features, degree, with_sq=False, slopes=False, n_meat=0):
+def local_layout(n_outputs, n_features, degree, with_sq=False, slopes=False, n_params=None,
+                 n_meat=0):
     """Layout of local polynomial regression: pooling plus the query-centred moments.
 
     ``norm`` and ``acc`` are those of pooling (``G[0, 0]`` and ``R[0]``);
@@ -162,11 +163,13 @@ def local_layout(n_outputs, n_features, degree, with_sq=False, slopes=False, n_m
     bandwidths. With ``slopes``, ``dG`` and ``dR`` hold, for each feature
     ``t`` in turn, the whole upper triangle of the Gram matrix and the
     cross moments weighted by ``d log w / d log h_t`` (see
-    :func:`nwattn._cpu.moments.add_moment_slopes`). ``meat`` holds, for
-    each of ``n_meat`` per-key variances ``sigma2_j``, the whole upper
-    triangle of ``sum_j w_j**2 sigma2_j phi phi^T``: the middle of the
-    sandwich of the standard errors (power 2, see
-    :func:`nwattn._cpu.moments.add_meat`).
+    :func:`nwattn._cpu.moments.add_moment_slopes`). ``n_params``: the
+    number of parameters with slopes, by default ``n_features``; the
+    discrete features' smoothing parameters follow the continuous
+    features' bandwidths. ``meat`` holds, for each of ``n_meat`` per-key
+    variances ``sigma2_j``, the whole upper triangle of
+    ``sum_j w_j**2 sigma2_j phi phi^T``: the middle of the sandwich of the
+    standard errors (power 2, see :func:`nwattn._cpu.moments.add_meat`).
 
     Examples
     --------
@@ -175,12 +178,13 @@ def local_layout(n_outputs, n_features, degree, with_sq=False, slopes=False, n_m
     9
     """
     P = n_basis(n_features, degree)
+    n_params = n_features if n_params is None else int(n_params)
     return StateLayout([("norm", 1, 1), ("acc", n_outputs, 1),
                         ("sq", n_outputs if with_sq else 0, 1),
                         ("moments", P * (P + 1) // 2 - 1, 1),
                         ("cross", (P - 1) * n_outputs, 1),
-                        ("dG", n_features * P * (P + 1) // 2 if slopes else 0, 1),
-                        ("dR", n_features * P * n_outputs if slopes else 0, 1),
+                        ("dG", n_params * P * (P + 1) // 2 if slopes else 0, 1),
+                        ("dR", n_params * P * n_outputs if slopes else 0, 1),
                         ("meat", n_meat * P * (P + 1) // 2, 2)])
 
 

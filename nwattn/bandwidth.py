@@ -171,7 +171,7 @@ def silverman(X, sample_weight=None):
 
 
 def loo_cv_score(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
-                 fallback="mean", return_gradient=False, device="cpu"):
+                 fallback="mean", return_gradient=False, device="cpu", discrete=None):
     """Leave-one-out least-squares cross-validation score of a bandwidth.
 
     The score is the one defined in :mod:`nwattn.loo`: the weighted mean
@@ -204,6 +204,11 @@ def loo_cv_score(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
         Where to compute the score. The gradient has no GPU kernel: with
         ``return_gradient=True``, ``"cuda"`` raises a ValueError and
         ``"auto"`` means the CPU.
+    discrete : nwattn.discrete.DiscreteFeatures, default=None
+        Discrete columns of ``X`` (mixed data): ``bandwidth`` then holds
+        one value per column, ``lam`` at the discrete ones, and the
+        gradient is ``d score / d lam_f`` there (see
+        :class:`nwattn.loo.LooProblem`).
 
     Returns
     -------
@@ -230,7 +235,7 @@ def loo_cv_score(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
     from .loo import LooProblem
 
     problem = LooProblem(X, y, kernel, sample_weight=sample_weight, fallback=fallback,
-                         device=device)
+                         device=device, discrete=discrete)
     if not return_gradient:
         return problem.value(bandwidth)
     score, grad = problem.value_and_gradient(bandwidth)
@@ -340,7 +345,8 @@ def _search_scale_from(kern, n, sigma, rms2, per_feature):
 
 
 def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weight=None,
-                     fallback="mean", tol=1e-4, device="cpu", degree=0, verbose=0):
+                     fallback="mean", tol=1e-4, device="cpu", degree=0, verbose=0,
+                     discrete=None):
     """Bandwidth minimising the leave-one-out cross-validation score.
 
     The score is that of :func:`loo_cv_score`; the search is :func:`search`.
@@ -373,6 +379,10 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
         0 is silent; 1 prints a line on stderr for every evaluation of the
         score (its number, the bandwidth, the score and the time it took)
         and one at the end (see :func:`search`).
+    discrete : nwattn.discrete.DiscreteFeatures, default=None
+        Discrete columns of ``X``: their smoothing parameters ``lam`` are
+        selected jointly with the continuous bandwidths (see
+        :func:`search`), and the result has one value per column.
 
     Returns
     -------
@@ -395,7 +405,7 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
     check_tol(tol)
     verbose = check_verbose(verbose)
     problem = LooProblem(X, y, kernel, sample_weight=sample_weight, fallback=fallback,
-                         device=device, degree=degree)
+                         device=device, degree=degree, discrete=discrete)
     # The search makes many small BLAS calls (L-BFGS-B, reductions) between
     # compiled parallel passes; BLAS worker threads spinning after those
     # calls compete with Numba's for the cores. And on a busy machine a
@@ -505,12 +515,26 @@ def search(problem, per_feature=False, tol=1e-4, *, verbose=0, label="select_ban
     kern = problem.kernel
     n_eval = 0
     log = EvaluationLog(label, check_verbose(verbose))
+    discrete = getattr(problem, "discrete", None)
+    # With discrete features the problem takes one value per column: the
+    # continuous bandwidths searched here, and the discrete parameters,
+    # held at their starting values until the joint search of _search_mixed.
+    lam = None if discrete is None else _lambda_start(discrete)
+
+    def full(h):
+        """One value per column: ``h`` continuous, or a pair ``(h, lam)``."""
+        if discrete is None:
+            return h
+        hc, lc = h if isinstance(h, tuple) else (h, lam)
+        return _columns(problem, np.broadcast_to(np.asarray(hc, dtype=float),
+                                                 problem.continuous.shape), lc)
 
     def evaluate(h, gradient=False):
         """The problem's score (and gradient) at ``h``, counted and logged."""
         nonlocal n_eval
         n_eval += 1
         t0 = time.perf_counter()
+        h = full(h)
         out = problem.value_and_gradient(h) if gradient else problem.value(h)
         log.evaluation(_format_bandwidth(h), out[0] if gradient else out,
                        time.perf_counter() - t0)
@@ -569,6 +593,9 @@ def search(problem, per_feature=False, tol=1e-4, *, verbose=0, label="select_ban
                 best_x, best_f = float(res.x), float(res.fun)
         return best_x + np.log(v), best_f
 
+    if discrete is not None:
+        return _search_mixed(problem, per_feature, tol, evaluate, line_search, scale, norm, log,
+                             lam, lambda: n_eval)
     v, lo, c0, hi = scale(per_feature)
     if not per_feature:
         log_h, f_best = line_search(v, lo, c0, hi, tol)
@@ -611,3 +638,99 @@ def search(problem, per_feature=False, tol=1e-4, *, verbose=0, label="select_ban
     f_final = min(res.fun, f_best)
     log.done(f"selected {_format_bandwidth(np.exp(theta))}  score {f_final * norm:.6g}")
     return BandwidthSelection(np.exp(theta), float(f_final * norm), n_eval)
+
+
+def _lambda_start(discrete):
+    """Where the search of the discrete parameters starts: half their range.
+
+    Half way, every category borrows from the others without any being
+    kept apart or merged: the gradient then points to whichever of the
+    three the data prefer.
+    """
+    return 0.5 * discrete.max_lambdas
+
+
+def _lambda_upper(discrete):
+    """Upper bounds of the discrete parameters in the search.
+
+    Their largest values, except for the Wang-van Ryzin kernel, whose
+    weights all vanish at ``lam = 1`` (a bound just below it).
+    """
+    top = discrete.max_lambdas.copy()
+    for k, kern in enumerate(discrete.kernels):
+        if not kern.closed_above:
+            top[k] = top[k] * (1.0 - 1e-6)
+    return top
+
+
+def _columns(problem, h, lam):
+    """One value per column: the continuous bandwidths ``h`` and the discrete ``lam``."""
+    out = np.empty(problem.X.shape[1])
+    out[problem.continuous] = h
+    out[problem.discrete.columns] = lam
+    return out
+
+
+def _search_mixed(problem, per_feature, tol, evaluate, line_search, scale, norm, log, lam0,
+                  n_evaluations):
+    """The joint search of continuous bandwidths and discrete parameters.
+
+    The continuous bandwidths start, as in the continuous search, from the
+    best common multiple of the features' spreads (bracketed with the
+    discrete parameters at the middle of their ranges); then L-BFGS-B
+    (Powell's method for the boxcar kernel) runs on ``(log h, lam)``:
+    ``log h`` as in the continuous search (one common ``log h`` without
+    ``per_feature``), ``lam`` itself with the box bounds ``[0, lam_max]``,
+    so both ends are reachable. ``lam = 0`` keeps a feature's categories
+    apart, ``lam_max`` smooths the feature out.
+    """
+    discrete = problem.discrete
+    kern = problem.kernel
+    nc = problem.continuous.shape[0]
+    piecewise_constant = kern.name == "boxcar" or not getattr(problem, "has_gradient", True)
+    lam_hi = _lambda_upper(discrete)
+    if nc:
+        v, lo, c0, hi = scale(per_feature)
+        theta_h, f_best = line_search(v, lo, c0, hi, tol if piecewise_constant else None)
+        if not per_feature:
+            theta_h = theta_h[:1]
+            lower, upper = [math.log(lo)], [math.log(hi)]
+        else:
+            lower = list(math.log(lo) + np.log(v))
+            upper = list(math.log(hi) + np.log(v))
+    else:
+        theta_h, lower, upper = np.empty(0), [], []
+        f_best = math.inf
+    k = len(lower)
+    theta0 = np.concatenate([theta_h, lam0])
+    bounds = list(zip(lower, upper)) + [(0.0, float(t)) for t in lam_hi]
+
+    def split(theta):
+        h = np.exp(theta[:k])
+        return (np.broadcast_to(h, (nc,)) if k == 1 else h), theta[k:]
+
+    def value(theta, gradient=False):
+        h, lam = split(theta)
+        if gradient:
+            s, g = evaluate((h, lam), True)
+            gh = g[problem.continuous]
+            gh = np.array([gh.sum()]) if k == 1 else gh
+            return s / norm, np.concatenate([gh, g[discrete.columns]]) / norm
+        return evaluate((h, lam)) / norm
+
+    if not nc:
+        f_best = value(theta0)
+    if piecewise_constant:
+        res = optimize.minimize(value, theta0, method="Powell", bounds=bounds,
+                                options={"xtol": tol, "maxfev": 50 * len(theta0)})
+    else:
+        res = optimize.minimize(lambda t: value(t, True), theta0, jac=True, method="L-BFGS-B",
+                                bounds=bounds,
+                                options={"gtol": tol * 1e-3, "ftol": tol * 1e-6, "maxiter": 200})
+    theta = res.x if res.fun <= f_best else theta0
+    f_final = min(float(res.fun), f_best)
+    h, lam = split(theta)
+    best = _columns(problem, h, np.clip(lam, 0.0, discrete.max_lambdas))
+    log.done(f"selected {_format_bandwidth(best)}  score {f_final * norm:.6g}")
+    return BandwidthSelection(best, float(f_final * norm), n_evaluations())
+

@@ -39,6 +39,11 @@ __all__ = [
     "DISTANCE",
     "DOT",
     "ADDITIVE",
+    "DiscreteKernel",
+    "DISCRETE_KERNELS",
+    "get_discrete_kernel",
+    "discrete_weight",
+    "discrete_dweight",
 ]
 
 # Score families. A distance family scores a pair by a function of the scaled
@@ -368,4 +373,220 @@ def get_kernel(kernel, *, param="kernel"):
     if found is None:
         valid = ", ".join(sorted(_BY_ANY_NAME))
         raise ValueError(f"unknown {param} {kernel!r}; valid names are: {valid}")
+    return found
+
+
+
+# ------------------------------------------------------------ discrete kernels
+#
+# A discrete (categorical) feature compares the category codes ``a`` (of the
+# query) and ``b`` (of the key) with a kernel ``L(a, b; lam)`` of its own
+# smoothing parameter ``lam``. A pair's weight is the continuous kernel of
+# the continuous features times the product of the discrete kernels, so in
+# the log domain the score gains one term ``log L`` per discrete feature.
+# The compute kernels never evaluate these formulas per pair: for each
+# feature the host tabulates ``log L[a, b]`` once (a few categories squared)
+# and the inner loops add table lookups (see nwattn._cpu.discrete).
+
+#: Aitchison-Aitken: ``1 - lam`` if equal, else ``lam / (c - 1)`` (unordered).
+AITCHISON_AITKEN = 0
+#: Li-Racine unordered: ``1`` if equal, else ``lam``.
+LI_RACINE = 1
+#: Wang-van Ryzin: ``1 - lam`` if equal, else ``(1 - lam) lam**|a - b| / 2`` (ordered).
+WANG_VAN_RYZIN = 2
+#: Li-Racine ordered: ``lam**|a - b|``.
+LI_RACINE_ORDERED = 3
+
+
+@njit(cache=True)
+def discrete_weight(code, lam, a, b, c):
+    """``L(a, b; lam)`` of the discrete kernel ``code`` for a feature of ``c`` categories.
+
+    ``0**0`` is 1: at ``lam = 0`` the ordered kernels keep equal
+    categories only, which is exact stratification.
+    """
+    if code == AITCHISON_AITKEN:
+        if a == b:
+            return 1.0 - lam
+        return lam / (c - 1) if c > 1 else 0.0
+    if code == LI_RACINE:
+        return 1.0 if a == b else lam
+    k = abs(a - b)
+    if code == WANG_VAN_RYZIN:
+        if k == 0:
+            return 1.0 - lam
+        return 0.5 * (1.0 - lam) * lam ** k
+    return 1.0 if k == 0 else lam ** k
+
+
+@njit(cache=True)
+def discrete_dweight(code, lam, a, b, c):
+    """``d L(a, b; lam) / d lam`` of :func:`discrete_weight`."""
+    if code == AITCHISON_AITKEN:
+        if a == b:
+            return -1.0
+        return 1.0 / (c - 1) if c > 1 else 0.0
+    if code == LI_RACINE:
+        return 0.0 if a == b else 1.0
+    k = abs(a - b)
+    if code == WANG_VAN_RYZIN:
+        if k == 0:
+            return -1.0
+        # d/dlam of (1 - lam) lam**k / 2
+        return 0.5 * (k * lam ** (k - 1) * (1.0 - lam) - lam ** k)
+    return 0.0 if k == 0 else k * lam ** (k - 1)
+
+
+@dataclass(frozen=True)
+class DiscreteKernel:
+    """A kernel of the catalogue for a discrete (categorical) feature.
+
+    Parameters
+    ----------
+    name : str
+        Canonical name.
+    code : int
+        Integer code used by :func:`discrete_weight`.
+    ordered : bool
+        Whether the kernel compares ordered categories (by ``|a - b|``) or
+        unordered ones (equal or not).
+    formula : str
+        ``L(a, b; lam)`` written out, for documentation.
+    aliases : tuple of str
+        Other accepted names.
+
+    Examples
+    --------
+    >>> from nwattn.kernels import DISCRETE_KERNELS
+    >>> aa = DISCRETE_KERNELS["aitchison_aitken"]
+    >>> aa.max_lambda(4)  # (c - 1) / c: every category weighs the same
+    0.75
+    >>> aa.weights(0.75, 4)[0].tolist()
+    [0.25, 0.25, 0.25, 0.25]
+    >>> DISCRETE_KERNELS["li_racine_ordered"].weights(0.5, 3)[0].tolist()
+    [1.0, 0.5, 0.25]
+    """
+
+    name: str
+    code: int
+    ordered: bool
+    formula: str
+    aliases: tuple = ()
+
+    def max_lambda(self, n_categories):
+        """Largest admissible ``lam`` for a feature of ``n_categories`` categories.
+
+        At this value the unordered kernels and the Li-Racine ordered
+        kernel weigh every category alike, which removes the feature from
+        the fit. The Wang-van Ryzin kernel is 0 everywhere at ``lam = 1``:
+        its range is ``[0, 1)`` and it never removes a feature entirely.
+        """
+        if self.code == AITCHISON_AITKEN:
+            c = int(n_categories)
+            return (c - 1) / c if c > 1 else 0.0
+        return 1.0
+
+    @property
+    def closed_above(self):
+        """Whether :meth:`max_lambda` itself is admissible."""
+        return self.code != WANG_VAN_RYZIN
+
+    def weights(self, lam, n_categories, n_query_codes=None):
+        """The table ``L[a, b]`` for query codes ``a`` and key codes ``b``.
+
+        Parameters
+        ----------
+        lam : float
+            The smoothing parameter.
+        n_categories : int
+            Number of categories ``c`` of the feature (key codes ``0 .. c - 1``).
+        n_query_codes : int, default=None
+            Number of query codes (rows); by default ``c``. Rows beyond
+            ``c`` are categories no key has.
+
+        Returns
+        -------
+        ndarray of shape (n_query_codes, n_categories)
+        """
+        c = int(n_categories)
+        rows = c if n_query_codes is None else int(n_query_codes)
+        out = np.empty((rows, c))
+        for a in range(rows):
+            for b in range(c):
+                out[a, b] = discrete_weight(self.code, float(lam), a, b, c)
+        return out
+
+    def dweights(self, lam, n_categories, n_query_codes=None):
+        """The table of ``d L[a, b] / d lam`` (see :meth:`weights`)."""
+        c = int(n_categories)
+        rows = c if n_query_codes is None else int(n_query_codes)
+        out = np.empty((rows, c))
+        for a in range(rows):
+            for b in range(c):
+                out[a, b] = discrete_dweight(self.code, float(lam), a, b, c)
+        return out
+
+
+_DISCRETE = (
+    DiscreteKernel("aitchison_aitken", AITCHISON_AITKEN, False,
+                   "1 - lam if a == b else lam / (c - 1)", ("aitchisonaitken", "aa")),
+    DiscreteKernel("li_racine", LI_RACINE, False, "1 if a == b else lam",
+                   ("liracine", "li-racine")),
+    DiscreteKernel("wang_van_ryzin", WANG_VAN_RYZIN, True,
+                   "1 - lam if a == b else (1 - lam) lam^|a - b| / 2",
+                   ("wangvanryzin", "wang_ryzin", "wang-van-ryzin")),
+    DiscreteKernel("li_racine_ordered", LI_RACINE_ORDERED, True, "lam^|a - b|", ()),
+)
+
+#: Every discrete kernel of the catalogue by canonical name.
+DISCRETE_KERNELS = {k.name: k for k in _DISCRETE}
+
+
+def get_discrete_kernel(kernel, *, ordered, param="categorical_kernel"):
+    """Look up a discrete kernel by name for an unordered or an ordered feature.
+
+    ``"li_racine"`` names the unordered kernel for an unordered feature and
+    the ordered one (``"li_racine_ordered"``) for an ordered feature, as
+    R's np package uses the name for both.
+
+    Parameters
+    ----------
+    kernel : str or DiscreteKernel
+        A name or alias (case-insensitive).
+    ordered : bool
+        Whether the feature is ordered.
+    param : str, default="categorical_kernel"
+        Parameter name used in error messages.
+
+    Returns
+    -------
+    DiscreteKernel
+
+    Examples
+    --------
+    >>> from nwattn.kernels import get_discrete_kernel
+    >>> get_discrete_kernel("li_racine", ordered=True).name
+    'li_racine_ordered'
+    >>> get_discrete_kernel("Wang_Ryzin", ordered=True).name
+    'wang_van_ryzin'
+    """
+    if isinstance(kernel, DiscreteKernel):
+        found = kernel
+    elif isinstance(kernel, str):
+        key = kernel.strip().lower()
+        found = None
+        for k in _DISCRETE:
+            if key == k.name or key in k.aliases:
+                found = k
+                break
+        if found is not None and ordered and found.code == LI_RACINE:
+            found = DISCRETE_KERNELS["li_racine_ordered"]
+    else:
+        raise TypeError(f"{param} must be a string naming a discrete kernel, got "
+                        f"{type(kernel).__name__}")
+    kind = "ordered" if ordered else "unordered"
+    valid = sorted(k.name for k in _DISCRETE if k.ordered == ordered)
+    if found is None or found.ordered != ordered:
+        raise ValueError(f"unknown {param} {kernel!r} for {kind} features; valid names are: "
+                         f"{', '.join(valid)}")
     return found

@@ -307,7 +307,7 @@ def _empty_slopes(n, d, p, center):
 
 
 def slope_state(X, K, y, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
-                query_offset=0, key_offset=0, center=None, device="cpu"):
+                query_offset=0, key_offset=0, center=None, device="cpu", discrete=None):
     """Leave-one-out accumulators of the points ``X`` over the keys ``K``, with their slopes.
 
     The points and the keys are rows of one training set: point number
@@ -339,6 +339,10 @@ def slope_state(X, K, y, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
         different centres still merge exactly.
     device : {"cpu", "cuda", "auto"}, default="cpu"
         The slopes have no GPU kernel: ``"cuda"`` raises a ValueError.
+    discrete : nwattn.discrete.DiscreteFeatures, default=None
+        Discrete columns (see :func:`nwattn.ops.loo_slopes_state`): the
+        bandwidth then has one entry per column, and the slopes cover the
+        continuous ``log h_t`` and then the discrete ``lam_f``.
 
     Returns
     -------
@@ -363,6 +367,9 @@ def slope_state(X, K, y, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
     True
     """
     kern = get_kernel(kernel)
+    if discrete is not None:
+        discrete.codes(X, "X")
+        discrete.codes(K, "K", keys=True)
     Xa = _v.check_float_array(X, "X", dtype=np.float64, min_rows=0)
     Ka = _v.check_float_array(K, "K", dtype=np.float64, min_rows=0)
     Y = _v.check_float_array(y, "y", dtype=np.float64, allow_1d=True, min_rows=0)
@@ -370,7 +377,11 @@ def slope_state(X, K, y, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
     Y = _as_2d(Y)
     n, d = Xa.shape
     p = Y.shape[1]
-    h = _v.check_bandwidth(bandwidth, d, np.float64)
+    if discrete is None:
+        h = _v.check_bandwidth(bandwidth, d, np.float64)
+    else:
+        discrete.split_bandwidth(bandwidth, d)
+        h = np.asarray(bandwidth, dtype=np.float64)
     for name, off in (("query_offset", query_offset), ("key_offset", key_offset)):
         if not isinstance(off, (int, np.integer)) or isinstance(off, bool) or off < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {off!r}")
@@ -388,7 +399,8 @@ def slope_state(X, K, y, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
     if n == 0 or Ka.shape[0] == 0:  # an empty block of a chunked array
         return _empty_slopes(n, d, p, c)
     return loo_slopes_state(Xa, Ka, Y, kern, h, key_weight=w, query_offset=int(query_offset),
-                            key_offset=int(key_offset), center=c, device=device)
+                            key_offset=int(key_offset), center=c, device=device,
+                            discrete=discrete)
 
 
 # ----------------------------------------------------------- the score
@@ -402,7 +414,9 @@ class LooError(NamedTuple):
     sse : float
         ``sum_i c_i ||y_i - yhat_{-i}(x_i)||**2`` over the block's points.
     gradient : ndarray of shape (n_features,) or None
-        ``d sse / d log h_t``, when the state carries the slopes.
+        ``d sse / d log h_t``, when the state carries the slopes (with
+        discrete features: the continuous ``log h_t``, then
+        ``d sse / d lam_f`` of the discrete features).
     """
 
     sse: float
@@ -538,6 +552,15 @@ class LooProblem:
         that is not (the fallback applies when no other point is in its
         neighbourhood); the gradient comes from the derivatives of the
         moments, accumulated in the same pass.
+    discrete : nwattn.discrete.DiscreteFeatures, default=None
+        Discrete columns of ``X``. A bandwidth then has one entry per
+        column (``lam`` at the discrete ones), the gradient is
+        ``d score / d log h_t`` at a continuous column and
+        ``d score / d lam_f`` at a discrete one, and the ``"nearest"``
+        fallback measures distances over the continuous columns. Where a
+        ``lam_f`` is 0 the gradient is taken at
+        :data:`nwattn.discrete.GRADIENT_FLOOR` times its largest value
+        (the one-sided derivative at 0, to that precision).
 
     Attributes
     ----------
@@ -553,10 +576,10 @@ class LooProblem:
         The weights.
     n_samples : int
         Number of training points.
-    spread : ndarray of shape (n_features,)
-        Weighted standard deviation of each feature.
-    mean_square : ndarray of shape (n_features,)
-        Weighted mean of the square of each feature.
+    spread : ndarray of shape (n_continuous,)
+        Weighted standard deviation of each continuous feature.
+    mean_square : ndarray of shape (n_continuous,)
+        Weighted mean of the square of each continuous feature.
     target_variance : float
         Weighted variance of the targets, summed over the outputs.
 
@@ -575,13 +598,20 @@ class LooProblem:
     """
 
     def __init__(self, X, y, kernel="gaussian", *, sample_weight=None, fallback="mean",
-                 device="cpu", degree=0):
+                 device="cpu", degree=0, discrete=None):
         resolve_device(device)
         self.device = device
         self.degree = _v.check_degree(degree)
         self.has_gradient = True
         self.kernel = get_kernel(kernel)
+        self.discrete = discrete
+        if discrete is not None:
+            discrete.codes(X, "X", keys=True)
         self.X = _v.check_float_array(X, "X", dtype=np.float64)
+        d = self.X.shape[1]
+        self.continuous = (np.arange(d) if discrete is None
+                           else discrete.continuous_columns(d))
+        Xc = self.X[:, self.continuous]
         y = _v.check_float_array(y, "y", dtype=np.float64, allow_1d=True)
         if y.shape[0] != self.X.shape[0]:
             raise ValueError(
@@ -608,17 +638,28 @@ class LooProblem:
         self.n_samples = n
         w = self.sample_weight
         if w is None:
-            self.spread = self.X.std(axis=0)
+            self.spread = Xc.std(axis=0)
         else:
-            mean = np.average(self.X, axis=0, weights=w)
-            self.spread = np.sqrt(np.average((self.X - mean) ** 2, axis=0, weights=w))
-        self.mean_square = np.average(self.X * self.X, axis=0, weights=w)
+            mean = np.average(Xc, axis=0, weights=w)
+            self.spread = np.sqrt(np.average((Xc - mean) ** 2, axis=0, weights=w))
+        self.mean_square = np.average(Xc * Xc, axis=0, weights=w)
         self.target_variance = float(np.sum(np.average((self.Y - self.center) ** 2, axis=0,
                                                        weights=c)))
 
+    def _bandwidth(self, bandwidth):
+        """The bandwidth validated, and its continuous part."""
+        if self.discrete is None:
+            h = _v.check_bandwidth(bandwidth, self.X.shape[1], np.float64)
+            return h, h
+        h, _ = self.discrete.split_bandwidth(bandwidth, self.X.shape[1])
+        return np.asarray(bandwidth, dtype=np.float64), h
+
     def _nearest(self, h):
         """The ``"nearest"`` fallback at bandwidth ``h``: block indices -> targets."""
-        return lambda idx: self.Y[nearest_neighbor(self.X[idx], self.X, h,
+        X = self.X[:, self.continuous]
+        if X.shape[1] == 0:  # no continuous feature: every point is as near
+            X, h = np.zeros((self.X.shape[0], 1)), 1.0
+        return lambda idx: self.Y[nearest_neighbor(X[idx], X, h,
                                                    key_weight=self.sample_weight,
                                                    exclude=idx).index]
 
@@ -638,17 +679,18 @@ class LooProblem:
         -------
         float
         """
-        h = _v.check_bandwidth(bandwidth, self.X.shape[1], np.float64)
+        h, hc = self._bandwidth(bandwidth)
         if self.degree:
             state = local_polynomial_state(self.X, self.X, self.Y, self.kernel, h,
                                            degree=self.degree, key_weight=self.sample_weight,
                                            exclude_self=True, center=self.center,
-                                           device=self.device)
+                                           device=self.device, discrete=self.discrete)
         else:
             state = attention_pool_state(self.X, self.X, self.Y, self.kernel, h,
                                          key_weight=self.sample_weight, exclude_self=True,
-                                         center=self.center, device=self.device)
-        return self._error(state, h).sse / self.totals.weight_sum
+                                         center=self.center, device=self.device,
+                                         discrete=self.discrete)
+        return self._error(state, hc).sse / self.totals.weight_sum
 
     def value_and_gradient(self, bandwidth):
         """The score and its gradient with respect to ``log h_t``, one entry per feature.
@@ -662,17 +704,36 @@ class LooProblem:
         -------
         score : float
         gradient : ndarray of shape (n_features,)
+            ``d score / d log h_t``; ``d score / d lam_f`` at a discrete
+            feature.
         """
-        h = _v.check_bandwidth(bandwidth, self.X.shape[1], np.float64)
+        h, hc = self._bandwidth(bandwidth)
+        if self.discrete is not None:
+            from .discrete import GRADIENT_FLOOR
+
+            cols = self.discrete.columns
+            h = h.copy()
+            h[cols] = np.maximum(h[cols], GRADIENT_FLOOR * self.discrete.max_lambdas)
         if self.degree:
             state = local_polynomial_state(self.X, self.X, self.Y, self.kernel, h,
                                            degree=self.degree, key_weight=self.sample_weight,
                                            exclude_self=True, slopes=True, center=self.center,
-                                           device=self.device)
-            err = self._error(state, h)
-            return err.sse / self.totals.weight_sum, err.gradient / self.totals.weight_sum
+                                           device=self.device, discrete=self.discrete)
+            err = self._error(state, hc)
+            return err.sse / self.totals.weight_sum, self._in_columns(err.gradient)
         state = slope_state(self.X, self.X, self.Y, self.kernel, h,
                             key_weight=self.sample_weight, center=self.center,
-                            device=self.device)
-        err = self._error(state, h)
-        return err.sse / self.totals.weight_sum, err.gradient / self.totals.weight_sum
+                            device=self.device, discrete=self.discrete)
+        err = self._error(state, hc)
+        return err.sse / self.totals.weight_sum, self._in_columns(err.gradient)
+
+    def _in_columns(self, gradient):
+        """The gradient (continuous parameters first, then discrete) in column order."""
+        g = gradient / self.totals.weight_sum
+        if self.discrete is None:
+            return g
+        out = np.empty(self.X.shape[1])
+        nc = self.continuous.shape[0]
+        out[self.continuous] = g[:nc]
+        out[self.discrete.columns] = g[nc:]
+        return out

@@ -61,6 +61,54 @@ def _check_offsets(query_offset, key_offset):
             raise ValueError(f"{name} must be a non-negative integer, got {off!r}")
 
 
+def _discrete_codes(discrete, Q, K):
+    """Validate the category codes of the discrete columns before anything else.
+
+    Returns ``(qc, kc)``, each ``(n, n_discrete)`` intp, or ``(None, None)``
+    without discrete features. Done first so that a NaN or a fraction in a
+    discrete column is reported naming the feature.
+    """
+    if discrete is None:
+        return None, None
+    from .discrete import DiscreteFeatures
+
+    if not isinstance(discrete, DiscreteFeatures):
+        raise TypeError(f"discrete must be a nwattn.discrete.DiscreteFeatures, got "
+                        f"{type(discrete).__name__}")
+    return discrete.codes(Q, "Q"), discrete.codes(K, "K", keys=True)
+
+
+def _split_discrete(discrete, Q, K, bandwidth, qc, kc, dtype, slopes=False):
+    """The continuous columns, their bandwidths and the discrete inputs of the sweep.
+
+    Returns ``(Qc, Kc, h, disc)``: ``disc`` is None without discrete
+    features, else the tuple ``(QC, KCT, LT, DT)`` of
+    :mod:`nwattn._cpu.discrete`. ``bandwidth`` has one entry per column
+    (``lam`` at the discrete ones).
+    """
+    if discrete is None:
+        return Q, K, bandwidth, None
+    d = Q.shape[1]
+    h, lam = discrete.split_bandwidth(bandwidth, d)
+    cont = discrete.continuous_columns(d)
+    n_query_codes = int(qc.max()) + 1 if qc.size else 1
+    LT, DT = discrete.tables(lam, n_query_codes, dtype, slopes)
+    disc = (np.ascontiguousarray(qc), np.ascontiguousarray(kc.T), LT, DT)
+    return np.ascontiguousarray(Q[:, cont]), np.ascontiguousarray(K[:, cont]), h, disc
+
+
+def _cpu_only(be, discrete, device_input=False):
+    """Refuse discrete features where they have no kernel.
+
+    The GPU pools them for inputs on the host (its pooling kernel adds the
+    tables' lookups); the local polynomial's moments, and inputs that
+    already live on the GPU, take them on the CPU only.
+    """
+    if discrete is not None and (be.name != "cpu" and (device_input or be.name != "cuda")):
+        raise ValueError("discrete features are computed on the CPU here (the GPU pools "
+                         "them for inputs on the host): use device='cpu'")
+
+
 def _prepare_scores(Q, K, kernel, bandwidth, key_weight, dtype):
     """Scale and transpose queries and keys for the compute kernels.
 
@@ -657,7 +705,7 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
                          key_mask=None, attn_mask=None, is_causal=False, causal_offset=0,
                          exclude_self=False, query_offset=0, key_offset=0,
                          return_std=False, center=None, device="cpu", progress=None,
-                         verbose=0):
+                         verbose=0, discrete=None):
     """Per-query online-softmax state of attention pooling.
 
     The building block for sharding: pool the same queries over disjoint
@@ -725,6 +773,13 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
         0 is silent; 1 prints the progress on stderr (share done, time
         elapsed and an estimate of the time left), a few lines a second at
         most, the last at 100 %.
+    discrete : nwattn.discrete.DiscreteFeatures, default=None
+        Which columns of ``Q`` and ``K`` hold category codes and how they
+        are compared (mixed data). ``bandwidth`` then has one entry per
+        column: ``h`` of a continuous column, the smoothing parameter
+        ``lam`` of a discrete one; each discrete feature multiplies the
+        weights by its kernel ``L(a, b; lam)``. CPU, or the GPU for inputs
+        on the host.
 
     Returns
     -------
@@ -758,6 +813,9 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
     """
     _check_offsets(query_offset, key_offset)
     if _is_attention_call(Q, K, V, key_weight, key_mask, attn_mask, is_causal):
+        if discrete is not None:
+            raise ValueError("discrete features take 2-D queries and keys, without masks or "
+                             "causal order")
         be, _ = backend_for(device, Q, K, V, need="pool_items", what=_ATTENTION_WHAT,
                             n_pairs=_attention_pairs(Q, K))
         report = progress_callback(verbose, progress, "attention_pool_state")
@@ -765,6 +823,7 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
                                 is_causal, causal_offset, exclude_self, query_offset,
                                 key_offset, return_std, center, be, report)
     be, device_input = backend_for(device, Q, K, V)
+    _cpu_only(be, discrete, device_input)
     report = progress_callback(verbose, progress, "attention_pool_state")
     if device_input:
         smax, packed, c, values_1d = _pool_device(
@@ -775,21 +834,24 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
         if report is not None:  # the copies above waited for the kernels
             report.finish(Q.shape[0] * K.shape[0])
         return state
+    qc, kc = _discrete_codes(discrete, Q, K)
     Q, K = _check_queries_keys(Q, K)
     V = _v.check_float_array(V, "V", allow_1d=True)
     _v.check_matching_shapes(K=K, V=V)
     values_1d = V.ndim == 1
     V2 = V.reshape(V.shape[0], -1)
     dtype = _v.common_float_dtype(Q, K, V2)
-    kern, Qs, KT, logw, scale = _prepare_scores(Q, K, kernel, bandwidth, key_weight, dtype)
+    Qc, Kc, h, disc = _split_discrete(discrete, Q, K, bandwidth, qc, kc, dtype)
+    kern, Qs, KT, logw, scale = _prepare_scores(Qc, Kc, kernel, h, key_weight, dtype)
     c, VT, e = _prepare_values(V2, center, dtype, return_std)
     VT2 = VT * VT if return_std else np.empty((0, KT.shape[1]), dtype)
     if exclude_self:
         self_shift = int(query_offset) - int(key_offset)
     else:
         self_shift = -Qs.shape[0] - 1
+    extra = {} if disc is None else {"discrete": disc}
     smax, packed = be.pool(Qs, KT, VT, VT2, logw, kern.family, kern.code, scale, self_shift,
-                           progress=report)
+                           progress=report, **extra)
     if report is not None:
         report.finish(Qs.shape[0] * KT.shape[1])
     layout = pool_layout(len(c), return_std)
@@ -798,7 +860,7 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
 
 
 def loo_slopes_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
-                     query_offset=0, key_offset=0, center=None, device="cpu"):
+                     query_offset=0, key_offset=0, center=None, device="cpu", discrete=None):
     """Leave-one-out pooling states with their slopes in the log-bandwidths.
 
     The state of :func:`attention_pool_state` with ``exclude_self=True``,
@@ -826,6 +888,11 @@ def loo_slopes_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=No
     device : {"cpu", "cuda", "auto"}, default="cpu"
         The slopes have no GPU kernel: ``"auto"`` means the CPU and
         ``"cuda"`` raises a ValueError.
+    discrete : nwattn.discrete.DiscreteFeatures, default=None
+        Discrete columns (see :func:`attention_pool_state`). The slopes
+        then cover the continuous columns' ``log h_t`` first, then the
+        discrete columns' ``lam_f`` (``A_f = sum_j e_j d log L_f / d lam_f``),
+        in the order of ``discrete.columns``.
 
     Returns
     -------
@@ -844,12 +911,14 @@ def loo_slopes_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=No
     be, _ = backend_for(device, Q, K, V, need="slopes",
                         what="the gradient of the leave-one-out score")
     _check_offsets(query_offset, key_offset)
+    qc, kc = _discrete_codes(discrete, Q, K)
     Q, K = _check_queries_keys(Q, K)
     V = _v.check_float_array(V, "V", allow_1d=True)
     _v.check_matching_shapes(K=K, V=V)
     V2 = V.reshape(V.shape[0], -1)
     dtype = np.dtype(np.float64)
-    kern, Qs, KT, logw, scale = _prepare_scores(Q, K, kernel, bandwidth, key_weight, dtype)
+    Qc, Kc, h, disc = _split_discrete(discrete, Q, K, bandwidth, qc, kc, dtype, slopes=True)
+    kern, Qs, KT, logw, scale = _prepare_scores(Qc, Kc, kernel, h, key_weight, dtype)
     if center is None:
         c = V2.mean(axis=0, dtype=np.float64)
     else:
@@ -857,8 +926,9 @@ def loo_slopes_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=No
         if c.shape[0] != V2.shape[1]:
             raise ValueError(f"center must have {V2.shape[1]} entries, got {c.shape[0]}")
     VT = np.ascontiguousarray((V2 - c).T, dtype=dtype)
+    extra = {} if disc is None else {"discrete": disc}
     smax, packed = be.slopes(Qs, KT, VT, logw, kern.family, kern.code, scale,
-                             int(query_offset) - int(key_offset))
+                             int(query_offset) - int(key_offset), **extra)
     return PoolState(smax, packed, slopes_layout(V2.shape[1], Q.shape[1]), c, V.ndim == 1,
                      queries_fingerprint(Q, query_offset))
 
@@ -878,7 +948,8 @@ def _check_query_scale(query_scale, n):
 def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1,
                            query_scale=None, key_weight=None, exclude_self=False,
                            query_offset=0, key_offset=0, return_std=False, slopes=False,
-                           center=None, device="cpu", progress=None, verbose=0, key_std=None):
+                           center=None, device="cpu", progress=None, verbose=0, key_std=None,
+                           discrete=None):
     """Per-query weighted moments of a local polynomial fit, centred on the query.
 
     For each query ``q`` the pass accumulates, over the keys ``k_j`` with
@@ -950,6 +1021,12 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
         is the variance of the fitted value (:func:`nwattn.state.solve_local`
         returns its square root as ``se``). These columns carry the square
         of the weights, and merge like the others. CPU only.
+    discrete : nwattn.discrete.DiscreteFeatures, default=None
+        Discrete columns (see :func:`attention_pool_state`): they enter
+        the kernel weights only, the polynomial being one of the
+        continuous columns (at least one is needed), as in R's np
+        package. With ``slopes``, the discrete columns' ``lam_f`` follow
+        the continuous ``log h_t`` among the parameters.
 
     Returns
     -------
@@ -986,13 +1063,30 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
     if kern.family != DISTANCE:
         raise ValueError(f"kernel must be a smoothing kernel for a local polynomial, got the "
                          f"attention score {kern.name!r}")
+    _cpu_only(be, discrete, True)
     report = progress_callback(verbose, progress, "local_polynomial_state")
     if device_input:
         return _local_state_device(Q, K, V, kern, bandwidth, degree, query_scale, key_weight,
                                    exclude_self, query_offset, key_offset, center, report)
-    Q, K, V2, values_1d, dtype, h, factor, kern, Qs, KT, logw, qscale = _prepare_local(
-        Q, K, V, kern, bandwidth, query_scale, key_weight)
+    qc, kc = _discrete_codes(discrete, Q, K)
+    Q, K = _check_queries_keys(Q, K)
+    V = _v.check_float_array(V, "V", allow_1d=True)
+    _v.check_matching_shapes(K=K, V=V)
+    n_params = Q.shape[1]
+    Q_in = Q
+    factor = _check_query_scale(query_scale, Q.shape[0])
+    values_1d = V.ndim == 1
+    V2 = V.reshape(V.shape[0], -1)
+    dtype = _v.common_float_dtype(Q, K, V2)
+    Q, K, bandwidth, disc = _split_discrete(discrete, Q, K, bandwidth, qc, kc, dtype, slopes)
     n, d = Q.shape
+    if disc is not None and d == 0:
+        raise ValueError("a local polynomial needs at least one continuous feature; with "
+                         "discrete features only, use attention_pool (degree 0)")
+    h = _v.check_bandwidth(bandwidth, d, np.float64)
+    kern, Qs, KT, logw, _ = _prepare_scores(Q, K, kern, h, key_weight, dtype)
+    qscale = 1.0 / factor
+    _check_local_offsets(_extent(Qs, KT), qscale, d, dtype, kern.is_compact)
     c, VT, e = _prepare_values(V2, center, dtype, return_std or key_std is not None)
     VS = None
     if key_std is not None:
@@ -1002,22 +1096,24 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
     self_shift = int(query_offset) - int(key_offset) if exclude_self else -n - 1
     if slopes and return_std:
         raise ValueError("slopes=True and return_std=True are not computed together")
+    extra = {} if disc is None else {"discrete": disc}
     if slopes:
         smax, packed = be.local_slopes(Qs, KT, VT, logw, kern.family, kern.code,
                                        qscale.astype(dtype), degree, self_shift,
-                                       progress=report)
+                                       progress=report, **extra)
     else:
-        extra = {"VT2": VT * VT} if return_std else {}
+        if return_std:
+            extra["VT2"] = VT * VT
         if VS is not None:
             extra["VS"] = VS
         smax, packed = be.local(Qs, KT, VT, logw, kern.family, kern.code, qscale.astype(dtype),
                                 degree, self_shift, progress=report, **extra)
     if report is not None:
         report.finish(n * KT.shape[1])
-    layout = local_layout(V2.shape[1], d, degree, return_std, slopes,
+    layout = local_layout(V2.shape[1], d, degree, return_std, slopes, n_params,
                           n_meat=0 if VS is None else VS.shape[0])
     smax, packed = _state_in_value_units(_to_host(be, smax), _to_host(be, packed), layout, e)
-    return PoolState(smax, packed, layout, c, values_1d, queries_fingerprint(Q, query_offset),
+    return PoolState(smax, packed, layout, c, values_1d, queries_fingerprint(Q_in, query_offset),
                      LocalInfo(degree, h[None, :] * factor[:, None]))
 
 
@@ -1040,10 +1136,15 @@ def _prepare_local(Q, K, V, kern, bandwidth, query_scale, key_weight):
     h = _v.check_bandwidth(bandwidth, d, np.float64)
     kern, Qs, KT, logw, _ = _prepare_scores(Q, K, kern, h, key_weight, dtype)
     qscale = 1.0 / factor
+    _check_local_offsets(_extent(Qs, KT), qscale, d, dtype, kern.is_compact)
+    return Q, K, V2, V.ndim == 1, dtype, h, factor, kern, Qs, KT, logw, qscale
+
+
+def _extent(Qs, KT):
+    """A bound of ``|k - q|`` per feature over scaled queries and keys."""
     qmax = float(np.abs(Qs).max()) if Qs.size else 0.0
     kmax = float(np.abs(KT).max()) if KT.size else 0.0
-    _check_local_offsets(qmax + kmax, qscale, d, dtype, kern.is_compact)
-    return Q, K, V2, V.ndim == 1, dtype, h, factor, kern, Qs, KT, logw, qscale
+    return qmax + kmax
 
 
 def _prepare_key_std(key_std, m, VT, e, dtype):
@@ -1228,7 +1329,8 @@ def _local_state_device(Q, K, V, kern, bandwidth, degree, query_scale, key_weigh
 
 def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, span=None,
                      key_weight=None, exclude_self=False, return_gradient=False,
-                     lower_degree=False, device="cpu", progress=None, verbose=0):
+                     lower_degree=False, device="cpu", progress=None, verbose=0,
+                     discrete=None):
     """Local polynomial regression (local linear, local quadratic, loess), fused and streaming.
 
     At each query ``q`` fits the polynomial of ``degree`` in ``x - q`` that
@@ -1304,13 +1406,17 @@ def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, spa
         0 is silent; 1 prints the progress on stderr (share done, time
         elapsed and an estimate of the time left), a few lines a second at
         most, the last at 100 %.
+    discrete : nwattn.discrete.DiscreteFeatures, default=None
+        Discrete columns (see :func:`local_polynomial_state`): they enter
+        the kernel weights only. Not with ``span``.
 
     Returns
     -------
     pred : ndarray of shape (n_queries,) or (n_queries, n_outputs)
         Same number of dimensions as ``V``.
     gradient : ndarray of shape (n_queries, n_features) or (n_queries, n_features, n_outputs)
-        Only with ``return_gradient=True``.
+        Only with ``return_gradient=True``; with discrete features, the
+        slopes in the continuous features only.
 
     References
     ----------
@@ -1338,6 +1444,9 @@ def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, spa
     if return_gradient and degree < 1:
         raise ValueError("return_gradient=True needs degree 1 or 2")
     query_scale = None
+    if span is not None and discrete is not None:
+        raise ValueError("span (nearest-neighbour bandwidths) is not available with discrete "
+                         "features: give a bandwidth per feature")
     if span is not None:
         from .neighbors import span_radius
 
@@ -1351,7 +1460,8 @@ def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, spa
                                    query_scale=query_scale, key_weight=key_weight,
                                    exclude_self=exclude_self, device=device,
                                    progress=progress_callback(verbose, progress,
-                                                              "local_polynomial"))
+                                                              "local_polynomial"),
+                                   discrete=discrete)
     fit = solve_local(state, lower_degree)
     local_warnings(fit, degree, stacklevel=2)
     pred, grad = fit.pred, fit.gradient
@@ -1363,7 +1473,7 @@ def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, spa
 def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
                    key_mask=None, attn_mask=None, is_causal=False, causal_offset=0,
                    exclude_self=False, return_std=False, device="cpu", progress=None,
-                   verbose=0):
+                   verbose=0, discrete=None):
     """Attention pooling (Nadaraya-Watson regression), fused and streaming.
 
     For each query ``q`` returns ``sum_j alpha_j v_j`` with
@@ -1414,12 +1524,18 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
         0 is silent; 1 prints the progress on stderr (share done, time
         elapsed and an estimate of the time left), a few lines a second at
         most, the last at 100 %.
+    discrete : nwattn.discrete.DiscreteFeatures, default=None
+        Which columns hold category codes (mixed data; see
+        :mod:`nwattn.discrete`). ``bandwidth`` then has one entry per
+        column: ``h`` of a continuous column, the smoothing parameter
+        ``lam`` of a discrete one. CPU, or the GPU for inputs on the host.
 
     Returns
     -------
     pred : ndarray of shape (n_queries,) or (..., n_queries, n_outputs)
         The batch shape, then as ``V``. NaN for a query with no key in its
-        kernel's support (compact kernels) or every key masked, with an
+        kernel's support (compact kernels, or ``lam = 0`` and no key of its
+        category) or every key masked, with an
         :class:`~nwattn.exceptions.EmptyNeighborhoodWarning` (PyTorch's
         SDPA returns zeros there).
     std : ndarray, same shape as ``pred``
@@ -1458,6 +1574,9 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
     True
     """
     if _is_attention_call(Q, K, V, key_weight, key_mask, attn_mask, is_causal):
+        if discrete is not None:
+            raise ValueError("discrete features take 2-D queries and keys, without masks or "
+                             "causal order")
         be, _ = backend_for(device, Q, K, V, need="pool_items", what=_ATTENTION_WHAT,
                             n_pairs=_attention_pairs(Q, K))
         report = progress_callback(verbose, progress, "attention_pool")
@@ -1466,6 +1585,7 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
                                  be, report, fingerprint=False)
         return finalize_state(state, return_std=return_std)
     be, device_input = backend_for(device, Q, K, V)
+    _cpu_only(be, discrete, device_input)
     report = progress_callback(verbose, progress, "attention_pool")
     if device_input:
         out = _attention_pool_device(Q, K, V, kernel, bandwidth, key_weight, exclude_self,
@@ -1478,7 +1598,7 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
         _v.check_matching_shapes(Q, K, exclude_self=True)
     state = attention_pool_state(Q, K, V, kernel, bandwidth, key_weight=key_weight,
                                  exclude_self=exclude_self, return_std=return_std,
-                                 device=be.name, progress=report)
+                                 device=be.name, progress=report, discrete=discrete)
     return finalize_state(state, return_std=return_std)
 
 

@@ -666,13 +666,18 @@ def solve_local(state, lower_degree=False):
     with_slopes = "dG" in state.layout
     if with_slopes:
         T = P * (P + 1) // 2
-        dG = np.empty((n, d, P, P))
-        tri = state.layout.view(packed, "dG").reshape(n, d, T)
+        # The parameters with slopes: the continuous bandwidths, then the
+        # discrete features' smoothing parameters, which scale no offset
+        # (their columns of the basis powers are 0).
+        n_par = state.layout.view(packed, "dG").shape[1] // T
+        dG = np.empty((n, n_par, P, P))
+        tri = state.layout.view(packed, "dG").reshape(n, n_par, T)
         dG[:, :, iu[0], iu[1]] = tri
         dG[:, :, iu[1], iu[0]] = tri
-        dR = state.layout.view(packed, "dR").reshape(n, d, P, p)
-        powers = _basis_powers(d, degree)
-        dpred = np.zeros((n, d, p))
+        dR = state.layout.view(packed, "dR").reshape(n, n_par, P, p)
+        powers = np.zeros((P, n_par), dtype=np.int64)
+        powers[:, :d] = _basis_powers(d, degree)
+        dpred = np.zeros((n, n_par, p))
     todo = np.flatnonzero(norm > 0)
     rcond = _rcond(state.packed.dtype)
     for g in range(degree, -1, -1):
@@ -709,10 +714,10 @@ def solve_local(state, lower_degree=False):
                        - np.moveaxis(kk, 2, 0)[None] * (G[rows, None, :Pg, :Pg] / s))
                 dRg = dR[rows, :, :Pg] / s - k.T[None, :, :, None] * (R[rows, None, :Pg] / s)
                 rhs = dRg - dGg @ beta[:, None]  # (rows, d, Pg, p)
-                rhs = np.moveaxis(rhs, 1, 2).reshape(rows.size, Pg, d * p)
+                rhs = np.moveaxis(rhs, 1, 2).reshape(rows.size, Pg, n_par * p)
                 ye = np.linalg.solve(Ge[ok], D[ok][:, :, None] * rhs)
                 dbeta0 = D[ok][:, 0, None] * ye[:, 0]
-                dpred[rows] = dbeta0.reshape(rows.size, d, p)
+                dpred[rows] = dbeta0.reshape(rows.size, n_par, p)
         todo = todo[~ok]
         if not lower_degree:
             break

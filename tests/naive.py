@@ -335,3 +335,73 @@ def nn_residuals_brute(X, y, matches):
         nb = np.argsort(dist, kind="stable")[:matches]
         out[i] = np.sqrt(matches / (matches + 1.0)) * (Y[i] - Y[nb].mean(axis=0))
     return out
+# ---------------------------------------------------------------- mixed data
+
+
+def discrete_kernel(name, lam, a, b, c):
+    """L(a, b; lam) of a discrete kernel, elementwise over arrays of codes."""
+    a = np.asarray(a)
+    b = np.asarray(b)
+    eq = a == b
+    k = np.abs(a - b).astype(np.float64)
+    if name == "aitchison_aitken":
+        return np.where(eq, 1.0 - lam, lam / (c - 1) if c > 1 else 0.0)
+    if name == "li_racine":
+        return np.where(eq, 1.0, lam)
+    if name == "wang_van_ryzin":
+        return np.where(eq, 1.0 - lam, 0.5 * (1.0 - lam) * lam ** k)
+    if name == "li_racine_ordered":
+        return np.where(eq, 1.0, lam ** k)
+    raise ValueError(name)
+
+
+def mixed_weights(Q, K, bandwidth, discrete, kernels, n_categories):
+    """Dense (n, m) product-kernel weights: gaussian over the continuous
+    columns times the discrete kernels of the columns in ``discrete``."""
+    Q = np.asarray(Q, dtype=np.float64)
+    K = np.asarray(K, dtype=np.float64)
+    bw = np.asarray(bandwidth, dtype=np.float64)
+    cont = [t for t in range(Q.shape[1]) if t not in discrete]
+    W = np.ones((Q.shape[0], K.shape[0]))
+    for t in cont:
+        u = (Q[:, t, None] - K[None, :, t]) / bw[t]
+        W *= np.exp(-0.5 * u * u)
+    for t, name, c in zip(discrete, kernels, n_categories):
+        W *= discrete_kernel(name, bw[t], Q[:, t, None], K[None, :, t], c)
+    return W
+
+
+def weighted_local_fit(W, Xd, y, Qd, degree):
+    """Per-query weighted least squares of ``y`` on ``[1, Xd - q]`` (degree 1) or ``[1]``."""
+    out = np.empty(W.shape[0])
+    for i in range(W.shape[0]):
+        if degree == 0:
+            out[i] = W[i] @ y / W[i].sum()
+            continue
+        Z = np.column_stack([np.ones(Xd.shape[0]), Xd - Qd[i]])
+        G = Z.T @ (W[i, :, None] * Z)
+        out[i] = np.linalg.solve(G, Z.T @ (W[i] * y))[0]
+    return out
+
+
+def mixed_regression(Q, X, y, bandwidth, discrete, kernels, n_categories, degree=0):
+    """Nadaraya-Watson (degree 0) or local linear (degree 1) with mixed data;
+    the local design uses the continuous columns only."""
+    W = mixed_weights(Q, X, bandwidth, discrete, kernels, n_categories)
+    cont = [t for t in range(np.shape(X)[1]) if t not in discrete]
+    return weighted_local_fit(W, np.asarray(X, float)[:, cont], np.asarray(y, float),
+                              np.asarray(Q, float)[:, cont], degree)
+
+
+def mixed_loo_score(X, y, bandwidth, discrete, kernels, n_categories, degree=0):
+    """Leave-one-out score by refitting without each point in turn."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    n = X.shape[0]
+    err = 0.0
+    for i in range(n):
+        keep = np.arange(n) != i
+        pred = mixed_regression(X[i:i + 1], X[keep], y[keep], bandwidth, discrete, kernels,
+                                n_categories, degree)[0]
+        err += (y[i] - pred) ** 2
+    return err / n

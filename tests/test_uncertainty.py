@@ -422,3 +422,56 @@ def test_fit_display(rng):
         FitDisplay.from_estimator(two, X)
     with pytest.raises(ValueError, match="n_points"):
         FitDisplay.from_estimator(model, X, n_points=1)
+
+
+def _kernels_from_weights(W, Xc, Qc, degree):
+    """The fit's weights and the bias-corrected fit's, from dense kernel weights ``W``."""
+    L = np.empty(W.shape)
+    Lbc = np.empty(W.shape)
+    for i in range(W.shape[0]):
+        Z = Xc - Qc[i]
+        Bq = naive._basis_up_to(Z, degree + 1)
+        Pp = naive._basis_up_to(Z[:1], degree).shape[1]
+        Bp, Br = Bq[:, :Pp], Bq[:, Pp:]
+        BpW = (Bp * W[i][:, None]).T
+        L[i] = np.linalg.solve(BpW @ Bp, BpW)[0]
+        coef_q = np.linalg.solve(Bq.T @ (Bq * W[i][:, None]), (Bq * W[i][:, None]).T)
+        Lbc[i] = np.linalg.solve(BpW @ Bp, BpW - BpW @ Br @ coef_q[Pp:])[0]
+    return L, Lbc
+
+
+@pytest.mark.parametrize("cls,degree", [(NadarayaWatsonRegressor, 0),
+                                        (LocalPolynomialRegressor, 1)])
+def test_standard_errors_with_a_categorical_feature(rng, cls, degree):
+    n = 80
+    X = np.column_stack([rng.uniform(size=n), np.arange(n) % 3])
+    y = np.sin(4 * X[:, 0]) + 0.5 * X[:, 1] + rng.normal(scale=0.2, size=n)
+    Q = np.column_stack([rng.uniform(size=6), np.arange(6) % 3])
+    bw = np.array([0.2, 0.3])  # h of the continuous column, lam of the categorical one
+    kwargs = {} if cls is NadarayaWatsonRegressor else {"degree": degree}
+    model = cls(bandwidth=bw, categorical_features=[1], **kwargs).fit(X, y)
+    kern = ["aitchison_aitken"]
+
+    def weights(A, B, scale=1.0):
+        return naive.mixed_weights(A, B, bw * [scale, 1.0], [1], kern, [3])
+
+    Xc, Qc = X[:, :1] / bw[0], Q[:, :1] / bw[0]
+    H, _ = _kernels_from_weights(weights(X, X), Xc, Xc, degree)
+    lev = np.diag(H)
+    raw = np.abs(y - H @ y) / (1 - lev)
+    Wm = weights(X, X, model.variance_smoothing)
+    sigma = np.sqrt((Wm / Wm.sum(axis=1, keepdims=True)) @ raw ** 2)
+    L, Lbc = _kernels_from_weights(weights(Q, X), Xc, Qc, degree)
+    pred, se = model.predict(Q, return_se=True)
+    assert naive.relative_error(pred, L @ y) <= 1e-9
+    assert naive.relative_error(se, np.sqrt(L ** 2 @ sigma ** 2)) <= 1e-9
+    lo, hi = model.predict_interval(Q)
+    z = stats.norm.ppf(0.975)
+    half = z * np.sqrt(Lbc ** 2 @ sigma ** 2)
+    assert naive.relative_error(lo, Lbc @ y - half) <= 1e-9
+    assert naive.relative_error(hi, Lbc @ y + half) <= 1e-9
+    with pytest.raises(ValueError, match="bootstrap"):
+        model.predict_interval(Q, method="bootstrap")
+    with pytest.raises(ValueError, match="vce"):
+        cls(bandwidth=bw, categorical_features=[1], vce="nn", **kwargs).fit(X, y).predict(
+            Q, return_se=True)

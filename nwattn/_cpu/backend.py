@@ -61,7 +61,8 @@ class CPUBackend:
 
     @staticmethod
     @guarded
-    def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, progress=None):
+    def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, progress=None,
+             discrete=None):
         """Packed pooling states ``(max, packed)`` of every query (``pool_layout``).
 
         ``VT``/``VT2`` (p, m) are the centred values and their squares
@@ -69,11 +70,13 @@ class CPUBackend:
         ``i`` skips key ``i + self_shift``. ``progress``: called as
         ``progress(pairs_done, pairs_total)`` between chunks of the work
         (see :func:`nwattn._cpu.sweep.sweep`); the same for the other
-        sweeps below.
+        sweeps below. ``discrete``: None, or the discrete features'
+        ``(QC, KCT, LT, DT)`` (see :mod:`nwattn._cpu.discrete`); the same
+        for the other kernel sweeps below.
         """
         layout = pool_layout(VT.shape[0], VT2.shape[0] > 0)
         return sweep(KERNEL, POOL, layout, Qs, KT, VT, VT2, logw, family, code, scale,
-                     self_shift, progress=progress)
+                     self_shift, progress=progress, discrete=discrete)
 
     @staticmethod
     @guarded
@@ -111,29 +114,32 @@ class CPUBackend:
 
     @staticmethod
     @guarded
-    def slopes(Qs, KT, VT, logw, family, code, scale, self_shift, progress=None):
+    def slopes(Qs, KT, VT, logw, family, code, scale, self_shift, progress=None,
+               discrete=None):
         """Leave-one-out states with the bandwidth slopes (``slopes_layout``).
 
         ``KT`` are the keys divided by the bandwidth for a smoothing kernel,
         unscaled for a dot score; see :mod:`nwattn._cpu.slopes`.
         """
-        layout = slopes_layout(VT.shape[0], Qs.shape[1])
+        n_disc = 0 if discrete is None else discrete[0].shape[1]
+        layout = slopes_layout(VT.shape[0], Qs.shape[1] + n_disc)
         no_sq = np.empty((0, KT.shape[1]), Qs.dtype)
         return sweep(SLOPE, SLOPES, layout, Qs, KT, VT, no_sq, logw, family, code,
-                     scale, self_shift, progress=progress)
+                     scale, self_shift, progress=progress, discrete=discrete)
 
     @staticmethod
     @guarded
     def local(Qs, KT, VT, logw, family, code, qscale, degree, self_shift, progress=None,
-              VT2=None, VS=None):
+              VT2=None, VS=None, discrete=None):
         """Query-centred moments of a local polynomial of ``degree`` (``local_layout``).
 
         ``Qs``/``KT`` are divided by the bandwidth (a smoothing kernel,
         ``family`` DISTANCE); query ``i``'s offsets are further multiplied
         by ``qscale[i]``. ``VT2``: the squared centred values, to track the
         weighted variance too (``sq`` block). ``VS`` (r, m): per-key
-        variances, whose sandwich middles fill the ``meat`` block. See
-        :mod:`nwattn._cpu.moments`.
+        variances, whose sandwich middles fill the ``meat`` block.
+        ``discrete``: the discrete features' codes and tables (see
+        :mod:`nwattn._cpu.discrete`). See :mod:`nwattn._cpu.moments`.
         """
         if VT2 is None:
             VT2 = np.empty((0, KT.shape[1]), Qs.dtype)
@@ -141,7 +147,8 @@ class CPUBackend:
         layout = local_layout(VT.shape[0], Qs.shape[1], degree, VT2.shape[0] > 0,
                               n_meat=n_meat)
         return sweep(LOCAL, MOMENTS, layout, Qs, KT, VT, VT2, logw, family, code, 1.0,
-                     self_shift, qscale=qscale, degree=degree, progress=progress, VS=VS)
+                     self_shift, qscale=qscale, degree=degree, progress=progress, VS=VS,
+                     discrete=discrete)
 
     @staticmethod
     @guarded
@@ -163,16 +170,19 @@ class CPUBackend:
     @staticmethod
     @guarded
     def local_slopes(Qs, KT, VT, logw, family, code, qscale, degree, self_shift,
-                     progress=None):
+                     progress=None, discrete=None):
         """:meth:`local` plus the moments' derivatives in the log-bandwidths (``dG``, ``dR``).
 
         What the gradient of the local polynomial's leave-one-out score is
         made of; see :func:`nwattn._cpu.moments.add_moment_slopes`.
         """
         VT2 = np.empty((0, KT.shape[1]), Qs.dtype)
-        layout = local_layout(VT.shape[0], Qs.shape[1], degree, False, True)
+        n_disc = 0 if discrete is None else discrete[0].shape[1]
+        layout = local_layout(VT.shape[0], Qs.shape[1], degree, False, True,
+                              Qs.shape[1] + n_disc)
         return sweep(LOCAL, MOMENT_SLOPES, layout, Qs, KT, VT, VT2, logw, family, code, 1.0,
-                     self_shift, qscale=qscale, degree=degree, progress=progress)
+                     self_shift, qscale=qscale, degree=degree, progress=progress,
+                     discrete=discrete)
 
     @staticmethod
     @guarded

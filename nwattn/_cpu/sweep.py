@@ -47,6 +47,7 @@ from .._layout import merge_rows, n_basis
 from .._plan import plan_splits
 from .._parallel import serial_blas
 from ..kernels import DOT
+from .discrete import absorb_discrete_slopes, add_discrete, add_discrete_moment_slopes
 from .fastexp import like
 from .rows import bias_row, mask_row, row_max, score_row
 from .moments import (add_moment_slopes, local_basis, local_score, local_slope_score,
@@ -67,8 +68,8 @@ warnings.filterwarnings("ignore", message=r"variable '.*' is not in scope",
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def row_sweep(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, degree, family, code, scale, self_shift,
-              items, n_item, m_item, LW, BIAS, b_step, diag,
+def row_sweep(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, family, code, scale,
+              self_shift, items, n_item, m_item, LW, BIAS, b_step, diag,
               query_block, key_tile, n_split, split_size, schedule, task0, task1, powers, offsets,
               out_max, out_acc):
     """States of the queries against the key splits of tasks ``task0:task1``, row body.
@@ -93,6 +94,10 @@ def row_sweep(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, degree, family, code
         log-bandwidths (``SLOPE`` score, ``SLOPES`` layout).
     qscale : None, or (n,) the factor of each query's offsets for the
         local polynomial's moments (``LOCAL`` score, ``MOMENTS`` layout).
+    disc : None, or the discrete features ``(QC, KCT, LT, DT)`` whose
+        table lookups are added to every score (:mod:`nwattn._cpu.discrete`;
+        one batch item); their parameters follow the continuous features'
+        in the slopes.
     degree : the local polynomial's degree (used with ``qscale`` only).
     family, code, scale : the score (see ``nwattn.kernels``).
     self_shift : query ``i`` of an item skips the item's key ``i + self_shift``
@@ -124,7 +129,7 @@ def row_sweep(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, degree, family, code
         r = task - it * (n_b * n_split)
         b = r // n_split
         s = r - b * n_split
-        row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, degree, family, code, scale,
+        row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, family, code, scale,
                  self_shift, items[it, 0], b * query_block,
                  min(n_item, (b + 1) * query_block), items[it, 1], items[it, 2],
                  s * split_size, min(m_item, (s + 1) * split_size), items[it, 3], LW,
@@ -136,8 +141,8 @@ def row_sweep(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, degree, family, code
 # a zero divisor, a branch that stops LLVM from vectorising the loops of the
 # compact kernels' log-weights (whose divisors are never zero).
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, degree, family, code, scale, self_shift,
-             qb, i0, i1, kb, vb, k0, k1, lw_row, LW, b_row, b_step, BIAS, diag, key_tile, s,
+def row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, family, code, scale,
+             self_shift, qb, i0, i1, kb, vb, k0, k1, lw_row, LW, b_row, b_step, BIAS, diag, key_tile, s,
              schedule, powers, offsets, out_max, out_acc):
     """One task: queries ``i0:i1`` against keys ``k0:k1`` of one batch item, into split ``s``.
 
@@ -150,7 +155,9 @@ def row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, degree, family, code,
     not touch the inner loops, which then vectorise as in serial code. The
     branches on ``slopes is None`` and ``wv is None`` are resolved when
     Numba compiles the function for the types of its arguments (see
-    :mod:`nwattn._cpu.strategies`).
+    :mod:`nwattn._cpu.strategies`); so is the one on ``disc is None``,
+    which adds the discrete features' terms to the score of any strategy
+    but the learned ones.
     """
     nq = i1 - i0
     q0 = qb + i0
@@ -196,6 +203,8 @@ def row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, degree, family, code,
             if qscale is not None:
                 if slopes is None:
                     tmax = local_score(Q, i, KT, j0, j1, code, qscale[i], logw, self_j, row, Z)
+                    if disc is not None:
+                        tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
                     if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
                         tmax = row_max(row, n)
                     absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, VS, jv, ii, smax, S,
@@ -203,6 +212,8 @@ def row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, degree, family, code,
                 else:
                     tmax = local_slope_score(Q, i, KT, j0, j1, code, qscale[i], logw, self_j,
                                              row, Z, slope)
+                    if disc is not None:
+                        tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
                     if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
                         tmax = row_max(row, n)
                     absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, VS, jv, ii, smax, S,
@@ -210,15 +221,28 @@ def row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, degree, family, code,
                     if tmax != -math.inf:
                         add_moment_slopes(row, slope, n, Z, nb, d, VT, jv, ii, S, offsets[6],
                                           offsets[7], term, WZ)
+                        if disc is not None:
+                            add_discrete_moment_slopes(row, n, i, j0, disc[0], disc[1],
+                                                       disc[3], Z, nb, d, VT, ii, S,
+                                                       offsets[6], offsets[7], term, WZ)
             elif slopes is not None:
                 tmax = slope_score(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row,
                                    slope)
+                if disc is not None:
+                    tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
                 if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
                     tmax = row_max(row, n)
                 absorb_slope_tile(row, n, tmax, Q, i, KT, family, VT, j0, ii, smax, S, powers,
                                   offsets, slope, term)
+                if disc is not None:
+                    if tmax != -math.inf:
+                        absorb_discrete_slopes(row, n, i, j0, disc[0], disc[1], disc[3], VT, S,
+                                               ii, offsets[2] + d, offsets[3] + d * VT.shape[0],
+                                               term)
             elif wv is None:
                 tmax = kernel_score(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row)
+                if disc is not None:
+                    tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
                 if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
                     tmax = row_max(row, n)
                 absorb_pool(row, n, tmax, VT, VT2, jv, ii, smax, S, powers, offsets)
@@ -367,7 +391,7 @@ def chunk_tasks(n_tasks, pairs_per_task, work_per_pair, n_threads):
 
 def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self_shift,
           wv=None, qscale=None, degree=0, schedule=DENSE, progress=None, VS=None, batch=None,
-          coef=None):
+          coef=None, discrete=None):
     """Host side of the sweep: plan the work, run it in chunks, merge the splits.
 
     Returns ``(max, packed)``: the running maxima ``(n,)`` and the packed
@@ -394,7 +418,8 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
     with them, the per-key variances of the standard errors' sandwich
     (the layout's ``meat`` block). ``coef`` (n, P), with ``qscale`` and
     ``degree``, are the equivalent kernels of the ``SMOOTHER`` strategy
-    (always the matrix body).
+    (always the matrix body). ``discrete``: None, or the tuple ``(QC, KCT,
+    LT, DT)`` of :mod:`nwattn._cpu.discrete` (row body, one batch item).
 
     ``batch`` (:class:`nwattn._batch.AttentionBatch`, pooling only): the
     batch items and masks of attention arrays. The items are more tasks of
@@ -416,8 +441,8 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
     n, m = batch.n_item, batch.m_item
     offsets = absorb_offsets(absorb, layout)
     gemm_scores = score == KERNEL and family == DOT and d >= _config.GEMM_MIN_FEATURES
-    use_matrix = absorb == SMOOTHER or (absorb == POOL and score == KERNEL and (
-        gemm_scores or p >= _config.GEMM_MIN_OUTPUTS))
+    use_matrix = absorb == SMOOTHER or (absorb == POOL and score == KERNEL and discrete is None
+                                        and (gemm_scores or p >= _config.GEMM_MIN_OUTPUTS))
     query_block = _config.GEMM_QUERY_BLOCK if use_matrix else _config.QUERY_BLOCK
     if use_matrix and batch.diag < m:  # causal order cuts some keys
         query_block = _config.GEMM_CAUSAL_QUERY_BLOCK
@@ -431,7 +456,7 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
     # Work of one (query, key) pair: a score over d features, then every
     # column of the state; the matrix body's BLAS products get through
     # about eight times as much of it per second as the row body's loops.
-    work_per_pair = d + layout.width
+    work_per_pair = d + layout.width + (0 if discrete is None else discrete[0].shape[1])
     if use_matrix:
         work_per_pair = -(-work_per_pair // 8)
     chunk = chunk_tasks(n_tasks, query_block * split_size, work_per_pair,
@@ -467,8 +492,8 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
         VT = np.ascontiguousarray(VT)
         VT2 = np.ascontiguousarray(VT2)
         VS = np.empty((0, m), dtype) if VS is None else np.ascontiguousarray(VS, dtype=dtype)
-        head = (Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, int(degree), family, code, scale,
-                self_shift, *masks, query_block, key_tile, n_split, split_size, schedule)
+        head = (Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, discrete, int(degree), family,
+                code, scale, self_shift, *masks, query_block, key_tile, n_split, split_size, schedule)
         blas = contextlib.nullcontext()
     tail = (layout.powers, offsets, out_max, out_acc)
     with blas:

@@ -47,14 +47,16 @@ class CUDABackend:
         return launch.softmax(S)
 
     @staticmethod
-    def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, wv=None, progress=None):
+    def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, wv=None, progress=None,
+             discrete=None):
         """Packed pooling states ``(max, packed)`` as device arrays (``pool_layout``).
 
         The work is one asynchronous launch: ``progress`` is accepted for the
         CPU backend's signature and not called (the caller reports the end,
         once the results are copied back).
         """
-        return launch.pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, wv)
+        return launch.pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, wv,
+                           discrete)
 
     @staticmethod
     def learned_pool(kind, P, OT, wv, scale, logw, VT, VT2, self_shift):

@@ -25,7 +25,7 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from numba import cuda, from_dtype
+from numba import cuda, from_dtype, int32
 
 from .._device import simulator_enabled
 from .._layout import merge_query as _merge_query
@@ -168,15 +168,19 @@ def softmax_kernel(dtype):
 
 @lru_cache(maxsize=None)
 def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, threads, key_tile,
-                value_chunk):
+                value_chunk, n_disc=0):
     """Fused pooling kernel, one thread per query.
 
     The tests that a pair needs only in some calls (is this key the query
     itself, is the score ``-inf``) are compiled in only for those calls:
     they cost as much as the rest of the gaussian pair at d = 3.
 
+    ``n_disc`` discrete features add ``LT[f, QC[i, f], KCT[f, j]]`` to
+    every score (the tables of :mod:`nwattn._cpu.discrete`; codes int32),
+    the key codes of a tile staged in shared memory with the keys.
+
     Signature ``(Q, KT, VT, logw, scale, wv, self_shift, split_size,
-    out_max, out_acc)``; arrays as in :func:`nwattn._cpu.sweep.row_sweep`
+    QC, KCT, LT, out_max, out_acc)``; arrays as in :func:`nwattn._cpu.sweep.row_sweep`
     (``out_acc`` the packed states of ``nwattn._layout.pool_layout``:
     normaliser, values, squares), ``wv`` the additive score's vector
     (empty for the other scores). Grid: x over blocks of ``threads``
@@ -194,10 +198,14 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
     # Scores of kernels positive everywhere are finite (the caller refuses
     # inputs that would overflow); zero key weights and compact supports
     # give -inf, which must not reach exp(-inf - -inf).
-    may_be_inf = with_logw or (family == DISTANCE and code not in (GAUSSIAN, LAPLACIAN))
+    # A discrete kernel's weight is 0 at lambda = 0: -inf in the score.
+    may_be_inf = (with_logw or n_disc > 0
+                  or (family == DISTANCE and code not in (GAUSSIAN, LAPLACIAN)))
+    nd1 = max(n_disc, 1)
 
     @cuda.jit
-    def kernel(Q, KT, VT, logw, scale, wv, self_shift, split_size, out_max, out_acc):
+    def kernel(Q, KT, VT, logw, scale, wv, self_shift, split_size, QC, KCT, LT, out_max,
+               out_acc):
         tx = cuda.threadIdx.x
         i = cuda.blockIdx.x * threads + tx
         s = cuda.blockIdx.y
@@ -214,7 +222,9 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
         keys = cuda.shared.array((d, key_tile), nbtype)
         vals = cuda.shared.array((value_chunk, key_tile), nbtype)
         lw = cuda.shared.array(key_tile, nbtype)
+        kcodes = cuda.shared.array((nd1, key_tile), int32)
         q = cuda.local.array(d, nbtype)
+        qc = cuda.local.array(nd1, int32)
         acc = cuda.local.array(value_chunk, nbtype)
         sq = cuda.local.array(n_sq, nbtype)
 
@@ -222,6 +232,8 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
         if active:
             for t in range(d):
                 q[t] = Q[i, t]
+            for f in range(n_disc):
+                qc[f] = QC[i, f]
         for c in range(value_chunk):
             acc[c] = zero
         for c in range(n_sq):
@@ -245,6 +257,8 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
                         vals[c, jj] = zero
                 if with_logw:
                     lw[jj] = logw[j0 + jj]
+                for f in range(n_disc):
+                    kcodes[f, jj] = KCT[f, j0 + jj]
             cuda.syncthreads()
             if not active:
                 continue
@@ -252,6 +266,8 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
                 sc = score(q, keys, jj, scale, wv)
                 if with_logw:
                     sc += lw[jj]
+                for f in range(n_disc):
+                    sc += LT[f, qc[f], kcodes[f, jj]]
                 if may_be_inf and sc == neg_inf:
                     continue
                 if exclude_self and j0 + jj == self_j:

@@ -109,7 +109,7 @@ def tile_size(d, value_chunk, itemsize):
     return tile
 
 
-def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, wv=None):
+def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, wv=None, discrete=None):
     """Device counterpart of the CPU backend's ``pool``.
 
     Returns ``(max, packed)`` device arrays, ``packed`` laid out by
@@ -117,7 +117,9 @@ def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, wv=None):
     the values it already holds in shared memory. ``wv`` is the additive
     score's vector (family ``ADDITIVE``, with ``Qs`` and ``KT`` the
     projected queries and keys), as in
-    the CPU backend's ``learned_pool``.
+    the CPU backend's ``learned_pool``. ``discrete``: None, or the host
+    tuple ``(QC, KCT, LT, DT)`` of :mod:`nwattn._cpu.discrete` (``DT`` is
+    not used); the codes travel as int32, the tables in the dtype.
     """
     Qd, KTd, VTd, lwd = as_device(Qs), as_device(KT), as_device(VT), as_device(logw)
     dtype = np.dtype(Qd.dtype)
@@ -128,21 +130,31 @@ def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, wv=None):
     with_sq = VT2.shape[0] > 0
     threads = _config.CUDA_THREADS_PER_BLOCK
     chunk = max(1, min(_config.CUDA_VALUE_CHUNK, p))
-    tile = tile_size(d, chunk, dtype.itemsize)
+    n_disc = 0 if discrete is None else discrete[0].shape[1]
+    # The key codes share the tile's shared memory: counted as features.
+    tile = tile_size(d + n_disc, chunk, dtype.itemsize)
     n_split, split_size = plan_splits(n, m, threads, _config.CUDA_TARGET_BLOCKS,
                                       _config.CUDA_MIN_SPLIT_KEYS)
     n_chunks = -(-p // chunk)
     if n_split > _GRID_YZ_MAX or n_chunks > _GRID_YZ_MAX:
         raise ValueError(f"too many value columns for the GPU kernel: {p}")
+    if discrete is None:
+        QCd = cuda.to_device(np.zeros((1, 1), np.int32))
+        KCTd = cuda.to_device(np.zeros((1, 1), np.int32))
+        LTd = cuda.to_device(np.zeros((1, 1, 1), dtype))
+    else:
+        QCd = cuda.to_device(np.ascontiguousarray(discrete[0], dtype=np.int32))
+        KCTd = cuda.to_device(np.ascontiguousarray(discrete[1], dtype=np.int32))
+        LTd = cuda.to_device(np.ascontiguousarray(discrete[2], dtype=dtype))
     layout = pool_layout(p, with_sq)
     out_max = cuda.device_array((n_split, n), dtype)
     out_acc = cuda.device_array((n_split, n, layout.width), dtype)
     exclude_self = -n < self_shift < m  # some query meets itself among the keys
     kernel = _k.pool_kernel(_key(dtype), d, family, code, lwd.shape[0] > 0, with_sq,
-                            bool(exclude_self), threads, tile, chunk)
+                            bool(exclude_self), threads, tile, chunk, n_disc)
     grid = (_blocks(n, threads), n_split, n_chunks)
     _launch(kernel, grid, threads, Qd, KTd, VTd, lwd, dtype.type(scale), wvd,
-            np.int64(self_shift), np.int64(split_size), out_max, out_acc)
+            np.int64(self_shift), np.int64(split_size), QCd, KCTd, LTd, out_max, out_acc)
     if n_split > 1:
         simple = _config.CUDA_SIMPLE_THREADS
         _launch(_k.merge_kernel, _blocks(n, simple), simple, out_max, out_acc,

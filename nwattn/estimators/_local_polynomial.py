@@ -14,6 +14,9 @@ from .._parallel import threads
 from .._validation import check_bandwidth, check_estimator_input, unit_weights
 from ..kernels import get_kernel
 from ..uncertainty import VCE_NAMES
+from ._categorical import (CATEGORICAL_PARAMS, check_continuous_finite, check_query_codes,
+                           discrete_spec, encode_predict, fit_discrete, mixed_bandwidth,
+                           nearest_continuous)
 from ._integrations import integration_for
 from ._nadaraya_watson import _KernelName
 from ._uncertainty import UncertaintyMixin
@@ -139,6 +142,23 @@ class LocalPolynomialRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixi
         and during :meth:`predict` (and each robustifying fit) the progress
         of the moments' pass (share done, time elapsed, an estimate of the
         time left), a few lines a second at most. Data in memory only.
+    categorical_features : array-like of int, bool or str, or "from_dtype", default=None
+        Unordered categorical features (indices, a boolean mask, feature
+        names or ``"from_dtype"``; see
+        :class:`~nwattn.NadarayaWatsonRegressor`). They enter the kernel
+        weights only, through a discrete kernel with its own smoothing
+        parameter ``lam``; the local polynomial is one of the continuous
+        features, as in R's np package (see :doc:`/categorical`). At least
+        one feature must be continuous.
+    ordered_features : array-like of int, bool or str, default=None
+        Ordered discrete features, given likewise.
+    categorical_kernel : {"aitchison_aitken", "li_racine"}, default="aitchison_aitken"
+        Kernel of the unordered features.
+    ordered_kernel : {"li_racine", "wang_van_ryzin"}, default="li_racine"
+        Kernel of the ordered features.
+    handle_unknown : {"error", "unequal"}, default="error"
+        A category at predict that no training point has (see
+        :class:`~nwattn.NadarayaWatsonRegressor`).
     vce : {"hc3", "hc2", "hc1", "hc0", "nn"}, default="hc3"
         How the noise of the training targets is estimated for standard
         errors and intervals (:mod:`nwattn.uncertainty`): from the
@@ -163,7 +183,15 @@ class LocalPolynomialRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixi
     Attributes
     ----------
     bandwidth_ : float, ndarray of shape (n_features,) or None
-        The bandwidth used for prediction; None with ``span``.
+        The bandwidth used for prediction; None with ``span``. With
+        discrete features, one value per feature: ``h`` of a continuous
+        feature, ``lam`` of a discrete one.
+    feature_kinds_ : ndarray of str of shape (n_features,)
+        ``"continuous"``, ``"categorical"`` or ``"ordered"`` for each feature.
+    n_categories_ : ndarray of int of shape (n_features,)
+        Number of categories of each discrete feature (0 for a continuous one).
+    discrete_ : nwattn.discrete.DiscreteFeatures or None
+        The discrete features as the low-level operations take them.
     cv_score_ : float or None
         Leave-one-out cross-validation score (weighted mean squared error,
         summed over the outputs) of ``bandwidth_`` when ``bandwidth="cv"``.
@@ -235,12 +263,15 @@ class LocalPolynomialRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixi
         "verbose": ["verbose"],
         "vce": [StrOptions(set(VCE_NAMES))],
         "variance_smoothing": [Interval(Real, 0, None, closed="left")],
+        **CATEGORICAL_PARAMS,
     }
 
     def __init__(self, degree=1, kernel="gaussian", bandwidth="cv", *,
                  bandwidth_per_feature=False, span=None, robust_iterations=0,
-                 fallback="lower", tol=1e-4, n_jobs=None, device="cpu", verbose=0, vce="hc3",
-                 variance_smoothing=2.0):
+                 fallback="lower", tol=1e-4, n_jobs=None, device="cpu", verbose=0,
+                 categorical_features=None, ordered_features=None,
+                 categorical_kernel="aitchison_aitken", ordered_kernel="li_racine",
+                 handle_unknown="error", vce="hc3", variance_smoothing=2.0):
         self.degree = degree
         self.kernel = kernel
         self.bandwidth = bandwidth
@@ -252,6 +283,11 @@ class LocalPolynomialRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixi
         self.n_jobs = n_jobs
         self.device = device
         self.verbose = verbose
+        self.categorical_features = categorical_features
+        self.ordered_features = ordered_features
+        self.categorical_kernel = categorical_kernel
+        self.ordered_kernel = ordered_kernel
+        self.handle_unknown = handle_unknown
         self.vce = vce
         self.variance_smoothing = variance_smoothing
 
@@ -279,10 +315,17 @@ class LocalPolynomialRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixi
             The fitted estimator.
         """
         self._validate_params()
+        has_discrete = self.categorical_features is not None or self.ordered_features is not None
+        X = fit_discrete(self, X)
         for value, name in ((X, "X"), (y, "y"), (sample_weight, "sample_weight")):
             check_estimator_input(value, name)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
-                             dtype=[np.float64, np.float32])
+                             dtype=[np.float64, np.float32], ensure_all_finite=not has_discrete)
+        self.discrete_ = discrete_spec(self, X)
+        check_continuous_finite(self, X)
+        if self.discrete_ is not None and self.discrete_.n_discrete == X.shape[1]:
+            raise ValueError("LocalPolynomialRegressor needs at least one continuous feature; "
+                             "with discrete features only, use NadarayaWatsonRegressor")
         kern = get_kernel(self.kernel)
         if not kern.is_distance:
             raise ValueError(f"kernel must be a smoothing kernel for a local polynomial, got "
@@ -313,6 +356,8 @@ class LocalPolynomialRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixi
 
     def _choose_bandwidth(self, X, y, kern, sample_weight):
         bw = self.bandwidth
+        if self.discrete_ is not None:
+            return mixed_bandwidth(self, X, y, kern, sample_weight)
         if isinstance(bw, str):
             if bw == "scott":
                 return _bw.scott(X, sample_weight)
@@ -390,7 +435,11 @@ class LocalPolynomialRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixi
         groups = self._fit_groups()
         noise = np.abs(self._noise_residuals()) if with_se else None
         pred = np.empty((X.shape[0], p))
-        grad = np.empty((X.shape[0], X.shape[1], p))
+        # The slopes of the polynomial are in the continuous features; a
+        # discrete feature has none (NaN).
+        disc = getattr(self, "discrete_", None)
+        cont = np.arange(X.shape[1]) if disc is None else disc.continuous_columns(X.shape[1])
+        grad = np.full((X.shape[0], X.shape[1], p), np.nan)
         se = np.full((X.shape[0], p), np.nan)
         lower = self.fallback != "nan"
         degree = np.empty((X.shape[0], len(groups)), dtype=np.int64)
@@ -402,11 +451,12 @@ class LocalPolynomialRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixi
                     device=self.device,
                     progress=progress_callback(self.verbose,
                                                label=f"{type(self).__name__}.{label}"),
-                    key_std=None if noise is None else noise[:, cols])
+                    key_std=None if noise is None else noise[:, cols], discrete=disc)
             if with_se:
                 state = self._window_matched(state, X, cols, key_weight)
             fit = solve_local(state, lower)
-            pred[:, cols], grad[:, :, cols] = fit.pred, fit.gradient
+            pred[:, cols] = fit.pred
+            grad[:, cont[:, None], cols] = fit.gradient
             if with_se:
                 se[:, cols] = fit.se
             degree[:, g] = fit.degree
@@ -426,10 +476,7 @@ class LocalPolynomialRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixi
         return (pred, grad, se) if with_se else (pred, grad)
 
     def _nearest(self, X):
-        from ..loo import nearest_neighbor
-
-        h = self.bandwidth_ if self.bandwidth_ is not None else 1.0
-        return nearest_neighbor(X, self.X_fit_, h, key_weight=self.sample_weight_).index
+        return nearest_continuous(self, X)
 
     def predict(self, X, return_gradient=False, return_se=False):
         """The local polynomial's value at each query (and its slopes, its standard error).
@@ -468,6 +515,9 @@ class LocalPolynomialRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixi
         if return_gradient and self.degree < 1:
             raise ValueError("return_gradient=True needs degree 1 or 2")
         integration = integration_for(X)
+        if integration is not None and getattr(self, "discrete_", None) is not None:
+            raise ValueError("categorical and ordered features are not available for Dask "
+                             "queries; compute the queries first")
         if integration is not None:
             if return_gradient or return_se:
                 raise ValueError("return_gradient=True and return_se=True are not available "
@@ -477,8 +527,12 @@ class LocalPolynomialRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixi
                                  f"is expecting {self.n_features_in_} features as input")
             return integration.predict(self, X, output_shape=self.y_fit_.shape[1:],
                                        return_std=False)
+        X = encode_predict(self, X)
         check_estimator_input(X, "X")
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32],
+                          ensure_all_finite=getattr(self, "discrete_", None) is None)
+        check_query_codes(self, X)
+        check_continuous_finite(self, X)
         out = self._fit_outputs(X, with_se=bool(return_se))
         pred, grad = out[0], out[1]
         dtype = np.result_type(X.dtype, self.y_fit_.dtype)

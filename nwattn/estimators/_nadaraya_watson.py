@@ -14,6 +14,9 @@ from .._parallel import threads
 from .._validation import check_bandwidth, check_estimator_input, unit_weights
 from ..kernels import get_kernel, kernel_names
 from ..uncertainty import VCE_NAMES
+from ._categorical import (CATEGORICAL_PARAMS, check_continuous_finite, check_query_codes,
+                           discrete_spec, encode_predict, fit_discrete, mixed_bandwidth,
+                           nearest_continuous)
 from ._integrations import integration_for
 from ._uncertainty import UncertaintyMixin
 
@@ -104,6 +107,30 @@ class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin
         and during :meth:`predict` the progress of the pooling (share
         done, time elapsed, an estimate of the time left), a few lines a
         second at most. Data in memory only (not Dask arrays).
+    categorical_features : array-like of int, bool or str, or "from_dtype", default=None
+        Unordered categorical features, as scikit-learn's
+        :class:`~sklearn.ensemble.HistGradientBoostingRegressor` takes
+        them: indices, a boolean mask, feature names, or ``"from_dtype"``
+        (the pandas ``category`` columns of a data frame; ordered
+        categoricals become ordered features). Their values are category
+        codes ``0, 1, ...`` (a data frame's categories are coded at fit).
+        Each categorical feature multiplies the weights by a discrete
+        kernel ``L(a, b; lam)`` with its own smoothing parameter ``lam``,
+        selected with the continuous bandwidths by ``bandwidth="cv"`` (see
+        :doc:`/categorical`). Data in memory only.
+    ordered_features : array-like of int, bool or str, default=None
+        Ordered discrete features (levels ``0, 1, ...``, compared by their
+        distance ``|a - b|``), given as ``categorical_features``.
+    categorical_kernel : {"aitchison_aitken", "li_racine"}, default="aitchison_aitken"
+        Kernel of the unordered features (:data:`nwattn.kernels.DISCRETE_KERNELS`).
+    ordered_kernel : {"li_racine", "wang_van_ryzin"}, default="li_racine"
+        Kernel of the ordered features.
+    handle_unknown : {"error", "unequal"}, default="error"
+        A category at predict that no training point has: ``"error"``
+        raises a ValueError naming the feature; ``"unequal"`` weighs it as
+        unlike every training category (the unordered kernels' weight for
+        different categories; an ordered feature's unseen level sits at its
+        code, or after the last level for a data frame's category).
     vce : {"hc3", "hc2", "hc1", "hc0", "nn"}, default="hc3"
         How the noise of the training targets is estimated for standard
         errors and intervals (:mod:`nwattn.uncertainty`): from the
@@ -128,7 +155,18 @@ class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin
     Attributes
     ----------
     bandwidth_ : float or ndarray of shape (n_features,) or None
-        The bandwidth used for prediction; None with ``span``.
+        The bandwidth used for prediction; None with ``span``. With
+        discrete features, one value per feature: the bandwidth ``h`` of
+        a continuous feature and the smoothing parameter ``lam`` of a
+        discrete one (``feature_kinds_`` says which is which).
+    feature_kinds_ : ndarray of str of shape (n_features,)
+        ``"continuous"``, ``"categorical"`` or ``"ordered"`` for each feature.
+    n_categories_ : ndarray of int of shape (n_features,)
+        Number of categories of each discrete feature (0 for a continuous
+        one): the largest code seen at fit plus one, or the number of a
+        data frame column's categories.
+    discrete_ : nwattn.discrete.DiscreteFeatures or None
+        The discrete features as the low-level operations take them.
     cv_score_ : float or None
         Leave-one-out cross-validation score (weighted mean squared error)
         of ``bandwidth_`` when ``bandwidth="cv"``, else None.
@@ -192,11 +230,14 @@ class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin
         "verbose": ["verbose"],
         "vce": [StrOptions(set(VCE_NAMES))],
         "variance_smoothing": [Interval(Real, 0, None, closed="left")],
+        **CATEGORICAL_PARAMS,
     }
 
     def __init__(self, kernel="gaussian", bandwidth="cv", *, bandwidth_per_feature=False,
                  span=None, fallback="nan", tol=1e-4, n_jobs=None, device="cpu", verbose=0,
-                 vce="hc3", variance_smoothing=2.0):
+                 categorical_features=None, ordered_features=None,
+                 categorical_kernel="aitchison_aitken", ordered_kernel="li_racine",
+                 handle_unknown="error", vce="hc3", variance_smoothing=2.0):
         self.kernel = kernel
         self.bandwidth = bandwidth
         self.bandwidth_per_feature = bandwidth_per_feature
@@ -206,6 +247,11 @@ class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin
         self.n_jobs = n_jobs
         self.device = device
         self.verbose = verbose
+        self.categorical_features = categorical_features
+        self.ordered_features = ordered_features
+        self.categorical_kernel = categorical_kernel
+        self.ordered_kernel = ordered_kernel
+        self.handle_unknown = handle_unknown
         self.vce = vce
         self.variance_smoothing = variance_smoothing
 
@@ -243,12 +289,20 @@ class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin
         if integration is not None and self.span is not None:
             raise ValueError("span (nearest-neighbour bandwidths) is not available on Dask "
                              "arrays; give a bandwidth, or compute the arrays first")
+        if integration is not None and (self.categorical_features is not None
+                                        or self.ordered_features is not None):
+            raise ValueError("categorical and ordered features are not available on Dask "
+                             "arrays; compute the arrays first")
         if integration is not None:
             return self._set_fitted(integration.nadaraya_watson_fit(self, X, y, sample_weight))
+        X = fit_discrete(self, X)
         for value, name in ((X, "X"), (y, "y"), (sample_weight, "sample_weight")):
             check_estimator_input(value, name)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
-                             dtype=[np.float64, np.float32])
+                             dtype=[np.float64, np.float32],
+                             ensure_all_finite=not self._has_discrete())
+        self.discrete_ = discrete_spec(self, X)
+        check_continuous_finite(self, X)
         kern = get_kernel(self.kernel)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
@@ -258,7 +312,9 @@ class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin
         self.y_mean_ = np.average(Y2, axis=0, weights=unit_weights(sample_weight))
         self.cv_score_ = None
         bw = self.bandwidth
-        if self.span is not None:
+        if self.discrete_ is not None:
+            self.bandwidth_ = mixed_bandwidth(self, X, y, kern, sample_weight)
+        elif self.span is not None:
             from ..neighbors import span_neighbors
 
             if not kern.is_distance:
@@ -294,6 +350,9 @@ class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin
         self._noise_cache = None
         return self
 
+    def _has_discrete(self):
+        return self.categorical_features is not None or self.ordered_features is not None
+
     # What the standard errors and intervals need of the fit (UncertaintyMixin).
     _fit_degree = 0
 
@@ -310,6 +369,9 @@ class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin
 
     def _set_fitted(self, fitted):
         """Set the fitted attributes from an integration's fit (see ``_integrations``)."""
+        self.discrete_ = None
+        self.feature_kinds_ = np.array(["continuous"] * int(fitted.n_features), dtype=object)
+        self.n_categories_ = np.zeros(int(fitted.n_features), dtype=np.intp)
         self.bandwidth_ = fitted.bandwidth
         self.cv_score_ = fitted.cv_score
         self.n_features_in_ = int(fitted.n_features)
@@ -339,7 +401,7 @@ class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin
             return attention_pool_state(
                 X, self.X_fit_, self.y_fit_, self.kernel, self.bandwidth_,
                 key_weight=self.sample_weight_, return_std=return_std, device=self.device,
-                progress=report,
+                progress=report, discrete=getattr(self, "discrete_", None),
             )
 
     def predict(self, X, return_std=False, return_se=False):
@@ -389,8 +451,12 @@ class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin
                                        return_std=return_std)
         if integration is not None:
             return integration.nadaraya_watson_predict(self, X, return_std)
+        X = encode_predict(self, X)
         check_estimator_input(X, "X")
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32],
+                          ensure_all_finite=getattr(self, "discrete_", None) is None)
+        check_query_codes(self, X)
+        check_continuous_finite(self, X)
         state = self._state(X, return_std)
         out = finalize_state(state, return_std=return_std, warn=False)
         pred, std = out if return_std else (out, None)
@@ -411,7 +477,7 @@ class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin
             state = local_polynomial_state(
                 X, self.X_fit_, self.y_fit_, kern.name, h, degree=0, query_scale=factor,
                 key_weight=self.sample_weight_, return_std=return_std, device=self.device,
-                key_std=np.abs(self._noise_residuals()))
+                key_std=np.abs(self._noise_residuals()), discrete=self._discrete())
         state = self._window_matched(state, X, list(range(self._targets().shape[1])),
                                      self.sample_weight_)
         out = finalize_state(state, return_std=return_std, warn=False)
@@ -437,10 +503,7 @@ class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin
         bandwidth, the lowest index among equals), shared with the
         cross-validation and the Dask integration.
         """
-        from ..loo import nearest_neighbor
-
-        h = 1.0 if self.bandwidth_ is None else self.bandwidth_
-        return nearest_neighbor(X, self.X_fit_, h, key_weight=self.sample_weight_).index
+        return nearest_continuous(self, X)
 
     def attention_weights(self, X, k=5):
         """The training points that weigh most in each prediction.
@@ -476,6 +539,9 @@ class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin
         from ..ops import top_k_weights
 
         check_is_fitted(self)
+        if getattr(self, "discrete_", None) is not None:
+            raise ValueError("attention_weights is not available with categorical or ordered "
+                             "features")
         check_estimator_input(X, "X")
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         if isinstance(k, bool) or not isinstance(k, (Integral, np.integer)) or k < 1:

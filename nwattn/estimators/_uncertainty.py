@@ -69,6 +69,9 @@ class UncertaintyMixin:
 
         Y = self._targets()
         if self.vce == "nn":
+            if self._discrete() is not None:
+                raise ValueError("vce='nn' matches neighbours in Euclidean distance, which "
+                                 "category codes do not have: use an hc estimator (vce='hc3')")
             res = nn_residuals(self.X_fit_ / self._nn_scale(), Y)
         else:
             fitted, leverage = self._training_fit()
@@ -96,9 +99,12 @@ class UncertaintyMixin:
         h, factor = self._query_bandwidth(X)
         factor = np.ones(X.shape[0]) if factor is None else factor
         with threads(self.n_jobs):
+            # The factor widens the continuous bandwidths only: the discrete
+            # features' smoothing parameters are not lengths.
             state = local_polynomial_state(X, X, raw, self.kernel, h, degree=0,
                                            query_scale=factor * self.variance_smoothing,
-                                           key_weight=self.sample_weight_)
+                                           key_weight=self.sample_weight_,
+                                           discrete=self._discrete())
         var = finalize_state(state, warn=False).reshape(raw.shape)
         return np.where(np.isfinite(var), np.maximum(var, 0.0), raw)
 
@@ -110,7 +116,8 @@ class UncertaintyMixin:
         query's window, as nprobust matches them
         (:func:`nwattn.uncertainty.nn_window_correction`).
         """
-        if self.vce != "nn" or self.variance_smoothing > 0 or X.shape[1] != 1:
+        if (self.vce != "nn" or self.variance_smoothing > 0 or X.shape[1] != 1
+                or self._discrete() is not None):
             return state
         from ..uncertainty import nn_window_correction
 
@@ -131,6 +138,17 @@ class UncertaintyMixin:
             return 1.0
         return h
 
+    def _discrete_self_log_weight(self):
+        """``sum_f log L_f(a_j, a_j)`` of each training point: its discrete kernels' weight of itself."""
+        disc = self._discrete()
+        if disc is None:
+            return 0.0
+        X = self.X_fit_
+        _, lam = disc.split_bandwidth(self.bandwidth_, X.shape[1])
+        codes = disc.codes(X, keys=True)
+        LT, _ = disc.tables(lam, int(codes.max()) + 1 if codes.size else 1)
+        return sum(LT[f, codes[:, f], codes[:, f]] for f in range(disc.n_discrete))
+
     def _training_fit(self):
         """Fitted values at the training points (n, p) and their leverages (n,)."""
         from ..kernels import get_kernel, log_weight
@@ -148,12 +166,13 @@ class UncertaintyMixin:
             with threads(self.n_jobs):
                 state = local_polynomial_state(X, X, Y[:, cols], kern.name, h,
                                                degree=self._fit_degree, query_scale=factor,
-                                               key_weight=key_weight)
+                                               key_weight=key_weight, discrete=self._discrete())
             fit = solve_local(state, lower_degree=True)
             fitted[:, cols] = fit.pred
             with np.errstate(divide="ignore"):
                 logc = np.zeros(X.shape[0]) if key_weight is None else np.log(key_weight)
-            own = np.exp(logc + log_k0 - state.max.astype(np.float64))
+            own = np.exp(logc + log_k0 + self._discrete_self_log_weight()
+                         - state.max.astype(np.float64))
             lev = np.where(np.isfinite(fit.influence), own * fit.influence, 0.0)
             # One set of leverages: the first group's (the groups differ in
             # their robustness weights only).
@@ -193,7 +212,8 @@ class UncertaintyMixin:
             with threads(self.n_jobs):
                 state = local_polynomial_state(X, self.X_fit_, V, kern.name, h, degree=degree,
                                                query_scale=factor, key_weight=key_weight,
-                                               key_std=np.abs(res[:, cols]))
+                                               key_std=np.abs(res[:, cols]),
+                                               discrete=self._discrete())
             state = self._window_matched(state, X, cols, key_weight)
             with np.errstate(invalid="ignore", divide="ignore"):
                 noise[:, cols] = state.acc[:, k:] / state.norm[:, None] + state.center[k:]
@@ -207,14 +227,25 @@ class UncertaintyMixin:
         return center, se, np.maximum(noise, 0.0), smoothers
 
     def _check_queries(self, X, what):
+        """``X`` validated as :meth:`predict` validates it (data in memory only)."""
         check_is_fitted(self)
+        from ._categorical import check_continuous_finite, check_query_codes, encode_predict
         from ._integrations import integration_for
 
         if integration_for(X, self.X_fit_) is not None:
             raise ValueError(f"{what} is computed on data in memory: compute the Dask arrays "
                              "first")
+        X = encode_predict(self, X)
         check_estimator_input(X, "X")
-        return validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32],
+                          ensure_all_finite=self._discrete() is None)
+        check_query_codes(self, X)
+        check_continuous_finite(self, X)
+        return X
+
+    def _discrete(self):
+        """The fitted discrete features (:class:`nwattn.discrete.DiscreteFeatures`), or None."""
+        return getattr(self, "discrete_", None)
 
     def _shaped(self, a, dtype):
         a = a.astype(dtype, copy=False)
@@ -335,6 +366,10 @@ class UncertaintyMixin:
             raise ValueError(f"n_bootstrap must be a positive integer, got {n_bootstrap!r}")
         if multiplier not in MULTIPLIERS:
             raise ValueError(f"multiplier must be one of {MULTIPLIERS}, got {multiplier!r}")
+        if self._discrete() is not None:
+            raise ValueError("method='bootstrap' is not available with categorical or ordered "
+                             "features (the smoother pass has no discrete kernels): use "
+                             "method='asymptotic'")
         seed = _bootstrap_seed(random_state)
         res = self._noise_residuals()
         n_fit, p = res.shape

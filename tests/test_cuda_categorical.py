@@ -1,0 +1,68 @@
+"""Discrete features on the GPU pooling kernel, against the CPU path and the NumPy reference.
+
+Run on the GPU when there is one, else on numba-cuda's simulator (see
+tests/test_cuda.py); the inputs are tiny and the launch sizes lowered so that
+they span several blocks, key tiles and key splits.
+"""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from nwattn._device import driver_problem
+
+if "numba.cuda" not in sys.modules and driver_problem() is not None:
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
+from nwattn import _config  # noqa: E402
+from nwattn._device import cuda_problem  # noqa: E402
+from nwattn.discrete import DiscreteFeatures  # noqa: E402
+from nwattn.exceptions import EmptyNeighborhoodWarning  # noqa: E402
+from nwattn.ops import attention_pool  # noqa: E402
+
+from . import naive  # noqa: E402
+
+_PROBLEM = cuda_problem()
+needs_gpu = pytest.mark.skipif(_PROBLEM is not None, reason=f"GPU path unavailable: {_PROBLEM}")
+
+
+@pytest.fixture
+def small_launch(monkeypatch):
+    for name, value in (("CUDA_THREADS_PER_BLOCK", 4), ("CUDA_KEY_TILE", 3),
+                        ("CUDA_TARGET_BLOCKS", 16), ("CUDA_MIN_SPLIT_KEYS", 5),
+                        ("CUDA_VALUE_CHUNK", 2), ("CUDA_SIMPLE_THREADS", 8)):
+        monkeypatch.setattr(_config, name, value)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gpu_pool_with_discrete_features_equals_reference(dtype, rng, small_launch):
+    n = 13
+    X = np.column_stack([rng.uniform(size=n), np.arange(n) % 3, rng.uniform(size=n),
+                         np.arange(n) % 4]).astype(dtype)
+    y = rng.normal(size=n).astype(dtype)
+    Q = X[:7]
+    disc = DiscreteFeatures([1, 3], [3, 4], ordered=[False, True])
+    bw = [0.4, 0.3, 0.6, 0.5]
+    ref = naive.mixed_regression(Q, X, y, bw, [1, 3], ["aitchison_aitken", "li_racine_ordered"],
+                                 [3, 4])
+    got = attention_pool(Q, X, y, bandwidth=bw, discrete=disc, device="cuda")
+    cpu = attention_pool(Q, X, y, bandwidth=bw, discrete=disc)
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    assert np.allclose(got, ref, rtol=tol, atol=tol)
+    assert np.allclose(got, cpu, rtol=tol, atol=tol)
+
+
+@needs_gpu
+def test_gpu_pool_lambda_zero_empty_category(rng, small_launch):
+    X = np.column_stack([rng.uniform(size=9), np.arange(9) % 2]).astype(np.float64)
+    y = rng.normal(size=9)
+    disc = DiscreteFeatures([1], [3])  # category 2 has no key
+    with pytest.warns(EmptyNeighborhoodWarning):
+        got = attention_pool([[0.5, 2], [0.5, 1]], X, y, bandwidth=[0.5, 0.0], discrete=disc,
+                             device="cuda")
+    keys = X[:, 1] == 1
+    w = np.exp(-0.5 * ((0.5 - X[keys, 0]) / 0.5) ** 2)
+    assert np.isnan(got[0]) and np.isclose(got[1], w @ y[keys] / w.sum(), rtol=1e-12)
