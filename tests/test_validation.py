@@ -31,11 +31,13 @@ def test_shape_mismatches():
         pool(Q=np.ones((4, 3)))
     with pytest.raises(ValueError, match="same number of rows"):
         pool(V=np.arange(4.0))
-    with pytest.raises(ValueError, match="Q must be 2-D"):
+    with pytest.raises(ValueError, match="Q must have at least 2 dimensions"):
         pool(Q=np.ones(2))
-    with pytest.raises(ValueError, match="K must be 2-D"):
+    # 3-D arrays are attention arrays (a leading batch dimension): their
+    # last two dimensions must still agree
+    with pytest.raises(ValueError, match="Q and K must have the same number of features"):
         pool(K=np.ones((5, 2, 1)))
-    with pytest.raises(ValueError, match="V must be 1-D or 2-D"):
+    with pytest.raises(ValueError, match="K and V must have the same number of rows"):
         pool(V=np.ones((5, 1, 1)))
     with pytest.raises(ValueError, match="exclude_self"):
         pool(exclude_self=True)
