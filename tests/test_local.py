@@ -323,8 +323,13 @@ def test_slope_states_merge_across_centres(rng):
     np.testing.assert_allclose(merged.dpred, whole.dpred, rtol=1e-7, atol=1e-9)
 
 
-def test_local_linear_beats_nadaraya_watson_at_the_edges(rng):
-    """Each at its own cross-validated bandwidth (over 12 seeds the ratio was 0.19-0.72)."""
+def test_local_linear_beats_nadaraya_watson_at_the_edges():
+    """Each at its own cross-validated bandwidth.
+
+    A statement about one sample, so a fixed one: over 13 random seeds the
+    ratio of the errors was 0.19 to 0.94.
+    """
+    rng = np.random.default_rng(20261130)
     X = rng.uniform(size=(2000, 1))
     y = np.exp(X[:, 0]) + rng.normal(scale=0.02, size=2000)
     edges = np.r_[np.linspace(0, 0.03, 7), np.linspace(0.97, 1, 7)][:, None]
