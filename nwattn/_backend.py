@@ -28,7 +28,7 @@ REGISTRY = {
 CAPABILITIES = frozenset({"pairwise", "softmax", "pool", "learned_pool", "slopes", "local",
                           "local_slopes", "additive_pairwise", "grad_pass", "symmetric_grad",
                           "pair_sums", "pair_gradient", "device_arrays", "smoother",
-                          "pool_items", "pairwise_items"})
+                          "pool_items", "pairwise_items", "tree_order"})
 
 _loaded = {}
 

@@ -63,6 +63,15 @@ FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 #: so their size changes no result.
 SWEEP_CHUNK_WORK = 2**27
 
+#: ... and, for the pruned tile schedule (whose tasks cost what the data
+#: make them), the time a chunk aims at, in seconds.
+SWEEP_CHUNK_SECONDS = 0.05
+
+#: Keys per tile of the pruned schedule: the leaves of the k-d tree that
+#: orders the keys. Smaller tiles fit a neighbourhood more closely; larger
+#: ones cost less bookkeeping per key visited.
+TREE_LEAF_KEYS = 128
+
 # --- GPU (numba-cuda) launch sizes. Read at every launch; tests lower them
 # so tiny inputs span several blocks, key tiles, splits and value chunks.
 

@@ -28,6 +28,7 @@ from ._layout import local_layout, pool_layout, slopes_layout
 from ._progress import progress_callback
 from .kernels import ADDITIVE_KIND, DISTANCE, SCALED_DOT_CODE, get_kernel
 from .exceptions import EmptyNeighborhoodWarning
+from .pruning import check_algorithm, key_order
 from .state import (LocalInfo, PoolState, finalize_local, finalize_slopes, finalize_state,
                     local_warnings, merge_states, queries_fingerprint, solve_local)
 
@@ -107,6 +108,14 @@ def _cpu_only(be, discrete, device_input=False):
     if discrete is not None and (be.name != "cpu" and (device_input or be.name != "cuda")):
         raise ValueError("discrete features are computed on the CPU here (the GPU pools "
                          "them for inputs on the host): use device='cpu'")
+
+
+def _brute_only(algorithm, what):
+    """Refuse an explicit pruned schedule where it does not apply (``"auto"`` means brute)."""
+    if not (isinstance(algorithm, str) and algorithm in ("auto", "brute")):
+        name = "KeyTree" if not isinstance(algorithm, str) else algorithm
+        raise ValueError(f"algorithm={name!r} is not available for {what}: use "
+                         "algorithm='brute' or 'auto'")
 
 
 def _prepare_scores(Q, K, kernel, bandwidth, key_weight, dtype):
@@ -705,7 +714,7 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
                          key_mask=None, attn_mask=None, is_causal=False, causal_offset=0,
                          exclude_self=False, query_offset=0, key_offset=0,
                          return_std=False, center=None, device="cpu", progress=None,
-                         verbose=0, discrete=None):
+                         verbose=0, discrete=None, algorithm="auto"):
     """Per-query online-softmax state of attention pooling.
 
     The building block for sharding: pool the same queries over disjoint
@@ -781,6 +790,7 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
         weights by its kernel ``L(a, b; lam)``. CPU, or the GPU for inputs
         on the host.
 
+    algorithm : see :func:`attention_pool`.
     Returns
     -------
     PoolState
@@ -812,10 +822,12 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
     True
     """
     _check_offsets(query_offset, key_offset)
+    algorithm = check_algorithm(algorithm)
     if _is_attention_call(Q, K, V, key_weight, key_mask, attn_mask, is_causal):
         if discrete is not None:
             raise ValueError("discrete features take 2-D queries and keys, without masks or "
                              "causal order")
+        _brute_only(algorithm, "attention arrays (batch dimensions, masks, causal order)")
         be, _ = backend_for(device, Q, K, V, need="pool_items", what=_ATTENTION_WHAT,
                             n_pairs=_attention_pairs(Q, K))
         report = progress_callback(verbose, progress, "attention_pool_state")
@@ -826,6 +838,7 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
     _cpu_only(be, discrete, device_input)
     report = progress_callback(verbose, progress, "attention_pool_state")
     if device_input:
+        _brute_only(algorithm, "inputs on the GPU")
         smax, packed, c, values_1d = _pool_device(
             Q, K, V, kernel, bandwidth, key_weight, exclude_self, query_offset, key_offset,
             return_std, center)
@@ -845,11 +858,15 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
     kern, Qs, KT, logw, scale = _prepare_scores(Qc, Kc, kernel, h, key_weight, dtype)
     c, VT, e = _prepare_values(V2, center, dtype, return_std)
     VT2 = VT * VT if return_std else np.empty((0, KT.shape[1]), dtype)
+    n_q = Qs.shape[0]
     if exclude_self:
         self_shift = int(query_offset) - int(key_offset)
     else:
-        self_shift = -Qs.shape[0] - 1
+        self_shift = -n_q - 1
     extra = {} if disc is None else {"discrete": disc}
+    order = key_order(algorithm, be, kern, Qs, KT, same=self_shift == 0 and n_q == KT.shape[1])
+    if order is not None:
+        extra["order"] = order
     smax, packed = be.pool(Qs, KT, VT, VT2, logw, kern.family, kern.code, scale, self_shift,
                            progress=report, **extra)
     if report is not None:
@@ -1473,7 +1490,7 @@ def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, spa
 def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
                    key_mask=None, attn_mask=None, is_causal=False, causal_offset=0,
                    exclude_self=False, return_std=False, device="cpu", progress=None,
-                   verbose=0, discrete=None):
+                   verbose=0, discrete=None, algorithm="auto"):
     """Attention pooling (Nadaraya-Watson regression), fused and streaming.
 
     For each query ``q`` returns ``sum_j alpha_j v_j`` with
@@ -1530,6 +1547,15 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
         column: ``h`` of a continuous column, the smoothing parameter
         ``lam`` of a discrete one. CPU, or the GPU for inputs on the host.
 
+    algorithm : {"auto", "brute", "tree"} or nwattn.pruning.KeyTree, default="auto"
+        Which key tiles each block of queries visits
+        (:mod:`nwattn.pruning`): every one (``"brute"``), or only those
+        whose bounding box can reach the block (``"tree"``: smoothing
+        kernels, CPU, 2-D inputs; exact for compact kernels, equal to brute
+        force to rounding for the gaussian and laplacian). ``"auto"`` prunes
+        when a sample of the pairs says that few of them weigh in. A
+        ``KeyTree`` of ``K``, built once, saves ordering the keys again.
+
     Returns
     -------
     pred : ndarray of shape (n_queries,) or (..., n_queries, n_outputs)
@@ -1573,10 +1599,12 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
     >>> bool(np.allclose(out[1, :, 0], V[1, 0, 0]))  # the first query sees one key
     True
     """
+    algorithm = check_algorithm(algorithm)
     if _is_attention_call(Q, K, V, key_weight, key_mask, attn_mask, is_causal):
         if discrete is not None:
             raise ValueError("discrete features take 2-D queries and keys, without masks or "
                              "causal order")
+        _brute_only(algorithm, "attention arrays (batch dimensions, masks, causal order)")
         be, _ = backend_for(device, Q, K, V, need="pool_items", what=_ATTENTION_WHAT,
                             n_pairs=_attention_pairs(Q, K))
         report = progress_callback(verbose, progress, "attention_pool")
@@ -1588,6 +1616,7 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
     _cpu_only(be, discrete, device_input)
     report = progress_callback(verbose, progress, "attention_pool")
     if device_input:
+        _brute_only(algorithm, "inputs on the GPU")
         out = _attention_pool_device(Q, K, V, kernel, bandwidth, key_weight, exclude_self,
                                      return_std)
         if report is not None:  # counting the empty queries waited for the kernels
@@ -1598,7 +1627,8 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
         _v.check_matching_shapes(Q, K, exclude_self=True)
     state = attention_pool_state(Q, K, V, kernel, bandwidth, key_weight=key_weight,
                                  exclude_self=exclude_self, return_std=return_std,
-                                 device=be.name, progress=report, discrete=discrete)
+                                 device=be.name, progress=report, discrete=discrete,
+                                 algorithm=algorithm)
     return finalize_state(state, return_std=return_std)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from .._layout import local_layout, pool_layout, slopes_layout
 from .._parallel import guarded, serial_blas
 from .. import _config
-from . import dense, learned, pairs
+from . import dense, learned, pairs, tree
 from .strategies import (KERNEL, LEARNED, LOCAL, MOMENT_SLOPES, MOMENTS, POOL, SLOPE, SLOPES,
                          SMOOTHER)
 from .sweep import sweep
@@ -41,7 +41,7 @@ class CPUBackend:
     capabilities = frozenset({"pairwise", "softmax", "pool", "pool_items", "pairwise_items",
                               "learned_pool", "slopes", "local",
                               "local_slopes", "additive_pairwise", "grad_pass", "symmetric_grad",
-                              "pair_sums", "pair_gradient", "smoother"})
+                              "pair_sums", "pair_gradient", "smoother", "tree_order"})
 
     @staticmethod
     @guarded
@@ -62,7 +62,7 @@ class CPUBackend:
     @staticmethod
     @guarded
     def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, progress=None,
-             discrete=None):
+             discrete=None, order=None):
         """Packed pooling states ``(max, packed)`` of every query (``pool_layout``).
 
         ``VT``/``VT2`` (p, m) are the centred values and their squares
@@ -72,11 +72,14 @@ class CPUBackend:
         (see :func:`nwattn._cpu.sweep.sweep`); the same for the other
         sweeps below. ``discrete``: None, or the discrete features'
         ``(QC, KCT, LT, DT)`` (see :mod:`nwattn._cpu.discrete`); the same
-        for the other kernel sweeps below.
+        for the other kernel sweeps below. ``order``: None (every pair),
+        or the keys' :class:`nwattn._cpu.tree.TileOrder` of the pruned
+        tile schedule (a distance kernel); the same for the other sweeps
+        below but the learned one.
         """
         layout = pool_layout(VT.shape[0], VT2.shape[0] > 0)
         return sweep(KERNEL, POOL, layout, Qs, KT, VT, VT2, logw, family, code, scale,
-                     self_shift, progress=progress, discrete=discrete)
+                     self_shift, progress=progress, discrete=discrete, order=order)
 
     @staticmethod
     @guarded
@@ -115,7 +118,7 @@ class CPUBackend:
     @staticmethod
     @guarded
     def slopes(Qs, KT, VT, logw, family, code, scale, self_shift, progress=None,
-               discrete=None):
+               discrete=None, order=None):
         """Leave-one-out states with the bandwidth slopes (``slopes_layout``).
 
         ``KT`` are the keys divided by the bandwidth for a smoothing kernel,
@@ -125,12 +128,12 @@ class CPUBackend:
         layout = slopes_layout(VT.shape[0], Qs.shape[1] + n_disc)
         no_sq = np.empty((0, KT.shape[1]), Qs.dtype)
         return sweep(SLOPE, SLOPES, layout, Qs, KT, VT, no_sq, logw, family, code,
-                     scale, self_shift, progress=progress, discrete=discrete)
+                     scale, self_shift, progress=progress, discrete=discrete, order=order)
 
     @staticmethod
     @guarded
     def local(Qs, KT, VT, logw, family, code, qscale, degree, self_shift, progress=None,
-              VT2=None, VS=None, discrete=None):
+              VT2=None, VS=None, discrete=None, order=None):
         """Query-centred moments of a local polynomial of ``degree`` (``local_layout``).
 
         ``Qs``/``KT`` are divided by the bandwidth (a smoothing kernel,
@@ -148,12 +151,12 @@ class CPUBackend:
                               n_meat=n_meat)
         return sweep(LOCAL, MOMENTS, layout, Qs, KT, VT, VT2, logw, family, code, 1.0,
                      self_shift, qscale=qscale, degree=degree, progress=progress, VS=VS,
-                     discrete=discrete)
+                     discrete=discrete, order=order)
 
     @staticmethod
     @guarded
     def smoother(Qs, KT, VT, logw, family, code, qscale, degree, coef, self_shift,
-                 progress=None):
+                 progress=None, order=None):
         """A fitted local polynomial's weights applied to the values (``pool_layout``).
 
         The weights of query ``i`` are the kernel's times
@@ -165,12 +168,13 @@ class CPUBackend:
         layout = pool_layout(VT.shape[0], False)
         no_sq = np.empty((0, KT.shape[1]), Qs.dtype)
         return sweep(LOCAL, SMOOTHER, layout, Qs, KT, VT, no_sq, logw, family, code, 1.0,
-                     self_shift, qscale=qscale, degree=degree, coef=coef, progress=progress)
+                     self_shift, qscale=qscale, degree=degree, coef=coef, progress=progress,
+                     order=order)
 
     @staticmethod
     @guarded
     def local_slopes(Qs, KT, VT, logw, family, code, qscale, degree, self_shift,
-                     progress=None, discrete=None):
+                     progress=None, discrete=None, order=None):
         """:meth:`local` plus the moments' derivatives in the log-bandwidths (``dG``, ``dR``).
 
         What the gradient of the local polynomial's leave-one-out score is
@@ -182,7 +186,16 @@ class CPUBackend:
                               Qs.shape[1] + n_disc)
         return sweep(LOCAL, MOMENT_SLOPES, layout, Qs, KT, VT, VT2, logw, family, code, 1.0,
                      self_shift, qscale=qscale, degree=degree, progress=progress,
-                     discrete=discrete)
+                     discrete=discrete, order=order)
+
+    @staticmethod
+    def tree_order(X, leaf):
+        """The k-d order of the rows of ``X`` (n, d) with leaves of ``leaf`` rows.
+
+        See :func:`nwattn._cpu.tree.kd_order` (a serial kernel: no guard
+        needed).
+        """
+        return tree.kd_order(np.ascontiguousarray(X), int(leaf))
 
     @staticmethod
     @guarded

@@ -33,6 +33,7 @@ The parallel drivers therefore take a range of task numbers.
 
 import contextlib
 import math
+import time
 import warnings
 
 import numba
@@ -52,6 +53,8 @@ from .fastexp import like
 from .rows import bias_row, mask_row, row_max, score_row
 from .moments import (add_moment_slopes, local_basis, local_score, local_slope_score,
                       weigh_by_polynomial)
+from .tree import (kd_order, phase_tiles, relative_cut, schedule_phases, tile_range,
+                   tile_tree)
 from .strategies import (DENSE, KERNEL, LEARNED, MOMENT_SLOPES, MOMENTS, POOL, SLOPES, SMOOTHER,
                          absorb_moments, absorb_offsets, absorb_pool, absorb_slope_tile,
                          causal_end, kernel_score, learned_score, slope_score, tile_bounds,
@@ -70,7 +73,7 @@ warnings.filterwarnings("ignore", message=r"variable '.*' is not in scope",
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def row_sweep(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, family, code, scale,
               self_shift, items, n_item, m_item, LW, BIAS, b_step, diag,
-              query_block, key_tile, n_split, split_size, schedule, task0, task1, powers, offsets,
+              query_block, key_tile, n_split, split_size, tree, task0, task1, powers, offsets,
               out_max, out_acc):
     """States of the queries against the key splits of tasks ``task0:task1``, row body.
 
@@ -113,7 +116,10 @@ def row_sweep(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, family
     diag : causal limit: query ``i`` attends keys ``j <= i + diag`` of its
         item (``n_item + m_item`` or more when there is no causal order).
     query_block, key_tile, n_split, split_size : work decomposition.
-    schedule : the tile schedule.
+    tree : None (every tile of a task's keys) or the pruned schedule's
+        tile tree (:func:`pruned_schedule`; one batch item, queries and
+        keys in its order): the tiles a block visits, and each query's
+        own key to skip (``self_shift`` then unused).
     task0, task1 : the tasks to run; task ``t`` is batch item ``t // (n_b *
         n_split)``, query block ``(t // n_split) % n_b`` (``n_b`` blocks per
         item) against key split ``t % n_split``, and writes only its own
@@ -133,7 +139,7 @@ def row_sweep(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, family
                  self_shift, items[it, 0], b * query_block,
                  min(n_item, (b + 1) * query_block), items[it, 1], items[it, 2],
                  s * split_size, min(m_item, (s + 1) * split_size), items[it, 3], LW,
-                 items[it, 4], b_step, BIAS, diag, key_tile, s, schedule, powers, offsets,
+                 items[it, 4], b_step, BIAS, diag, key_tile, s, tree, powers, offsets,
                  out_max, out_acc)
 
 
@@ -143,7 +149,7 @@ def row_sweep(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, family
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, family, code, scale,
              self_shift, qb, i0, i1, kb, vb, k0, k1, lw_row, LW, b_row, b_step, BIAS, diag, key_tile, s,
-             schedule, powers, offsets, out_max, out_acc):
+             tree, powers, offsets, out_max, out_acc):
     """One task: queries ``i0:i1`` against keys ``k0:k1`` of one batch item, into split ``s``.
 
     Positions are within the item; its queries start at row ``qb`` of
@@ -184,73 +190,92 @@ def row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, family,
     # does not need them.
     TH = np.empty((0, key_tile), dtype=dtype)
     k1 = causal_end(k0, k1, i1, diag)
-    for t in range(tile_count(schedule, k0, k1, key_tile)):
-        a0, a1 = tile_bounds(schedule, t, k0, k1, key_tile)
-        if tile_padded(LW, lw_row, a0, a1):
-            continue
-        n = a1 - a0
-        j0 = kb + a0
-        j1 = kb + a1
-        jv = vb + a0
-        for ii in range(nq):
-            i = q0 + ii
-            il = i0 + ii
-            self_j = kb + il + self_shift
-            brow = b_row + b_step * il if b_row >= 0 else -1
-            cut = il + diag + 1 - a0
-            # Nested plain "is None" tests: Numba prunes a branch on one such
-            # test of an argument, not on a combined condition.
-            if qscale is not None:
-                if slopes is None:
-                    tmax = local_score(Q, i, KT, j0, j1, code, qscale[i], logw, self_j, row, Z)
-                    if disc is not None:
-                        tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
-                    if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
-                        tmax = row_max(row, n)
-                    absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, VS, jv, ii, smax, S,
-                                   powers, offsets, WS, WZ)
-                else:
-                    tmax = local_slope_score(Q, i, KT, j0, j1, code, qscale[i], logw, self_j,
-                                             row, Z, slope)
-                    if disc is not None:
-                        tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
-                    if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
-                        tmax = row_max(row, n)
-                    absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, VS, jv, ii, smax, S,
-                                   powers, offsets, WS, WZ)
-                    if tmax != -math.inf:
-                        add_moment_slopes(row, slope, n, Z, nb, d, VT, jv, ii, S, offsets[6],
-                                          offsets[7], term, WZ)
-                        if disc is not None:
-                            add_discrete_moment_slopes(row, n, i, j0, disc[0], disc[1],
-                                                       disc[3], Z, nb, d, VT, ii, S,
-                                                       offsets[6], offsets[7], term, WZ)
-            elif slopes is not None:
-                tmax = slope_score(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row,
-                                   slope)
-                if disc is not None:
-                    tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
-                if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
-                    tmax = row_max(row, n)
-                absorb_slope_tile(row, n, tmax, Q, i, KT, family, VT, j0, ii, smax, S, powers,
-                                  offsets, slope, term)
-                if disc is not None:
-                    if tmax != -math.inf:
-                        absorb_discrete_slopes(row, n, i, j0, disc[0], disc[1], disc[3], VT, S,
-                                               ii, offsets[2] + d, offsets[3] + d * VT.shape[0],
-                                               term)
-            elif wv is None:
-                tmax = kernel_score(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row)
-                if disc is not None:
-                    tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
-                if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
-                    tmax = row_max(row, n)
-                absorb_pool(row, n, tmax, VT, VT2, jv, ii, smax, S, powers, offsets)
+    # The key each query skips (leave-one-out): the item's key i + self_shift,
+    # or what the pruned schedule's reordering made of it.
+    own = np.empty(nq, dtype=np.int64)
+    for ii in range(nq):
+        if tree is None:
+            own[ii] = kb + i0 + ii + self_shift
+        else:
+            own[ii] = tree[11][q0 + ii]
+    visit = np.empty(16, dtype=np.int64)
+    qs_min = 1.0 if qscale is None else float(qscale[q0:q0 + nq].min())
+    for phase in range(1 if tree is None else tree[9]):
+        if tree is None:
+            n_visit = tile_count(DENSE, k0, k1, key_tile)
+        else:
+            n_visit, visit = phase_tiles(tree, phase, Q, q0, nq, qs_min, smax, S, offsets[0],
+                                         k0, k1, visit)
+        for t in range(n_visit):
+            if tree is None:
+                a0, a1 = tile_bounds(DENSE, t, k0, k1, key_tile)
             else:
-                tmax = learned_score(Q, i, KT, j0, j1, family, scale, logw, self_j, wv, row, TH)
-                if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
-                    tmax = row_max(row, n)
-                absorb_pool(row, n, tmax, VT, VT2, jv, ii, smax, S, powers, offsets)
+                a0, a1 = tile_range(tree, visit, t, k0, k1)
+            if tile_padded(LW, lw_row, a0, a1):
+                continue
+            n = a1 - a0
+            j0 = kb + a0
+            j1 = kb + a1
+            jv = vb + a0
+            for ii in range(nq):
+                i = q0 + ii
+                il = i0 + ii
+                self_j = own[ii]
+                brow = b_row + b_step * il if b_row >= 0 else -1
+                cut = il + diag + 1 - a0
+                # Nested plain "is None" tests: Numba prunes a branch on one such
+                # test of an argument, not on a combined condition.
+                if qscale is not None:
+                    if slopes is None:
+                        tmax = local_score(Q, i, KT, j0, j1, code, qscale[i], logw, self_j, row, Z)
+                        if disc is not None:
+                            tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
+                        if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
+                            tmax = row_max(row, n)
+                        absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, VS, jv, ii, smax, S,
+                                       powers, offsets, WS, WZ)
+                    else:
+                        tmax = local_slope_score(Q, i, KT, j0, j1, code, qscale[i], logw, self_j,
+                                                 row, Z, slope)
+                        if disc is not None:
+                            tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
+                        if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
+                            tmax = row_max(row, n)
+                        absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, VS, jv, ii, smax, S,
+                                       powers, offsets, WS, WZ)
+                        if tmax != -math.inf:
+                            add_moment_slopes(row, slope, n, Z, nb, d, VT, jv, ii, S, offsets[6],
+                                              offsets[7], term, WZ)
+                            if disc is not None:
+                                add_discrete_moment_slopes(row, n, i, j0, disc[0], disc[1],
+                                                           disc[3], Z, nb, d, VT, ii, S,
+                                                           offsets[6], offsets[7], term, WZ)
+                elif slopes is not None:
+                    tmax = slope_score(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row,
+                                       slope)
+                    if disc is not None:
+                        tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
+                    if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
+                        tmax = row_max(row, n)
+                    absorb_slope_tile(row, n, tmax, Q, i, KT, family, VT, j0, ii, smax, S, powers,
+                                      offsets, slope, term)
+                    if disc is not None:
+                        if tmax != -math.inf:
+                            absorb_discrete_slopes(row, n, i, j0, disc[0], disc[1], disc[3], VT, S,
+                                                   ii, offsets[2] + d, offsets[3] + d * VT.shape[0],
+                                                   term)
+                elif wv is None:
+                    tmax = kernel_score(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row)
+                    if disc is not None:
+                        tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
+                    if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
+                        tmax = row_max(row, n)
+                    absorb_pool(row, n, tmax, VT, VT2, jv, ii, smax, S, powers, offsets)
+                else:
+                    tmax = learned_score(Q, i, KT, j0, j1, family, scale, logw, self_j, wv, row, TH)
+                    if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
+                        tmax = row_max(row, n)
+                    absorb_pool(row, n, tmax, VT, VT2, jv, ii, smax, S, powers, offsets)
     for ii in range(nq):
         out_max[s, q0 + ii] = smax[ii]
         for col in range(S.shape[1]):
@@ -258,7 +283,7 @@ def row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, family,
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def matrix_sweep(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift,
+def matrix_sweep(tree, Q, KT, K, V, V2, logw, family, code, scale, self_shift,
                  gemm_scores, coef, qscale, degree, items, n_item, m_item, LW, BIAS, b_step,
                  diag, query_block, key_tile, n_split, split_size, task0, task1, powers,
                  offsets, out_max, out_acc):
@@ -279,7 +304,7 @@ def matrix_sweep(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shif
         r = task - it * (n_b * n_split)
         b = r // n_split
         s = r - b * n_split
-        matrix_task(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift,
+        matrix_task(tree, Q, KT, K, V, V2, logw, family, code, scale, self_shift,
                     gemm_scores, coef, qscale, degree, items[it, 0], b * query_block,
                     min(n_item, (b + 1) * query_block), items[it, 1], items[it, 2],
                     s * split_size, min(m_item, (s + 1) * split_size), items[it, 3], LW,
@@ -288,7 +313,7 @@ def matrix_sweep(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shif
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def matrix_task(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift, gemm_scores,
+def matrix_task(tree, Q, KT, K, V, V2, logw, family, code, scale, self_shift, gemm_scores,
                 coef, qscale, degree, qb, i0, i1, kb, vb, k0, k1, lw_row, LW, b_row, b_step,
                 BIAS, diag, key_tile, s, powers, offsets, out_max, out_acc):
     """One task of :func:`matrix_sweep`: queries ``i0:i1``, keys ``k0:k1`` of one item."""
@@ -311,57 +336,74 @@ def matrix_task(schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift
         Z = np.empty((max(nb, d), key_tile), dtype=Q.dtype)
         PV = np.empty(key_tile, dtype=Q.dtype)
     k1 = causal_end(k0, k1, i1, diag)
-    for t in range(tile_count(schedule, k0, k1, key_tile)):
-        a0, a1 = tile_bounds(schedule, t, k0, k1, key_tile)
-        if tile_padded(LW, lw_row, a0, a1):
-            continue
-        n = a1 - a0
-        j0 = kb + a0
-        j1 = kb + a1
-        if coef is not None:
-            # SMOOTHER: each row's local weights times its polynomial, then
-            # one product with the values as for pooling.
-            W = np.empty((nq, n), dtype=Q.dtype)
-            for ii in range(nq):
-                i = q0 + ii
-                il = i0 + ii
-                row = W[ii]
-                local_score(Q, i, KT, j0, j1, code, qscale[i], logw, kb + il + self_shift,
-                            row, Z)
-                mask_row(row, n, LW, lw_row, BIAS, b_row + b_step * il if b_row >= 0 else -1,
-                         a0, il + diag + 1 - a0)
-                if weigh_row(row, n, ii, smax, S, powers, o_norm):
-                    local_basis(Z, nb, d, n)
-                    weigh_by_polynomial(row, n, Z, nb, coef, i, PV)
-        elif gemm_scores:
-            W = np.dot(Qb, K[j0:j1].T)
-            for ii in range(nq):
-                row = W[ii]
-                for jj in range(n):
-                    row[jj] *= sc
-                bias_row(row, logw, j0, j1, kb + i0 + ii + self_shift)
+    # The key each query skips (leave-one-out): the item's key i + self_shift,
+    # or what the pruned schedule's reordering made of it.
+    own = np.empty(nq, dtype=np.int64)
+    for ii in range(nq):
+        if tree is None:
+            own[ii] = kb + i0 + ii + self_shift
         else:
-            W = np.empty((nq, n), dtype=Q.dtype)
+            own[ii] = tree[11][q0 + ii]
+    visit = np.empty(16, dtype=np.int64)
+    qs_min = 1.0 if coef is None else float(qscale[q0:q0 + nq].min())
+    for phase in range(1 if tree is None else tree[9]):
+        if tree is None:
+            n_visit = tile_count(DENSE, k0, k1, key_tile)
+        else:
+            n_visit, visit = phase_tiles(tree, phase, Q, q0, nq, qs_min, smax, S, o_norm, k0,
+                                         k1, visit)
+        for t in range(n_visit):
+            if tree is None:
+                a0, a1 = tile_bounds(DENSE, t, k0, k1, key_tile)
+            else:
+                a0, a1 = tile_range(tree, visit, t, k0, k1)
+            if tile_padded(LW, lw_row, a0, a1):
+                continue
+            n = a1 - a0
+            j0 = kb + a0
+            j1 = kb + a1
+            if coef is not None:
+                # SMOOTHER: each row's local weights times its polynomial, then
+                # one product with the values as for pooling.
+                W = np.empty((nq, n), dtype=Q.dtype)
+                for ii in range(nq):
+                    i = q0 + ii
+                    il = i0 + ii
+                    row = W[ii]
+                    local_score(Q, i, KT, j0, j1, code, qscale[i], logw, own[ii], row, Z)
+                    mask_row(row, n, LW, lw_row, BIAS, b_row + b_step * il if b_row >= 0 else -1,
+                             a0, il + diag + 1 - a0)
+                    if weigh_row(row, n, ii, smax, S, powers, o_norm):
+                        local_basis(Z, nb, d, n)
+                        weigh_by_polynomial(row, n, Z, nb, coef, i, PV)
+            elif gemm_scores:
+                W = np.dot(Qb, K[j0:j1].T)
+                for ii in range(nq):
+                    row = W[ii]
+                    for jj in range(n):
+                        row[jj] *= sc
+                    bias_row(row, logw, j0, j1, own[ii])
+            else:
+                W = np.empty((nq, n), dtype=Q.dtype)
+                for ii in range(nq):
+                    i = q0 + ii
+                    score_row(Q, i, KT, j0, j1, family, code, scale, logw, own[ii], W[ii])
+            if coef is None:
+                for ii in range(nq):
+                    il = i0 + ii
+                    mask_row(W[ii], n, LW, lw_row, BIAS, b_row + b_step * il if b_row >= 0 else -1,
+                             a0, il + diag + 1 - a0)
+                    weigh_row(W[ii], n, ii, smax, S, powers, o_norm)
+            jv = vb + a0
+            acc = np.dot(W, V[jv:jv + n])
             for ii in range(nq):
-                i = q0 + ii
-                score_row(Q, i, KT, j0, j1, family, code, scale, logw, kb + i0 + ii + self_shift,
-                          W[ii])
-        if coef is None:
-            for ii in range(nq):
-                il = i0 + ii
-                mask_row(W[ii], n, LW, lw_row, BIAS, b_row + b_step * il if b_row >= 0 else -1,
-                         a0, il + diag + 1 - a0)
-                weigh_row(W[ii], n, ii, smax, S, powers, o_norm)
-        jv = vb + a0
-        acc = np.dot(W, V[jv:jv + n])
-        for ii in range(nq):
-            for col in range(p):
-                S[ii, o_acc + col] += acc[ii, col]
-        if p2 > 0:
-            sq = np.dot(W, V2[jv:jv + n])
-            for ii in range(nq):
-                for col in range(p2):
-                    S[ii, o_sq + col] += sq[ii, col]
+                for col in range(p):
+                    S[ii, o_acc + col] += acc[ii, col]
+            if p2 > 0:
+                sq = np.dot(W, V2[jv:jv + n])
+                for ii in range(nq):
+                    for col in range(p2):
+                        S[ii, o_sq + col] += sq[ii, col]
     for ii in range(nq):
         out_max[s, q0 + ii] = smax[ii]
         for col in range(S.shape[1]):
@@ -390,7 +432,7 @@ def chunk_tasks(n_tasks, pairs_per_task, work_per_pair, n_threads):
 
 
 def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self_shift,
-          wv=None, qscale=None, degree=0, schedule=DENSE, progress=None, VS=None, batch=None,
+          wv=None, qscale=None, degree=0, order=None, progress=None, VS=None, batch=None,
           coef=None, discrete=None):
     """Host side of the sweep: plan the work, run it in chunks, merge the splits.
 
@@ -427,7 +469,87 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
     shape, as a call on that item alone would plan them, so an item's
     result is bit for bit that of a call on the item alone. Without it,
     ``Q`` and ``KT`` are one item and ``logw`` its key weights.
+
+    ``order`` (:class:`nwattn._cpu.tree.TileOrder`, a distance kernel, no
+    ``batch``): the pruned tile schedule. The keys are taken in that order
+    (and the queries in their own k-d order, or the keys' when they are
+    the same points), each block of queries visits only the key tiles
+    that can weigh in (:mod:`nwattn._cpu.tree`), and the states come back
+    in the caller's order of the queries.
     """
+    if order is not None:
+        return _pruned_sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale,
+                             self_shift, wv, qscale, degree, order, progress, VS, coef,
+                             discrete)
+    return _sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale,
+                  self_shift, wv, qscale, degree, None, progress, VS, batch, coef, discrete)
+
+
+def _body(score, absorb, family, d, p, discrete, causal):
+    """``(gemm_scores, use_matrix, query_block)``: which task body runs, on what blocks.
+
+    The matrix body for the smoother and for pooling with many features
+    (dot scores, one product for a tile's scores) or many outputs; causal
+    order, whose diagonal tile is scored whole and half discarded, takes
+    smaller blocks there.
+    """
+    gemm_scores = score == KERNEL and family == DOT and d >= _config.GEMM_MIN_FEATURES
+    use_matrix = absorb == SMOOTHER or (absorb == POOL and score == KERNEL and discrete is None
+                                        and (gemm_scores or p >= _config.GEMM_MIN_OUTPUTS))
+    query_block = _config.GEMM_QUERY_BLOCK if use_matrix else _config.QUERY_BLOCK
+    if use_matrix and causal:
+        query_block = _config.GEMM_CAUSAL_QUERY_BLOCK
+    return gemm_scores, use_matrix, query_block
+
+
+def _pruned_sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self_shift,
+                  wv, qscale, degree, order, progress, VS, coef, discrete):
+    """:func:`sweep` with the pruned tile schedule: reorder, sweep, restore the order."""
+    n, m = Q.shape[0], KT.shape[1]
+    kperm = order.keys
+    if order.same:
+        qperm = kperm
+    else:
+        query_block = _body(score, absorb, family, Q.shape[1], VT.shape[0], discrete, False)[2]
+        qperm = kd_order(Q, query_block)
+    kinv = np.empty(m, np.int64)
+    kinv[kperm] = np.arange(m)
+    own = qperm + self_shift
+    inside = (own >= 0) & (own < m)
+    qself = np.where(inside, kinv[np.where(inside, own, 0)], -1)
+    Q = np.ascontiguousarray(Q[qperm])
+    KT = np.ascontiguousarray(KT[:, kperm])
+    VT = np.ascontiguousarray(VT[:, kperm])
+    VT2 = np.ascontiguousarray(VT2[:, kperm])
+    VS = None if VS is None else np.ascontiguousarray(VS[:, kperm])
+    logw = np.ascontiguousarray(logw[kperm]) if logw.shape[0] > 0 else logw
+    qscale = None if qscale is None else np.ascontiguousarray(np.asarray(qscale)[qperm])
+    coef = None if coef is None else np.ascontiguousarray(np.asarray(coef)[qperm])
+    lw_offset = 0.0
+    if discrete is not None:
+        QC, KCT, LT, DT = discrete
+        discrete = (np.ascontiguousarray(QC[qperm]), np.ascontiguousarray(KCT[:, kperm]), LT, DT)
+        # The discrete kernels multiply the weights by at most their tables' largest entry.
+        for f in range(LT.shape[0]):
+            table = LT[f][np.isfinite(LT[f])]
+            lw_offset += float(table.max()) if table.size else 0.0
+    leaf = min(order.leaf, _config.KEY_TILE)
+    lo, hi, lw, t0, t1, right = tile_tree(KT, leaf, logw, lw_offset)
+    tree = (lo, hi, lw, t0, t1, right, int(code), math.log(leaf), leaf,
+            schedule_phases(code), relative_cut(Q.dtype), qself)
+    smax, packed = _sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale,
+                          self_shift, wv, qscale, degree, tree, progress, VS, None, coef,
+                          discrete)
+    out_max = np.empty_like(smax)
+    out_acc = np.empty_like(packed)
+    out_max[qperm] = smax
+    out_acc[qperm] = packed
+    return out_max, out_acc
+
+
+def _sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self_shift, wv,
+           qscale, degree, tree, progress, VS, batch, coef, discrete):
+    """:func:`sweep` on inputs in the order the tile schedule reads them."""
     d = Q.shape[1]
     p = VT.shape[0]
     dtype = Q.dtype
@@ -440,15 +562,15 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
     n_items = batch.items.shape[0]
     n, m = batch.n_item, batch.m_item
     offsets = absorb_offsets(absorb, layout)
-    gemm_scores = score == KERNEL and family == DOT and d >= _config.GEMM_MIN_FEATURES
-    use_matrix = absorb == SMOOTHER or (absorb == POOL and score == KERNEL and discrete is None
-                                        and (gemm_scores or p >= _config.GEMM_MIN_OUTPUTS))
-    query_block = _config.GEMM_QUERY_BLOCK if use_matrix else _config.QUERY_BLOCK
-    if use_matrix and batch.diag < m:  # causal order cuts some keys
-        query_block = _config.GEMM_CAUSAL_QUERY_BLOCK
+    gemm_scores, use_matrix, query_block = _body(score, absorb, family, d, p, discrete,
+                                                 batch.diag < m)
     key_tile = _config.KEY_TILE
     n_split, split_size = plan_splits(n, m, query_block, _config.TARGET_TASKS,
                                       _config.MIN_SPLIT_KEYS)
+    if tree is not None and n_split > 1:
+        # A split of the pruned schedule is a whole number of its tiles.
+        split_size = -(-split_size // tree[8]) * tree[8]
+        n_split = -(-m // split_size)
     out_max = np.empty((n_split, Q.shape[0]), dtype)
     out_acc = np.empty((n_split, Q.shape[0], layout.width), dtype)
     per_item = -(-n // query_block) * n_split
@@ -476,7 +598,7 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
             qscale = np.ascontiguousarray(qscale, dtype=dtype)
         else:
             coef, qscale = None, np.empty(0, dtype)
-        head = (schedule, Q, KT, K, V, V2, logw, family, code, scale, self_shift, gemm_scores,
+        head = (tree, Q, KT, K, V, V2, logw, family, code, scale, self_shift, gemm_scores,
                 coef, qscale, int(degree), *masks, query_block, key_tile, n_split, split_size)
         blas = serial_blas()
     else:
@@ -493,13 +615,22 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
         VT2 = np.ascontiguousarray(VT2)
         VS = np.empty((0, m), dtype) if VS is None else np.ascontiguousarray(VS, dtype=dtype)
         head = (Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, discrete, int(degree), family,
-                code, scale, self_shift, *masks, query_block, key_tile, n_split, split_size, schedule)
+                code, scale, self_shift, *masks, query_block, key_tile, n_split, split_size, tree)
         blas = contextlib.nullcontext()
     tail = (layout.powers, offsets, out_max, out_acc)
+    if tree is not None:
+        # A pruned task's cost depends on the data, not its shape: the
+        # chunks are sized by the time the previous one took instead.
+        chunk = min(chunk, 4 * numba.get_num_threads())
+    task0 = 0
     with blas:
-        for task0 in range(0, n_tasks, chunk):
+        while task0 < n_tasks:
             task1 = min(n_tasks, task0 + chunk)
+            start = time.perf_counter()
             driver(*head, task0, task1, *tail)
+            if tree is not None:
+                chunk = _timed_chunk(chunk, time.perf_counter() - start, n_tasks)
+            task0 = task1
             if progress is not None:
                 it, rest = divmod(task1, per_item)
                 done = it * n * m + _pairs_before(rest, n, m, query_block, n_split, split_size)
@@ -507,6 +638,25 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
     for s in range(1, n_split):
         merge_rows(out_max[0], out_acc[0], out_max[s], out_acc[s], layout.powers)
     return out_max[0], out_acc[0]
+
+
+def _timed_chunk(chunk, seconds, n_tasks):
+    """Tasks of the next chunk of a pruned sweep after one of ``chunk`` took ``seconds``.
+
+    Aims at ``_config.SWEEP_CHUNK_SECONDS`` a chunk, growing at most
+    fourfold a step. Chunks group independent tasks only, so their sizes
+    change no result.
+
+    Examples
+    --------
+    >>> from nwattn._cpu.sweep import _timed_chunk
+    >>> _timed_chunk(8, 0.001, 10_000)
+    32
+    """
+    if seconds <= 0:
+        return min(n_tasks, 4 * chunk)
+    wanted = int(chunk * _config.SWEEP_CHUNK_SECONDS / seconds)
+    return max(1, min(n_tasks, 4 * chunk, wanted))
 
 
 def _pairs_before(task, n, m, query_block, n_split, split_size):
