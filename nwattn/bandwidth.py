@@ -171,7 +171,8 @@ def silverman(X, sample_weight=None):
 
 
 def loo_cv_score(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
-                 fallback="mean", return_gradient=False, device="cpu", discrete=None):
+                 fallback="mean", return_gradient=False, device="cpu", discrete=None,
+                 algorithm="auto"):
     """Leave-one-out least-squares cross-validation score of a bandwidth.
 
     The score is the one defined in :mod:`nwattn.loo`: the weighted mean
@@ -209,6 +210,9 @@ def loo_cv_score(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
         one value per column, ``lam`` at the discrete ones, and the
         gradient is ``d score / d lam_f`` there (see
         :class:`nwattn.loo.LooProblem`).
+    algorithm : {"auto", "brute", "tree"} or nwattn.pruning.KeyTree, default="auto"
+        Which key tiles the pass visits (see
+        :func:`nwattn.ops.attention_pool`).
 
     Returns
     -------
@@ -235,7 +239,7 @@ def loo_cv_score(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
     from .loo import LooProblem
 
     problem = LooProblem(X, y, kernel, sample_weight=sample_weight, fallback=fallback,
-                         device=device, discrete=discrete)
+                         device=device, discrete=discrete, algorithm=algorithm)
     if not return_gradient:
         return problem.value(bandwidth)
     score, grad = problem.value_and_gradient(bandwidth)
@@ -346,7 +350,7 @@ def _search_scale_from(kern, n, sigma, rms2, per_feature):
 
 def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weight=None,
                      fallback="mean", tol=1e-4, device="cpu", degree=0, verbose=0,
-                     discrete=None):
+                     discrete=None, algorithm="auto"):
     """Bandwidth minimising the leave-one-out cross-validation score.
 
     The score is that of :func:`loo_cv_score`; the search is :func:`search`.
@@ -383,6 +387,11 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
         Discrete columns of ``X``: their smoothing parameters ``lam`` are
         selected jointly with the continuous bandwidths (see
         :func:`search`), and the result has one value per column.
+    algorithm : {"auto", "brute", "tree"} or nwattn.pruning.KeyTree, default="auto"
+        Which key tiles each pass visits (see
+        :func:`nwattn.ops.attention_pool`): the training points are ordered
+        once, and ``"auto"`` prunes the passes at bandwidths where few
+        pairs weigh in.
 
     Returns
     -------
@@ -405,7 +414,8 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
     check_tol(tol)
     verbose = check_verbose(verbose)
     problem = LooProblem(X, y, kernel, sample_weight=sample_weight, fallback=fallback,
-                         device=device, degree=degree, discrete=discrete)
+                         device=device, degree=degree, discrete=discrete,
+                         algorithm=algorithm)
     # The search makes many small BLAS calls (L-BFGS-B, reductions) between
     # compiled parallel passes; BLAS worker threads spinning after those
     # calls compete with Numba's for the cores. And on a busy machine a

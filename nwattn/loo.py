@@ -71,6 +71,7 @@ from ._device import resolve_device
 from ._layout import slopes_layout
 from .kernels import get_kernel
 from .ops import attention_pool_state, local_polynomial_state, loo_slopes_state
+from .pruning import KeyTreeCache
 from .state import PoolState, finalize_slopes, finalize_state, solve_local
 
 __all__ = [
@@ -307,7 +308,8 @@ def _empty_slopes(n, d, p, center):
 
 
 def slope_state(X, K, y, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
-                query_offset=0, key_offset=0, center=None, device="cpu", discrete=None):
+                query_offset=0, key_offset=0, center=None, device="cpu", discrete=None,
+                algorithm="auto"):
     """Leave-one-out accumulators of the points ``X`` over the keys ``K``, with their slopes.
 
     The points and the keys are rows of one training set: point number
@@ -343,6 +345,8 @@ def slope_state(X, K, y, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
         Discrete columns (see :func:`nwattn.ops.loo_slopes_state`): the
         bandwidth then has one entry per column, and the slopes cover the
         continuous ``log h_t`` and then the discrete ``lam_f``.
+    algorithm : {"auto", "brute", "tree"} or nwattn.pruning.KeyTree, default="auto"
+        Which key tiles are visited (see :func:`nwattn.ops.attention_pool`).
 
     Returns
     -------
@@ -400,7 +404,7 @@ def slope_state(X, K, y, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
         return _empty_slopes(n, d, p, c)
     return loo_slopes_state(Xa, Ka, Y, kern, h, key_weight=w, query_offset=int(query_offset),
                             key_offset=int(key_offset), center=c, device=device,
-                            discrete=discrete)
+                            discrete=discrete, algorithm=algorithm)
 
 
 # ----------------------------------------------------------- the score
@@ -561,6 +565,11 @@ class LooProblem:
         ``lam_f`` is 0 the gradient is taken at
         :data:`nwattn.discrete.GRADIENT_FLOOR` times its largest value
         (the one-sided derivative at 0, to that precision).
+    algorithm : {"auto", "brute", "tree"} or nwattn.pruning.KeyTree, default="auto"
+        Which key tiles each pass visits (see
+        :func:`nwattn.ops.attention_pool`); the training points are
+        ordered once, at the first pass that prunes, and ``"auto"``
+        decides at each bandwidth.
 
     Attributes
     ----------
@@ -598,7 +607,7 @@ class LooProblem:
     """
 
     def __init__(self, X, y, kernel="gaussian", *, sample_weight=None, fallback="mean",
-                 device="cpu", degree=0, discrete=None):
+                 device="cpu", degree=0, discrete=None, algorithm="auto"):
         resolve_device(device)
         self.device = device
         self.degree = _v.check_degree(degree)
@@ -620,6 +629,7 @@ class LooProblem:
             )
         self.Y = _as_2d(y)
         n = self.X.shape[0]
+        self._keys = KeyTreeCache(algorithm, Xc, device)
         # Divided by their largest: the score depends on their ratios only,
         # and the sums below neither overflow nor underflow.
         self.sample_weight = (None if sample_weight is None
@@ -680,16 +690,18 @@ class LooProblem:
         float
         """
         h, hc = self._bandwidth(bandwidth)
+        algorithm = self._keys.for_call(self.kernel, hc)
         if self.degree:
             state = local_polynomial_state(self.X, self.X, self.Y, self.kernel, h,
                                            degree=self.degree, key_weight=self.sample_weight,
                                            exclude_self=True, center=self.center,
-                                           device=self.device, discrete=self.discrete)
+                                           device=self.device, discrete=self.discrete,
+                                           algorithm=algorithm)
         else:
             state = attention_pool_state(self.X, self.X, self.Y, self.kernel, h,
                                          key_weight=self.sample_weight, exclude_self=True,
                                          center=self.center, device=self.device,
-                                         discrete=self.discrete)
+                                         discrete=self.discrete, algorithm=algorithm)
         return self._error(state, hc).sse / self.totals.weight_sum
 
     def value_and_gradient(self, bandwidth):
@@ -714,16 +726,18 @@ class LooProblem:
             cols = self.discrete.columns
             h = h.copy()
             h[cols] = np.maximum(h[cols], GRADIENT_FLOOR * self.discrete.max_lambdas)
+        algorithm = self._keys.for_call(self.kernel, hc)
         if self.degree:
             state = local_polynomial_state(self.X, self.X, self.Y, self.kernel, h,
                                            degree=self.degree, key_weight=self.sample_weight,
                                            exclude_self=True, slopes=True, center=self.center,
-                                           device=self.device, discrete=self.discrete)
+                                           device=self.device, discrete=self.discrete,
+                                           algorithm=algorithm)
             err = self._error(state, hc)
             return err.sse / self.totals.weight_sum, self._in_columns(err.gradient)
         state = slope_state(self.X, self.X, self.Y, self.kernel, h,
                             key_weight=self.sample_weight, center=self.center,
-                            device=self.device, discrete=self.discrete)
+                            device=self.device, discrete=self.discrete, algorithm=algorithm)
         err = self._error(state, hc)
         return err.sse / self.totals.weight_sum, self._in_columns(err.gradient)
 

@@ -877,7 +877,8 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
 
 
 def loo_slopes_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
-                     query_offset=0, key_offset=0, center=None, device="cpu", discrete=None):
+                     query_offset=0, key_offset=0, center=None, device="cpu", discrete=None,
+                     algorithm="auto"):
     """Leave-one-out pooling states with their slopes in the log-bandwidths.
 
     The state of :func:`attention_pool_state` with ``exclude_self=True``,
@@ -910,6 +911,8 @@ def loo_slopes_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=No
         then cover the continuous columns' ``log h_t`` first, then the
         discrete columns' ``lam_f`` (``A_f = sum_j e_j d log L_f / d lam_f``),
         in the order of ``discrete.columns``.
+
+    algorithm : see :func:`attention_pool`.
 
     Returns
     -------
@@ -944,8 +947,12 @@ def loo_slopes_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=No
             raise ValueError(f"center must have {V2.shape[1]} entries, got {c.shape[0]}")
     VT = np.ascontiguousarray((V2 - c).T, dtype=dtype)
     extra = {} if disc is None else {"discrete": disc}
-    smax, packed = be.slopes(Qs, KT, VT, logw, kern.family, kern.code, scale,
-                             int(query_offset) - int(key_offset), **extra)
+    shift = int(query_offset) - int(key_offset)
+    order = key_order(check_algorithm(algorithm), be, kern, Qs, KT,
+                      same=shift == 0 and Qs.shape[0] == KT.shape[1])
+    if order is not None:
+        extra["order"] = order
+    smax, packed = be.slopes(Qs, KT, VT, logw, kern.family, kern.code, scale, shift, **extra)
     return PoolState(smax, packed, slopes_layout(V2.shape[1], Q.shape[1]), c, V.ndim == 1,
                      queries_fingerprint(Q, query_offset))
 
@@ -966,7 +973,7 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
                            query_scale=None, key_weight=None, exclude_self=False,
                            query_offset=0, key_offset=0, return_std=False, slopes=False,
                            center=None, device="cpu", progress=None, verbose=0, key_std=None,
-                           discrete=None):
+                           discrete=None, algorithm="auto"):
     """Per-query weighted moments of a local polynomial fit, centred on the query.
 
     For each query ``q`` the pass accumulates, over the keys ``k_j`` with
@@ -1044,6 +1051,7 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
         continuous columns (at least one is needed), as in R's np
         package. With ``slopes``, the discrete columns' ``lam_f`` follow
         the continuous ``log h_t`` among the parameters.
+    algorithm : see :func:`attention_pool`.
 
     Returns
     -------
@@ -1082,7 +1090,9 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
                          f"attention score {kern.name!r}")
     _cpu_only(be, discrete, True)
     report = progress_callback(verbose, progress, "local_polynomial_state")
+    algorithm = check_algorithm(algorithm)
     if device_input:
+        _brute_only(algorithm, "inputs on the GPU")
         return _local_state_device(Q, K, V, kern, bandwidth, degree, query_scale, key_weight,
                                    exclude_self, query_offset, key_offset, center, report)
     qc, kc = _discrete_codes(discrete, Q, K)
@@ -1114,6 +1124,10 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
     if slopes and return_std:
         raise ValueError("slopes=True and return_std=True are not computed together")
     extra = {} if disc is None else {"discrete": disc}
+    order = key_order(algorithm, be, kern, Qs, KT, same=self_shift == 0 and n == KT.shape[1],
+                      qscale=qscale)
+    if order is not None:
+        extra["order"] = order
     if slopes:
         smax, packed = be.local_slopes(Qs, KT, VT, logw, kern.family, kern.code,
                                        qscale.astype(dtype), degree, self_shift,
@@ -1186,7 +1200,8 @@ def _prepare_key_std(key_std, m, VT, e, dtype):
 
 
 def smoother_pool(Q, K, V, coef, kernel="gaussian", bandwidth=1.0, *, degree=1,
-                  query_scale=None, key_weight=None, progress=None, verbose=0):
+                  query_scale=None, key_weight=None, progress=None, verbose=0,
+                  algorithm="auto"):
     """Apply fitted local polynomials' weights to other values, many columns at once.
 
     A local polynomial fit is linear in the values: at query ``q_i`` it is
@@ -1217,6 +1232,8 @@ def smoother_pool(Q, K, V, coef, kernel="gaussian", bandwidth=1.0, *, degree=1,
         Degree of the basis ``coef`` is written in.
     progress, verbose : see :func:`attention_pool`.
 
+    algorithm : see :func:`attention_pool`.
+
     Returns
     -------
     ndarray of shape (n_queries,) or (n_queries, n_columns)
@@ -1236,7 +1253,8 @@ def smoother_pool(Q, K, V, coef, kernel="gaussian", bandwidth=1.0, *, degree=1,
     """
     out = finalize_state(smoother_pool_state(Q, K, V, coef, kernel, bandwidth, degree=degree,
                                              query_scale=query_scale, key_weight=key_weight,
-                                             progress=progress, verbose=verbose), warn=False)
+                                             progress=progress, verbose=verbose,
+                                             algorithm=algorithm), warn=False)
     bad = ~np.isfinite(np.asarray(coef, dtype=np.float64)).all(axis=1)
     out[bad] = np.nan
     return out
@@ -1244,7 +1262,7 @@ def smoother_pool(Q, K, V, coef, kernel="gaussian", bandwidth=1.0, *, degree=1,
 
 def smoother_pool_state(Q, K, V, coef, kernel="gaussian", bandwidth=1.0, *, degree=1,
                         query_scale=None, key_weight=None, center=None, progress=None,
-                        verbose=0):
+                        verbose=0, algorithm="auto"):
     """:func:`smoother_pool` as a mergeable state (keys in shards, Dask).
 
     The pooling state (normaliser and weighted values) of the equivalent
@@ -1274,6 +1292,7 @@ def smoother_pool_state(Q, K, V, coef, kernel="gaussian", bandwidth=1.0, *, degr
 
     be, _ = backend_for("cpu", Q, K, V, need="smoother", what="the smoother pass")
     degree = _v.check_degree(degree, max_degree=3)
+    algorithm = check_algorithm(algorithm)
     kern = get_kernel(kernel)
     if kern.family != DISTANCE:
         raise ValueError(f"kernel must be a smoothing kernel for a local polynomial, got the "
@@ -1289,8 +1308,9 @@ def smoother_pool_state(Q, K, V, coef, kernel="gaussian", bandwidth=1.0, *, degr
     c, VT, e = _prepare_values(V2, center, dtype, False)
     report = progress_callback(verbose, progress, "smoother_pool")
     C = np.where(np.isfinite(C).all(axis=1)[:, None], C, 0.0)
+    order = key_order(algorithm, be, kern, Qs, KT, qscale=qscale)
     smax, packed = be.smoother(Qs, KT, VT, logw, kern.family, kern.code, qscale.astype(dtype),
-                               degree, C, -n - 1, progress=report)
+                               degree, C, -n - 1, progress=report, order=order)
     if report is not None:
         report.finish(n * KT.shape[1])
     layout = pool_layout(V2.shape[1], False)
@@ -1347,7 +1367,7 @@ def _local_state_device(Q, K, V, kern, bandwidth, degree, query_scale, key_weigh
 def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, span=None,
                      key_weight=None, exclude_self=False, return_gradient=False,
                      lower_degree=False, device="cpu", progress=None, verbose=0,
-                     discrete=None):
+                     discrete=None, algorithm="auto"):
     """Local polynomial regression (local linear, local quadratic, loess), fused and streaming.
 
     At each query ``q`` fits the polynomial of ``degree`` in ``x - q`` that
@@ -1383,23 +1403,6 @@ def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, spa
         :func:`nwattn.neighbors.span_radius`).
     key_weight : array_like of shape (n_keys,) or (..., n_keys), default=None
         Non-negative weights of the keys (sample weights).
-    key_mask : array_like of bool, shape (..., n_keys), default=None
-        False marks a key never attended (padding of ragged sequences).
-        Tiles of keys that are all masked are skipped, not scored.
-    attn_mask : array_like of bool or float, broadcastable to (..., n_queries, n_keys), default=None
-        As PyTorch's ``scaled_dot_product_attention`` takes it: a boolean
-        mask (True: the pair takes part) or a float bias added to the
-        scores (``-inf`` excludes a pair). A mask of shape (..., 1,
-        n_keys) is a key mask and skips tiles as ``key_mask`` does.
-    is_causal : bool, default=False
-        Query ``i`` attends key ``j`` only when ``j <= i + causal_offset``
-        (positions within a batch item). Key tiles beyond a block's last
-        query are not visited.
-    causal_offset : int, default=0
-        The diagonal of the causal order. 0 is PyTorch's convention (the
-        top-left aligned ``torch.ones(L, S).tril(diagonal=0)``, also when
-        ``n_queries != n_keys``); ``n_keys - n_queries`` aligns the last
-        query with the last key (a continuation attending a cached prefix).
     exclude_self : bool, default=False
         Leave-one-out: query ``i`` ignores key ``i`` (``Q`` must be ``K``).
     return_gradient : bool, default=False
@@ -1426,6 +1429,8 @@ def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, spa
     discrete : nwattn.discrete.DiscreteFeatures, default=None
         Discrete columns (see :func:`local_polynomial_state`): they enter
         the kernel weights only. Not with ``span``.
+
+    algorithm : see :func:`attention_pool`.
 
     Returns
     -------
@@ -1478,7 +1483,7 @@ def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, spa
                                    exclude_self=exclude_self, device=device,
                                    progress=progress_callback(verbose, progress,
                                                               "local_polynomial"),
-                                   discrete=discrete)
+                                   discrete=discrete, algorithm=algorithm)
     fit = solve_local(state, lower_degree)
     local_warnings(fit, degree, stacklevel=2)
     pred, grad = fit.pred, fit.gradient

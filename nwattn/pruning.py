@@ -23,7 +23,8 @@ from . import _config
 from . import _validation as _v
 from .kernels import DISTANCE, GAUSSIAN, LAPLACIAN
 
-__all__ = ["KeyTree", "ALGORITHMS", "check_algorithm", "tree_pays", "key_order"]
+__all__ = ["KeyTree", "KeyTreeCache", "ALGORITHMS", "check_algorithm", "tree_pays",
+           "key_order", "reach2"]
 
 #: The values ``algorithm`` takes (besides a :class:`KeyTree`).
 ALGORITHMS = ("auto", "brute", "tree")
@@ -141,17 +142,18 @@ def reach2(code, compact):
     return math.inf
 
 
-def tree_pays(Qs, KT, kern, qscale=None):
-    """Whether ``"auto"`` prunes: few pairs of the scaled inputs can weigh in.
+def tree_pays(Q, K, kern, bandwidth=1.0, qscale=None):
+    """Whether ``"auto"`` prunes: few pairs of queries ``Q`` and keys ``K`` can weigh in.
 
     Brute force for dot-product scores, for fewer than
     :data:`AUTO_MIN_KEYS` keys or :data:`AUTO_MIN_PAIRS` pairs, and for
     more than :data:`AUTO_MAX_FEATURES` features. Otherwise the share of a
     fixed sample of pairs (64 queries, 4096 keys, drawn with a fixed seed
-    so the choice is reproducible) within reach of each other
-    (:func:`reach2`; each query at its own scale ``qscale``), times
-    ``2**d`` (the visited region grows by the tiles' and blocks' own
-    widths in every direction), must stay below :data:`AUTO_MAX_SHARE`.
+    so that the choice is reproducible) within reach of each other
+    (:func:`reach2`, distances divided by ``bandwidth`` and each query's
+    times its ``qscale``), times ``2**d`` (the visited region grows by the
+    tiles' and blocks' own widths in every direction), must stay below
+    :data:`AUTO_MAX_SHARE`.
 
     Examples
     --------
@@ -160,25 +162,80 @@ def tree_pays(Qs, KT, kern, qscale=None):
     >>> from nwattn.pruning import tree_pays
     >>> X = np.random.default_rng(0).random((100_000, 2))
     >>> k = get_kernel("epanechnikov")
-    >>> tree_pays(X / 0.01, (X / 0.01).T, k), tree_pays(X / 0.5, (X / 0.5).T, k)
+    >>> tree_pays(X, X, k, 0.01), tree_pays(X, X, k, 0.5)
     (True, False)
     """
     if kern.family != DISTANCE:
         return False
-    n, d = Qs.shape
-    m = KT.shape[1]
+    n, d = Q.shape
+    m = K.shape[0]
     if m < AUTO_MIN_KEYS or n * m < AUTO_MIN_PAIRS or d > AUTO_MAX_FEATURES or d == 0:
         return False
     rng = np.random.default_rng(0)
-    qi = rng.choice(n, min(n, _SAMPLE_QUERIES), replace=False)
-    kj = rng.choice(m, min(m, _SAMPLE_KEYS), replace=False)
-    Qa = np.asarray(Qs[qi], dtype=np.float64)
-    Ka = np.asarray(KT[:, kj], dtype=np.float64)
-    D2 = ((Qa[:, :, None] - Ka[None, :, :]) ** 2).sum(axis=1)
+    qi = np.sort(rng.choice(n, min(n, _SAMPLE_QUERIES), replace=False))
+    kj = np.sort(rng.choice(m, min(m, _SAMPLE_KEYS), replace=False))
+    h = np.broadcast_to(np.asarray(bandwidth, dtype=np.float64), (d,))
+    Qa = np.asarray(Q[qi], dtype=np.float64) / h
+    Ka = np.asarray(K[kj], dtype=np.float64) / h
+    D2 = ((Qa[:, None, :] - Ka[None, :, :]) ** 2).sum(axis=2)
     if qscale is not None:
         D2 *= np.asarray(qscale, dtype=np.float64)[qi, None] ** 2
     share = float(np.mean(D2 <= reach2(kern.code, kern.is_compact)))
     return share * 2.0 ** d < AUTO_MAX_SHARE
+
+
+class KeyTreeCache:
+    """``algorithm`` for repeated calls on the same keys, their tree built once.
+
+    A bandwidth search or a fitted estimator makes many calls on one set
+    of keys. :meth:`for_call` gives what to pass as ``algorithm=`` to each:
+    ``"brute"``, or the one :class:`KeyTree` of the keys, built the first
+    time a call prunes; with ``"auto"`` each call decides from its own
+    bandwidth (:func:`tree_pays`).
+
+    Parameters
+    ----------
+    algorithm : {"auto", "brute", "tree"} or KeyTree
+        The user's choice.
+    K : array_like of shape (n_keys, n_features)
+        The keys (continuous features).
+    device : str, default="cpu"
+        The calls' device: off the CPU, ``"auto"`` is passed on as it is
+        (the backend then decides).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn.kernels import get_kernel
+    >>> from nwattn.pruning import KeyTreeCache
+    >>> X = np.random.default_rng(0).random((20_000, 1))
+    >>> cache = KeyTreeCache("auto", X)
+    >>> cache.for_call(get_kernel("boxcar"), 0.5)
+    'brute'
+    >>> cache.for_call(get_kernel("boxcar"), 0.001)
+    KeyTree(n_keys=20000, n_features=1, leaf_size=128)
+    """
+
+    def __init__(self, algorithm, K, device="cpu"):
+        self.algorithm = check_algorithm(algorithm)
+        self.K = K
+        self.device = device
+        self.tree = algorithm if isinstance(algorithm, KeyTree) else None
+
+    def for_call(self, kern, bandwidth, Q=None, qscale=None):
+        """``algorithm=`` for a call of kernel ``kern`` at ``bandwidth`` (queries ``Q``: the keys)."""
+        if isinstance(self.algorithm, str):
+            if self.algorithm == "brute":
+                return "brute"
+            if self.algorithm == "auto":
+                if str(self.device).lower() != "cpu":
+                    return "auto"
+                Q = self.K if Q is None else Q
+                if not tree_pays(Q, self.K, kern, bandwidth, qscale):
+                    return "brute"
+        if self.tree is None:
+            self.tree = KeyTree(self.K)
+        return self.tree
 
 
 def key_order(algorithm, be, kern, Qs, KT, *, same=False, qscale=None):
@@ -211,7 +268,7 @@ def key_order(algorithm, be, kern, Qs, KT, *, same=False, qscale=None):
             raise ValueError(f"algorithm: the KeyTree holds {algorithm.n_keys} keys, the call "
                              f"has {m}")
         return TileOrder(algorithm.order, algorithm.leaf_size, same)
-    if algorithm == "auto" and not tree_pays(Qs, KT, kern, qscale):
+    if algorithm == "auto" and not tree_pays(Qs, KT.T, kern, 1.0, qscale):
         return None
     leaf = _config.TREE_LEAF_KEYS
     return TileOrder(be.tree_order(KT.T, leaf), leaf, same)

@@ -505,7 +505,7 @@ def _body(score, absorb, family, d, p, discrete, causal):
 def _pruned_sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self_shift,
                   wv, qscale, degree, order, progress, VS, coef, discrete):
     """:func:`sweep` with the pruned tile schedule: reorder, sweep, restore the order."""
-    n, m = Q.shape[0], KT.shape[1]
+    m = KT.shape[1]
     kperm = order.keys
     if order.same:
         qperm = kperm

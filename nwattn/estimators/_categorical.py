@@ -233,7 +233,7 @@ def mixed_bandwidth(estimator, X, y, kern, sample_weight):
                 X, y, kern, per_feature=estimator.bandwidth_per_feature,
                 sample_weight=sample_weight, fallback=cv_fallback, tol=estimator.tol,
                 device=estimator.device, degree=getattr(estimator, "degree", 0),
-                verbose=estimator.verbose, discrete=disc)
+                verbose=estimator.verbose, discrete=disc, algorithm=estimator.algorithm)
         estimator.cv_score_ = sel.cv_score
         return sel.bandwidth
     if isinstance(bw, str) or np.ndim(bw) == 0:

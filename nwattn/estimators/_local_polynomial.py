@@ -18,6 +18,7 @@ from ._categorical import (CATEGORICAL_PARAMS, check_continuous_finite, check_qu
                            discrete_spec, encode_predict, fit_discrete, mixed_bandwidth,
                            nearest_continuous)
 from ._integrations import integration_for
+from ._pruning import ALGORITHM_PARAM, algorithm_for, fit_keys
 from ._nadaraya_watson import _KernelName
 from ._uncertainty import UncertaintyMixin
 
@@ -135,6 +136,15 @@ class LocalPolynomialRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixi
         all cores. The previous setting is restored afterwards.
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where to compute the moments.
+    algorithm : {"auto", "brute", "tree"}, default="auto"
+        Which training points each pass visits: all of them
+        (``"brute"``), or, ordered once at fit in a k-d tree, only the
+        tiles of them that can weigh in at each query (``"tree"``; CPU;
+        exact for compact kernels, equal to brute force to rounding for the
+        gaussian and laplacian). ``"auto"`` prunes a pass when a sample of
+        its pairs says few weigh in. Applies to the bandwidth search, the
+        robustness iterations, the predictions and the intervals. See
+        :doc:`/pruning`.
     verbose : int, default=0
         0 is silent. 1 prints on stderr, during :meth:`fit` with
         ``bandwidth="cv"``, a line per evaluation of the cross-validation
@@ -264,6 +274,7 @@ class LocalPolynomialRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixi
         "vce": [StrOptions(set(VCE_NAMES))],
         "variance_smoothing": [Interval(Real, 0, None, closed="left")],
         **CATEGORICAL_PARAMS,
+        **ALGORITHM_PARAM,
     }
 
     def __init__(self, degree=1, kernel="gaussian", bandwidth="cv", *,
@@ -271,7 +282,7 @@ class LocalPolynomialRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixi
                  fallback="lower", tol=1e-4, n_jobs=None, device="cpu", verbose=0,
                  categorical_features=None, ordered_features=None,
                  categorical_kernel="aitchison_aitken", ordered_kernel="li_racine",
-                 handle_unknown="error", vce="hc3", variance_smoothing=2.0):
+                 handle_unknown="error", vce="hc3", variance_smoothing=2.0, algorithm="auto"):
         self.degree = degree
         self.kernel = kernel
         self.bandwidth = bandwidth
@@ -290,6 +301,7 @@ class LocalPolynomialRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixi
         self.handle_unknown = handle_unknown
         self.vce = vce
         self.variance_smoothing = variance_smoothing
+        self.algorithm = algorithm
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -343,6 +355,7 @@ class LocalPolynomialRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixi
         self.sample_weight_ = sample_weight
         self.robustness_weights_ = None
         self._noise_cache = None
+        fit_keys(self, X)
         if self.span is not None:
             from ..neighbors import span_neighbors
 
@@ -369,6 +382,7 @@ class LocalPolynomialRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixi
                     X, y, kern, per_feature=self.bandwidth_per_feature,
                     sample_weight=sample_weight, fallback=cv_fallback, tol=self.tol,
                     device=self.device, degree=self.degree, verbose=self.verbose,
+                    algorithm=self.algorithm,
                 )
             self.cv_score_ = sel.cv_score
             return sel.bandwidth
@@ -451,7 +465,8 @@ class LocalPolynomialRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixi
                     device=self.device,
                     progress=progress_callback(self.verbose,
                                                label=f"{type(self).__name__}.{label}"),
-                    key_std=None if noise is None else noise[:, cols], discrete=disc)
+                    key_std=None if noise is None else noise[:, cols], discrete=disc,
+                    algorithm=algorithm_for(self, X, h, factor))
             if with_se:
                 state = self._window_matched(state, X, cols, key_weight)
             fit = solve_local(state, lower)

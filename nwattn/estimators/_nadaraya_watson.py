@@ -18,6 +18,7 @@ from ._categorical import (CATEGORICAL_PARAMS, check_continuous_finite, check_qu
                            discrete_spec, encode_predict, fit_discrete, mixed_bandwidth,
                            nearest_continuous)
 from ._integrations import integration_for
+from ._pruning import ALGORITHM_PARAM, algorithm_for, fit_keys
 from ._uncertainty import UncertaintyMixin
 
 __all__ = ["NadarayaWatsonRegressor"]
@@ -100,6 +101,16 @@ class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin
         Where to compute the predictions and the cross-validation scores.
         The gradient of the per-feature bandwidth search has no GPU kernel:
         there ``"auto"`` means the CPU and ``"cuda"`` is refused.
+    algorithm : {"auto", "brute", "tree"}, default="auto"
+        Which training points each pass visits, in scikit-learn's
+        neighbours vocabulary: all of them (``"brute"``), or, ordered once
+        at fit in a k-d tree, only the tiles of them that can weigh in at
+        each query (``"tree"``; smoothing kernels, CPU; exact for compact
+        kernels, equal to brute force to rounding for the gaussian and
+        laplacian). ``"auto"`` prunes a pass when a sample of its pairs says
+        few weigh in (few features, a small bandwidth). Applies to the
+        bandwidth search, the predictions and the intervals. See
+        :doc:`/pruning`.
     verbose : int, default=0
         0 is silent. 1 prints on stderr, during :meth:`fit` with
         ``bandwidth="cv"``, a line per evaluation of the cross-validation
@@ -231,13 +242,14 @@ class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin
         "vce": [StrOptions(set(VCE_NAMES))],
         "variance_smoothing": [Interval(Real, 0, None, closed="left")],
         **CATEGORICAL_PARAMS,
+        **ALGORITHM_PARAM,
     }
 
     def __init__(self, kernel="gaussian", bandwidth="cv", *, bandwidth_per_feature=False,
                  span=None, fallback="nan", tol=1e-4, n_jobs=None, device="cpu", verbose=0,
                  categorical_features=None, ordered_features=None,
                  categorical_kernel="aitchison_aitken", ordered_kernel="li_racine",
-                 handle_unknown="error", vce="hc3", variance_smoothing=2.0):
+                 handle_unknown="error", vce="hc3", variance_smoothing=2.0, algorithm="auto"):
         self.kernel = kernel
         self.bandwidth = bandwidth
         self.bandwidth_per_feature = bandwidth_per_feature
@@ -254,6 +266,7 @@ class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin
         self.handle_unknown = handle_unknown
         self.vce = vce
         self.variance_smoothing = variance_smoothing
+        self.algorithm = algorithm
 
     def fit(self, X, y, sample_weight=None):
         """Store the training set and choose the bandwidth.
@@ -337,7 +350,7 @@ class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin
                     sel = _bw.select_bandwidth(
                         X, y, kern, per_feature=self.bandwidth_per_feature,
                         sample_weight=sample_weight, fallback=cv_fallback, tol=self.tol,
-                        device=self.device, verbose=self.verbose,
+                        device=self.device, verbose=self.verbose, algorithm=self.algorithm,
                     )
                 self.bandwidth_ = sel.bandwidth
                 self.cv_score_ = sel.cv_score
@@ -348,6 +361,7 @@ class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin
         self.y_fit_ = y
         self.sample_weight_ = sample_weight
         self._noise_cache = None
+        fit_keys(self, X)
         return self
 
     def _has_discrete(self):
@@ -390,18 +404,20 @@ class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin
         if self.span is not None:
             from ..neighbors import span_radius
 
+            factor = span_radius(X, self.X_fit_, self.span)
             with threads(self.n_jobs):
                 return local_polynomial_state(
                     X, self.X_fit_, self.y_fit_, self.kernel, 1.0, degree=0,
-                    query_scale=span_radius(X, self.X_fit_, self.span),
-                    key_weight=self.sample_weight_, return_std=return_std, device=self.device,
-                    progress=report,
+                    query_scale=factor, key_weight=self.sample_weight_, return_std=return_std,
+                    device=self.device, progress=report,
+                    algorithm=algorithm_for(self, X, 1.0, factor),
                 )
         with threads(self.n_jobs):
             return attention_pool_state(
                 X, self.X_fit_, self.y_fit_, self.kernel, self.bandwidth_,
                 key_weight=self.sample_weight_, return_std=return_std, device=self.device,
                 progress=report, discrete=getattr(self, "discrete_", None),
+                algorithm=algorithm_for(self, X, self.bandwidth_),
             )
 
     def predict(self, X, return_std=False, return_se=False):
@@ -477,7 +493,8 @@ class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin
             state = local_polynomial_state(
                 X, self.X_fit_, self.y_fit_, kern.name, h, degree=0, query_scale=factor,
                 key_weight=self.sample_weight_, return_std=return_std, device=self.device,
-                key_std=np.abs(self._noise_residuals()), discrete=self._discrete())
+                key_std=np.abs(self._noise_residuals()), discrete=self._discrete(),
+                algorithm=algorithm_for(self, X, h, factor))
         state = self._window_matched(state, X, list(range(self._targets().shape[1])),
                                      self.sample_weight_)
         out = finalize_state(state, return_std=return_std, warn=False)

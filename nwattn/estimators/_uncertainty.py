@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._parallel import threads
 from .._validation import check_estimator_input
+from ._pruning import algorithm_for
 from ..uncertainty import MULTIPLIERS, wild_multipliers
 
 __all__ = ["UncertaintyMixin"]
@@ -101,10 +102,11 @@ class UncertaintyMixin:
         with threads(self.n_jobs):
             # The factor widens the continuous bandwidths only: the discrete
             # features' smoothing parameters are not lengths.
+            wide = factor * self.variance_smoothing
             state = local_polynomial_state(X, X, raw, self.kernel, h, degree=0,
-                                           query_scale=factor * self.variance_smoothing,
-                                           key_weight=self.sample_weight_,
-                                           discrete=self._discrete())
+                                           query_scale=wide, key_weight=self.sample_weight_,
+                                           discrete=self._discrete(),
+                                           algorithm=algorithm_for(self, X, h, wide))
         var = finalize_state(state, warn=False).reshape(raw.shape)
         return np.where(np.isfinite(var), np.maximum(var, 0.0), raw)
 
@@ -166,7 +168,8 @@ class UncertaintyMixin:
             with threads(self.n_jobs):
                 state = local_polynomial_state(X, X, Y[:, cols], kern.name, h,
                                                degree=self._fit_degree, query_scale=factor,
-                                               key_weight=key_weight, discrete=self._discrete())
+                                               key_weight=key_weight, discrete=self._discrete(),
+                                               algorithm=algorithm_for(self, X, h, factor))
             fit = solve_local(state, lower_degree=True)
             fitted[:, cols] = fit.pred
             with np.errstate(divide="ignore"):
@@ -213,7 +216,8 @@ class UncertaintyMixin:
                 state = local_polynomial_state(X, self.X_fit_, V, kern.name, h, degree=degree,
                                                query_scale=factor, key_weight=key_weight,
                                                key_std=np.abs(res[:, cols]),
-                                               discrete=self._discrete())
+                                               discrete=self._discrete(),
+                                               algorithm=algorithm_for(self, X, h, factor))
             state = self._window_matched(state, X, cols, key_weight)
             with np.errstate(invalid="ignore", divide="ignore"):
                 noise[:, cols] = state.acc[:, k:] / state.norm[:, None] + state.center[k:]
@@ -386,7 +390,8 @@ class UncertaintyMixin:
             U = np.concatenate([res[:, c, None] * eta for c in cols], axis=1)
             with threads(self.n_jobs):
                 dev = smoother_pool(X, self.X_fit_, U, coef, kern.name, h, degree=degree,
-                                    query_scale=factor, key_weight=key_weight)
+                                    query_scale=factor, key_weight=key_weight,
+                                    algorithm=algorithm_for(self, X, h, factor))
             for k, c in enumerate(cols):
                 with np.errstate(invalid="ignore", divide="ignore"):
                     t[:, :, c] = (dev[:, k * B:(k + 1) * B] / se[:, c, None]).T
