@@ -131,6 +131,13 @@ def reach2(code, compact):
     laplacian, the distance at which a full tile's weight falls below the
     pruning bound's ``2**-60`` of a weight of 1 (what ``"auto"``'s sample
     counts as within reach).
+
+    Examples
+    --------
+    >>> from nwattn.kernels import GAUSSIAN, EPANECHNIKOV
+    >>> from nwattn.pruning import reach2
+    >>> reach2(EPANECHNIKOV, True), round(reach2(GAUSSIAN, False) ** 0.5, 2)
+    (1.0, 9.64)
     """
     if compact:
         return 1.0
@@ -246,6 +253,19 @@ def key_order(algorithm, be, kern, Qs, KT, *, same=False, qscale=None):
     whether the queries are the keys themselves (leave-one-out), so that
     they are taken in the keys' order; ``qscale``: each query's factor of
     its offsets (nearest-neighbour bandwidths).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn._backend import get_backend
+    >>> from nwattn.kernels import get_kernel
+    >>> from nwattn.pruning import key_order
+    >>> X = np.random.default_rng(0).random((1000, 2))
+    >>> order = key_order("tree", get_backend("cpu"), get_kernel("boxcar"), X, X.T)
+    >>> sorted(order.keys.tolist()) == list(range(1000)), order.leaf
+    (True, 128)
+    >>> key_order("auto", get_backend("cpu"), get_kernel("boxcar"), X, X.T) is None
+    True
     """
     from ._cpu.tree import TileOrder
 
