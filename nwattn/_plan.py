@@ -1,9 +1,13 @@
-"""Work decomposition shared by the backends: how many key splits a problem gets.
+"""Work decomposition shared by the backends: key splits, and the pruned schedule's order.
 
-The rule depends on the shape and the configuration only, never on the
+The split rule depends on the shape and the configuration only, never on the
 thread count or the device's occupancy, so a result is the same on any
 machine and for any number of threads.
 """
+
+from typing import NamedTuple
+
+import numpy as np
 
 
 def plan_splits(n, m, query_block, target_tasks, min_split_keys):
@@ -29,3 +33,22 @@ def plan_splits(n, m, query_block, target_tasks, min_split_keys):
     n_split = max(1, n_split)
     split_size = -(-m // n_split)
     return -(-m // split_size), split_size
+
+
+class TileOrder(NamedTuple):
+    """The keys' order of the pruned schedule.
+
+    Attributes
+    ----------
+    keys : ndarray of shape (n_keys,), int64
+        The permutation of the keys (:func:`kd_order`).
+    leaf : int
+        Keys per tile it was built for.
+    same : bool
+        The queries are the keys themselves (leave-one-out): they are
+        taken in the same order instead of one of their own.
+    """
+
+    keys: np.ndarray
+    leaf: int
+    same: bool

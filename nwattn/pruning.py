@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from . import _config
+from ._plan import TileOrder
 from . import _validation as _v
 from .kernels import DISTANCE, GAUSSIAN, LAPLACIAN
 
@@ -267,8 +268,6 @@ def key_order(algorithm, be, kern, Qs, KT, *, same=False, qscale=None):
     >>> key_order("auto", get_backend("cpu"), get_kernel("boxcar"), X, X.T) is None
     True
     """
-    from ._cpu.tree import TileOrder
-
     if isinstance(algorithm, str) and algorithm == "brute":
         return None
     explicit = not (isinstance(algorithm, str) and algorithm == "auto")

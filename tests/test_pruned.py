@@ -82,6 +82,16 @@ def test_pooling_equals_brute_force(rng, small_tiles, kernel, kind):
         _close(a, r, 1e-9)
 
 
+@pytest.mark.parametrize("kernel", ["epanechnikov", "gaussian"])
+def test_many_outputs_matrix_body(rng, small_tiles, kernel):
+    """Twenty value columns take the matrix-product body: pruned there too."""
+    X = rng.random((300, 2))
+    V = rng.normal(size=(300, 20))
+    brute = ops.attention_pool(X, X, V, kernel, 0.1, exclude_self=True, algorithm="brute")
+    tree = ops.attention_pool(X, X, V, kernel, 0.1, exclude_self=True, algorithm="tree")
+    _close(tree, brute, 1e-12)
+
+
 @pytest.mark.parametrize("kernel", DISTANCE_KERNELS)
 def test_float32_equals_brute_force(rng, small_tiles, kernel):
     X = rng.random((400, 2)).astype(np.float32)

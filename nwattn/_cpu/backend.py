@@ -73,7 +73,7 @@ class CPUBackend:
         sweeps below. ``discrete``: None, or the discrete features'
         ``(QC, KCT, LT, DT)`` (see :mod:`nwattn._cpu.discrete`); the same
         for the other kernel sweeps below. ``order``: None (every pair),
-        or the keys' :class:`nwattn._cpu.tree.TileOrder` of the pruned
+        or the keys' :class:`nwattn._plan.TileOrder` of the pruned
         tile schedule (a distance kernel); the same for the other sweeps
         below but the learned one.
         """

@@ -470,7 +470,7 @@ def sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, self
     result is bit for bit that of a call on the item alone. Without it,
     ``Q`` and ``KT`` are one item and ``logw`` its key weights.
 
-    ``order`` (:class:`nwattn._cpu.tree.TileOrder`, a distance kernel, no
+    ``order`` (:class:`nwattn._plan.TileOrder`, a distance kernel, no
     ``batch``): the pruned tile schedule. The keys are taken in that order
     (and the queries in their own k-d order, or the keys' when they are
     the same points), each block of queries visits only the key tiles

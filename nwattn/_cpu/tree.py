@@ -47,8 +47,6 @@ every tile of positive weight bound.
 """
 
 import math
-from typing import NamedTuple
-
 import numpy as np
 from numba import njit
 
@@ -62,25 +60,6 @@ POSITIVE_PHASES = 2
 #: Relative shrink of the squared box distance before it is bounded: keeps
 #: every key a kernel can weigh, whatever the rounding of its distance.
 _SHRINK = 1.0 - 2.0**-10
-
-class TileOrder(NamedTuple):
-    """The keys' order of the pruned schedule.
-
-    Attributes
-    ----------
-    keys : ndarray of shape (n_keys,), int64
-        The permutation of the keys (:func:`kd_order`).
-    leaf : int
-        Keys per tile it was built for.
-    same : bool
-        The queries are the keys themselves (leave-one-out): they are
-        taken in the same order instead of one of their own.
-    """
-
-    keys: np.ndarray
-    leaf: int
-    same: bool
-
 
 #: Deepest walk of the tile tree (its depth is log2 of the tiles, plus one).
 _STACK = 128
