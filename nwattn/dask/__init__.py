@@ -35,6 +35,15 @@ checked on the client. The nearest-neighbour fallback and the gradient of a
 per-feature bandwidth search run on the CPU (for the latter ``"cuda"`` is
 refused, as in memory).
 
+Pruning. ``algorithm`` (``"auto"``, ``"brute"`` or ``"tree"``, see
+:mod:`nwattn.pruning`) is passed on to every (query block, key chunk) task,
+which orders the keys of its own chunk in a k-d tree and visits only the
+tiles that can reach its queries: the result is the in-memory one to
+rounding, whatever the chunking. ``"auto"`` decides for each task from its
+own chunk (small chunks stay brute force). A
+:class:`~nwattn.pruning.KeyTree` orders one whole array of keys, so it
+cannot be passed.
+
 Concurrency. Dask's threaded workers call the compiled kernels from several
 threads at once; :mod:`nwattn._parallel` makes that safe under every Numba
 threading layer.

@@ -8,6 +8,7 @@ import dask
 import dask.array as da
 
 from .. import _validation as _v
+from .. import pruning
 from .._device import DEVICES
 from ..kernels import get_kernel
 
@@ -61,6 +62,32 @@ def check_device(device):
     if not isinstance(device, str) or device.lower() not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
     return device.lower()
+
+
+def check_algorithm(algorithm, kernel=None, device="cpu"):
+    """Validate ``algorithm`` on the client: ``"auto"``, ``"brute"`` or ``"tree"``, lower case.
+
+    Each (query block, key chunk) task passes the string on to the
+    in-memory computation, which orders the keys of its own chunk and
+    prunes the tiles of that chunk. A :class:`~nwattn.pruning.KeyTree`
+    orders one whole array of keys in one row order, which no chunk of a
+    Dask array is, so it is refused. ``"tree"`` with an attention score
+    (``kernel``) or with ``device="cuda"`` could only fail in every task,
+    so it is refused here, when the graph is built, with the in-memory
+    message.
+    """
+    if isinstance(algorithm, pruning.KeyTree):
+        raise ValueError("algorithm must be 'auto', 'brute' or 'tree' on Dask arrays, got a "
+                         "KeyTree: each task orders the keys of its own chunk")
+    algorithm = pruning.check_algorithm(algorithm)
+    if algorithm == "tree":
+        if kernel is not None and not get_kernel(kernel).is_distance:
+            raise ValueError(f"algorithm='tree' prunes smoothing kernels only; the score "
+                             f"{get_kernel(kernel).name!r} takes algorithm='brute' or 'auto'")
+        if device == "cuda":
+            raise ValueError("algorithm='tree' runs on the CPU only: use device='cpu', or "
+                             "algorithm='brute'")
+    return algorithm
 
 
 def check_split_every(split_every):

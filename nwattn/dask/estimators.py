@@ -17,7 +17,8 @@ from .. import bandwidth as _bw
 from .._backend import backend_for
 from .._validation import check_bandwidth
 from ..kernels import get_kernel
-from ._inputs import as_dask, blocks, check_device, check_split_every, prepare, training_set
+from ._inputs import (as_dask, blocks, check_algorithm, check_device, check_split_every,
+                      prepare, training_set)
 from .loo import _select, moments
 from .pool import finalized, nearest_states, pooled_states
 from .blockwise import predict
@@ -83,7 +84,9 @@ def nadaraya_watson_fit(estimator, X, y, sample_weight):
     ----------
     estimator : NadarayaWatsonRegressor
         Its parameters (kernel, bandwidth, bandwidth_per_feature, fallback,
-        tol, device) are read.
+        tol, device, algorithm) are read; ``algorithm`` is passed on to
+        every task of the leave-one-out search, which orders and prunes
+        its own chunk of keys.
     X, y, sample_weight : dask.array.Array or array_like
         The training set.
 
@@ -109,6 +112,8 @@ def nadaraya_watson_fit(estimator, X, y, sample_weight):
     """
     kern = get_kernel(estimator.kernel)
     device = check_device(estimator.device)
+    # Refused before the data are read, as the in-memory fit refuses it.
+    algorithm = check_algorithm(estimator.algorithm, kern, device)
     per_feature = bool(estimator.bandwidth_per_feature)
     bw = estimator.bandwidth
     if isinstance(bw, str) and bw == "cv" and per_feature and kern.name != "boxcar":
@@ -128,7 +133,7 @@ def nadaraya_watson_fit(estimator, X, y, sample_weight):
         fallback = "nearest" if estimator.fallback == "nearest" else "mean"
         sel = _select(X, Y2, W, kern, m, per_feature=per_feature, fallback=fallback,
                       tol=float(estimator.tol), device=device,
-                      split_every=check_split_every(None))
+                      split_every=check_split_every(None), algorithm=algorithm)
         bandwidth, cv_score = sel.bandwidth, sel.cv_score
     else:
         checked = check_bandwidth(bw, X.shape[1], np.float64)
@@ -145,8 +150,9 @@ def nadaraya_watson_predict(estimator, X, return_std):
     """:meth:`NadarayaWatsonRegressor.predict` with Dask queries or a distributed training set.
 
     The pooling of :func:`nwattn.dask.attention_pool` with the training set
-    as keys, on the estimator's ``device``, the ``fallback`` applied block
-    by block.
+    as keys, on the estimator's ``device`` and with its ``algorithm`` (each
+    task ordering and pruning its own chunk of keys), the ``fallback``
+    applied block by block.
 
     Parameters
     ----------
@@ -175,6 +181,7 @@ def nadaraya_watson_predict(estimator, X, return_std):
     array([1.])
     """
     device = check_device(estimator.device)
+    algorithm = check_algorithm(estimator.algorithm, estimator.kernel, device)
     Q = as_dask(X, "X")
     if Q.shape[1] != estimator.n_features_in_:
         raise ValueError(
@@ -188,7 +195,7 @@ def nadaraya_watson_predict(estimator, X, return_std):
                                             estimator.sample_weight_, False)
     split_every = check_split_every(None)
     states, center = pooled_states(Q, K, V2, W, kernel, h, False, return_std, dtype,
-                                   split_every, device)
+                                   split_every, device, algorithm=algorithm)
     nearest = (nearest_states(states, Q, K, V2, W, h, False, split_every)
                if _needs_nearest(kernel, fallback) else None)
     spread = None

@@ -56,8 +56,8 @@ from .._layout import local_layout, pool_layout
 from ..kernels import DISTANCE, get_kernel
 from ..ops import local_polynomial_state
 from ..state import LocalInfo, finalize_local
-from ._inputs import (as_dask, blocks, check_degree, check_device, check_split_every, prepare,
-                      starts)
+from ._inputs import (as_dask, blocks, check_algorithm, check_degree, check_device,
+                      check_split_every, prepare, starts)
 from .pool import chunk_weights, common_center, empty_packed, merge_tree, pack, unpack
 
 __all__ = ["local_polynomial", "span_radius", "SHARDED_SPAN_NEIGHBORS"]
@@ -243,10 +243,11 @@ def _local_info(degree, bandwidth, scale, n):
 
 
 def _local_block(q, k, v, w, center, scale, q0, k0, s=None, *, kernel, bandwidth, degree,
-                 exclude_self, dtype, device):
+                 exclude_self, dtype, device, algorithm):
     """Packed moments of query block ``q`` over key chunk ``k`` (one task).
 
-    ``s``: the chunk's noise scales, for the standard errors' sandwich.
+    ``s``: the chunk's noise scales, for the standard errors' sandwich;
+    ``algorithm``: the tiles of this chunk's keys to visit, ordered here.
     """
     n_meat = 0 if s is None else np.asarray(s).reshape(k.shape[0], -1).shape[1]
     width = local_layout(v.shape[1], q.shape[1], degree, n_meat=n_meat).width
@@ -258,7 +259,8 @@ def _local_block(q, k, v, w, center, scale, q0, k0, s=None, *, kernel, bandwidth
     state = local_polynomial_state(q, k, v, kernel, bandwidth, degree=degree, query_scale=scale,
                                    key_weight=w, exclude_self=exclude_self,
                                    query_offset=int(q0), key_offset=int(k0),
-                                   center=np.asarray(center, dtype), device=device, key_std=s)
+                                   center=np.asarray(center, dtype), device=device, key_std=s,
+                                   algorithm=algorithm)
     return pack(state)
 
 
@@ -274,7 +276,7 @@ def _solve_block(packed, center, local, p, values_1d, return_gradient, lower_deg
 
 def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, span=None,
                      key_weight=None, exclude_self=False, return_gradient=False,
-                     lower_degree=False, split_every=None, device="cpu"):
+                     lower_degree=False, split_every=None, device="cpu", algorithm="auto"):
     """Local polynomial regression (local linear, local quadratic, loess) on Dask arrays.
 
     The distributed twin of :func:`nwattn.ops.local_polynomial`, with the
@@ -325,6 +327,15 @@ def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, spa
         Where each task computes its moments, passed on to
         :func:`nwattn.ops.local_polynomial_state` on the worker that runs
         it; only the name is checked when the graph is built.
+    algorithm : {"auto", "brute", "tree"}, default="auto"
+        Which key tiles each task visits, as for
+        :func:`nwattn.ops.attention_pool`, passed on to every (query block,
+        key chunk) task: each chunk's keys are ordered and pruned on their
+        own: the result is the in-memory one to rounding, whatever the
+        chunking. ``"auto"`` decides for each task from its own chunk. A
+        :class:`~nwattn.pruning.KeyTree` is refused (it orders a whole
+        array of keys, not its chunks). The radii of ``span`` are not
+        kernel passes and do not depend on it.
 
     Returns
     -------
@@ -374,6 +385,7 @@ def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, spa
     """
     split_every = check_split_every(split_every)
     device = check_device(device)
+    algorithm = check_algorithm(algorithm, None, device)
     degree = check_degree(degree)
     if return_gradient and degree < 1:
         raise ValueError("return_gradient=True needs degree 1 or 2")
@@ -398,7 +410,7 @@ def local_polynomial(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=1, spa
     block = dask.delayed(_local_block, pure=True)
     solve = dask.delayed(_solve_block, pure=True, nout=2 if return_gradient else None)
     options = dict(kernel=kernel, bandwidth=h, degree=degree, exclude_self=bool(exclude_self),
-                   dtype=dtype, device=device)
+                   dtype=dtype, device=device, algorithm=algorithm)
     preds, grads = [], []
     for qb, q0, n_i, scale in zip(q_blocks, q_starts, Q.chunks[0], scales):
         local = info(degree, h, scale, n_i)
@@ -433,7 +445,7 @@ def _interval_fit(packed, center, local, p, bias_correction):
 
 
 def _boot_block(q, k, r, w, fit, scale, k0, *, seed, n_bootstrap, multiplier, kernel,
-                bandwidth, degree, dtype):
+                bandwidth, degree, dtype, algorithm):
     """Packed smoother state of a query block's bootstrap columns over one key chunk (one task).
 
     The columns are the chunk's residuals times its keys' multipliers,
@@ -452,7 +464,7 @@ def _boot_block(q, k, r, w, fit, scale, k0, *, seed, n_bootstrap, multiplier, ke
     U = np.concatenate([r[:, [c]] * eta for c in range(r.shape[1])], axis=1)
     state = smoother_pool_state(q, k, U, fit[2], kernel, bandwidth, degree=degree,
                                 query_scale=scale, key_weight=w,
-                                center=np.zeros(U.shape[1]))
+                                center=np.zeros(U.shape[1]), algorithm=algorithm)
     return pack(state)
 
 
@@ -500,7 +512,7 @@ def local_polynomial_interval(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_
                               residuals=None, degree=1, span=None, key_weight=None, level=0.95,
                               bias_correction=True, method="asymptotic", simultaneous=False,
                               n_bootstrap=999, multiplier="mammen", seed=0,
-                              split_every=None):
+                              split_every=None, algorithm="auto"):
     """Confidence intervals and bootstrap bands of a local polynomial on Dask arrays.
 
     The distributed twin of
@@ -514,8 +526,11 @@ def local_polynomial_interval(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_
 
     Parameters
     ----------
-    Q, K, V, kernel, bandwidth, degree, span, key_weight, split_every
-        As for :func:`local_polynomial`.
+    Q, K, V, kernel, bandwidth, degree, span, key_weight, split_every, algorithm
+        As for :func:`local_polynomial`: ``algorithm`` is passed on to
+        every task's moments and bootstrap smoother passes, each chunk's
+        keys being ordered and pruned on their own, so the result is the
+        in-memory one to rounding, whatever the chunking.
     key_std : dask.array.Array or array_like of shape (n_keys,) or (n_keys, n_outputs)
         Noise scale of each key (see :mod:`nwattn.uncertainty`).
     residuals : same shape as ``key_std``, default=None
@@ -559,6 +574,7 @@ def local_polynomial_interval(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_
     from ..uncertainty import MULTIPLIERS
 
     split_every = check_split_every(split_every)
+    algorithm = check_algorithm(algorithm)
     degree = check_degree(degree)
     if not (isinstance(level, (int, float, np.floating)) and 0 < level < 1):
         raise ValueError(f"level must be in (0, 1), got {level!r}")
@@ -601,7 +617,7 @@ def local_polynomial_interval(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_
     block = dask.delayed(_local_block, pure=True)
     solve = dask.delayed(_interval_fit, pure=True)
     options = dict(kernel=kernel, bandwidth=h, degree=fit_degree, exclude_self=False,
-                   dtype=dtype, device="cpu")
+                   dtype=dtype, device="cpu", algorithm=algorithm)
     fits, ts = [], []
     for qb, q0, n_i, scale in zip(q_blocks, q_starts, Q.chunks[0], scales):
         local = info(fit_degree, h, scale, n_i)
@@ -615,7 +631,7 @@ def local_polynomial_interval(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_
             B = int(n_bootstrap)
             parts = [boot(qb, kb, rb, wb, fit, scale, k0, seed=int(seed), n_bootstrap=B,
                           multiplier=multiplier, kernel=kernel, bandwidth=h,
-                          degree=fit_degree, dtype=dtype)
+                          degree=fit_degree, dtype=dtype, algorithm=algorithm)
                      for kb, rb, wb, k0 in zip(k_blocks, r_blocks, w_blocks, k_starts)]
             merged = merge_tree(parts, split_every, B * p)
             ts.append(dask.delayed(_studentised, pure=True)(merged, fit, B * p, B))

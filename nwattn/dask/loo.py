@@ -19,7 +19,8 @@ from ..kernels import get_kernel
 from ..loo import LooTotals, check_fallback, loo_error, slope_state
 from ..ops import merge_states
 from .._backend import backend_for
-from ._inputs import blocks, check_device, check_split_every, starts, training_set
+from ._inputs import (blocks, check_algorithm, check_device, check_split_every, starts,
+                      training_set)
 from .pool import merge_tree, nearest_states, pooled_states, unpack
 
 # ------------------------------------------------------ training-set summaries
@@ -118,10 +119,10 @@ def _loo_block(packed, nearest, center, y, w, fallback, totals):
     return np.array([err.sse])
 
 
-def _slopes_block(q, k, v, w, center, q0, k0, *, kernel, bandwidth):
-    """Slope state of training block ``q`` over key chunk ``k`` (one task)."""
+def _slopes_block(q, k, v, w, center, q0, k0, *, kernel, bandwidth, algorithm):
+    """Slope state of training block ``q`` over key chunk ``k`` (one task; keys pruned here)."""
     return slope_state(q, k, v, kernel, bandwidth, key_weight=w, query_offset=int(q0),
-                       key_offset=int(k0), center=center)
+                       key_offset=int(k0), center=center, algorithm=algorithm)
 
 
 def _merge_slopes_block(p, *states):
@@ -144,10 +145,12 @@ def _needs_nearest(kern, fallback):
     return fallback == "nearest" and kern.is_compact
 
 
-def _sse_parts(X, Y2, W, kern, bandwidth, fallback, totals, center, split_every, device):
+def _sse_parts(X, Y2, W, kern, bandwidth, fallback, totals, center, split_every, device,
+               algorithm):
     """Lazy blocks' shares ``[sse]`` of the score, as a (n_blocks, 1) Dask array."""
     states, _ = pooled_states(X, X, Y2, W, kern.name, bandwidth, True, False,
-                              np.dtype(np.float64), split_every, device, center=center)
+                              np.dtype(np.float64), split_every, device, center=center,
+                              algorithm=algorithm)
     nearest = (nearest_states(states, X, X, Y2, W, bandwidth, True, split_every)
                if _needs_nearest(kern, fallback) else [None] * len(states))
     w_blocks = [None] * len(states) if W is None else blocks(W)
@@ -157,14 +160,14 @@ def _sse_parts(X, Y2, W, kern, bandwidth, fallback, totals, center, split_every,
                      for st, near, yb, wb in zip(states, nearest, blocks(Y2), w_blocks)])
 
 
-def _grad_parts(X, Y2, W, kern, bandwidth, fallback, totals, center, split_every):
+def _grad_parts(X, Y2, W, kern, bandwidth, fallback, totals, center, split_every, algorithm):
     """Lazy blocks' shares ``[sse, d sse / d log h_t ...]``, a (n_blocks, 1 + d) Dask array."""
     x_blocks, y_blocks = blocks(X), blocks(Y2)
     w_blocks = [None] * len(x_blocks) if W is None else blocks(W)
     first = starts(X.chunks[0])
     block = dask.delayed(_slopes_block, pure=True)
     states = [merge_tree([block(qb, kb, vb, wb, center, q0, k0, kernel=kern.name,
-                                bandwidth=bandwidth)
+                                bandwidth=bandwidth, algorithm=algorithm)
                           for kb, vb, wb, k0 in zip(x_blocks, y_blocks, w_blocks, first)],
                          split_every, None, _merge_slopes_block)
               for qb, q0 in zip(x_blocks, first)]
@@ -188,11 +191,13 @@ class _DaskLooProblem:
     evaluation is one Dask computation over the blocks.
     """
 
-    def __init__(self, X, Y2, W, kern, fallback, m, device, split_every):
+    def __init__(self, X, Y2, W, kern, fallback, m, device, split_every, algorithm="auto"):
         self.X, self.Y2, self.W = X.astype(np.float64), Y2, W
         self.kernel = kern
         self.fallback = fallback
         self.device = device
+        # A string, passed on to every task: each orders its own chunk of keys.
+        self.algorithm = algorithm
         self.split_every = split_every
         self.totals = LooTotals(m["y_total"], m["wsum"])
         self.center = m["y_mean"]
@@ -208,7 +213,7 @@ class _DaskLooProblem:
         """The score at ``bandwidth`` as a lazy Dask scalar."""
         parts = _sse_parts(self.X, self.Y2, self.W, self.kernel, self._bandwidth(bandwidth),
                            self.fallback, self.totals, self.center, self.split_every,
-                           self.device)
+                           self.device, self.algorithm)
         return parts.sum() / self.totals.weight_sum
 
     def value(self, bandwidth):
@@ -217,7 +222,8 @@ class _DaskLooProblem:
     def value_and_gradient(self, bandwidth):
         backend_for(self.device, need="slopes", what="the gradient of the leave-one-out score")
         parts = _grad_parts(self.X, self.Y2, self.W, self.kernel, self._bandwidth(bandwidth),
-                            self.fallback, self.totals, self.center, self.split_every)
+                            self.fallback, self.totals, self.center, self.split_every,
+                            self.algorithm)
         total = np.asarray(parts.sum(axis=0).compute()) / self.totals.weight_sum
         return float(total[0]), total[1:]
 
@@ -236,7 +242,7 @@ def _check_kernel(kernel):
 
 
 def loo_cv_error(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
-                 fallback="mean", split_every=None, device="cpu"):
+                 fallback="mean", split_every=None, device="cpu", algorithm="auto"):
     """Leave-one-out cross-validation score of Nadaraya-Watson regression on Dask arrays.
 
     The score of :func:`nwattn.bandwidth.loo_cv_score`, with the same
@@ -270,6 +276,14 @@ def loo_cv_error(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
         Fan-in of the merge trees, as in :func:`attention_pool`.
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where each pooling task runs, as in :func:`attention_pool`.
+    algorithm : {"auto", "brute", "tree"}, default="auto"
+        Which key tiles each task visits, as for
+        :func:`nwattn.ops.attention_pool`, passed on to every (block of
+        points, key chunk) task: each chunk's keys are ordered and pruned
+        on their own: the result is the in-memory one to rounding,
+        whatever the chunking. ``"auto"`` decides for each task from its
+        own chunk. A :class:`~nwattn.pruning.KeyTree` is refused (it
+        orders a whole array of keys, not its chunks).
 
     Returns
     -------
@@ -303,6 +317,7 @@ def loo_cv_error(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
     fallback = check_fallback(fallback)
     split_every = check_split_every(split_every)
     device = check_device(device)
+    algorithm = check_algorithm(algorithm, kern, device)
     X, _, Y2, W = training_set(X, y, sample_weight)
     h = _v.check_bandwidth(bandwidth, X.shape[1], np.float64)
     checks, sums = _reductions(X, Y2, W)
@@ -313,14 +328,14 @@ def loo_cv_error(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
         {name: blocks(val)[0] for name, val in sums.items()})
     center = dask.delayed(_center_task, pure=True)(totals)
     parts = _sse_parts(X.astype(np.float64), Y2, W, kern, h, fallback, totals, center,
-                       split_every, device)
+                       split_every, device, algorithm)
     score = dask.delayed(_score_task, pure=True)(blocks(parts.sum())[0], totals)
     return da.from_delayed(score, shape=(), dtype=np.float64)
 
 
 def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weight=None,
                      fallback="mean", tol=1e-4, device="cpu", candidates=None,
-                     split_every=None):
+                     split_every=None, algorithm="auto"):
     """Bandwidth minimising the leave-one-out cross-validation score, on Dask arrays.
 
     The twin of :func:`nwattn.bandwidth.select_bandwidth`: the same score
@@ -359,6 +374,15 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
         compute :func:`loo_cv_error` for each of them.
     split_every : int, default=None
         Fan-in of the merge trees.
+    algorithm : {"auto", "brute", "tree"}, default="auto"
+        Which key tiles each task visits, as for
+        :func:`nwattn.ops.attention_pool`, passed on to every task of every
+        score and gradient: each chunk's keys are ordered and pruned on
+        their own: the result is the in-memory one to rounding, whatever
+        the chunking. ``"auto"`` decides for each task from its own chunk
+        and the bandwidth being scored. A
+        :class:`~nwattn.pruning.KeyTree` is refused (it orders a whole
+        array of keys, not its chunks).
 
     Returns
     -------
@@ -389,6 +413,7 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
     tol = check_tol(tol)
     fallback = check_fallback(fallback)
     device = check_device(device)
+    algorithm = check_algorithm(algorithm, kern, device)
     split_every = check_split_every(split_every)
     if candidates is not None:
         if isinstance(candidates, (str, bytes)) or not hasattr(candidates, "__iter__"):
@@ -407,18 +432,18 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
     m = moments(X, Y2, W)
     return _select(X, Y2, W, kern, m, per_feature=per_feature, fallback=fallback, tol=tol,
                    device=device, split_every=split_every, candidates=candidates,
-                   checked=checked)
+                   checked=checked, algorithm=algorithm)
 
 
 def _select(X, Y2, W, kern, m, *, per_feature, fallback, tol, device, split_every,
-            candidates=None, checked=None):
+            candidates=None, checked=None, algorithm):
     """The body of :func:`select_bandwidth`, also the fit of the estimator on Dask arrays."""
     if m["n_positive"] < 2:
         raise ValueError(
             "leave-one-out cross-validation needs at least 2 samples with positive weight, "
             f"got n_samples={m['n_positive']}"
         )
-    problem = _DaskLooProblem(X, Y2, W, kern, fallback, m, device, split_every)
+    problem = _DaskLooProblem(X, Y2, W, kern, fallback, m, device, split_every, algorithm)
     if candidates is None:
         return search(problem, per_feature, tol)
     scores = np.array(dask.compute(*[problem.lazy_value(h) for h in checked]), dtype=float)

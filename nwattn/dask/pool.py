@@ -19,7 +19,7 @@ from .._layout import local_layout, pool_layout
 from ..loo import nearest_neighbor
 from ..ops import attention_pool_state
 from ..state import PoolState, finalize_state, merge_states
-from ._inputs import blocks, check_device, check_split_every, prepare, starts
+from ._inputs import blocks, check_algorithm, check_device, check_split_every, prepare, starts
 
 # ------------------------------------------------------- states as arrays
 #
@@ -80,8 +80,12 @@ def chunk_weights(w):
 
 
 def _state_block(q, k, v, w, center, q0, k0, *, kernel, bandwidth, exclude_self,
-                 return_std, dtype, device):
-    """Packed state of query block ``q`` over key chunk ``k`` (one task)."""
+                 return_std, dtype, device, algorithm):
+    """Packed state of query block ``q`` over key chunk ``k`` (one task).
+
+    With ``algorithm`` ``"tree"`` (or ``"auto"`` deciding so) the keys of
+    this chunk are ordered and pruned here, on their own.
+    """
     width = pool_layout(v.shape[1], return_std).width
     if q.shape[0] == 0 or k.shape[0] == 0:
         return empty_packed(q.shape[0], width, dtype)
@@ -91,7 +95,8 @@ def _state_block(q, k, v, w, center, q0, k0, *, kernel, bandwidth, exclude_self,
     state = attention_pool_state(q, k, v, kernel, bandwidth, key_weight=w,
                                  exclude_self=exclude_self, query_offset=int(q0),
                                  key_offset=int(k0), return_std=return_std,
-                                 center=np.asarray(center, dtype), device=device)
+                                 center=np.asarray(center, dtype), device=device,
+                                 algorithm=algorithm)
     return pack(state)
 
 
@@ -152,8 +157,12 @@ def common_center(V2, W):
 
 
 def pooled_states(Q, K, V2, W, kernel, bandwidth, exclude_self, return_std, dtype,
-                  split_every, device, center=None):
-    """Delayed packed state of every query block over all keys, and the centre."""
+                  split_every, device, center=None, *, algorithm):
+    """Delayed packed state of every query block over all keys, and the centre.
+
+    ``algorithm`` (checked by :func:`~nwattn.dask._inputs.check_algorithm`)
+    is passed on to every (query block, key chunk) task.
+    """
     center = common_center(V2, W) if center is None else center
     q_blocks, k_blocks, v_blocks = blocks(Q), blocks(K), blocks(V2)
     w_blocks = [None] * len(k_blocks) if W is None else blocks(W)
@@ -162,7 +171,8 @@ def pooled_states(Q, K, V2, W, kernel, bandwidth, exclude_self, return_std, dtyp
     p = V2.shape[1]
     block = dask.delayed(_state_block, pure=True)
     options = dict(kernel=kernel, bandwidth=bandwidth, exclude_self=bool(exclude_self),
-                   return_std=bool(return_std), dtype=dtype, device=device)
+                   return_std=bool(return_std), dtype=dtype, device=device,
+                   algorithm=algorithm)
     states = []
     for qb, q0 in zip(q_blocks, q_starts):
         parts = [block(qb, kb, vb, wb, center, q0, k0, **options)
@@ -275,7 +285,8 @@ def finalized(states, center, Q, p, values_1d, return_std, dtype, nearest=None, 
 
 
 def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
-                   exclude_self=False, return_std=False, split_every=None, device="cpu"):
+                   exclude_self=False, return_std=False, split_every=None, device="cpu",
+                   algorithm="auto"):
     """Attention pooling (Nadaraya-Watson regression) on Dask arrays.
 
     The distributed twin of :func:`nwattn.ops.attention_pool`, with the
@@ -317,6 +328,14 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
         worker without one fails its task with a RuntimeError), ``"auto"``
         chooses for every (query block, key chunk) pair by its size. Only
         the name is checked when the graph is built.
+    algorithm : {"auto", "brute", "tree"}, default="auto"
+        Which key tiles each task visits, as for
+        :func:`nwattn.ops.attention_pool`, passed on to every (query block,
+        key chunk) task: each chunk's keys are ordered and pruned on their
+        own: the result is the in-memory one to rounding, whatever the
+        chunking. ``"auto"`` decides for each task from its own chunk. A
+        :class:`~nwattn.pruning.KeyTree` is refused (it orders a whole
+        array of keys, not its chunks).
 
     Returns
     -------
@@ -363,8 +382,9 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
     """
     split_every = check_split_every(split_every)
     device = check_device(device)
+    algorithm = check_algorithm(algorithm, kernel, device)
     Q, K, V2, W, values_1d, dtype = prepare(Q, K, V, kernel, bandwidth, key_weight,
                                              exclude_self)
     states, center = pooled_states(Q, K, V2, W, kernel, bandwidth, exclude_self, return_std,
-                                   dtype, split_every, device)
+                                   dtype, split_every, device, algorithm=algorithm)
     return finalized(states, center, Q, V2.shape[1], values_1d, return_std, dtype)
