@@ -394,6 +394,7 @@ class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin
         self.X_fit_, self.y_fit_ = fitted.X, fitted.y
         self.sample_weight_ = fitted.sample_weight
         self.y_mean_ = fitted.y_mean
+        self._keys = None  # a Dask fit orders each chunk's keys in its own tasks
         return self
 
     def _state(self, X, return_std):
