@@ -319,6 +319,16 @@ def check_tol(tol):
     return float(tol)
 
 
+#: From this many samples on, the 1-D search of a compact kernel walks
+#: downhill from the rule of thumb, as for the other kernels, instead of
+#: scanning a grid of the whole range: the kinks of its score (one where a
+#: pair enters the support) shrink like 1/n and no longer make local minima
+#: at the scale of the walk's steps, while the grid's widest bandwidths,
+#: where every point neighbours every other, would cost n**2 pairs even
+#: pruned.
+_WALK_MIN_SAMPLES = 50_000
+
+
 def _search_scale_from(kern, n, sigma, rms2, per_feature):
     """Direction ``v``, range ``[lo, hi]`` and start ``c0`` of the multiplier ``c`` in ``h = c v``.
 
@@ -448,8 +458,12 @@ def search(problem, per_feature=False, tol=1e-4, *, verbose=0, label="select_ban
     (:func:`scipy.optimize.minimize_scalar`). The score of a compact kernel
     has a kink wherever a pair of points enters the support, and so shallow
     local minima: for those kernels the bracket comes from a 12-point
-    logarithmic grid over the whole range instead; the result can still be
-    a local minimum a few percent above the global one on small samples. A
+    logarithmic grid over the whole range instead, below 50 000 samples;
+    the result can still be a local minimum a few percent above the global
+    one on small samples. From 50 000 samples on, the kinks are too small
+    to matter at the walk's scale and every kernel walks, trying the
+    narrower bandwidth first (a pass costs about the number of neighbours,
+    so the wide bandwidths are the expensive ones). A
     per-feature bandwidth starts from a common multiple of the features'
     spreads, the best point of the same bracketing stage (not refined), and
     is refined by L-BFGS-B with the analytic gradient of the score; for the
@@ -563,7 +577,8 @@ def search(problem, per_feature=False, tol=1e-4, *, verbose=0, label="select_ban
         ``xatol=None`` returns the best point of the bracketing stage.
 
         Walks downhill from ``c0`` by factors of 3 until the score rises (or
-        a bound is reached), or for a compact kernel scans a logarithmic grid
+        a bound is reached; narrower first on a large sample), or for a
+        compact kernel on a small sample scans a logarithmic grid
         of the range, then refines the bracket around the best point with
         Brent's bounded search.
         """
@@ -573,17 +588,22 @@ def search(problem, per_feature=False, tol=1e-4, *, verbose=0, label="select_ban
             return evaluate(h if per_feature else float(h[0])) / norm
 
         a_min, a_max, step = math.log(lo), math.log(hi), math.log(3.0)
-        if kern.is_compact:
+        large = int(problem.n_samples) >= _WALK_MIN_SAMPLES
+        if kern.is_compact and not large:
             # The score of a compact kernel has a kink wherever a pair enters
             # the support, hence shallow local minima: scan the whole range.
             pts = {x: f(x) for x in np.linspace(a_min, a_max, 12)}
         else:
             x0 = min(max(math.log(c0), a_min), a_max)
             pts = {x0: f(x0)}
-            up = min(x0 + step, a_max)
-            pts[up] = f(up)
-            direction = 1.0 if pts[up] < pts[x0] else -1.0
-            x = up if direction > 0 else x0
+            # On a large sample a pass costs about n times the neighbours of
+            # a point, so the wide bandwidths are the dear ones: try the
+            # narrower side first.
+            first = -1.0 if large else 1.0
+            nb = min(max(x0 + first * step, a_min), a_max)
+            pts[nb] = f(nb)
+            direction = first if pts[nb] < pts[x0] else -first
+            x = nb if direction == first else x0
             while True:
                 nxt = min(max(x + direction * step, a_min), a_max)
                 if nxt == x:

@@ -356,3 +356,26 @@ def test_select_bandwidth_pruned(rng, small_tiles):
     b = select_bandwidth(X, y, "tricube", algorithm="tree")
     assert b.bandwidth == pytest.approx(a.bandwidth, rel=1e-6)
     assert b.cv_score == pytest.approx(a.cv_score, rel=1e-10)
+
+
+def test_large_samples_walk_from_the_rule_narrow_side_first(rng, monkeypatch):
+    """From _WALK_MIN_SAMPLES on, a compact kernel's search walks (no grid up to 10x the
+    spread, whose passes would cost n**2 pairs) and tries the narrower bandwidth first."""
+    from nwattn import bandwidth as bw
+    from nwattn.loo import LooProblem
+
+    X = rng.random((3000, 1))
+    y = np.sin(8 * X[:, 0]) + rng.normal(scale=0.2, size=3000)
+    grid = bw.search(LooProblem(X, y, "epanechnikov"))
+    monkeypatch.setattr(bw, "_WALK_MIN_SAMPLES", 1000)
+    seen = []
+
+    class Recording(LooProblem):
+        def value(self, bandwidth):
+            seen.append(float(bandwidth))
+            return super().value(bandwidth)
+
+    walk = bw.search(Recording(X, y, "epanechnikov"))
+    assert walk.cv_score <= grid.cv_score * (1 + 1e-3)
+    assert seen[1] == pytest.approx(seen[0] / 3)
+    assert max(seen) < 0.5 * np.std(X) * 10  # never the grid's widest points

@@ -1,5 +1,7 @@
 """ops.attention_pool: kernels, dtypes, features, sizes, outputs."""
 
+import numpy as np
+
 from nwattn.ops import attention_pool, attention_pool_state
 
 from .common import bandwidth, make_data, skip_if_too_big
@@ -96,3 +98,26 @@ class PeakMemory:
     def peakmem_leave_one_out_with_std(self, n, dtype):
         attention_pool(self.Q, self.Q, self.V, bandwidth=1.4, exclude_self=True,
                        return_std=True)
+
+
+class PrunedPool:
+    """Pooling with the pruned tile schedule: few features, a small bandwidth."""
+
+    params = (["epanechnikov", "gaussian"], [100_000])
+    param_names = ["kernel", "n"]
+    timeout = 600
+
+    def setup(self, kernel, n):
+        import inspect
+
+        if "algorithm" not in inspect.signature(attention_pool).parameters:
+            raise NotImplementedError("skipped: this version has no pruned schedule")
+        rng = np.random.default_rng(0)
+        self.X = rng.random((n, 2))
+        self.y = np.sin(6 * self.X[:, 0])
+        self.kernel = kernel
+        attention_pool(self.X[:100], self.X[:5000], self.y[:5000], kernel, 0.01,
+                       algorithm="tree")
+
+    def time_pruned_pool(self, kernel, n):
+        attention_pool(self.X, self.X, self.y, self.kernel, 0.01, algorithm="tree")
