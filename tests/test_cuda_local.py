@@ -174,8 +174,11 @@ def test_shard_states_merge_to_the_whole(rng, small_launch):
     whole_cpu = ops.local_polynomial_state(X, X, y, center=[0.1, -0.2], **kwargs)
     assert_states_close(merged, whole_gpu, 1e-12)
     assert_states_close(merged, whole_cpu, STATE_TOL[np.float64])
+    # The degree-2 solves of 15 random points can have designs of condition
+    # 1e5 and more, which amplify the states' rounding differences: the
+    # predictions are compared at the tolerance that leaves.
     np.testing.assert_allclose(ops.finalize_local(merged), ops.finalize_local(whole_cpu),
-                               rtol=1e-9, atol=1e-9)
+                               rtol=1e-7, atol=1e-9)
 
 
 @needs_gpu
