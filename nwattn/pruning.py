@@ -39,9 +39,13 @@ AUTO_MIN_PAIRS = 1 << 22
 #: too wide in every direction to exclude much (see the performance page).
 AUTO_MAX_FEATURES = 5
 
-#: ... and prunes when the sampled share of pairs within reach, times the
-#: growth of the visited region with the features, stays below this.
-AUTO_MAX_SHARE = 0.1
+#: ... and prunes when the sampled share of pairs within reach, times
+#: ``AUTO_GROWTH**d`` (how much more than the neighbourhoods the blocks and
+#: tiles make a pass visit, which grows with the features), stays below
+#: this: where the pruned pass's cost, about that product times brute
+#: force's, is measured to beat brute force (docs/pruning.rst, the table).
+AUTO_MAX_SHARE = 1.0
+AUTO_GROWTH = 1.5
 
 #: Queries and keys of the sample ``"auto"`` decides on.
 _SAMPLE_QUERIES = 64
@@ -159,9 +163,9 @@ def tree_pays(Q, K, kern, bandwidth=1.0, qscale=None):
     fixed sample of pairs (64 queries, 4096 keys, drawn with a fixed seed
     so that the choice is reproducible) within reach of each other
     (:func:`reach2`, distances divided by ``bandwidth`` and each query's
-    times its ``qscale``), times ``2**d`` (the visited region grows by the
-    tiles' and blocks' own widths in every direction), must stay below
-    :data:`AUTO_MAX_SHARE`.
+    times its ``qscale``), times ``1.5**d`` (:data:`AUTO_GROWTH`: the
+    visited region grows by the tiles' and blocks' own widths in every
+    direction), must stay below :data:`AUTO_MAX_SHARE`.
 
     Examples
     --------
@@ -189,7 +193,7 @@ def tree_pays(Q, K, kern, bandwidth=1.0, qscale=None):
     if qscale is not None:
         D2 *= np.asarray(qscale, dtype=np.float64)[qi, None] ** 2
     share = float(np.mean(D2 <= reach2(kern.code, kern.is_compact)))
-    return share * 2.0 ** d < AUTO_MAX_SHARE
+    return share * AUTO_GROWTH ** d < AUTO_MAX_SHARE
 
 
 class KeyTreeCache:
