@@ -243,17 +243,31 @@ class LooTotals(NamedTuple):
         ``sum_j c_j y_j`` over every training point.
     weight_sum : float
         ``sum_j c_j``.
+    rest_target_sum, rest_weight_sum : ndarray of shape (n_outputs,) and float, optional
+        The same sums without the heaviest point, added up on their own.
+        Taking a point's weight and weighted target away from the totals
+        loses everything when that point outweighs all the others by more
+        than the float64 precision (``wsum - c_i`` rounds to 0); only a point
+        of more than half the total weight can do so, and there is at most
+        one. Its mean without itself is then these sums' ratio. None: the
+        subtraction for every point.
     """
 
     target_sum: np.ndarray
     weight_sum: float
+    rest_target_sum: np.ndarray = None
+    rest_weight_sum: float = None
 
     def means_without(self, y, c):
         """The weighted mean of the targets without each of the points ``(y, c)``."""
         y = _as_2d(np.asarray(y, dtype=np.float64))
         c = np.asarray(c, dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return (self.target_sum - c[:, None] * y) / (self.weight_sum - c)[:, None]
+            out = (self.target_sum - c[:, None] * y) / (self.weight_sum - c)[:, None]
+            if self.rest_weight_sum is not None:
+                heavy = c > 0.5 * self.weight_sum
+                out[heavy] = self.rest_target_sum / self.rest_weight_sum
+        return out
 
 
 def loo_totals(y, sample_weight=None):
@@ -281,8 +295,17 @@ def loo_totals(y, sample_weight=None):
     """
     Y = _v.check_float_array(y, "y", dtype=np.float64, allow_1d=True)
     Y = _as_2d(Y)
-    c = _weights(sample_weight, Y.shape[0])
-    return LooTotals(c @ Y, float(c.sum()))
+    return _totals(Y, _weights(sample_weight, Y.shape[0]))
+
+
+def _totals(Y, c):
+    """:class:`LooTotals` of targets ``Y`` (2-D) and weights ``c``, with the heaviest's rest."""
+    if c.shape[0] == 0:
+        return LooTotals(c @ Y, 0.0)
+    top = int(np.argmax(c))
+    rest = np.ones(c.shape[0], dtype=bool)
+    rest[top] = False
+    return LooTotals(c @ Y, float(c.sum()), c[rest] @ Y[rest], float(c[rest].sum()))
 
 
 def _weights(sample_weight, n, name="sample_weight"):
@@ -505,7 +528,7 @@ def loo_error(state, y, *, sample_weight=None, fallback="mean", totals=None, nea
         idx = np.flatnonzero(empty)
         if fallback == "mean":
             if totals is None:
-                totals = LooTotals(c @ Y, float(c.sum()))
+                totals = _totals(Y, c)
             fill = totals.means_without(Y[idx], c[idx])
         else:
             if nearest is None:
@@ -643,7 +666,7 @@ class LooProblem:
             )
         self.fallback = check_fallback(fallback)
         self._c = c
-        self.totals = LooTotals(c @ self.Y, float(c.sum()))
+        self.totals = _totals(self.Y, c)
         self.center = np.average(self.Y, axis=0, weights=c)
         self.n_samples = n
         w = self.sample_weight
