@@ -337,7 +337,10 @@ def test_estimators_prune_with_the_tree_they_keep(rng, small_tiles, Est):
     Q = rng.random((60, 2))
     brute = Est(kernel="epanechnikov", bandwidth="cv", algorithm="brute").fit(X, y)
     tree = Est(kernel="epanechnikov", bandwidth="cv", algorithm="tree").fit(X, y)
-    np.testing.assert_allclose(tree.bandwidth_, brute.bandwidth_, rtol=1e-6)
+    # Scores equal to rounding can move Brent's search within its tolerance
+    # (1e-4 on log h); the scores at the two choices agree far more closely.
+    np.testing.assert_allclose(tree.bandwidth_, brute.bandwidth_, rtol=2e-4)
+    assert tree.cv_score_ == pytest.approx(brute.cv_score_, rel=1e-7)
     fixed = Est(kernel="epanechnikov", bandwidth=brute.bandwidth_, algorithm="tree").fit(X, y)
     _close(fixed.predict(Q), brute.predict(Q), 1e-11)
     kept = fixed._keys.tree
@@ -354,8 +357,8 @@ def test_select_bandwidth_pruned(rng, small_tiles):
     y = np.sin(8 * X[:, 0]) + rng.normal(scale=0.2, size=500)
     a = select_bandwidth(X, y, "tricube", algorithm="brute")
     b = select_bandwidth(X, y, "tricube", algorithm="tree")
-    assert b.bandwidth == pytest.approx(a.bandwidth, rel=1e-6)
-    assert b.cv_score == pytest.approx(a.cv_score, rel=1e-10)
+    assert b.bandwidth == pytest.approx(a.bandwidth, rel=2e-4)  # the search's tolerance
+    assert b.cv_score == pytest.approx(a.cv_score, rel=1e-7)
 
 
 def test_large_samples_walk_from_the_rule_narrow_side_first(rng, monkeypatch):
