@@ -67,7 +67,7 @@ class KeyTree:
     ----------
     K : array_like of shape (n_keys, n_features)
         The keys (continuous features only).
-    leaf_size : int, default=128
+    leaf_size : int, default=32
         Keys per tile (leaf of the tree).
 
     Attributes
@@ -142,7 +142,7 @@ def reach2(code, compact):
     >>> from nwattn.kernels import GAUSSIAN, EPANECHNIKOV
     >>> from nwattn.pruning import reach2
     >>> reach2(EPANECHNIKOV, True), round(reach2(GAUSSIAN, False) ** 0.5, 2)
-    (1.0, 9.64)
+    (1.0, 9.49)
     """
     if compact:
         return 1.0
@@ -225,7 +225,7 @@ class KeyTreeCache:
     >>> cache.for_call(get_kernel("boxcar"), 0.5)
     'brute'
     >>> cache.for_call(get_kernel("boxcar"), 0.001)
-    KeyTree(n_keys=20000, n_features=1, leaf_size=128)
+    KeyTree(n_keys=20000, n_features=1, leaf_size=32)
     """
 
     def __init__(self, algorithm, K, device="cpu"):
@@ -268,7 +268,7 @@ def key_order(algorithm, be, kern, Qs, KT, *, same=False, qscale=None):
     >>> X = np.random.default_rng(0).random((1000, 2))
     >>> order = key_order("tree", get_backend("cpu"), get_kernel("boxcar"), X, X.T)
     >>> sorted(order.keys.tolist()) == list(range(1000)), order.leaf
-    (True, 128)
+    (True, 32)
     >>> key_order("auto", get_backend("cpu"), get_kernel("boxcar"), X, X.T) is None
     True
     """

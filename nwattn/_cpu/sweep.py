@@ -204,13 +204,13 @@ def row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, family,
         if tree is None:
             n_visit = tile_count(DENSE, k0, k1, key_tile)
         else:
-            n_visit, visit = phase_tiles(tree, phase, Q, q0, nq, qs_min, smax, S, offsets[0],
-                                         k0, k1, visit)
+            n_visit, runs = phase_tiles(tree, phase, Q, q0, nq, qs_min, smax, S, offsets[0],
+                                        k0, k1, key_tile, visit)
         for t in range(n_visit):
             if tree is None:
                 a0, a1 = tile_bounds(DENSE, t, k0, k1, key_tile)
             else:
-                a0, a1 = tile_range(tree, visit, t, k0, k1)
+                a0, a1 = tile_range(tree, runs, t, k0, k1)
             if tile_padded(LW, lw_row, a0, a1):
                 continue
             n = a1 - a0
@@ -350,13 +350,13 @@ def matrix_task(tree, Q, KT, K, V, V2, logw, family, code, scale, self_shift, ge
         if tree is None:
             n_visit = tile_count(DENSE, k0, k1, key_tile)
         else:
-            n_visit, visit = phase_tiles(tree, phase, Q, q0, nq, qs_min, smax, S, o_norm, k0,
-                                         k1, visit)
+            n_visit, runs = phase_tiles(tree, phase, Q, q0, nq, qs_min, smax, S, o_norm, k0,
+                                        k1, key_tile, visit)
         for t in range(n_visit):
             if tree is None:
                 a0, a1 = tile_bounds(DENSE, t, k0, k1, key_tile)
             else:
-                a0, a1 = tile_range(tree, visit, t, k0, k1)
+                a0, a1 = tile_range(tree, runs, t, k0, k1)
             if tile_padded(LW, lw_row, a0, a1):
                 continue
             n = a1 - a0

@@ -24,7 +24,9 @@ strategies, the merge) is unchanged.
 * **Visits.** A task computes its block's bounding box and asks
   :func:`visit_tiles` for the tiles to visit, in increasing order: a
   depth-first walk of the tree that drops a whole subtree when even its
-  nearest point could not reach the block.
+  nearest point could not reach the block. Visited tiles that follow each
+  other are joined into runs of up to a sweep tile's length, each scored
+  as one tile.
 
 The rule that drops a tile uses an upper bound of any of its scores against
 any query of the block: ``ub = log w_max + log K(u_min**2)``, with
@@ -361,12 +363,16 @@ def visit_tiles(tree, blo, bhi, qs2, ts0, ts1, r2_lo, r2_hi, cut, out):
 
 
 @njit(cache=True)
-def phase_tiles(tree, phase, Q, q0, nq, qs_min, smax, S, o_norm, k0, k1, out):
-    """The tiles of keys ``k0:k1`` the block ``q0:q0 + nq`` visits in ``phase``.
+def phase_tiles(tree, phase, Q, q0, nq, qs_min, smax, S, o_norm, k0, k1, key_tile, out):
+    """The runs of tiles of keys ``k0:k1`` the block ``q0:q0 + nq`` visits in ``phase``.
 
     ``smax``/``S`` are the block's running state (the second phase of a
     positive kernel bounds against its normalisers, column ``o_norm``).
-    Returns ``(count, out)``; :func:`tile_range` gives each tile's keys.
+    Returns ``(count, runs)``: the visited tiles that follow each other
+    in the keys' order are joined into runs of at most ``key_tile`` keys,
+    each then scored as one tile (what a tile costs beyond its pairs is
+    paid once a run); :func:`tile_range` gives each run's keys. ``out`` is
+    a buffer for the tiles, grown as needed.
     """
     leaf = tree[8]
     blo, bhi = block_box(Q, q0, nq)
@@ -374,25 +380,46 @@ def phase_tiles(tree, phase, Q, q0, nq, qs_min, smax, S, o_norm, k0, k1, out):
     ts0 = k0 // leaf
     ts1 = (k1 + leaf - 1) // leaf
     if tree[9] == COMPACT_PHASES:
-        return visit_tiles(tree, blo, bhi, qs2, ts0, ts1, -1.0, math.inf, -math.inf, out)
+        count, out = visit_tiles(tree, blo, bhi, qs2, ts0, ts1, -1.0, math.inf, -math.inf, out)
+        return _runs(out, count, max(1, key_tile // leaf))
     r2 = near_radius(tree, blo, bhi, qs2, ts0, ts1)
     if phase == 0:
-        return visit_tiles(tree, blo, bhi, qs2, ts0, ts1, -1.0, r2, -math.inf, out)
+        count, out = visit_tiles(tree, blo, bhi, qs2, ts0, ts1, -1.0, r2, -math.inf, out)
+        return _runs(out, count, max(1, key_tile // leaf))
     cut = math.inf
     for ii in range(nq):
         if smax[ii] == -math.inf or not S[ii, o_norm] > 0.0:
             cut = -math.inf
             break
         cut = min(cut, float(smax[ii]) + math.log(float(S[ii, o_norm])))
-    return visit_tiles(tree, blo, bhi, qs2, ts0, ts1, r2, math.inf, cut - tree[10], out)
+    count, out = visit_tiles(tree, blo, bhi, qs2, ts0, ts1, r2, math.inf, cut - tree[10], out)
+    return _runs(out, count, max(1, key_tile // leaf))
+
+
+@njit(cache=True)
+def _runs(tiles, count, max_tiles):
+    """Increasing tiles as runs ``(first, end)`` of at most ``max_tiles`` consecutive ones.
+
+    Returns ``(n_runs, runs)``, run ``r`` in ``runs[2 r], runs[2 r + 1]``.
+    """
+    runs = np.empty(2 * count, dtype=np.int64)
+    n = 0
+    for v in range(count):
+        t = tiles[v]
+        if n > 0 and runs[2 * n - 1] == t and t - runs[2 * n - 2] < max_tiles:
+            runs[2 * n - 1] = t + 1
+        else:
+            runs[2 * n] = t
+            runs[2 * n + 1] = t + 1
+            n += 1
+    return n, runs
 
 
 @njit(inline="always")
-def tile_range(tree, visit, v, k0, k1):
-    """Keys ``(a0, a1)`` of the ``v``-th visited tile, within ``k0:k1``."""
+def tile_range(tree, runs, v, k0, k1):
+    """Keys ``(a0, a1)`` of the ``v``-th visited run of tiles, within ``k0:k1``."""
     leaf = tree[8]
-    a0 = visit[v] * leaf
-    return max(k0, a0), min(k1, a0 + leaf)
+    return max(k0, runs[2 * v] * leaf), min(k1, runs[2 * v + 1] * leaf)
 
 
 def schedule_phases(code):
