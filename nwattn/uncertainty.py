@@ -336,6 +336,10 @@ def nn_window_correction(state, Q, X, y, kernel, bandwidth, *, query_scale=None,
     return out
 
 
+#: Leverages within this of 1 count as 1 (see :func:`residual_scales`).
+_LEVERAGE_ROUNDING = math.sqrt(np.finfo(np.float64).eps)
+
+
 def residual_scales(vce, residuals, leverage=None):
     """Noise scales ``sigma_j`` from the residuals of a fit at the training points.
 
@@ -354,8 +358,8 @@ def residual_scales(vce, residuals, leverage=None):
     -------
     ndarray of shape (n_samples, n_outputs)
         Non-negative noise scales (0 where a residual is not finite, or a
-        leverage reaches 1: a point fitted by itself alone says nothing of
-        its noise).
+        leverage reaches 1, to within ``sqrt(eps)``: a point fitted by
+        itself alone says nothing of its noise).
 
     Examples
     --------
@@ -384,6 +388,10 @@ def residual_scales(vce, residuals, leverage=None):
             out = E * math.sqrt(n / dof) if dof > 0 else np.zeros_like(E)
         else:
             room = 1.0 - L
+            # A point (nearly) alone in its own fit has the residual (1 - L)
+            # times its noise; within sqrt(eps) of L = 1 that is below the
+            # fit's own rounding, and the ratio would be rounding noise.
+            room = np.where(room > _LEVERAGE_ROUNDING, room, 0.0)
             with np.errstate(divide="ignore"):
                 factor = 1.0 / np.sqrt(room) if vce == "hc2" else 1.0 / room
             out = E * np.where(room > 0, factor, 0.0)[:, None]

@@ -340,7 +340,8 @@ def test_estimators_prune_with_the_tree_they_keep(rng, small_tiles, Est):
     # Scores equal to rounding can move Brent's search within its tolerance
     # (1e-4 on log h); the scores at the two choices agree far more closely.
     np.testing.assert_allclose(tree.bandwidth_, brute.bandwidth_, rtol=2e-4)
-    assert tree.cv_score_ == pytest.approx(brute.cv_score_, rel=1e-7)
+    assert tree.cv_score_ == pytest.approx(brute.cv_score_, rel=1e-4)  # a compact kernel's
+    # score has kinks: it moves at first order with h
     fixed = Est(kernel="epanechnikov", bandwidth=brute.bandwidth_, algorithm="tree").fit(X, y)
     _close(fixed.predict(Q), brute.predict(Q), 1e-11)
     kept = fixed._keys.tree
