@@ -126,13 +126,12 @@ def peak_gb():
     Linux's ``VmHWM`` starts afresh in a new program; ``ru_maxrss`` (the
     fallback elsewhere) keeps the parent's peak across ``exec``.
     """
-    try:
-        with open("/proc/self/status") as f:
+    status = "/proc/self/status"
+    if os.path.exists(status):
+        with open(status) as f:
             for line in f:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) / 2**20
-    except OSError:
-        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 

@@ -51,3 +51,18 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(_config, "PAIR_BLOCKS", 5)
     monkeypatch.setattr(_config, "PAIR_MIN_ROWS", 2)
     return _config
+
+
+@pytest.fixture
+def small_tiles(monkeypatch):
+    """Lower the pruned schedule's work decomposition: tiles of 4 keys, blocks of 3
+    queries, key splits, so inputs of a few hundred points span many of each."""
+    from nwattn import _config
+
+    monkeypatch.setattr(_config, "QUERY_BLOCK", 3)
+    monkeypatch.setattr(_config, "KEY_TILE", 8)
+    monkeypatch.setattr(_config, "TREE_LEAF_KEYS", 4)
+    monkeypatch.setattr(_config, "TARGET_TASKS", 64)
+    monkeypatch.setattr(_config, "MIN_SPLIT_KEYS", 16)
+    monkeypatch.setattr(_config, "GEMM_QUERY_BLOCK", 5)
+    return _config

@@ -55,20 +55,6 @@ def synchronous():
 
 
 @pytest.fixture
-def small_tiles(monkeypatch):
-    """Tiles of 4 keys, blocks of 3 queries: chunks of a few dozen keys span many of each."""
-    from nwattn import _config
-
-    monkeypatch.setattr(_config, "QUERY_BLOCK", 3)
-    monkeypatch.setattr(_config, "KEY_TILE", 8)
-    monkeypatch.setattr(_config, "TREE_LEAF_KEYS", 4)
-    monkeypatch.setattr(_config, "TARGET_TASKS", 64)
-    monkeypatch.setattr(_config, "MIN_SPLIT_KEYS", 16)
-    monkeypatch.setattr(_config, "GEMM_QUERY_BLOCK", 5)
-    return _config
-
-
-@pytest.fixture
 def pruned(monkeypatch):
     """The number of keys of every pass that ran the pruned schedule, in call order.
 

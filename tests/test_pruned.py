@@ -24,20 +24,6 @@ DISTANCE_KERNELS = kernel_names("distance")
 COMPACT = [k for k in DISTANCE_KERNELS if get_kernel(k).is_compact]
 
 
-@pytest.fixture
-def small_tiles(monkeypatch):
-    """Tiles of 4 keys, blocks of 3 queries, key splits: tiny inputs span many of each."""
-    from nwattn import _config
-
-    monkeypatch.setattr(_config, "QUERY_BLOCK", 3)
-    monkeypatch.setattr(_config, "KEY_TILE", 8)
-    monkeypatch.setattr(_config, "TREE_LEAF_KEYS", 4)
-    monkeypatch.setattr(_config, "TARGET_TASKS", 64)
-    monkeypatch.setattr(_config, "MIN_SPLIT_KEYS", 16)
-    monkeypatch.setattr(_config, "GEMM_QUERY_BLOCK", 5)
-    return _config
-
-
 def _data(rng, kind, n, d):
     """Points of a few shapes: uniform, clustered, duplicate-heavy, far from the origin."""
     if kind == "uniform":

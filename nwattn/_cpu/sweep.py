@@ -190,14 +190,7 @@ def row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, family,
     # does not need them.
     TH = np.empty((0, key_tile), dtype=dtype)
     k1 = causal_end(k0, k1, i1, diag)
-    # The key each query skips (leave-one-out): the item's key i + self_shift,
-    # or what the pruned schedule's reordering made of it.
-    own = np.empty(nq, dtype=np.int64)
-    for ii in range(nq):
-        if tree is None:
-            own[ii] = kb + i0 + ii + self_shift
-        else:
-            own[ii] = tree[11][q0 + ii]
+    own = own_keys(tree, kb, i0, q0, nq, self_shift)
     visit = np.empty(16, dtype=np.int64)
     qs_min = 1.0 if qscale is None else float(qscale[q0:q0 + nq].min())
     for phase in range(1 if tree is None else tree[9]):
@@ -336,14 +329,7 @@ def matrix_task(tree, Q, KT, K, V, V2, logw, family, code, scale, self_shift, ge
         Z = np.empty((max(nb, d), key_tile), dtype=Q.dtype)
         PV = np.empty(key_tile, dtype=Q.dtype)
     k1 = causal_end(k0, k1, i1, diag)
-    # The key each query skips (leave-one-out): the item's key i + self_shift,
-    # or what the pruned schedule's reordering made of it.
-    own = np.empty(nq, dtype=np.int64)
-    for ii in range(nq):
-        if tree is None:
-            own[ii] = kb + i0 + ii + self_shift
-        else:
-            own[ii] = tree[11][q0 + ii]
+    own = own_keys(tree, kb, i0, q0, nq, self_shift)
     visit = np.empty(16, dtype=np.int64)
     qs_min = 1.0 if coef is None else float(qscale[q0:q0 + nq].min())
     for phase in range(1 if tree is None else tree[9]):
@@ -408,6 +394,22 @@ def matrix_task(tree, Q, KT, K, V, V2, logw, family, code, scale, self_shift, ge
         out_max[s, q0 + ii] = smax[ii]
         for col in range(S.shape[1]):
             out_acc[s, q0 + ii, col] = S[ii, col]
+
+
+@njit(cache=True)
+def own_keys(tree, kb, i0, q0, nq, self_shift):
+    """The key each query of a task skips (leave-one-out), as a column of ``KT``.
+
+    The item's key ``i + self_shift`` (from column ``kb``), or, with the
+    pruned schedule, where its reordering put the query's own key.
+    """
+    own = np.empty(nq, dtype=np.int64)
+    for ii in range(nq):
+        if tree is None:
+            own[ii] = kb + i0 + ii + self_shift
+        else:
+            own[ii] = tree[11][q0 + ii]
+    return own
 
 
 def chunk_tasks(n_tasks, pairs_per_task, work_per_pair, n_threads):
