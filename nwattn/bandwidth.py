@@ -217,7 +217,12 @@ def loo_cv_score(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
     Returns
     -------
     score : float
-        The weighted mean squared leave-one-out error.
+        The weighted mean squared leave-one-out error, in the squared
+        units of ``y``. It is computed on ``y`` divided by a power of two
+        where the squared errors would overflow or underflow float64
+        (``|y|`` from about 1e144 or below 1e-144), then multiplied back:
+        it is exact to rounding, and rounds to ``inf`` (or 0) only when the
+        score itself lies beyond float64's range.
     gradient : ndarray of shape (n_features,) or float
         ``d score / d log h_t`` for a per-feature bandwidth, or
         ``d score / d log h`` for a scalar one; only with
@@ -241,11 +246,23 @@ def loo_cv_score(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
     problem = LooProblem(X, y, kernel, sample_weight=sample_weight, fallback=fallback,
                          device=device, discrete=discrete, algorithm=algorithm)
     if not return_gradient:
-        return problem.value(bandwidth)
+        return _in_target_units(problem, problem.value(bandwidth))
     score, grad = problem.value_and_gradient(bandwidth)
+    score, grad = _in_target_units(problem, score), _in_target_units(problem, grad)
     if np.ndim(bandwidth) == 0:
         return score, float(grad.sum())
     return score, grad
+
+
+def _in_target_units(problem, score):
+    """A problem's score (or gradient) in the squared units of its targets.
+
+    A problem scores targets divided by ``2**target_exponent`` when their
+    squares would leave float64 (:func:`nwattn.loo.target_exponent`).
+    """
+    from .loo import in_target_units
+
+    return in_target_units(score, getattr(problem, "target_exponent", 0))
 
 
 class BandwidthSelection(NamedTuple):
@@ -500,6 +517,10 @@ def search(problem, per_feature=False, tol=1e-4, *, verbose=0, label="select_ban
             ``has_gradient`` attribute is true (or absent). A problem
             without a gradient is searched per feature by Powell's method,
             as the boxcar kernel is.
+        ``target_exponent`` (optional)
+            The scores are in units of ``4**target_exponent`` (see
+            ``target_exponent`` of :class:`nwattn.loo.LooProblem`); the selection
+            reports its score in the targets' own units.
     per_feature : bool, default=False
         Select one bandwidth per feature instead of a single one.
     tol : float, default=1e-4
@@ -560,7 +581,8 @@ def search(problem, per_feature=False, tol=1e-4, *, verbose=0, label="select_ban
         t0 = time.perf_counter()
         h = full(h)
         out = problem.value_and_gradient(h) if gradient else problem.value(h)
-        log.evaluation(_format_bandwidth(h), out[0] if gradient else out,
+        log.evaluation(_format_bandwidth(h),
+                       _in_target_units(problem, out[0] if gradient else out),
                        time.perf_counter() - t0)
         return out
     # Normalised by the targets' variance so that tolerances are scale-free.
@@ -630,8 +652,9 @@ def search(problem, per_feature=False, tol=1e-4, *, verbose=0, label="select_ban
     if not per_feature:
         log_h, f_best = line_search(v, lo, c0, hi, tol)
         h_best = float(math.exp(log_h[0]))
-        log.done(f"selected {_format_bandwidth(h_best)}  score {f_best * norm:.6g}")
-        return BandwidthSelection(h_best, float(f_best * norm), n_eval)
+        score = _in_target_units(problem, float(f_best * norm))
+        log.done(f"selected {_format_bandwidth(h_best)}  score {score:.6g}")
+        return BandwidthSelection(h_best, score, n_eval)
 
     # A common multiple of the features' spreads to start from, bracketed
     # but not refined: the gradient search does that.
@@ -666,8 +689,9 @@ def search(problem, per_feature=False, tol=1e-4, *, verbose=0, label="select_ban
 
     theta = res.x if res.fun <= f_best else theta0
     f_final = min(res.fun, f_best)
-    log.done(f"selected {_format_bandwidth(np.exp(theta))}  score {f_final * norm:.6g}")
-    return BandwidthSelection(np.exp(theta), float(f_final * norm), n_eval)
+    score = _in_target_units(problem, float(f_final * norm))
+    log.done(f"selected {_format_bandwidth(np.exp(theta))}  score {score:.6g}")
+    return BandwidthSelection(np.exp(theta), score, n_eval)
 
 
 def _lambda_start(discrete):
@@ -761,6 +785,7 @@ def _search_mixed(problem, per_feature, tol, evaluate, line_search, scale, norm,
     f_final = min(float(res.fun), f_best)
     h, lam = split(theta)
     best = _columns(problem, h, np.clip(lam, 0.0, discrete.max_lambdas))
-    log.done(f"selected {_format_bandwidth(best)}  score {f_final * norm:.6g}")
-    return BandwidthSelection(best, float(f_final * norm), n_evaluations())
+    score = _in_target_units(problem, float(f_final * norm))
+    log.done(f"selected {_format_bandwidth(best)}  score {score:.6g}")
+    return BandwidthSelection(best, score, n_evaluations())
 

@@ -70,7 +70,7 @@ from . import _validation as _v
 from ._device import resolve_device
 from ._layout import slopes_layout
 from .kernels import get_kernel
-from .ops import attention_pool_state, local_polynomial_state, loo_slopes_state
+from .ops import _value_exponent, attention_pool_state, local_polynomial_state, loo_slopes_state
 from .pruning import KeyTreeCache
 from .state import PoolState, finalize_slopes, finalize_state, solve_local
 
@@ -85,6 +85,8 @@ __all__ = [
     "LooError",
     "loo_error",
     "LooProblem",
+    "target_exponent",
+    "in_target_units",
 ]
 
 #: Leave-one-out predictions of a point with an empty neighbourhood.
@@ -99,6 +101,66 @@ _TIE_MARGIN = 1e-9
 def _as_2d(y):
     """Targets as (n, n_outputs), also for n = 0 (a block of no rows)."""
     return y[:, None] if y.ndim == 1 else y
+
+
+def target_exponent(amax):
+    """Power of two by which targets of largest magnitude ``amax`` are scored.
+
+    The score sums squared errors: from about ``1e144`` their squares (and
+    sums of them) overflow float64, below about ``1e-144`` they underflow.
+    Targets divided by ``2**e`` give squared errors divided by ``4**e``
+    exactly (a power of two only moves the exponent), so the score, its
+    gradient and the bandwidth that minimises it are those of the targets
+    themselves, the score in units of ``4**e``.
+
+    Parameters
+    ----------
+    amax : float
+        Largest magnitude of the targets.
+
+    Returns
+    -------
+    int
+        0 while squared errors fit float64 comfortably; otherwise the
+        exponent that brings the largest magnitude to [0.5, 1).
+
+    Examples
+    --------
+    >>> from nwattn.loo import target_exponent
+    >>> target_exponent(3.0), target_exponent(1e300), target_exponent(1e-300)
+    (0, 997, -996)
+    """
+    return _value_exponent(float(amax), np.float64, True)
+
+
+def in_target_units(score, exponent):
+    """A score of targets divided by ``2**exponent``, in the targets' own squared units.
+
+    Multiplies by ``4**exponent`` exactly; a result beyond float64's range
+    rounds to ``inf`` (or to 0), as any product would, without a warning.
+
+    Parameters
+    ----------
+    score : float or ndarray
+        A score (or its gradient) of the scaled targets.
+    exponent : int
+        The targets' :func:`target_exponent`.
+
+    Returns
+    -------
+    float or ndarray
+
+    Examples
+    --------
+    >>> from nwattn.loo import in_target_units
+    >>> in_target_units(0.75, 2), in_target_units(0.75, 0)
+    (12.0, 0.75)
+    """
+    if not exponent:
+        return score
+    with np.errstate(over="ignore", under="ignore"):
+        out = np.ldexp(score, 2 * int(exponent))
+    return float(out) if np.ndim(out) == 0 else out
 
 
 def check_fallback(fallback):
@@ -613,7 +675,15 @@ class LooProblem:
     mean_square : ndarray of shape (n_continuous,)
         Weighted mean of the square of each continuous feature.
     target_variance : float
-        Weighted variance of the targets, summed over the outputs.
+        Weighted variance of the targets, summed over the outputs, in
+        units of ``4**target_exponent``.
+    target_exponent : int
+        The targets are held divided by ``2**target_exponent``
+        (:func:`target_exponent`: 0 unless their squares would overflow or
+        underflow float64), and :meth:`value` and
+        :meth:`value_and_gradient` score them so: multiply by
+        ``4**target_exponent`` (``numpy.ldexp(score, 2 * target_exponent)``)
+        for the targets' own units.
 
     Examples
     --------
@@ -651,6 +721,9 @@ class LooProblem:
                 f"{y.shape[0]}"
             )
         self.Y = _as_2d(y)
+        self.target_exponent = target_exponent(np.abs(self.Y).max())
+        if self.target_exponent:
+            self.Y = np.ldexp(self.Y, -self.target_exponent)
         n = self.X.shape[0]
         self._keys = KeyTreeCache(algorithm, Xc, device)
         # Divided by their largest: the score depends on their ratios only,
@@ -702,6 +775,9 @@ class LooProblem:
 
     def value(self, bandwidth):
         """The leave-one-out score at ``bandwidth`` (one fused pass).
+
+        In units of ``4**target_exponent`` (the targets' own units unless
+        their squares are beyond float64).
 
         Parameters
         ----------

@@ -575,6 +575,47 @@ def test_loo_cv_error_equals_the_in_memory_score(rng, scheduler, kernel, h, fall
         assert got == pytest.approx(naive.loo_cv(X, Y, kernel, h, w, fallback), rel=1e-11)
 
 
+@pytest.mark.parametrize("w_scale", [1e307, 1e-300])
+@pytest.mark.parametrize("k", [0, 700, -700])
+def test_loo_with_weights_and_targets_at_any_scale(rng, w_scale, k):
+    """Weights matter by their ratios and targets by their units, as in memory:
+    weights of 1e307 sum past float64, targets of 2**700 square past it."""
+    X, Y, w = _loo_data(rng, p=2)
+    Yk = np.ldexp(Y, k)
+    dX, dY, dw = _dask_rows(X, Yk, w * w_scale)
+    with dask.config.set(scheduler="threads"):
+        got = float(ndask.loo_cv_error(dX, dY, "epanechnikov", 0.4, sample_weight=dw).compute())
+        sel = ndask.select_bandwidth(dX, dY, "gaussian", sample_weight=dw)
+        picked = ndask.select_bandwidth(dX, dY, "gaussian", sample_weight=dw,
+                                        candidates=[0.1, 0.2])
+    with np.errstate(over="ignore", under="ignore"):
+        want = np.ldexp(loo_cv_score(X, Y, "epanechnikov", 0.4, sample_weight=w), 2 * k)
+        ref = select_bandwidth(X, Y, "gaussian", sample_weight=w)
+        assert got == pytest.approx(want, rel=1e-12)
+        assert sel.bandwidth == pytest.approx(ref.bandwidth, rel=1e-6)
+        assert sel.cv_score == pytest.approx(np.ldexp(ref.cv_score, 2 * k), rel=1e-6)
+        assert picked.cv_score == pytest.approx(
+            np.ldexp(loo_cv_score(X, Y, "gaussian", picked.bandwidth, sample_weight=w), 2 * k),
+            rel=1e-12)
+
+
+@pytest.mark.parametrize("rows", [(2, 2, 2), (4, 2), (6,), (1, 0, 5)])
+def test_loo_mean_fallback_with_one_dominant_weight(rows):
+    """A point heavier than all the others by more than float64's precision:
+    its mean of the others comes from their own sums, in every chunking."""
+    X = np.arange(6.0)[:, None]
+    y = np.arange(6.0)
+    w = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1e17])
+    dX, dy, dw = _dask_rows(X, y, w, rows=rows)
+    with dask.config.set(scheduler="sync"):
+        got = float(ndask.loo_cv_error(dX, dy, "epanechnikov", 0.5, sample_weight=dw).compute())
+        sel = ndask.select_bandwidth(dX, dy, "epanechnikov", sample_weight=dw,
+                                     candidates=[0.5, 0.7])
+    want = naive.loo_cv(X, y, "epanechnikov", 0.5, w)
+    assert got == pytest.approx(want, rel=1e-9)
+    assert sel.cv_score == pytest.approx(want, rel=1e-9)
+
+
 def test_loo_score_sums_the_squared_errors_over_the_outputs(rng):
     X, Y, w = _loo_data(rng, p=2)
     dX, dY, dw = _dask_rows(X, Y, w)

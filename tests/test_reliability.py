@@ -13,7 +13,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from nwattn import bandwidth as bw
 from nwattn import ops
-from nwattn.estimators import AttentionRegressor, NadarayaWatsonRegressor
+from nwattn.estimators import (AttentionRegressor, LocalPolynomialRegressor,
+                               NadarayaWatsonRegressor)
 
 from . import naive
 
@@ -214,6 +215,63 @@ def test_loo_mean_fallback_with_one_dominant_weight():
     # weighted mean of the other targets.
     got = bw.loo_cv_score(X, y, "epanechnikov", 0.5, sample_weight=w)
     assert got == pytest.approx(naive.loo_cv(X, y, "epanechnikov", 0.5, w), rel=1e-9)
+
+
+# -- targets of any magnitude: the leave-one-out score ------------------------------------
+
+
+def _times_4_to_the(x, k):
+    """``x * 4**k`` rounded as float64 rounds it (to inf or 0 beyond its range)."""
+    with np.errstate(over="ignore", under="ignore"):
+        return np.ldexp(x, 2 * k)
+
+
+@pytest.mark.parametrize("k", [300, -300, 600, 1000, -900])
+@pytest.mark.parametrize("kernel, fallback", [("gaussian", "mean"), ("epanechnikov", "nearest")])
+def test_loo_score_of_targets_at_any_scale(rng, k, kernel, fallback):
+    """Targets times 2**k score 4**k times the unit score: their squares, which
+    leave float64 from |y| ~ 1e154, are never formed at that scale."""
+    X, y = rng.normal(size=(40, 2)), rng.normal(size=(40, 2))
+    ref = bw.loo_cv_score(X, y, kernel, [0.4, 0.7], fallback=fallback, return_gradient=True)
+    got = bw.loo_cv_score(X, np.ldexp(y, k), kernel, [0.4, 0.7], fallback=fallback,
+                          return_gradient=True)
+    np.testing.assert_allclose(got[0], _times_4_to_the(ref[0], k), rtol=1e-12)
+    np.testing.assert_allclose(got[1], _times_4_to_the(ref[1], k), rtol=1e-12)
+    assert not np.isnan(got[0]) and not np.isnan(got[1]).any()
+
+
+@pytest.mark.parametrize("Estimator", [NadarayaWatsonRegressor, LocalPolynomialRegressor])
+@pytest.mark.parametrize("k", [997, 664, -997])  # about 1e300, 1e200, 1e-300
+def test_cv_fit_of_targets_at_any_scale(rng, Estimator, k):
+    """The bandwidth chosen for y * 2**k is that of y; the score rounds to inf, never NaN."""
+    X = rng.uniform(size=(80, 2))
+    y = np.sin(6 * X[:, 0]) + 0.1 * rng.normal(size=80)
+    ref = Estimator().fit(X, y)
+    got = Estimator().fit(X, np.ldexp(y, k))
+    assert got.bandwidth_ == pytest.approx(ref.bandwidth_, rel=1e-12)
+    assert got.cv_score_ == _times_4_to_the(ref.cv_score_, k)
+    np.testing.assert_allclose(got.predict(X[:5]), np.ldexp(ref.predict(X[:5]), k), rtol=1e-12)
+
+
+@pytest.mark.parametrize("Estimator", [NadarayaWatsonRegressor, LocalPolynomialRegressor])
+def test_cv_fit_of_targets_times_1e300(rng, Estimator):
+    X = rng.uniform(size=(80, 2))
+    y = np.sin(6 * X[:, 0]) + 0.1 * rng.normal(size=80)
+    ref = Estimator().fit(X, y)
+    got = Estimator().fit(X, y * 1e300)
+    # Not a power of two: the scores differ by rounding, within the search's tolerance.
+    assert got.bandwidth_ == pytest.approx(ref.bandwidth_, rel=1e-3)
+    assert got.cv_score_ == np.inf
+
+
+@pytest.mark.parametrize("k", [700, -700])
+def test_per_feature_cv_fit_of_targets_at_any_scale(rng, k):
+    X = rng.uniform(size=(60, 2))
+    y = np.sin(6 * X[:, 0]) + 0.1 * rng.normal(size=60)
+    ref = NadarayaWatsonRegressor(bandwidth_per_feature=True).fit(X, y)
+    got = NadarayaWatsonRegressor(bandwidth_per_feature=True).fit(X, np.ldexp(y, k))
+    np.testing.assert_allclose(got.bandwidth_, ref.bandwidth_, rtol=1e-8)
+    assert got.cv_score_ == _times_4_to_the(ref.cv_score_, k)
 
 
 # -- AttentionRegressor: any units, any shape ---------------------------------------------

@@ -149,14 +149,19 @@ def test_dask_moments_at_any_scale_of_the_weights(data, factor):
     """The effective sample size of the Dask fit's rules of thumb depends on the
     weights' ratios only (their squares overflowed from 1e154 on)."""
     da = pytest.importorskip("dask.array", reason="the dask extra is not installed")
+    from nwattn.dask._inputs import training_set
     from nwattn.dask.loo import moments
 
     X, Y = data
     w = np.linspace(1.0, 2.0, X.shape[0])
     chunks = max(1, X.shape[0] // 3)
-    ref = moments(da.from_array(X, chunks=chunks), da.from_array(Y, chunks=chunks),
-                  da.from_array(w, chunks=chunks))
-    got = moments(da.from_array(X, chunks=chunks), da.from_array(Y, chunks=chunks),
-                  da.from_array(w * factor, chunks=chunks))
+
+    def reduced(weights):
+        Xd, _, Y2, W = training_set(da.from_array(X, chunks=chunks),
+                                    da.from_array(Y, chunks=chunks),
+                                    da.from_array(weights, chunks=chunks))
+        return moments(Xd, Y2, W)
+
+    ref, got = reduced(w), reduced(w * factor)
     assert got["n_eff"] == pytest.approx(ref["n_eff"], rel=1e-12)
     np.testing.assert_allclose(got["x_mean"], ref["x_mean"], rtol=1e-12)

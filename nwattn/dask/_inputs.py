@@ -1,5 +1,6 @@
 """Validation of the arguments of :mod:`nwattn.dask` and the layout of its graphs."""
 
+import functools
 import numbers
 
 import numpy as np
@@ -150,12 +151,28 @@ def prepare(Q, K, V, kernel, bandwidth, key_weight, exclude_self):
     return Q, K, V2, W, values_1d, dtype
 
 
+def _max_with(x, axis=None, keepdims=False, *, initial):
+    return np.max(x, axis=axis, keepdims=keepdims, initial=initial)
+
+
+def largest(x, *, initial=-np.inf):
+    """Lazy largest entry of a Dask array, ``initial`` when it has none.
+
+    Dask's own ``max`` (and ``argmax``) fail on a chunk of zero rows, which
+    the integration accepts everywhere (a block of nothing is a valid block);
+    this reduction starts every chunk from ``initial`` instead.
+    """
+    op = functools.partial(_max_with, initial=initial)
+    return da.reduction(x, op, op, dtype=x.dtype)
+
+
 def training_set(X, y, sample_weight):
     """Validate a training set given as Dask (or in-memory) arrays and align its chunks.
 
     Returns ``X`` (float, features in one chunk), ``y`` as given (1-D or
     2-D, rows chunked like ``X``), ``Y2`` (``y`` as 2-D float64) and the
-    sample weights as float64 (or None). Values are checked later, by
+    sample weights as float64 divided by their largest (or None). Values
+    are checked later, by
     reductions or by the tasks.
     """
     X = as_dask(X, "X")
@@ -179,5 +196,11 @@ def training_set(X, y, sample_weight):
                 f"got {W.shape[0]}"
             )
         W = W.rechunk({0: X.chunks[0]})
+        # Divided by their largest, as in memory: every result depends on
+        # the weights' ratios only, and sums of weights from about 1e154 on
+        # (squares) or 1e307 (the weights themselves) would overflow. An
+        # all-zero, negative or non-finite set is left for the checks to name.
+        wmax = largest(W)
+        W = W / da.where(wmax > 0, wmax, 1.0)
     Y2 = y.reshape(y.shape[0], -1).astype(np.float64)
     return X, y, Y2, W

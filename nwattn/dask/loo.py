@@ -16,11 +16,12 @@ import dask.array as da
 from .. import _validation as _v
 from ..bandwidth import BandwidthSelection, check_tol, search
 from ..kernels import get_kernel
-from ..loo import LooTotals, check_fallback, loo_error, slope_state
+from ..loo import (LooTotals, check_fallback, in_target_units, loo_error, slope_state,
+                   target_exponent)
 from ..ops import merge_states
 from .._backend import backend_for
-from ._inputs import (blocks, check_algorithm, check_device, check_split_every, starts,
-                      training_set)
+from ._inputs import (blocks, check_algorithm, check_device, check_split_every, largest,
+                      starts, training_set)
 from .pool import merge_tree, nearest_states, pooled_states, unpack
 
 # ------------------------------------------------------ training-set summaries
@@ -33,7 +34,17 @@ def _reductions(X, Y2, W):
     if W is not None:
         checks["sample_weight"] = da.isfinite(W).all()
         checks["negative"] = (W < 0).any()
-    sums = dict(wsum=c.sum(), n_positive=(c > 0).sum(), y_total=(c[:, None] * Y2).sum(axis=0))
+    sums = dict(wsum=c.sum(), n_positive=(c > 0).sum(), y_total=(c[:, None] * Y2).sum(axis=0),
+                y_absmax=largest(abs(Y2), initial=0.0))
+    if W is not None:
+        # The sums without the heaviest point, added on their own (see
+        # nwattn.loo.LooTotals): that point's mean of the others. The
+        # weights were divided by their largest, so the heaviest (the first
+        # of equals, as in memory) is the first weight of 1.
+        index = da.arange(W.shape[0], chunks=W.chunks)
+        top = -largest(da.where(W == 1.0, -index, -W.shape[0]), initial=-W.shape[0])
+        rest = W * (index != top)
+        sums.update(rest_wsum=rest.sum(), rest_total=(rest[:, None] * Y2).sum(axis=0))
     return checks, sums
 
 
@@ -53,10 +64,30 @@ def _check_reductions(checks, sums, *, loo):
         )
 
 
-def _totals_task(checks, sums):
-    """The totals of the ``"mean"`` fallback, once the training set is known valid (one task)."""
+def _exponent_task(checks, sums):
+    """The targets' :func:`nwattn.loo.target_exponent`, once the training set is known valid."""
     _check_reductions(checks, sums, loo=True)
-    return LooTotals(np.asarray(sums["y_total"], np.float64), float(sums["wsum"]))
+    return target_exponent(sums["y_absmax"])
+
+
+def _factor_task(e):
+    # Dividing by a power of two is exact: the targets' scores, scaled.
+    return 2.0 ** -e
+
+
+def _totals_task(sums, e):
+    """The totals of the ``"mean"`` fallback, of the targets divided by ``2**e`` (one task)."""
+    return _totals(sums, e)
+
+
+def _totals(sums, e):
+    """:class:`nwattn.loo.LooTotals` from the reductions, of the targets divided by ``2**e``."""
+    if "rest_wsum" not in sums:  # unweighted: no point outweighs the others
+        return LooTotals(np.ldexp(np.asarray(sums["y_total"], np.float64), -e),
+                         float(sums["wsum"]))
+    return LooTotals(np.ldexp(np.asarray(sums["y_total"], np.float64), -e), float(sums["wsum"]),
+                     np.ldexp(np.asarray(sums["rest_total"], np.float64), -e),
+                     float(sums["rest_wsum"]))
 
 
 def _center_task(totals):
@@ -64,28 +95,24 @@ def _center_task(totals):
     return totals.target_sum / totals.weight_sum
 
 
-def _score_task(sse, totals):
-    return float(sse) / totals.weight_sum
+def _score_task(sse, totals, e):
+    return in_target_units(float(sse) / totals.weight_sum, e)
 
 
 def moments(X, Y2, W):
     """Validate a distributed training set and reduce it to the numbers a fit needs.
 
     Two passes of reductions (means, then spreads around them); nothing of
-    the size of the data leaves the workers.
+    the size of the data leaves the workers. ``y_var`` is the variance of
+    the targets divided by ``2**y_exponent`` (:func:`nwattn.loo.target_exponent`),
+    the units of the leave-one-out scores.
     """
     checks, sums = _reductions(X, Y2, W)
     c = da.ones(X.shape[0], chunks=X.chunks[0]) if W is None else W
     Xf = X.astype(np.float64)
-    # The effective sample size depends on the weights' ratios only: formed
-    # from the weights divided by their largest, whose squares cannot
-    # overflow (weights from 1e154 on would, as in-memory fits avoid too).
-    if W is not None:
-        cmax = c.max()
-        cu = c / da.where(cmax > 0, cmax, 1.0)  # all zero is refused below, by name
-    else:
-        cu = c
-    sums.update(wu_sum=cu.sum(), wu2sum=(cu * cu).sum(), x_total=(c[:, None] * Xf).sum(axis=0),
+    # The weights were divided by their largest (training_set), so that the
+    # squares behind the effective sample size cannot overflow.
+    sums.update(w2sum=(c * c).sum(), x_total=(c[:, None] * Xf).sum(axis=0),
                 x_sq=(c[:, None] * Xf * Xf).sum(axis=0))
     checks, m = dask.compute(checks, sums)
     _check_reductions(checks, m, loo=False)
@@ -93,12 +120,14 @@ def moments(X, Y2, W):
     m = {key: np.asarray(val, dtype=np.float64) for key, val in m.items()}
     m["wsum"], m["n"] = wsum, int(X.shape[0])
     m["n_positive"] = int(m["n_positive"])
-    m["n_eff"] = (float(m["wu_sum"]) ** 2 / float(m["wu2sum"]) if W is not None
-                  else float(X.shape[0]))
+    m["n_eff"] = wsum ** 2 / float(m["w2sum"]) if W is not None else float(X.shape[0])
     m["x_mean"], m["y_mean"] = m["x_total"] / wsum, m["y_total"] / wsum
     m["x_rms2"] = m["x_sq"] / wsum
+    # The targets' spread, like their scores, in units where squares fit.
+    e = m["y_exponent"] = target_exponent(m["y_absmax"])
+    Ys, mean_s = (Y2, m["y_mean"]) if not e else (Y2 * 2.0 ** -e, np.ldexp(m["y_mean"], -e))
     x_var, y_var = dask.compute((c[:, None] * (Xf - m["x_mean"]) ** 2).sum(axis=0),
-                                (c[:, None] * (Y2 - m["y_mean"]) ** 2).sum(axis=0))
+                                (c[:, None] * (Ys - mean_s) ** 2).sum(axis=0))
     m["x_var"], m["y_var"] = np.asarray(x_var) / wsum, np.asarray(y_var) / wsum
     return m
 
@@ -192,15 +221,18 @@ class _DaskLooProblem:
     """
 
     def __init__(self, X, Y2, W, kern, fallback, m, device, split_every, algorithm="auto"):
-        self.X, self.Y2, self.W = X.astype(np.float64), Y2, W
+        # Scored as in memory: targets divided by 2**e where squares would
+        # leave float64 (nwattn.loo.target_exponent), exactly.
+        e = self.target_exponent = m["y_exponent"]
+        self.X, self.Y2, self.W = X.astype(np.float64), Y2 if not e else Y2 * 2.0 ** -e, W
         self.kernel = kern
         self.fallback = fallback
         self.device = device
         # A string, passed on to every task: each orders its own chunk of keys.
         self.algorithm = algorithm
         self.split_every = split_every
-        self.totals = LooTotals(m["y_total"], m["wsum"])
-        self.center = m["y_mean"]
+        self.totals = _totals(m, e)
+        self.center = np.ldexp(m["y_mean"], -e)
         self.n_samples = m["n"]
         self.spread = np.sqrt(m["x_var"])
         self.mean_square = m["x_rms2"]
@@ -321,15 +353,17 @@ def loo_cv_error(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
     X, _, Y2, W = training_set(X, y, sample_weight)
     h = _v.check_bandwidth(bandwidth, X.shape[1], np.float64)
     checks, sums = _reductions(X, Y2, W)
-    # Everything the tasks compute hangs on the validated totals, so invalid
+    sums = {name: blocks(val)[0] for name, val in sums.items()}
+    # Everything the tasks compute hangs on the validated exponent, so invalid
     # data fail with the in-memory message before any pooling task runs.
-    totals = dask.delayed(_totals_task, pure=True)(
-        {name: blocks(val)[0] for name, val in checks.items()},
-        {name: blocks(val)[0] for name, val in sums.items()})
+    e = dask.delayed(_exponent_task, pure=True)(
+        {name: blocks(val)[0] for name, val in checks.items()}, sums)
+    totals = dask.delayed(_totals_task, pure=True)(sums, e)
     center = dask.delayed(_center_task, pure=True)(totals)
-    parts = _sse_parts(X.astype(np.float64), Y2, W, kern, h, fallback, totals, center,
+    factor = da.from_delayed(dask.delayed(_factor_task, pure=True)(e), shape=(), dtype=np.float64)
+    parts = _sse_parts(X.astype(np.float64), Y2 * factor, W, kern, h, fallback, totals, center,
                        split_every, device, algorithm)
-    score = dask.delayed(_score_task, pure=True)(blocks(parts.sum())[0], totals)
+    score = dask.delayed(_score_task, pure=True)(blocks(parts.sum())[0], totals, e)
     return da.from_delayed(score, shape=(), dtype=np.float64)
 
 
@@ -450,4 +484,5 @@ def _select(X, Y2, W, kern, m, *, per_feature, fallback, tol, device, split_ever
     best = int(np.argmin(scores))
     chosen = candidates[best]
     chosen = float(checked[best][0]) if np.ndim(chosen) == 0 else checked[best]
-    return BandwidthSelection(chosen, float(scores[best]), len(candidates))
+    return BandwidthSelection(chosen, in_target_units(float(scores[best]), problem.target_exponent),
+                              len(candidates))
