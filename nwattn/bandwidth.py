@@ -345,6 +345,17 @@ def check_tol(tol):
 #: pruned.
 _WALK_MIN_SAMPLES = 50_000
 
+#: On such a sample a scalar search first selects a bandwidth on a random
+#: ``1 / _PILOT_FRACTION`` of the points (to ``_PILOT_TOL``: a start, not
+#: an answer), scales it to the whole set by the bandwidth's rate in ``n``
+#: and walks from there by factors of ``_PILOT_STEP``. Without it the walk
+#: from Silverman's rule steps by factors of 3, and its first step to the
+#: wide side costs ``3**d`` passes at the optimum (88 of the 230 seconds at
+#: n = 10**6, d = 2).
+_PILOT_FRACTION = 16
+_PILOT_TOL = 1e-2
+_PILOT_STEP = 1.25
+
 
 def _search_scale_from(kern, n, sigma, rms2, per_feature):
     """Direction ``v``, range ``[lo, hi]`` and start ``c0`` of the multiplier ``c`` in ``h = c v``.
@@ -480,7 +491,15 @@ def search(problem, per_feature=False, tol=1e-4, *, verbose=0, label="select_ban
     one on small samples. From 50 000 samples on, the kinks are too small
     to matter at the walk's scale and every kernel walks, trying the
     narrower bandwidth first (a pass costs about the number of neighbours,
-    so the wide bandwidths are the expensive ones). A
+    so the wide bandwidths are the expensive ones). There, for a smoothing
+    kernel and a problem that offers ``subproblem`` (data in memory), the
+    search first selects a bandwidth on a fixed random sixteenth of the
+    points (to a tolerance of 1e-2), scales it by the optimal bandwidth's
+    rate ``n**(-1/(d+4))`` (``n**(-1/(d+8))`` for degree 2), and runs
+    Brent's search between that bandwidth divided and multiplied by
+    1.5625; only if the result lies at an end of that bracket does it walk
+    on from there by factors of 1.5625. At n = 10**6 this makes 8 passes
+    instead of 14, none of them wide. A
     per-feature bandwidth starts from a common multiple of the features'
     spreads, the best point of the same bracketing stage (not refined), and
     is refined by L-BFGS-B with the analytic gradient of the score; for the
@@ -517,6 +536,9 @@ def search(problem, per_feature=False, tol=1e-4, *, verbose=0, label="select_ban
             ``has_gradient`` attribute is true (or absent). A problem
             without a gradient is searched per feature by Powell's method,
             as the boxcar kernel is.
+        ``subproblem(n_rows)`` (optional)
+            The same problem on a random subset of ``n_rows`` points: the
+            pilot of a large scalar search (see above).
         ``target_exponent`` (optional)
             The scores are in units of ``4**target_exponent`` (see
             ``target_exponent`` of :class:`nwattn.loo.LooProblem`); the selection
@@ -593,24 +615,42 @@ def search(problem, per_feature=False, tol=1e-4, *, verbose=0, label="select_ban
         return _search_scale_from(kern, int(problem.n_samples), np.asarray(problem.spread),
                                   np.asarray(problem.mean_square), per)
 
-    def line_search(v, lo, c0, hi, xatol):
+    def line_search(v, lo, c0, hi, xatol, factor=3.0, near=False):
         """Best ``log c`` for ``h = c v``, ``c`` in ``[lo, hi]``, and its normalised score.
 
         ``xatol=None`` returns the best point of the bracketing stage.
 
-        Walks downhill from ``c0`` by factors of 3 until the score rises (or
+        Walks downhill from ``c0`` by factors of ``factor`` until the score rises (or
         a bound is reached; narrower first on a large sample), or for a
         compact kernel on a small sample scans a logarithmic grid
         of the range, then refines the bracket around the best point with
-        Brent's bounded search.
+        Brent's bounded search. With ``near`` (``c0`` from a pilot), Brent's
+        search first runs on ``c0`` divided and multiplied by ``factor**2``,
+        whose ends it never evaluates; only if its result lies at an end
+        does the walk start, from there, by factors of ``factor**2``.
         """
+        seen = {}
 
         def f(log_c):
-            h = math.exp(log_c) * v
-            return evaluate(h if per_feature else float(h[0])) / norm
+            if log_c not in seen:  # the walk may start where Brent ended
+                h = math.exp(log_c) * v
+                seen[log_c] = evaluate(h if per_feature else float(h[0])) / norm
+            return seen[log_c]
 
-        a_min, a_max, step = math.log(lo), math.log(hi), math.log(3.0)
+        a_min, a_max, step = math.log(lo), math.log(hi), math.log(factor)
         large = int(problem.n_samples) >= _WALK_MIN_SAMPLES
+        if near and xatol is not None:
+            x0 = min(max(math.log(c0), a_min), a_max)
+            a, b = max(x0 - 2 * step, a_min), min(x0 + 2 * step, a_max)
+            res = optimize.minimize_scalar(f, bounds=(a, b), method="bounded",
+                                           options={"xatol": xatol})
+            x = float(res.x)
+            # Brent's result is within its tolerance of a bound it cannot
+            # cross only when the minimum lies beyond it.
+            if (a == a_min or x - a > 3 * xatol) and (b == a_max or b - x > 3 * xatol):
+                return x + np.log(v), float(res.fun)
+            # The pilot was far off: walk on by the bracket's half-width.
+            c0, step = math.exp(x), 2 * step
         if kern.is_compact and not large:
             # The score of a compact kernel has a kink wherever a pair enters
             # the support, hence shallow local minima: scan the whole range.
@@ -650,7 +690,13 @@ def search(problem, per_feature=False, tol=1e-4, *, verbose=0, label="select_ban
                              lam, lambda: n_eval)
     v, lo, c0, hi = scale(per_feature)
     if not per_feature:
-        log_h, f_best = line_search(v, lo, c0, hi, tol)
+        factor = 3.0
+        # A smoothing kernel's optimal bandwidth shrinks with n at a known
+        # rate (a dot score's temperature does not).
+        if (int(problem.n_samples) >= _WALK_MIN_SAMPLES and kern.family == DISTANCE
+                and hasattr(problem, "subproblem")):
+            c0, factor = _pilot(problem, tol, verbose, label), _PILOT_STEP
+        log_h, f_best = line_search(v, lo, c0, hi, tol, factor, near=factor == _PILOT_STEP)
         h_best = float(math.exp(log_h[0]))
         score = _in_target_units(problem, float(f_best * norm))
         log.done(f"selected {_format_bandwidth(h_best)}  score {score:.6g}")
@@ -692,6 +738,24 @@ def search(problem, per_feature=False, tol=1e-4, *, verbose=0, label="select_ban
     score = _in_target_units(problem, float(f_final * norm))
     log.done(f"selected {_format_bandwidth(np.exp(theta))}  score {score:.6g}")
     return BandwidthSelection(np.exp(theta), score, n_eval)
+
+
+def _pilot(problem, tol, verbose, label):
+    """Start of a large scalar search: the bandwidth selected on a subset, scaled to the whole.
+
+    The subset is a random ``1 / _PILOT_FRACTION`` of the points (a fixed
+    draw), searched the same way to the looser of ``tol`` and
+    ``_PILOT_TOL``; its bandwidth is multiplied by ``(n_sub / n) ** r`` with
+    ``r = 1 / (d + 4)``, the rate of the optimal bandwidth of a local
+    constant or linear fit (``1 / (d + 8)`` for degree 2). The walk that
+    follows corrects what the subset's own variability leaves.
+    """
+    n = int(problem.n_samples)
+    sub = problem.subproblem(max(n // _PILOT_FRACTION, 2))
+    found = search(sub, False, max(tol, _PILOT_TOL), verbose=verbose, label=f"{label} (pilot)")
+    d_eff = max(1, int(np.count_nonzero(np.asarray(problem.spread) > 0)))
+    rate = 1.0 / (d_eff + (8 if getattr(problem, "degree", 0) >= 2 else 4))
+    return float(found.bandwidth) * (int(sub.n_samples) / n) ** rate
 
 
 def _lambda_start(discrete):

@@ -726,6 +726,7 @@ class LooProblem:
             self.Y = np.ldexp(self.Y, -self.target_exponent)
         n = self.X.shape[0]
         self._keys = KeyTreeCache(algorithm, Xc, device)
+        self._algorithm = algorithm
         # Divided by their largest: the score depends on their ratios only,
         # and the sums below neither overflow nor underflow.
         self.sample_weight = (None if sample_weight is None
@@ -751,6 +752,46 @@ class LooProblem:
         self.mean_square = np.average(Xc * Xc, axis=0, weights=w)
         self.target_variance = float(np.sum(np.average((self.Y - self.center) ** 2, axis=0,
                                                        weights=c)))
+
+    def subproblem(self, n_rows, seed=0):
+        """The same score on a random subset of the points of positive weight.
+
+        A large search starts from the bandwidth selected on a subset
+        (:func:`nwattn.bandwidth.search`), whose passes cost a small
+        fraction of the whole set's.
+
+        Parameters
+        ----------
+        n_rows : int
+            Number of points drawn, without replacement, among those of
+            positive weight (all of them if there are fewer).
+        seed : int, default=0
+            Seed of the draw: the same subset for the same problem.
+
+        Returns
+        -------
+        LooProblem
+            Same kernel, degree, fallback, device and algorithm (a
+            :class:`~nwattn.pruning.KeyTree` of the whole set becomes
+            ``"auto"``), the points in their original order.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from nwattn.loo import LooProblem
+        >>> X = np.linspace(0.0, 1.0, 100)[:, None]
+        >>> LooProblem(X, np.sin(6 * X[:, 0])).subproblem(20).n_samples
+        20
+        """
+        rows = np.flatnonzero(self._c > 0)
+        if n_rows < rows.shape[0]:
+            rows = np.sort(np.random.default_rng(seed).choice(rows, n_rows, replace=False))
+        algorithm = self._algorithm if isinstance(self._algorithm, str) else "auto"
+        return LooProblem(self.X[rows], self.Y[rows], self.kernel.name,
+                          sample_weight=None if self.sample_weight is None
+                          else self.sample_weight[rows],
+                          fallback=self.fallback, device=self.device, degree=self.degree,
+                          discrete=self.discrete, algorithm=algorithm)
 
     def _bandwidth(self, bandwidth):
         """The bandwidth validated, and its continuous part."""

@@ -828,3 +828,27 @@ def test_dask_fit_returns_the_fitted_quantities_without_touching_the_estimator(r
                      fallback="nearest"), rel=1e-10)
     assert fit.X.chunks == ((15, 25), (2,)) and fit.n_features == 2
     np.testing.assert_allclose(fit.y_mean, [np.average(Y[:, 0], weights=w)], rtol=1e-12)
+
+
+def test_select_bandwidth_reports_each_evaluation(rng, capsys):
+    X, Y, w = _loo_data(rng, p=1)
+    dX, dY, dw = _dask_rows(X, Y, w)
+    with dask.config.set(scheduler="sync"):
+        sel = ndask.select_bandwidth(dX, dY, "gaussian", sample_weight=dw, verbose=1)
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == sel.n_evaluations + 1
+        assert lines[0].startswith("[select_bandwidth] evaluation 1  h=")
+        assert f"after {sel.n_evaluations} evaluations" in lines[-1]
+        picked = ndask.select_bandwidth(dX, dY, sample_weight=dw, candidates=[0.1, 0.3],
+                                        verbose=1)
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert [line.split("  ")[1] for line in lines[:2]] == ["h=0.1", "h=0.3"]
+        assert lines[-1].startswith(f"[select_bandwidth] selected h={picked.bandwidth:.4g}")
+        assert ndask.select_bandwidth(dX, dY, sample_weight=dw, candidates=[0.1]).bandwidth \
+            == 0.1
+        assert capsys.readouterr().err == ""
+        from nwattn import NadarayaWatsonRegressor
+        NadarayaWatsonRegressor(verbose=1).fit(dX, dY[:, 0], sample_weight=dw)
+        assert "evaluation 1" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="verbose"):
+        ndask.select_bandwidth(dX, dY, verbose=-1)

@@ -348,6 +348,22 @@ def test_select_bandwidth_pruned(rng, small_tiles):
     assert b.cv_score == pytest.approx(a.cv_score, rel=1e-7)
 
 
+class _WithoutPilot:
+    """A problem that cannot give a subset of itself (as the Dask problem), recording its passes."""
+
+    def __init__(self, problem, seen):
+        self._problem, self._seen = problem, seen
+
+    def __getattr__(self, name):
+        if name == "subproblem":
+            raise AttributeError(name)
+        return getattr(self._problem, name)
+
+    def value(self, bandwidth):
+        self._seen.append(float(bandwidth))
+        return self._problem.value(bandwidth)
+
+
 def test_large_samples_walk_from_the_rule_narrow_side_first(rng, monkeypatch):
     """From _WALK_MIN_SAMPLES on, a compact kernel's search walks (no grid up to 10x the
     spread, whose passes would cost n**2 pairs) and tries the narrower bandwidth first."""
@@ -359,13 +375,105 @@ def test_large_samples_walk_from_the_rule_narrow_side_first(rng, monkeypatch):
     grid = bw.search(LooProblem(X, y, "epanechnikov"))
     monkeypatch.setattr(bw, "_WALK_MIN_SAMPLES", 1000)
     seen = []
-
-    class Recording(LooProblem):
-        def value(self, bandwidth):
-            seen.append(float(bandwidth))
-            return super().value(bandwidth)
-
-    walk = bw.search(Recording(X, y, "epanechnikov"))
+    walk = bw.search(_WithoutPilot(LooProblem(X, y, "epanechnikov"), seen))
     assert walk.cv_score <= grid.cv_score * (1 + 1e-3)
     assert seen[1] == pytest.approx(seen[0] / 3)
     assert max(seen) < 0.5 * np.std(X) * 10  # never the grid's widest points
+
+
+class _Recording:
+    """Records the bandwidths of a problem's passes (its subsets' passes apart)."""
+
+    def __init__(self, problem, seen):
+        self._problem, self._seen = problem, seen
+
+    def __getattr__(self, name):
+        return getattr(self._problem, name)
+
+    def value(self, bandwidth):
+        self._seen.append(float(bandwidth))
+        return self._problem.value(bandwidth)
+
+
+@pytest.mark.parametrize("kernel, degree", [("gaussian", 0), ("laplacian", 1),
+                                            ("epanechnikov", 0), ("tricube", 1)])
+def test_large_samples_start_from_a_pilot_on_a_subset(rng, monkeypatch, kernel, degree):
+    """A large scalar search selects on a sixteenth of the points first and refines near
+    the scaled result: the walk's answer, from no more and never wide passes."""
+    from nwattn import bandwidth as bw
+    from nwattn.loo import LooProblem
+
+    # The pilot's subset (1000 points) searched on a grid, as from 50 000 points on it
+    # would be by a walk of its own.
+    X = rng.random((16000, 1))
+    y = np.sin(8 * X[:, 0]) + rng.normal(scale=0.2, size=16000)
+    monkeypatch.setattr(bw, "_WALK_MIN_SAMPLES", 8000)
+    walked, piloted = [], []
+    walk = bw.search(_WithoutPilot(LooProblem(X, y, kernel, degree=degree), walked))
+    got = bw.search(_Recording(LooProblem(X, y, kernel, degree=degree), piloted))
+    assert got.n_evaluations == len(piloted)
+    if kernel in ("epanechnikov", "tricube"):
+        # At this size a compact kernel's score has kinks, hence shallow local minima
+        # (the search's documented limit); whichever each path ends in scores alike.
+        assert got.cv_score == pytest.approx(walk.cv_score, rel=1e-4)
+        return
+    # Both refine to the search's tolerance on log h (1e-4) around the one minimum,
+    # whether the pilot fell near it or far (a subset's selection varies a lot: its score
+    # is flat; then Brent's search ends at its bracket's end and the walk goes on).
+    assert abs(np.log(got.bandwidth / walk.bandwidth)) < 5e-4
+    assert got.cv_score == pytest.approx(walk.cv_score, rel=1e-9)
+
+
+def test_a_good_pilot_saves_the_wide_passes(monkeypatch):
+    """On a fixed sample where the subset's selection scales to near the minimum: fewer
+    passes than the walk from the rule, all within the pilot's bracket."""
+    from nwattn import bandwidth as bw
+    from nwattn.loo import LooProblem
+
+    rng = np.random.default_rng(0)
+    X = rng.random((16000, 1))
+    y = np.sin(8 * X[:, 0]) + rng.normal(scale=0.2, size=16000)
+    monkeypatch.setattr(bw, "_WALK_MIN_SAMPLES", 8000)
+    walked, piloted = [], []
+    walk = bw.search(_WithoutPilot(LooProblem(X, y, "gaussian"), walked))
+    got = bw.search(_Recording(LooProblem(X, y, "gaussian"), piloted))
+    assert abs(np.log(got.bandwidth / walk.bandwidth)) < 5e-4
+    assert len(piloted) < len(walked)
+    assert max(piloted) <= min(piloted) * bw._PILOT_STEP ** 4 * (1 + 1e-12)
+    assert max(walked) >= 3 * got.bandwidth  # the walk's wide step
+
+
+def test_a_wrong_pilot_walks_on_from_the_end_of_its_bracket(rng, monkeypatch):
+    """Brent's search around the pilot ends at its bracket's end when the minimum lies
+    beyond: the walk goes on from there and finds it."""
+    from nwattn import bandwidth as bw
+    from nwattn.loo import LooProblem
+
+    X = rng.random((4000, 1))
+    y = np.sin(8 * X[:, 0]) + rng.normal(scale=0.2, size=4000)
+    monkeypatch.setattr(bw, "_WALK_MIN_SAMPLES", 1000)
+    # The gaussian: a smooth score, whose one minimum every path reaches.
+    walk = bw.search(_WithoutPilot(LooProblem(X, y, "gaussian"), []))
+    for wrong in (8.0, 1 / 8.0):
+        monkeypatch.setattr(bw, "_pilot", lambda *a, w=wrong: walk.bandwidth * w)
+        got = bw.search(LooProblem(X, y, "gaussian"))
+        assert abs(np.log(got.bandwidth / walk.bandwidth)) < 5e-4
+        assert got.cv_score == pytest.approx(walk.cv_score, rel=1e-7)
+
+
+def test_subproblem_draws_points_of_positive_weight(rng):
+    from nwattn.loo import LooProblem
+
+    X = np.arange(200.0)[:, None] / 200
+    y = np.sin(6 * X[:, 0]) + 0.1 * rng.normal(size=200)
+    w = rng.uniform(0.5, 2.0, size=200)
+    w[::3] = 0.0
+    problem = LooProblem(X, y, "gaussian", sample_weight=w, fallback="nearest", degree=1)
+    sub = problem.subproblem(50)
+    rows = np.rint(sub.X[:, 0] * 200).astype(int)
+    assert sub.n_samples == 50 and np.all(np.diff(rows) > 0) and np.all(w[rows] > 0)
+    np.testing.assert_array_equal(problem.subproblem(50).X, sub.X)  # a fixed draw
+    direct = LooProblem(X[rows], y[rows], "gaussian", sample_weight=w[rows],
+                        fallback="nearest", degree=1)
+    assert sub.value(0.05) == pytest.approx(direct.value(0.05), rel=1e-12)
+    assert problem.subproblem(10_000).n_samples == np.count_nonzero(w > 0)

@@ -15,6 +15,7 @@ import dask.array as da
 
 from .. import bandwidth as _bw
 from .._backend import backend_for
+from .._progress import check_verbose
 from .._validation import check_bandwidth
 from ..kernels import get_kernel
 from ._inputs import (as_dask, blocks, check_algorithm, check_device, check_split_every,
@@ -133,7 +134,8 @@ def nadaraya_watson_fit(estimator, X, y, sample_weight):
         fallback = "nearest" if estimator.fallback == "nearest" else "mean"
         sel = _select(X, Y2, W, kern, m, per_feature=per_feature, fallback=fallback,
                       tol=float(estimator.tol), device=device,
-                      split_every=check_split_every(None), algorithm=algorithm)
+                      split_every=check_split_every(None), algorithm=algorithm,
+                      verbose=check_verbose(estimator.verbose))
         bandwidth, cv_score = sel.bandwidth, sel.cv_score
     else:
         checked = check_bandwidth(bw, X.shape[1], np.float64)

@@ -8,13 +8,16 @@ The search is the one of :func:`nwattn.bandwidth.search`, each of its
 evaluations being one Dask computation.
 """
 
+import time
+
 import numpy as np
 
 import dask
 import dask.array as da
 
 from .. import _validation as _v
-from ..bandwidth import BandwidthSelection, check_tol, search
+from .._progress import EvaluationLog, check_verbose
+from ..bandwidth import BandwidthSelection, _format_bandwidth, check_tol, search
 from ..kernels import get_kernel
 from ..loo import (LooTotals, check_fallback, in_target_units, loo_error, slope_state,
                    target_exponent)
@@ -369,7 +372,7 @@ def loo_cv_error(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
 
 def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weight=None,
                      fallback="mean", tol=1e-4, device="cpu", candidates=None,
-                     split_every=None, algorithm="auto"):
+                     split_every=None, algorithm="auto", verbose=0):
     """Bandwidth minimising the leave-one-out cross-validation score, on Dask arrays.
 
     The twin of :func:`nwattn.bandwidth.select_bandwidth`: the same score
@@ -417,6 +420,12 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
         and the bandwidth being scored. A
         :class:`~nwattn.pruning.KeyTree` is refused (it orders a whole
         array of keys, not its chunks).
+    verbose : int, default=0
+        0 is silent; 1 prints a line on stderr for every evaluation of the
+        score (one Dask computation) and for the selection, as
+        :func:`nwattn.bandwidth.select_bandwidth` does; with
+        ``candidates``, a line per candidate once the one computation that
+        scores them all has finished (each with an equal share of its time).
 
     Returns
     -------
@@ -463,14 +472,15 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
     X, _, Y2, W = training_set(X, y, sample_weight)
     checked = ([_v.check_bandwidth(h, X.shape[1], np.float64, name="candidates")
                 for h in candidates] if candidates is not None else None)
+    verbose = check_verbose(verbose)
     m = moments(X, Y2, W)
     return _select(X, Y2, W, kern, m, per_feature=per_feature, fallback=fallback, tol=tol,
                    device=device, split_every=split_every, candidates=candidates,
-                   checked=checked, algorithm=algorithm)
+                   checked=checked, algorithm=algorithm, verbose=verbose)
 
 
 def _select(X, Y2, W, kern, m, *, per_feature, fallback, tol, device, split_every,
-            candidates=None, checked=None, algorithm):
+            candidates=None, checked=None, algorithm, verbose=0):
     """The body of :func:`select_bandwidth`, also the fit of the estimator on Dask arrays."""
     if m["n_positive"] < 2:
         raise ValueError(
@@ -479,10 +489,17 @@ def _select(X, Y2, W, kern, m, *, per_feature, fallback, tol, device, split_ever
         )
     problem = _DaskLooProblem(X, Y2, W, kern, fallback, m, device, split_every, algorithm)
     if candidates is None:
-        return search(problem, per_feature, tol)
+        return search(problem, per_feature, tol, verbose=verbose)
+    log = EvaluationLog("select_bandwidth", verbose)
+    t0 = time.perf_counter()
     scores = np.array(dask.compute(*[problem.lazy_value(h) for h in checked]), dtype=float)
+    scores = in_target_units(scores, problem.target_exponent)
+    # One computation scores every candidate: each line gets an equal share of its time.
+    share = (time.perf_counter() - t0) / len(checked)
+    for h, score in zip(candidates, scores):
+        log.evaluation(_format_bandwidth(h), score, share)
     best = int(np.argmin(scores))
     chosen = candidates[best]
     chosen = float(checked[best][0]) if np.ndim(chosen) == 0 else checked[best]
-    return BandwidthSelection(chosen, in_target_units(float(scores[best]), problem.target_exponent),
-                              len(candidates))
+    log.done(f"selected {_format_bandwidth(chosen)}  score {scores[best]:.6g}")
+    return BandwidthSelection(chosen, float(scores[best]), len(candidates))

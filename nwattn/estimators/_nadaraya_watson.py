@@ -117,7 +117,9 @@ class NadarayaWatsonRegressor(UncertaintyMixin, MultiOutputMixin, RegressorMixin
         score (its number, the bandwidth, the score and the time it took),
         and during :meth:`predict` the progress of the pooling (share
         done, time elapsed, an estimate of the time left), a few lines a
-        second at most. Data in memory only (not Dask arrays).
+        second at most. With Dask arrays, the lines of the search (each
+        evaluation is one Dask computation); predictions are lazy there and
+        report nothing.
     categorical_features : array-like of int, bool or str, or "from_dtype", default=None
         Unordered categorical features, as scikit-learn's
         :class:`~sklearn.ensemble.HistGradientBoostingRegressor` takes
