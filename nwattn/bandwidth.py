@@ -499,7 +499,9 @@ def search(problem, per_feature=False, tol=1e-4, *, verbose=0, label="select_ban
     Brent's search between that bandwidth divided and multiplied by
     1.5625; only if the result lies at an end of that bracket does it walk
     on from there by factors of 1.5625. At n = 10**6 this makes 8 passes
-    instead of 14, none of them wide. A
+    instead of 14, none of them wide. With discrete features the joint
+    search likewise starts from the joint selection on the subset (the
+    continuous bandwidths scaled). A
     per-feature bandwidth starts from a common multiple of the features'
     spreads, the best point of the same bracketing stage (not refined), and
     is refined by L-BFGS-B with the analytic gradient of the score; for the
@@ -687,7 +689,7 @@ def search(problem, per_feature=False, tol=1e-4, *, verbose=0, label="select_ban
 
     if discrete is not None:
         return _search_mixed(problem, per_feature, tol, evaluate, line_search, scale, norm, log,
-                             lam, lambda: n_eval)
+                             lam, lambda: n_eval, verbose, label)
     v, lo, c0, hi = scale(per_feature)
     if not per_feature:
         factor = 3.0
@@ -740,22 +742,30 @@ def search(problem, per_feature=False, tol=1e-4, *, verbose=0, label="select_ban
     return BandwidthSelection(np.exp(theta), score, n_eval)
 
 
-def _pilot(problem, tol, verbose, label):
-    """Start of a large scalar search: the bandwidth selected on a subset, scaled to the whole.
+def _pilot(problem, tol, verbose, label, per_feature=False):
+    """Start of a large search: the bandwidth selected on a subset, scaled to the whole.
 
     The subset is a random ``1 / _PILOT_FRACTION`` of the points (a fixed
     draw), searched the same way to the looser of ``tol`` and
     ``_PILOT_TOL``; its bandwidth is multiplied by ``(n_sub / n) ** r`` with
     ``r = 1 / (d + 4)``, the rate of the optimal bandwidth of a local
-    constant or linear fit (``1 / (d + 8)`` for degree 2). The walk that
-    follows corrects what the subset's own variability leaves.
+    constant or linear fit (``1 / (d + 8)`` for degree 2). The search that
+    follows corrects what the subset's own variability leaves. With discrete
+    features, one value per column: the continuous bandwidths scaled, the
+    discrete parameters as the subset chose them.
     """
     n = int(problem.n_samples)
     sub = problem.subproblem(max(n // _PILOT_FRACTION, 2))
-    found = search(sub, False, max(tol, _PILOT_TOL), verbose=verbose, label=f"{label} (pilot)")
+    found = search(sub, per_feature, max(tol, _PILOT_TOL), verbose=verbose,
+                   label=f"{label} (pilot)")
     d_eff = max(1, int(np.count_nonzero(np.asarray(problem.spread) > 0)))
     rate = 1.0 / (d_eff + (8 if getattr(problem, "degree", 0) >= 2 else 4))
-    return float(found.bandwidth) * (int(sub.n_samples) / n) ** rate
+    factor = (int(sub.n_samples) / n) ** rate
+    if getattr(problem, "discrete", None) is None:
+        return float(found.bandwidth) * factor
+    out = np.array(found.bandwidth, dtype=float)
+    out[problem.continuous] *= factor
+    return out
 
 
 def _lambda_start(discrete):
@@ -790,12 +800,13 @@ def _columns(problem, h, lam):
 
 
 def _search_mixed(problem, per_feature, tol, evaluate, line_search, scale, norm, log, lam0,
-                  n_evaluations):
+                  n_evaluations, verbose=0, label="select_bandwidth"):
     """The joint search of continuous bandwidths and discrete parameters.
 
     The continuous bandwidths start, as in the continuous search, from the
     best common multiple of the features' spreads (bracketed with the
-    discrete parameters at the middle of their ranges); then L-BFGS-B
+    discrete parameters at the middle of their ranges), or on a large
+    sample from the joint selection on a subset (:func:`_pilot`); then L-BFGS-B
     (Powell's method for the boxcar kernel) runs on ``(log h, lam)``:
     ``log h`` as in the continuous search (one common ``log h`` without
     ``per_feature``), ``lam`` itself with the box bounds ``[0, lam_max]``,
@@ -807,9 +818,21 @@ def _search_mixed(problem, per_feature, tol, evaluate, line_search, scale, norm,
     nc = problem.continuous.shape[0]
     piecewise_constant = kern.name == "boxcar" or not getattr(problem, "has_gradient", True)
     lam_hi = _lambda_upper(discrete)
-    if nc:
+    # On a large sample the joint search starts where the same search on a
+    # subset ended, the continuous bandwidths scaled to the whole set, and
+    # skips the bracketing of the continuous part.
+    pilot = (nc and not piecewise_constant and kern.family == DISTANCE
+             and int(problem.n_samples) >= _WALK_MIN_SAMPLES and hasattr(problem, "subproblem"))
+    if pilot:
+        v, lo, _, hi = scale(per_feature)
+        start = _pilot(problem, tol, verbose, label, per_feature)
+        lam0 = np.clip(start[discrete.columns], 0.0, lam_hi)
+        h0 = np.clip(start[problem.continuous], lo * v, hi * v)
+        theta_h, f_best = np.log(h0 if per_feature else h0[:1]), math.inf
+    if nc and not pilot:
         v, lo, c0, hi = scale(per_feature)
         theta_h, f_best = line_search(v, lo, c0, hi, tol if piecewise_constant else None)
+    if nc:
         if not per_feature:
             theta_h = theta_h[:1]
             lower, upper = [math.log(lo)], [math.log(hi)]

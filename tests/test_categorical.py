@@ -283,6 +283,38 @@ def test_search_keeps_relevant_categories_apart_and_smooths_out_noise(rng):
     assert sel.bandwidth[0] > 0
 
 
+@pytest.mark.parametrize("per_feature", [False, True])
+def test_large_mixed_search_starts_from_a_pilot(rng, monkeypatch, per_feature):
+    """From _WALK_MIN_SAMPLES on, the joint search starts where the same search on a subset
+    ended (continuous bandwidths scaled to the whole set) and reaches the same minimum."""
+    from nwattn import bandwidth as bw
+    from nwattn.loo import LooProblem
+
+    n = 3200
+    u = rng.integers(0, 3, n)
+    x = rng.uniform(size=(n, 2))
+    X = np.column_stack([x, u]).astype(float)
+    y = np.sin(4 * x[:, 0]) + x[:, 1] + 0.5 * u + rng.normal(scale=0.3, size=n)
+    disc = DiscreteFeatures([2], [3])
+    ref = bw.search(LooProblem(X, y, discrete=disc), per_feature)
+    monkeypatch.setattr(bw, "_WALK_MIN_SAMPLES", 1600)
+    starts = []
+    real = bw._pilot
+
+    def recorded(*args):
+        starts.append(real(*args))
+        return starts[-1]
+
+    monkeypatch.setattr(bw, "_pilot", recorded)
+    got = bw.search(LooProblem(X, y, discrete=disc), per_feature)
+    assert len(starts) == 1 and starts[0].shape == (3,)
+    # The pilot is a start, not the answer: a subset's selection varies.
+    assert not np.allclose(starts[0], got.bandwidth, rtol=1e-3)
+    assert got.cv_score == pytest.approx(ref.cv_score, rel=1e-6)
+    np.testing.assert_allclose(got.bandwidth[:2], ref.bandwidth[:2], rtol=2e-2)
+    assert abs(got.bandwidth[2] - ref.bandwidth[2]) < 2e-2 * disc.max_lambdas[0]
+
+
 # ------------------------------------------------------------------ estimators
 
 
@@ -381,3 +413,56 @@ def test_bad_lambda_is_refused(rng):
                                 ordered_features=[3]).fit(X, y)
     with pytest.raises(ValueError, match="one value per feature"):
         NadarayaWatsonRegressor(bandwidth=0.3, categorical_features=[1]).fit(X, y)
+
+
+# ------------------------------------------------------------------ Dask
+
+
+@pytest.mark.parametrize("kernel, lam", [("gaussian", [0.3, 0.4]), ("epanechnikov", [0.0, 0.5])])
+def test_dask_pooling_with_discrete_features_equals_memory(rng, kernel, lam):
+    """Each (query block, key chunk) task applies the discrete kernels to its own chunk;
+    the merged result is the in-memory one, whatever the chunking."""
+    da = pytest.importorskip("dask.array", reason="the dask extra is not installed")
+    import dask
+    from nwattn import dask as ndask
+
+    X, y = mixed_data(rng, n=90)
+    Q, _ = mixed_data(rng, n=50)
+    w = rng.uniform(0.5, 2.0, size=90)
+    disc = spec()
+    h = [0.3, lam[0], 0.4, lam[1]]
+    want, want_std = attention_pool(Q, X, y, kernel, h, key_weight=w, return_std=True,
+                                    discrete=disc)
+    with dask.config.set(scheduler="sync"):
+        for q_rows, k_rows in [((50,), (90,)), ((20, 0, 30), (31, 0, 40, 19))]:
+            got, std = ndask.attention_pool(
+                da.from_array(Q, chunks=(q_rows, 4)), da.from_array(X, chunks=(k_rows, 4)),
+                da.from_array(y, chunks=(k_rows,)), kernel, h,
+                key_weight=da.from_array(w, chunks=(k_rows,)), return_std=True,
+                discrete=disc)
+            np.testing.assert_allclose(got.compute(), want, rtol=1e-12, equal_nan=True)
+            np.testing.assert_allclose(std.compute(), want_std, rtol=1e-11, atol=1e-13,
+                                       equal_nan=True)
+        loo = ndask.attention_pool(da.from_array(X, chunks=30), da.from_array(X, chunks=45),
+                                   y, kernel, h, exclude_self=True, discrete=disc)
+        np.testing.assert_allclose(loo.compute(), attention_pool(
+            X, X, y, kernel, h, exclude_self=True, discrete=disc), rtol=1e-12, equal_nan=True)
+
+
+def test_dask_pooling_checks_discrete_arguments(rng):
+    da = pytest.importorskip("dask.array", reason="the dask extra is not installed")
+    import dask
+    from nwattn import dask as ndask
+
+    X, y = mixed_data(rng, n=40)
+    dX = da.from_array(X, chunks=15)
+    with pytest.raises(ValueError, match="lambda|lam"):
+        ndask.attention_pool(dX, dX, y, "gaussian", [0.3, 5.0, 0.4, 0.5], discrete=spec())
+    with pytest.raises(ValueError, match="one value per feature"):
+        ndask.attention_pool(dX, dX, y, "gaussian", 0.3, discrete=spec())
+    bad = X.copy()
+    bad[3, 1] = 1.5
+    out = ndask.attention_pool(da.from_array(bad, chunks=15), dX, y, "gaussian",
+                               [0.3, 0.2, 0.4, 0.5], discrete=spec())
+    with dask.config.set(scheduler="sync"), pytest.raises(ValueError, match="feature 1"):
+        out.compute()

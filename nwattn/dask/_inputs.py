@@ -121,12 +121,14 @@ def blocks(X):
     return list(X.to_delayed(optimize_graph=False).ravel())
 
 
-def prepare(Q, K, V, kernel, bandwidth, key_weight, exclude_self):
+def prepare(Q, K, V, kernel, bandwidth, key_weight, exclude_self, discrete=None):
     """Validate the arguments of a pooling and align the Dask arrays.
 
     Returns the queries and keys with all features in one chunk, the values
     as (m, p) with rows chunked like the keys, the key weights likewise (or
-    None), whether the values were 1-D, and the computation's dtype.
+    None), whether the values were 1-D, and the computation's dtype. With
+    ``discrete``, the bandwidth's discrete parameters are checked here and
+    the category codes by each task, on its own chunk.
     """
     get_kernel(kernel)
     Q = as_dask(Q, "Q")
@@ -134,7 +136,11 @@ def prepare(Q, K, V, kernel, bandwidth, key_weight, exclude_self):
     V = as_dask(V, "V", allow_1d=True)
     _v.check_matching_shapes(Q, K, V, exclude_self=exclude_self)
     dtype = _v.common_float_dtype(Q, K, V)
-    _v.check_bandwidth(bandwidth, Q.shape[1], dtype)
+    if discrete is None:
+        _v.check_bandwidth(bandwidth, Q.shape[1], dtype)
+    else:
+        discrete.check_columns(Q.shape[1])
+        discrete.split_bandwidth(bandwidth, Q.shape[1])
     values_1d = V.ndim == 1
     V2 = V.reshape(V.shape[0], 1) if values_1d else V
     Q = Q.rechunk({1: -1})

@@ -80,7 +80,7 @@ def chunk_weights(w):
 
 
 def _state_block(q, k, v, w, center, q0, k0, *, kernel, bandwidth, exclude_self,
-                 return_std, dtype, device, algorithm):
+                 return_std, dtype, device, algorithm, discrete=None):
     """Packed state of query block ``q`` over key chunk ``k`` (one task).
 
     With ``algorithm`` ``"tree"`` (or ``"auto"`` deciding so) the keys of
@@ -96,7 +96,7 @@ def _state_block(q, k, v, w, center, q0, k0, *, kernel, bandwidth, exclude_self,
                                  exclude_self=exclude_self, query_offset=int(q0),
                                  key_offset=int(k0), return_std=return_std,
                                  center=np.asarray(center, dtype), device=device,
-                                 algorithm=algorithm)
+                                 algorithm=algorithm, discrete=discrete)
     return pack(state)
 
 
@@ -157,11 +157,11 @@ def common_center(V2, W):
 
 
 def pooled_states(Q, K, V2, W, kernel, bandwidth, exclude_self, return_std, dtype,
-                  split_every, device, center=None, *, algorithm):
+                  split_every, device, center=None, *, algorithm, discrete=None):
     """Delayed packed state of every query block over all keys, and the centre.
 
     ``algorithm`` (checked by :func:`~nwattn.dask._inputs.check_algorithm`)
-    is passed on to every (query block, key chunk) task.
+    and ``discrete`` are passed on to every (query block, key chunk) task.
     """
     center = common_center(V2, W) if center is None else center
     q_blocks, k_blocks, v_blocks = blocks(Q), blocks(K), blocks(V2)
@@ -172,7 +172,7 @@ def pooled_states(Q, K, V2, W, kernel, bandwidth, exclude_self, return_std, dtyp
     block = dask.delayed(_state_block, pure=True)
     options = dict(kernel=kernel, bandwidth=bandwidth, exclude_self=bool(exclude_self),
                    return_std=bool(return_std), dtype=dtype, device=device,
-                   algorithm=algorithm)
+                   algorithm=algorithm, discrete=discrete)
     states = []
     for qb, q0 in zip(q_blocks, q_starts):
         parts = [block(qb, kb, vb, wb, center, q0, k0, **options)
@@ -286,7 +286,7 @@ def finalized(states, center, Q, p, values_1d, return_std, dtype, nearest=None, 
 
 def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None,
                    exclude_self=False, return_std=False, split_every=None, device="cpu",
-                   algorithm="auto"):
+                   algorithm="auto", discrete=None):
     """Attention pooling (Nadaraya-Watson regression) on Dask arrays.
 
     The distributed twin of :func:`nwattn.ops.attention_pool`, with the
@@ -336,6 +336,13 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
         chunking. ``"auto"`` decides for each task from its own chunk. A
         :class:`~nwattn.pruning.KeyTree` is refused (it orders a whole
         array of keys, not its chunks).
+    discrete : nwattn.discrete.DiscreteFeatures, default=None
+        Which columns of ``Q`` and ``K`` hold category codes, as for
+        :func:`nwattn.ops.attention_pool`: ``bandwidth`` then has one entry
+        per column (``lam`` at a discrete one), checked when the graph is
+        built; the codes of each chunk are checked by the task that reads
+        it (an invalid code fails the computation with the in-memory
+        message).
 
     Returns
     -------
@@ -384,7 +391,8 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
     device = check_device(device)
     algorithm = check_algorithm(algorithm, kernel, device)
     Q, K, V2, W, values_1d, dtype = prepare(Q, K, V, kernel, bandwidth, key_weight,
-                                             exclude_self)
+                                             exclude_self, discrete)
     states, center = pooled_states(Q, K, V2, W, kernel, bandwidth, exclude_self, return_std,
-                                   dtype, split_every, device, algorithm=algorithm)
+                                   dtype, split_every, device, algorithm=algorithm,
+                                   discrete=discrete)
     return finalized(states, center, Q, V2.shape[1], values_1d, return_std, dtype)
