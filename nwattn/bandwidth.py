@@ -565,7 +565,9 @@ def search(problem, per_feature=False, tol=1e-4, *, verbose=0, label="select_ban
     -------
     BandwidthSelection
         ``(bandwidth, cv_score, n_evaluations)``: a float for a scalar
-        search, an array of shape (n_features,) for a per-feature one.
+        search, an array of shape (n_features,) for a per-feature one;
+        ``n_evaluations`` counts the problem's own passes, not the pilot's
+        on a subset.
 
     Examples
     --------

@@ -101,12 +101,12 @@ def _split_discrete(discrete, Q, K, bandwidth, qc, kc, dtype, slopes=False):
 def _cpu_only(be, discrete, device_input=False):
     """Refuse discrete features where they have no kernel.
 
-    The GPU pools them for inputs on the host (its pooling kernel adds the
-    tables' lookups); the local polynomial's moments, and inputs that
-    already live on the GPU, take them on the CPU only.
+    The GPU's pooling and local polynomial kernels add the tables' lookups
+    for inputs on the host; inputs that already live on the GPU take them
+    on the CPU only.
     """
     if discrete is not None and (be.name != "cpu" and (device_input or be.name != "cuda")):
-        raise ValueError("discrete features are computed on the CPU here (the GPU pools "
+        raise ValueError("discrete features are computed on the CPU here (the GPU takes "
                          "them for inputs on the host): use device='cpu'")
 
 
@@ -1050,7 +1050,8 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
         the kernel weights only, the polynomial being one of the
         continuous columns (at least one is needed), as in R's np
         package. With ``slopes``, the discrete columns' ``lam_f`` follow
-        the continuous ``log h_t`` among the parameters.
+        the continuous ``log h_t`` among the parameters. CPU, or the GPU
+        for inputs on the host (not with ``slopes``).
     algorithm : see :func:`attention_pool`.
 
     Returns
@@ -1088,7 +1089,7 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
     if kern.family != DISTANCE:
         raise ValueError(f"kernel must be a smoothing kernel for a local polynomial, got the "
                          f"attention score {kern.name!r}")
-    _cpu_only(be, discrete, True)
+    _cpu_only(be, discrete, device_input)
     report = progress_callback(verbose, progress, "local_polynomial_state")
     algorithm = check_algorithm(algorithm)
     if device_input:

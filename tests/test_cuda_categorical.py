@@ -66,3 +66,46 @@ def test_gpu_pool_lambda_zero_empty_category(rng, small_launch):
     keys = X[:, 1] == 1
     w = np.exp(-0.5 * ((0.5 - X[keys, 0]) / 0.5) ** 2)
     assert np.isnan(got[0]) and np.isclose(got[1], w @ y[keys] / w.sum(), rtol=1e-12)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype, degree", [(np.float64, 1), (np.float64, 2), (np.float32, 1)])
+def test_gpu_local_polynomial_with_discrete_features_equals_cpu(dtype, degree, rng,
+                                                                small_launch):
+    """The GPU's moments kernel adds the discrete kernels' lookups to its scores, as the
+    pooling kernel does; the basis is that of the continuous features only."""
+    from nwattn.ops import local_polynomial
+
+    n = 15
+    X = np.column_stack([rng.uniform(size=n), np.arange(n) % 3, rng.uniform(size=n),
+                         np.arange(n) % 4]).astype(dtype)
+    y = np.column_stack([np.sin(3 * X[:, 0]) + X[:, 1], X[:, 2] - X[:, 3]]).astype(dtype)
+    w = rng.uniform(0.5, 2.0, size=n).astype(dtype)
+    disc = DiscreteFeatures([1, 3], [3, 4], ordered=[False, True])
+    bw = [0.6, 0.3, 0.8, 0.5]
+    got = local_polynomial(X[:9], X, y, "epanechnikov", bw, degree=degree, key_weight=w,
+                           discrete=disc, device="cuda")
+    cpu = local_polynomial(X[:9], X, y, "epanechnikov", bw, degree=degree, key_weight=w,
+                           discrete=disc)
+    tol = 1e-9 if dtype == np.float64 else 2e-3
+    np.testing.assert_allclose(got, cpu, rtol=tol, atol=tol, equal_nan=True)
+    loo = local_polynomial(X, X, y[:, 0], "gaussian", bw, degree=degree, exclude_self=True,
+                           discrete=disc, device="cuda")
+    ref = local_polynomial(X, X, y[:, 0], "gaussian", bw, degree=degree, exclude_self=True,
+                           discrete=disc)
+    np.testing.assert_allclose(loo, ref, rtol=tol, atol=tol, equal_nan=True)
+
+
+@needs_gpu
+def test_gpu_local_polynomial_lambda_zero_stratifies(rng, small_launch):
+    from nwattn.ops import local_polynomial
+
+    X = np.column_stack([rng.uniform(size=20), np.arange(20) % 2]).astype(np.float64)
+    y = 2.0 * X[:, 0] + 3.0 * X[:, 1] + 0.1 * rng.normal(size=20)
+    disc = DiscreteFeatures([1], [2])
+    got = local_polynomial([[0.5, 0], [0.5, 1]], X, y, "gaussian", [0.3, 0.0], degree=1,
+                           discrete=disc, device="cuda")
+    for c in (0, 1):
+        keys = X[:, 1] == c
+        want = local_polynomial([[0.5]], X[keys, :1], y[keys], "gaussian", 0.3, degree=1)
+        np.testing.assert_allclose(got[c], want[0], rtol=1e-10)

@@ -67,16 +67,18 @@ class CUDABackend:
         return launch.to_host(smax), launch.to_host(packed)
 
     @staticmethod
-    def local(Qs, KT, VT, logw, family, code, qscale, degree, self_shift, progress=None):
+    def local(Qs, KT, VT, logw, family, code, qscale, degree, self_shift, progress=None,
+              discrete=None):
         """Query-centred moments of a local polynomial, ``(max, packed)`` as device arrays.
 
         ``packed`` is laid out by ``local_layout``; the arguments are those
-        of the CPU backend's ``local``. The work is one launch, so
+        of the CPU backend's ``local`` (``discrete``: the host tuple of
+        codes and tables). The work is one launch, so
         ``progress`` (when given) is called once, as
         ``progress(pairs, pairs)``, when it is done.
         """
         return _local.local(Qs, KT, VT, logw, family, code, qscale, degree, self_shift,
-                            progress)
+                            progress, discrete)
 
     @staticmethod
     def additive_pairwise(A, BT, wv):

@@ -109,6 +109,23 @@ def tile_size(d, value_chunk, itemsize):
     return tile
 
 
+def discrete_arrays(discrete, dtype):
+    """The discrete features' ``(QC, KCT, LT)`` on the device, or placeholders.
+
+    ``discrete`` is None or the host tuple ``(QC, KCT, LT, DT)`` of
+    :mod:`nwattn._cpu.discrete` (``DT`` is not used): the codes travel as
+    int32, the tables in ``dtype``. Without discrete features the kernels
+    take 1-element arrays they never read (their loops run zero times).
+    """
+    if discrete is None:
+        return (cuda.to_device(np.zeros((1, 1), np.int32)),
+                cuda.to_device(np.zeros((1, 1), np.int32)),
+                cuda.to_device(np.zeros((1, 1, 1), dtype)))
+    return (cuda.to_device(np.ascontiguousarray(discrete[0], dtype=np.int32)),
+            cuda.to_device(np.ascontiguousarray(discrete[1], dtype=np.int32)),
+            cuda.to_device(np.ascontiguousarray(discrete[2], dtype=dtype)))
+
+
 def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, wv=None, discrete=None):
     """Device counterpart of the CPU backend's ``pool``.
 
@@ -138,14 +155,7 @@ def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, wv=None, discre
     n_chunks = -(-p // chunk)
     if n_split > _GRID_YZ_MAX or n_chunks > _GRID_YZ_MAX:
         raise ValueError(f"too many value columns for the GPU kernel: {p}")
-    if discrete is None:
-        QCd = cuda.to_device(np.zeros((1, 1), np.int32))
-        KCTd = cuda.to_device(np.zeros((1, 1), np.int32))
-        LTd = cuda.to_device(np.zeros((1, 1, 1), dtype))
-    else:
-        QCd = cuda.to_device(np.ascontiguousarray(discrete[0], dtype=np.int32))
-        KCTd = cuda.to_device(np.ascontiguousarray(discrete[1], dtype=np.int32))
-        LTd = cuda.to_device(np.ascontiguousarray(discrete[2], dtype=dtype))
+    QCd, KCTd, LTd = discrete_arrays(discrete, dtype)
     layout = pool_layout(p, with_sq)
     out_max = cuda.device_array((n_split, n), dtype)
     out_acc = cuda.device_array((n_split, n, layout.width), dtype)

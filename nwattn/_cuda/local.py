@@ -23,7 +23,7 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from numba import cuda, from_dtype
+from numba import cuda, from_dtype, int32
 
 from .. import _config
 from .._layout import local_layout, n_basis, rescale_row as _rescale_row
@@ -31,7 +31,8 @@ from .._device import is_device_array, simulator_enabled
 from .._plan import plan_splits
 from ..kernels import DISTANCE, GAUSSIAN, LAPLACIAN
 from . import kernels as _k
-from .launch import _GRID_YZ_MAX, _blocks, _key, _launch, as_device, tile_size
+from .launch import (_GRID_YZ_MAX, _blocks, _key, _launch, as_device, discrete_arrays,
+                     tile_size)
 
 # As for merge_query in .kernels: the simulator runs kernels as Python on
 # its own array objects, which a compiled CPU function cannot take, so it
@@ -74,16 +75,19 @@ def state_chunk(d, degree, p, itemsize):
 
 @lru_cache(maxsize=None)
 def local_kernel(dtype, d, degree, code, with_logw, exclude_self, threads, key_tile,
-                 value_chunk):
+                 value_chunk, n_disc=0):
     """Fused kernel of the query-centred moments, one thread per query.
 
     Signature ``(Q, KT, VT, logw, qscale, self_shift, split_size, powers,
-    out_max, out_acc)``: ``Q`` (n, d) and ``KT`` (d, m) divided by the
+    QC, KCT, LT, out_max, out_acc)``: ``Q`` (n, d) and ``KT`` (d, m) divided by the
     bandwidth, ``VT`` (p, m) the centred values, ``logw`` (m,) or empty,
     ``qscale`` (n,) each query's factor of its offsets, ``powers`` those of
     a thread's state ``local_layout(value_chunk, d, degree)``, and
     ``out_acc`` (n_split, n, width) packed by ``local_layout(p, d,
-    degree)``. Grid as the pooling kernel's (:func:`.kernels.pool_kernel`).
+    degree)``. ``n_disc`` discrete features add ``LT[f, QC[i, f], KCT[f,
+    j]]`` to every score, as in the pooling kernel; they enter the weights
+    only, not the polynomial basis (``d`` counts the continuous features).
+    Grid as the pooling kernel's (:func:`.kernels.pool_kernel`).
     """
     ftype = np.dtype(dtype).type
     nbtype = from_dtype(np.dtype(dtype))
@@ -100,10 +104,13 @@ def local_kernel(dtype, d, degree, code, with_logw, exclude_self, threads, key_t
     # Kernels positive everywhere give finite scores (the caller refuses
     # inputs that would overflow); zero key weights and compact supports
     # give -inf, which must not reach exp(-inf - -inf).
-    may_be_inf = with_logw or code not in (GAUSSIAN, LAPLACIAN)
+    # A discrete kernel's weight is 0 at lambda = 0: -inf in the score too.
+    may_be_inf = with_logw or n_disc > 0 or code not in (GAUSSIAN, LAPLACIAN)
+    nd1 = max(n_disc, 1)
 
     @cuda.jit
-    def kernel(Q, KT, VT, logw, qscale, self_shift, split_size, powers, out_max, out_acc):
+    def kernel(Q, KT, VT, logw, qscale, self_shift, split_size, powers, QC, KCT, LT, out_max,
+               out_acc):
         tx = cuda.threadIdx.x
         i = cuda.blockIdx.x * threads + tx
         s = cuda.blockIdx.y
@@ -121,7 +128,9 @@ def local_kernel(dtype, d, degree, code, with_logw, exclude_self, threads, key_t
         keys = cuda.shared.array((d, key_tile), nbtype)
         vals = cuda.shared.array((value_chunk, key_tile), nbtype)
         lw = cuda.shared.array(key_tile, nbtype)
+        kcodes = cuda.shared.array((nd1, key_tile), int32)
         q = cuda.local.array(d, nbtype)
+        qc = cuda.local.array(nd1, int32)
         z = cuda.local.array(n_z, nbtype)
         st = cuda.local.array(width, nbtype)
 
@@ -130,6 +139,8 @@ def local_kernel(dtype, d, degree, code, with_logw, exclude_self, threads, key_t
         if active:
             for t in range(d):
                 q[t] = Q[i, t]
+            for f in range(n_disc):
+                qc[f] = QC[i, f]
             qs = qscale[i]
         for k in range(width):
             st[k] = zero
@@ -151,6 +162,8 @@ def local_kernel(dtype, d, degree, code, with_logw, exclude_self, threads, key_t
                         vals[c, jj] = zero
                 if with_logw:
                     lw[jj] = logw[j0 + jj]
+                for f in range(n_disc):
+                    kcodes[f, jj] = KCT[f, j0 + jj]
             cuda.syncthreads()
             if not active:
                 continue
@@ -164,6 +177,8 @@ def local_kernel(dtype, d, degree, code, with_logw, exclude_self, threads, key_t
                 sc = weight(u2)
                 if with_logw:
                     sc += lw[jj]
+                for f in range(n_disc):
+                    sc += LT[f, qc[f], kcodes[f, jj]]
                 if may_be_inf and sc == neg_inf:
                     continue
                 if exclude_self and j0 + jj == self_j:
@@ -214,7 +229,8 @@ def local_kernel(dtype, d, degree, code, with_logw, exclude_self, threads, key_t
     return kernel
 
 
-def local(Qs, KT, VT, logw, family, code, qscale, degree, self_shift, progress=None):
+def local(Qs, KT, VT, logw, family, code, qscale, degree, self_shift, progress=None,
+          discrete=None):
     """Device counterpart of the CPU backend's ``local``.
 
     Returns ``(max, packed)`` device arrays, ``packed`` laid out by
@@ -224,6 +240,7 @@ def local(Qs, KT, VT, logw, family, code, qscale, degree, self_shift, progress=N
     (n,) the factor of each query's offsets. ``progress``, when given, is
     called once as ``progress(pairs, pairs)`` after the kernels have
     finished (launches are asynchronous, so this waits for them).
+    ``discrete``: None, or the host tuple of :func:`.launch.discrete_arrays`.
     """
     if family != DISTANCE:
         raise ValueError("local polynomial moments need a smoothing kernel (a distance score)")
@@ -236,7 +253,9 @@ def local(Qs, KT, VT, logw, family, code, qscale, degree, self_shift, progress=N
     degree = int(degree)
     threads = _config.CUDA_THREADS_PER_BLOCK
     chunk = state_chunk(d, degree, p, dtype.itemsize)
-    tile = tile_size(d, chunk, dtype.itemsize)
+    n_disc = 0 if discrete is None else discrete[0].shape[1]
+    # The key codes share the tile's shared memory: counted as features.
+    tile = tile_size(d + n_disc, chunk, dtype.itemsize)
     n_split, split_size = plan_splits(n, m, threads, _config.CUDA_TARGET_BLOCKS,
                                       _config.CUDA_MIN_SPLIT_KEYS)
     n_chunks = -(-p // chunk)
@@ -247,11 +266,12 @@ def local(Qs, KT, VT, logw, family, code, qscale, degree, self_shift, progress=N
     out_acc = cuda.device_array((n_split, n, layout.width), dtype)
     exclude_self = -n < self_shift < m  # some query meets itself among the keys
     kernel = local_kernel(_key(dtype), d, degree, code, lwd.shape[0] > 0, bool(exclude_self),
-                          threads, tile, chunk)
+                          threads, tile, chunk, n_disc)
     powers = cuda.to_device(local_layout(chunk, d, degree).powers)
+    QCd, KCTd, LTd = discrete_arrays(discrete, dtype)
     grid = (_blocks(n, threads), n_split, n_chunks)
     _launch(kernel, grid, threads, Qd, KTd, VTd, lwd, qsd, np.int64(self_shift),
-            np.int64(split_size), powers, out_max, out_acc)
+            np.int64(split_size), powers, QCd, KCTd, LTd, out_max, out_acc)
     if n_split > 1:
         simple = _config.CUDA_SIMPLE_THREADS
         _launch(_k.merge_kernel, _blocks(n, simple), simple, out_max, out_acc,

@@ -378,7 +378,12 @@ def select_bandwidth(X, y, kernel="gaussian", *, per_feature=False, sample_weigh
     The twin of :func:`nwattn.bandwidth.select_bandwidth`: the same score
     (:func:`loo_cv_error`), the same search (:func:`nwattn.bandwidth.search`)
     and the same result, each score (and, per feature, its gradient) being
-    one Dask computation with the training set left distributed. With
+    one Dask computation with the training set left distributed. One
+    difference: from 50 000 samples on, the in-memory search starts from a
+    pilot selection on a random subset of the points, which a distributed
+    training set does not offer; this search walks from the rule of thumb
+    instead, and both refine to the same minimum within the search's
+    tolerance. With
     ``candidates``, no search: every candidate is scored in one
     ``dask.compute`` call, so the scheduler sees every task at once and the
     training chunks are read once.
