@@ -345,13 +345,13 @@ def check_tol(tol):
 #: pruned.
 _WALK_MIN_SAMPLES = 50_000
 
-#: On such a sample a scalar search first selects a bandwidth on a random
+#: On such a sample a search first selects a bandwidth on a random
 #: ``1 / _PILOT_FRACTION`` of the points (to ``_PILOT_TOL``: a start, not
-#: an answer), scales it to the whole set by the bandwidth's rate in ``n``
-#: and walks from there by factors of ``_PILOT_STEP``. Without it the walk
-#: from Silverman's rule steps by factors of 3, and its first step to the
-#: wide side costs ``3**d`` passes at the optimum (88 of the 230 seconds at
-#: n = 10**6, d = 2).
+#: an answer) and scales it to the whole set by the bandwidth's rate in
+#: ``n``; a scalar search then refines it by Brent's search within a factor
+#: ``_PILOT_STEP**2`` of it. Without it the walk from Silverman's rule steps
+#: by factors of 3, and its first step to the wide side costs ``3**d``
+#: passes at the optimum (88 of the 230 seconds at n = 10**6, d = 2).
 _PILOT_FRACTION = 16
 _PILOT_TOL = 1e-2
 _PILOT_STEP = 1.25
@@ -694,13 +694,13 @@ def search(problem, per_feature=False, tol=1e-4, *, verbose=0, label="select_ban
                              lam, lambda: n_eval, verbose, label)
     v, lo, c0, hi = scale(per_feature)
     if not per_feature:
-        factor = 3.0
+        factor, near = 3.0, False
         # A smoothing kernel's optimal bandwidth shrinks with n at a known
         # rate (a dot score's temperature does not).
         if (int(problem.n_samples) >= _WALK_MIN_SAMPLES and kern.family == DISTANCE
                 and hasattr(problem, "subproblem")):
-            c0, factor = _pilot(problem, tol, verbose, label), _PILOT_STEP
-        log_h, f_best = line_search(v, lo, c0, hi, tol, factor, near=factor == _PILOT_STEP)
+            c0, factor, near = _pilot(problem, tol, verbose, label), _PILOT_STEP, True
+        log_h, f_best = line_search(v, lo, c0, hi, tol, factor, near)
         h_best = float(math.exp(log_h[0]))
         score = _in_target_units(problem, float(f_best * norm))
         log.done(f"selected {_format_bandwidth(h_best)}  score {score:.6g}")

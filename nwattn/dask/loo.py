@@ -78,13 +78,11 @@ def _factor_task(e):
     return 2.0 ** -e
 
 
-def _totals_task(sums, e):
-    """The totals of the ``"mean"`` fallback, of the targets divided by ``2**e`` (one task)."""
-    return _totals(sums, e)
-
-
 def _totals(sums, e):
-    """:class:`nwattn.loo.LooTotals` from the reductions, of the targets divided by ``2**e``."""
+    """:class:`nwattn.loo.LooTotals` from the reductions, of the targets divided by ``2**e``.
+
+    The totals of the ``"mean"`` fallback; a task of :func:`loo_cv_error`'s graph.
+    """
     if "rest_wsum" not in sums:  # unweighted: no point outweighs the others
         return LooTotals(np.ldexp(np.asarray(sums["y_total"], np.float64), -e),
                          float(sums["wsum"]))
@@ -361,7 +359,7 @@ def loo_cv_error(X, y, kernel="gaussian", bandwidth=1.0, *, sample_weight=None,
     # data fail with the in-memory message before any pooling task runs.
     e = dask.delayed(_exponent_task, pure=True)(
         {name: blocks(val)[0] for name, val in checks.items()}, sums)
-    totals = dask.delayed(_totals_task, pure=True)(sums, e)
+    totals = dask.delayed(_totals, pure=True)(sums, e)
     center = dask.delayed(_center_task, pure=True)(totals)
     factor = da.from_delayed(dask.delayed(_factor_task, pure=True)(e), shape=(), dtype=np.float64)
     parts = _sse_parts(X.astype(np.float64), Y2 * factor, W, kern, h, fallback, totals, center,
