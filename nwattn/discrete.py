@@ -180,10 +180,26 @@ class DiscreteFeatures:
         if A.ndim != 2:
             raise ValueError(f"{name} must be 2-D, got {A.ndim} dimension(s)")
         self.check_columns(A.shape[1])
+        return self.check_codes(A[:, self.columns], name, keys)
+
+    def check_codes(self, C, name="X", keys=False):
+        """:meth:`codes` of the discrete columns alone, ``C`` of shape (n, n_discrete).
+
+        For inputs whose discrete columns were gathered apart (those that
+        live on the GPU send only these columns to the host).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from nwattn.discrete import DiscreteFeatures
+        >>> DiscreteFeatures([2], [3]).check_codes(np.array([[0.0], [2.0]]), keys=True).ravel()
+        array([0, 2])
+        """
+        A = np.asarray(C)
         out = np.empty((A.shape[0], self.n_discrete), dtype=np.intp)
-        for k, col in enumerate(self.columns):
+        for k in range(self.n_discrete):
             try:
-                v = np.asarray(A[:, col], dtype=np.float64)
+                v = np.asarray(A[:, k], dtype=np.float64)
             except (TypeError, ValueError):
                 raise ValueError(f"{self.label(k)} of {name} must hold category codes "
                                  f"(non-negative whole numbers)") from None

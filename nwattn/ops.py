@@ -98,16 +98,45 @@ def _split_discrete(discrete, Q, K, bandwidth, qc, kc, dtype, slopes=False):
     return np.ascontiguousarray(Q[:, cont]), np.ascontiguousarray(K[:, cont]), h, disc
 
 
-def _cpu_only(be, discrete, device_input=False):
-    """Refuse discrete features where they have no kernel.
+def _split_discrete_device(discrete, Q, K, bandwidth, slopes=False):
+    """:func:`_split_discrete` of queries and keys that live on the GPU.
 
-    The GPU's pooling and local polynomial kernels add the tables' lookups
-    for inputs on the host; inputs that already live on the GPU take them
-    on the CPU only.
+    Only the discrete columns come to the host, where their codes are
+    checked (naming the feature, before anything else) and the kernels'
+    tables made; the continuous columns are gathered into new device
+    arrays. Returns ``(Qc, Kc, h, disc)``.
     """
-    if discrete is not None and (be.name != "cpu" and (device_input or be.name != "cuda")):
-        raise ValueError("discrete features are computed on the CPU here (the GPU takes "
-                         "them for inputs on the host): use device='cpu'")
+    from .discrete import DiscreteFeatures
+
+    if not isinstance(discrete, DiscreteFeatures):
+        raise TypeError(f"discrete must be a nwattn.discrete.DiscreteFeatures, got "
+                        f"{type(discrete).__name__}")
+    gpu = get_backend("cuda")
+    Qd, Kd = gpu.to_device(Q), gpu.to_device(K)
+    for name, x in (("Q", Qd), ("K", Kd)):
+        if x.ndim != 2:
+            raise ValueError(f"{name} must be 2-D, got an array of shape {x.shape}")
+    d = Qd.shape[1]
+    _v.check_matching_shapes(Qd, Kd)
+    discrete.check_columns(d)
+    qc = discrete.check_codes(gpu.to_host(gpu.columns(Qd, discrete.columns)), "Q")
+    kc = discrete.check_codes(gpu.to_host(gpu.columns(Kd, discrete.columns)), "K", keys=True)
+    cont = discrete.continuous_columns(d)
+    if cont.size == 0:
+        raise ValueError("inputs on the GPU with discrete features need at least one "
+                         "continuous feature: use device='cpu'")
+    h, lam = discrete.split_bandwidth(bandwidth, d)
+    LT, DT = discrete.tables(lam, int(qc.max()) + 1 if qc.size else 1, np.dtype(Qd.dtype),
+                             slopes)
+    disc = (np.ascontiguousarray(qc), np.ascontiguousarray(kc.T), LT, DT)
+    return gpu.columns(Qd, cont), gpu.columns(Kd, cont), h, disc
+
+
+def _cpu_only(be, discrete):
+    """Refuse discrete features where they have no kernel (the CPU's and the GPU's have)."""
+    if discrete is not None and be.name not in ("cpu", "cuda"):
+        raise ValueError(f"discrete features have no kernel on device {be.name!r}: use "
+                         "device='cpu'")
 
 
 def _brute_only(algorithm, what):
@@ -787,8 +816,9 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
         are compared (mixed data). ``bandwidth`` then has one entry per
         column: ``h`` of a continuous column, the smoothing parameter
         ``lam`` of a discrete one; each discrete feature multiplies the
-        weights by its kernel ``L(a, b; lam)``. CPU, or the GPU for inputs
-        on the host.
+        weights by its kernel ``L(a, b; lam)``. CPU or GPU; for inputs
+        that live on the GPU only the discrete columns come to the host
+        (their codes are checked there) and they need a continuous column.
 
     algorithm : see :func:`attention_pool`.
     Returns
@@ -835,13 +865,16 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
                                 is_causal, causal_offset, exclude_self, query_offset,
                                 key_offset, return_std, center, be, report)
     be, device_input = backend_for(device, Q, K, V)
-    _cpu_only(be, discrete, device_input)
+    _cpu_only(be, discrete)
     report = progress_callback(verbose, progress, "attention_pool_state")
     if device_input:
         _brute_only(algorithm, "inputs on the GPU")
+        disc = None
+        if discrete is not None:
+            Q, K, bandwidth, disc = _split_discrete_device(discrete, Q, K, bandwidth)
         smax, packed, c, values_1d = _pool_device(
             Q, K, V, kernel, bandwidth, key_weight, exclude_self, query_offset, key_offset,
-            return_std, center)
+            return_std, center, disc)
         state = PoolState(be.to_host(smax), be.to_host(packed), pool_layout(len(c), return_std),
                           c, values_1d)
         if report is not None:  # the copies above waited for the kernels
@@ -1050,8 +1083,8 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
         the kernel weights only, the polynomial being one of the
         continuous columns (at least one is needed), as in R's np
         package. With ``slopes``, the discrete columns' ``lam_f`` follow
-        the continuous ``log h_t`` among the parameters. CPU, or the GPU
-        for inputs on the host (not with ``slopes``).
+        the continuous ``log h_t`` among the parameters. CPU or GPU (see
+        :func:`attention_pool_state`; not with ``slopes``).
     algorithm : see :func:`attention_pool`.
 
     Returns
@@ -1089,13 +1122,17 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
     if kern.family != DISTANCE:
         raise ValueError(f"kernel must be a smoothing kernel for a local polynomial, got the "
                          f"attention score {kern.name!r}")
-    _cpu_only(be, discrete, device_input)
+    _cpu_only(be, discrete)
     report = progress_callback(verbose, progress, "local_polynomial_state")
     algorithm = check_algorithm(algorithm)
     if device_input:
         _brute_only(algorithm, "inputs on the GPU")
+        disc = None
+        if discrete is not None:
+            Q, K, bandwidth, disc = _split_discrete_device(discrete, Q, K, bandwidth)
         return _local_state_device(Q, K, V, kern, bandwidth, degree, query_scale, key_weight,
-                                   exclude_self, query_offset, key_offset, center, report)
+                                   exclude_self, query_offset, key_offset, center, report,
+                                   disc)
     qc, kc = _discrete_codes(discrete, Q, K)
     Q, K = _check_queries_keys(Q, K)
     V = _v.check_float_array(V, "V", allow_1d=True)
@@ -1338,7 +1375,7 @@ def _check_local_offsets(extent, qscale, d, dtype, compact):
 
 
 def _local_state_device(Q, K, V, kern, bandwidth, degree, query_scale, key_weight,
-                        exclude_self, query_offset, key_offset, center, report):
+                        exclude_self, query_offset, key_offset, center, report, disc=None):
     """:func:`local_polynomial_state` of inputs that live on the GPU.
 
     The inputs are validated and prepared there (:func:`_prepare_device`);
@@ -1346,7 +1383,8 @@ def _local_state_device(Q, K, V, kern, bandwidth, degree, query_scale, key_weigh
     :func:`attention_pool_state` does. ``query_scale`` and ``center`` are
     host arrays. The queries' fingerprint is left unknown: computing it
     would copy them to the host. ``report``: the progress callback (or
-    None), which the GPU calls once, when the kernels are done.
+    None), which the GPU calls once, when the kernels are done. ``disc``:
+    as for :func:`_pool_device`.
     """
     gpu = get_backend("cuda")
     kern, Qs, KT, logw, _, extent = _prepare_device(Q, K, kern, bandwidth, key_weight,
@@ -1359,7 +1397,7 @@ def _local_state_device(Q, K, V, kern, bandwidth, degree, query_scale, key_weigh
     VT, c = _values_device(V, KT, center)
     self_shift = int(query_offset) - int(key_offset) if exclude_self else -n - 1
     smax, packed = gpu.local(Qs, KT, VT, logw, kern.family, kern.code, qscale.astype(dtype),
-                             degree, self_shift, progress=report)
+                             degree, self_shift, progress=report, discrete=disc)
     h = _v.check_bandwidth(bandwidth, d, np.float64)
     return PoolState(gpu.to_host(smax), gpu.to_host(packed), local_layout(c.shape[0], d, degree),
                      c, len(V.shape) == 1, None, LocalInfo(degree, h[None, :] * factor[:, None]))
@@ -1551,7 +1589,8 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
         Which columns hold category codes (mixed data; see
         :mod:`nwattn.discrete`). ``bandwidth`` then has one entry per
         column: ``h`` of a continuous column, the smoothing parameter
-        ``lam`` of a discrete one. CPU, or the GPU for inputs on the host.
+        ``lam`` of a discrete one. CPU or GPU (see
+        :func:`attention_pool_state`).
 
     algorithm : {"auto", "brute", "tree"} or nwattn.pruning.KeyTree, default="auto"
         Which key tiles each block of queries visits
@@ -1619,12 +1658,12 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
                                  be, report, fingerprint=False)
         return finalize_state(state, return_std=return_std)
     be, device_input = backend_for(device, Q, K, V)
-    _cpu_only(be, discrete, device_input)
+    _cpu_only(be, discrete)
     report = progress_callback(verbose, progress, "attention_pool")
     if device_input:
         _brute_only(algorithm, "inputs on the GPU")
         out = _attention_pool_device(Q, K, V, kernel, bandwidth, key_weight, exclude_self,
-                                     return_std)
+                                     return_std, discrete)
         if report is not None:  # counting the empty queries waited for the kernels
             report.finish(Q.shape[0] * K.shape[0])
         return out
@@ -1639,11 +1678,13 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
 
 
 def _pool_device(Q, K, V, kernel, bandwidth, key_weight, exclude_self, query_offset,
-                 key_offset, return_std, center):
+                 key_offset, return_std, center, disc=None):
     """Pooling states of inputs that live on the GPU, left there.
 
     Returns ``(max, packed, center, values_1d)``: device arrays, the centre
-    as a NumPy array.
+    as a NumPy array. ``disc``: the discrete features' codes and tables
+    (:func:`_split_discrete_device`), ``Q`` and ``K`` then their continuous
+    columns.
     """
     gpu = get_backend("cuda")
     kern, Qs, KT, logw, scale = _prepare_device(Q, K, kernel, bandwidth, key_weight)
@@ -1653,7 +1694,7 @@ def _pool_device(Q, K, V, kernel, bandwidth, key_weight, exclude_self, query_off
     n = Qs.shape[0]
     self_shift = int(query_offset) - int(key_offset) if exclude_self else -n - 1
     smax, packed = gpu.pool(Qs, KT, VT, flag_sq, logw, kern.family, kern.code, scale,
-                            self_shift)
+                            self_shift, discrete=disc)
     return smax, packed, c, len(V.shape) == 1
 
 
@@ -1679,11 +1720,15 @@ def _values_device(V, KT, center):
     return gpu.centred(Vd, c), c
 
 
-def _attention_pool_device(Q, K, V, kernel, bandwidth, key_weight, exclude_self, return_std):
+def _attention_pool_device(Q, K, V, kernel, bandwidth, key_weight, exclude_self, return_std,
+                           discrete=None):
     """:func:`attention_pool` of inputs that live on the GPU; device arrays out."""
     _v.check_matching_shapes(Q, K, exclude_self=exclude_self)
+    disc = None
+    if discrete is not None:
+        Q, K, bandwidth, disc = _split_discrete_device(discrete, Q, K, bandwidth)
     _, packed, c, values_1d = _pool_device(
-        Q, K, V, kernel, bandwidth, key_weight, exclude_self, 0, 0, return_std, None)
+        Q, K, V, kernel, bandwidth, key_weight, exclude_self, 0, 0, return_std, None, disc)
     pred, std, n_empty = get_backend("cuda").finalize(packed, c, values_1d, return_std)
     if n_empty:
         import warnings

@@ -109,3 +109,53 @@ def test_gpu_local_polynomial_lambda_zero_stratifies(rng, small_launch):
         keys = X[:, 1] == c
         want = local_polynomial([[0.5]], X[keys, :1], y[keys], "gaussian", 0.3, degree=1)
         np.testing.assert_allclose(got[c], want[0], rtol=1e-10)
+
+
+@needs_gpu
+@pytest.mark.parametrize("degree", [0, 1])
+def test_inputs_on_the_gpu_with_discrete_features(rng, small_launch, degree):
+    """Queries and keys already on the GPU: their discrete columns come to the host to be
+    checked and tabled, the continuous ones are gathered there; results as from the host."""
+    from numba import cuda
+
+    from nwattn.ops import attention_pool_state, finalize_state, local_polynomial
+
+    n = 14
+    X = np.column_stack([rng.uniform(size=n), np.arange(n) % 3, rng.uniform(size=n),
+                         np.arange(n) % 4]).astype(np.float64)
+    y = np.sin(3 * X[:, 0]) + X[:, 1] - 0.5 * X[:, 3] + 0.1 * rng.normal(size=n)
+    disc = DiscreteFeatures([1, 3], [3, 4], ordered=[False, True])
+    bw = [0.5, 0.3, 0.7, 0.4]
+    Xd, yd = cuda.to_device(X), cuda.to_device(y)
+    if degree == 0:
+        got = finalize_state(attention_pool_state(Xd, Xd, yd, "gaussian", bw, discrete=disc,
+                                                  exclude_self=True, device="cuda"))
+        want = attention_pool(X, X, y, "gaussian", bw, discrete=disc, exclude_self=True)
+    else:
+        got = local_polynomial(Xd[:6], Xd, yd, "epanechnikov", bw, degree=1, discrete=disc,
+                               device="cuda")
+        want = local_polynomial(X[:6], X, y, "epanechnikov", bw, degree=1, discrete=disc)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12, equal_nan=True)
+
+
+@needs_gpu
+def test_bad_codes_on_the_gpu_name_the_feature(rng, small_launch):
+    from numba import cuda
+
+    X = np.column_stack([rng.uniform(size=8), np.arange(8) % 3]).astype(np.float64)
+    y = rng.normal(size=8)
+    disc = DiscreteFeatures([1], [3])
+    bad = X.copy()
+    bad[2, 1] = 0.5
+    with pytest.raises(ValueError, match="categorical feature 1 of Q has the non-integer"):
+        attention_pool(cuda.to_device(bad), cuda.to_device(X), cuda.to_device(y),
+                       bandwidth=[0.5, 0.2], discrete=disc, device="cuda")
+    bad[2, 1] = 3.0
+    with pytest.raises(ValueError, match="categorical feature 1 of K has the code 3"):
+        attention_pool(cuda.to_device(X), cuda.to_device(bad), cuda.to_device(y),
+                       bandwidth=[0.5, 0.2], discrete=disc, device="cuda")
+    only = DiscreteFeatures([0, 1], [8, 3])
+    codes = np.column_stack([np.arange(8), np.arange(8) % 3]).astype(np.float64)
+    with pytest.raises(ValueError, match="at least one continuous feature"):
+        attention_pool(cuda.to_device(codes), cuda.to_device(codes), cuda.to_device(y),
+                       bandwidth=[0.2, 0.2], discrete=only, device="cuda")

@@ -22,7 +22,7 @@ class CUDABackend:
 
     Besides the compute operations it offers what inputs that already live
     on the GPU need to be validated and prepared there (``check_array``,
-    ``scaled``, ``column_mean``, ``centred``) and the transfers
+    ``scaled``, ``columns``, ``column_mean``, ``centred``) and the transfers
     (``to_device``, ``to_host``).
 
     Examples
@@ -92,6 +92,7 @@ class CUDABackend:
 
     check_array = staticmethod(launch.check_device_array)
     scaled = staticmethod(launch.scaled)
+    columns = staticmethod(launch.columns)
     column_mean = staticmethod(launch.column_mean)
     centred = staticmethod(launch.centred)
     finalize = staticmethod(launch.finalize)

@@ -411,6 +411,16 @@ def scale_kernel(X, h, out, transpose):
 
 
 @cuda.jit
+def columns_kernel(X, cols, out):
+    """``out[:, t] = X[:, cols[t]]``: some columns of ``X``, gathered."""
+    i = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    if i >= X.shape[0]:
+        return
+    for t in range(cols.shape[0]):
+        out[i, t] = X[i, cols[t]]
+
+
+@cuda.jit
 def column_sum_kernel(V, out):
     """``out[c]`` = sum of column ``c`` of ``V``, accumulated in float64."""
     c = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x

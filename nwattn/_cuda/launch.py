@@ -239,6 +239,16 @@ def scaled(X, h, transpose):
     return out
 
 
+def columns(X, cols):
+    """Columns ``cols`` of the device array ``X``, gathered into a new (n, len(cols)) one."""
+    cols = np.asarray(cols, dtype=np.int64)
+    out = cuda.device_array((X.shape[0], cols.shape[0]), X.dtype)
+    threads = _config.CUDA_SIMPLE_THREADS
+    _launch(_k.columns_kernel, _blocks(X.shape[0], threads), threads, X, cuda.to_device(cols),
+            out)
+    return out
+
+
 def column_mean(V):
     """Mean of every column of the device array ``V``, as a host float64 array (p values)."""
     out = cuda.device_array(V.shape[1], np.float64)
