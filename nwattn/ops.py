@@ -71,12 +71,24 @@ def _discrete_codes(discrete, Q, K):
     """
     if discrete is None:
         return None, None
+    _check_discrete(discrete)
+    return discrete.codes(Q, "Q"), discrete.codes(K, "K", keys=True)
+
+
+def _check_discrete(discrete):
+    """Refuse a ``discrete`` argument that is not a :class:`~nwattn.discrete.DiscreteFeatures`."""
     from .discrete import DiscreteFeatures
 
     if not isinstance(discrete, DiscreteFeatures):
         raise TypeError(f"discrete must be a nwattn.discrete.DiscreteFeatures, got "
                         f"{type(discrete).__name__}")
-    return discrete.codes(Q, "Q"), discrete.codes(K, "K", keys=True)
+
+
+def _discrete_inputs(discrete, lam, qc, kc, dtype, slopes=False):
+    """The sweep's tuple ``(QC, KCT, LT, DT)`` (:mod:`nwattn._cpu.discrete`) from checked codes."""
+    n_query_codes = int(qc.max()) + 1 if qc.size else 1
+    LT, DT = discrete.tables(lam, n_query_codes, dtype, slopes)
+    return np.ascontiguousarray(qc), np.ascontiguousarray(kc.T), LT, DT
 
 
 def _split_discrete(discrete, Q, K, bandwidth, qc, kc, dtype, slopes=False):
@@ -92,13 +104,11 @@ def _split_discrete(discrete, Q, K, bandwidth, qc, kc, dtype, slopes=False):
     d = Q.shape[1]
     h, lam = discrete.split_bandwidth(bandwidth, d)
     cont = discrete.continuous_columns(d)
-    n_query_codes = int(qc.max()) + 1 if qc.size else 1
-    LT, DT = discrete.tables(lam, n_query_codes, dtype, slopes)
-    disc = (np.ascontiguousarray(qc), np.ascontiguousarray(kc.T), LT, DT)
+    disc = _discrete_inputs(discrete, lam, qc, kc, dtype, slopes)
     return np.ascontiguousarray(Q[:, cont]), np.ascontiguousarray(K[:, cont]), h, disc
 
 
-def _split_discrete_device(discrete, Q, K, bandwidth, slopes=False):
+def _split_discrete_device(discrete, Q, K, bandwidth):
     """:func:`_split_discrete` of queries and keys that live on the GPU.
 
     Only the discrete columns come to the host, where their codes are
@@ -106,11 +116,7 @@ def _split_discrete_device(discrete, Q, K, bandwidth, slopes=False):
     tables made; the continuous columns are gathered into new device
     arrays. Returns ``(Qc, Kc, h, disc)``.
     """
-    from .discrete import DiscreteFeatures
-
-    if not isinstance(discrete, DiscreteFeatures):
-        raise TypeError(f"discrete must be a nwattn.discrete.DiscreteFeatures, got "
-                        f"{type(discrete).__name__}")
+    _check_discrete(discrete)
     gpu = get_backend("cuda")
     Qd, Kd = gpu.to_device(Q), gpu.to_device(K)
     for name, x in (("Q", Qd), ("K", Kd)):
@@ -126,17 +132,8 @@ def _split_discrete_device(discrete, Q, K, bandwidth, slopes=False):
         raise ValueError("inputs on the GPU with discrete features need at least one "
                          "continuous feature: use device='cpu'")
     h, lam = discrete.split_bandwidth(bandwidth, d)
-    LT, DT = discrete.tables(lam, int(qc.max()) + 1 if qc.size else 1, np.dtype(Qd.dtype),
-                             slopes)
-    disc = (np.ascontiguousarray(qc), np.ascontiguousarray(kc.T), LT, DT)
+    disc = _discrete_inputs(discrete, lam, qc, kc, np.dtype(Qd.dtype))
     return gpu.columns(Qd, cont), gpu.columns(Kd, cont), h, disc
-
-
-def _cpu_only(be, discrete):
-    """Refuse discrete features where they have no kernel (the CPU's and the GPU's have)."""
-    if discrete is not None and be.name not in ("cpu", "cuda"):
-        raise ValueError(f"discrete features have no kernel on device {be.name!r}: use "
-                         "device='cpu'")
 
 
 def _brute_only(algorithm, what):
@@ -865,7 +862,6 @@ def attention_pool_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weigh
                                 is_causal, causal_offset, exclude_self, query_offset,
                                 key_offset, return_std, center, be, report)
     be, device_input = backend_for(device, Q, K, V)
-    _cpu_only(be, discrete)
     report = progress_callback(verbose, progress, "attention_pool_state")
     if device_input:
         _brute_only(algorithm, "inputs on the GPU")
@@ -1122,7 +1118,6 @@ def local_polynomial_state(Q, K, V, kernel="gaussian", bandwidth=1.0, *, degree=
     if kern.family != DISTANCE:
         raise ValueError(f"kernel must be a smoothing kernel for a local polynomial, got the "
                          f"attention score {kern.name!r}")
-    _cpu_only(be, discrete)
     report = progress_callback(verbose, progress, "local_polynomial_state")
     algorithm = check_algorithm(algorithm)
     if device_input:
@@ -1658,7 +1653,6 @@ def attention_pool(Q, K, V, kernel="gaussian", bandwidth=1.0, *, key_weight=None
                                  be, report, fingerprint=False)
         return finalize_state(state, return_std=return_std)
     be, device_input = backend_for(device, Q, K, V)
-    _cpu_only(be, discrete)
     report = progress_callback(verbose, progress, "attention_pool")
     if device_input:
         _brute_only(algorithm, "inputs on the GPU")

@@ -348,20 +348,27 @@ def test_select_bandwidth_pruned(rng, small_tiles):
     assert b.cv_score == pytest.approx(a.cv_score, rel=1e-7)
 
 
-class _WithoutPilot:
-    """A problem that cannot give a subset of itself (as the Dask problem), recording its passes."""
+class _Recording:
+    """Records the bandwidths of a problem's passes (its subsets' passes apart)."""
 
     def __init__(self, problem, seen):
         self._problem, self._seen = problem, seen
 
     def __getattr__(self, name):
-        if name == "subproblem":
-            raise AttributeError(name)
         return getattr(self._problem, name)
 
     def value(self, bandwidth):
         self._seen.append(float(bandwidth))
         return self._problem.value(bandwidth)
+
+
+class _WithoutPilot(_Recording):
+    """A problem that cannot give a subset of itself (as the Dask problem), recording its passes."""
+
+    def __getattr__(self, name):
+        if name == "subproblem":
+            raise AttributeError(name)
+        return getattr(self._problem, name)
 
 
 def test_large_samples_walk_from_the_rule_narrow_side_first(rng, monkeypatch):
@@ -379,20 +386,6 @@ def test_large_samples_walk_from_the_rule_narrow_side_first(rng, monkeypatch):
     assert walk.cv_score <= grid.cv_score * (1 + 1e-3)
     assert seen[1] == pytest.approx(seen[0] / 3)
     assert max(seen) < 0.5 * np.std(X) * 10  # never the grid's widest points
-
-
-class _Recording:
-    """Records the bandwidths of a problem's passes (its subsets' passes apart)."""
-
-    def __init__(self, problem, seen):
-        self._problem, self._seen = problem, seen
-
-    def __getattr__(self, name):
-        return getattr(self._problem, name)
-
-    def value(self, bandwidth):
-        self._seen.append(float(bandwidth))
-        return self._problem.value(bandwidth)
 
 
 @pytest.mark.parametrize("kernel, degree", [("gaussian", 0), ("laplacian", 1),
