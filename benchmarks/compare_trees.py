@@ -3,12 +3,18 @@
 Check the two commits out side by side (``git worktree add ../before COMMIT``)
 and run::
 
-    python benchmarks/compare_trees.py ../before . [--rounds 3] [--quick] [--cold]
+    python benchmarks/compare_trees.py ../before . [--rounds 3] [--repeat 5] [--threads N]
+                                                   [--quick] [--cold]
 
-Each round runs every case once per tree, each tree in a fresh interpreter
-with ``PYTHONPATH`` pointing at it, the trees alternating so that the
-machine's drift hits both alike; every case keeps its best time over the
-rounds. Numba's on-disk cache is warmed first, so the times are of the
+Each round runs every case ``--repeat`` times per tree, each tree in a fresh
+interpreter with ``PYTHONPATH`` pointing at it, the trees alternating so
+that the machine's drift hits both alike; every case keeps its best time
+over all rounds and repeats. On a shared machine a single timed call of the
+parallel kernels varies by 30 % or more from one call to the next (the
+threads wait for each other at the end of each chunk, so one stolen time
+slice delays the whole call); the best of many calls is the stable figure.
+``--threads 1`` (``NUMBA_NUM_THREADS=1``) compares the compiled code alone,
+without the thread scheduling. Numba's on-disk cache is warmed first, so the times are of the
 computation, not of compilation. ``--cold`` also times, once per round and
 tree, the first ``attention_pool`` call in a fresh interpreter with an
 empty cache directory (what ``time_compile_cold_cache`` of the asv suite
@@ -35,6 +41,7 @@ WORKER = textwrap.dedent("""
     from nwattn import AttentionRegressor, bandwidth, ops
 
     quick = sys.argv[1] == "1"
+    repeat = int(sys.argv[2])
     s = 10 if quick else 1
     rng = np.random.default_rng(0)
     n = 20_000 // s
@@ -66,9 +73,12 @@ WORKER = textwrap.dedent("""
     out = {}
     for name, f in cases.items():
         f()  # compile or load from the cache
-        t = time.perf_counter()
-        f()
-        out[name] = time.perf_counter() - t
+        best = float("inf")
+        for _ in range(repeat):
+            t = time.perf_counter()
+            f()
+            best = min(best, time.perf_counter() - t)
+        out[name] = best
     print(json.dumps(out))
 """)
 
@@ -98,26 +108,33 @@ def main(argv=None):
     parser.add_argument("before", help="source tree of the old version")
     parser.add_argument("after", help="source tree of the new version")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="timed calls of each case per round")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="NUMBA_NUM_THREADS of the workers (default: all cores)")
     parser.add_argument("--quick", action="store_true", help="sizes divided by 10")
     parser.add_argument("--cold", action="store_true", help="also time a cold compile")
     args = parser.parse_args(argv)
     trees = {"before": args.before, "after": args.after}
     flag = "1" if args.quick else "0"
+    env = dict(os.environ)
+    if args.threads:
+        env["NUMBA_NUM_THREADS"] = str(args.threads)
     for tree in trees.values():  # fill each tree's on-disk cache
-        run(tree, WORKER, [flag])
+        run(tree, WORKER, [flag, "1"], env)
     best = {label: {} for label in trees}
     for _ in range(args.rounds):
         for label, tree in trees.items():
-            for name, t in json.loads(run(tree, WORKER, [flag])).items():
+            for name, t in json.loads(run(tree, WORKER, [flag, str(args.repeat)], env)).items():
                 best[label][name] = min(t, best[label].get(name, float("inf")))
             if args.cold:
                 with tempfile.TemporaryDirectory() as cache:
-                    env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-                    t = float(run(tree, COLD, env=env))
+                    t = float(run(tree, COLD, env=dict(env, NUMBA_CACHE_DIR=cache)))
                 name = "cold first call (s)"
                 best[label][name] = min(t, best[label].get(name, float("inf")))
-    print(f"best of {args.rounds} interleaved rounds; before = {args.before}, "
-          f"after = {args.after}")
+    threads = args.threads or "all"
+    print(f"best of {args.rounds} interleaved rounds x {args.repeat} calls, {threads} threads; "
+          f"before = {args.before}, after = {args.after}")
     print(f"{'case':28s} {'before (s)':>11s} {'after (s)':>11s} {'after/before':>13s}")
     for name in best["before"]:
         b, a = best["before"][name], best["after"].get(name, float("nan"))

@@ -28,8 +28,16 @@ import numpy as np
 from numba import cuda, from_dtype, int32
 
 from .._device import simulator_enabled
-from .._layout import merge_query as _merge_query
+from .._layout import merge_query as _merge_query, pool_layout, rescale_row as _rescale_row
 from ..kernels import ADDITIVE, DISTANCE, GAUSSIAN, LAPLACIAN, log_weight
+
+# The package's one rescale and merge rule (:mod:`nwattn._layout`), used by
+# every kernel here and in .local. Under the simulator a kernel runs as
+# Python on the simulator's own array objects, which a compiled CPU function
+# cannot take; the rule's Python source is the same rule. On a GPU
+# numba-cuda compiles the @njit function for the device.
+merge_query = _merge_query.py_func if simulator_enabled() else _merge_query
+rescale_row = _rescale_row.py_func if simulator_enabled() else _rescale_row
 
 
 def _exp_function(ftype):
@@ -193,7 +201,11 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
     score = _score_function(ftype, d, family, code)
     zero = ftype(0.0)
     neg_inf = ftype(-math.inf)
-    n_sq = value_chunk if with_sq else 1
+    # One chunk's state as pool_layout packs it; its powers (all 1: these
+    # columns carry the weights once) are a constant array of the kernel.
+    chunk_layout = pool_layout(value_chunk, with_sq)
+    width = chunk_layout.width
+    powers = chunk_layout.powers
     exp = _exp_function(ftype)
     # Scores of kernels positive everywhere are finite (the caller refuses
     # inputs that would overflow); zero key weights and compact supports
@@ -225,8 +237,10 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
         kcodes = cuda.shared.array((nd1, key_tile), int32)
         q = cuda.local.array(d, nbtype)
         qc = cuda.local.array(nd1, int32)
-        acc = cuda.local.array(value_chunk, nbtype)
-        sq = cuda.local.array(n_sq, nbtype)
+        # The thread's packed state (normaliser, values, squares), which the
+        # package's one rule rescales; its indices are compile-time constants
+        # after unrolling, so it stays in registers.
+        st = cuda.local.array(width, nbtype)
 
         active = i < n
         if active:
@@ -234,12 +248,9 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
                 q[t] = Q[i, t]
             for f in range(n_disc):
                 qc[f] = QC[i, f]
-        for c in range(value_chunk):
-            acc[c] = zero
-        for c in range(n_sq):
-            sq[c] = zero
+        for c in range(width):
+            st[c] = zero
         mx = neg_inf
-        norm = zero
         self_j = i + self_shift
 
         for j0 in range(k0, k1, key_tile):
@@ -273,43 +284,31 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
                 if exclude_self and j0 + jj == self_j:
                     continue
                 if sc > mx:
-                    # Rare after the first keys: the running maximum rises.
-                    r = exp(mx - sc)
-                    norm *= r
-                    for c in range(value_chunk):
-                        acc[c] *= r
-                    if with_sq:
-                        for c in range(value_chunk):
-                            sq[c] *= r
+                    # Rare after the first keys: the running maximum rises,
+                    # and the state follows the package's one rescale rule.
+                    rescale_row(st, powers, exp(mx - sc))
                     mx = sc
                 e = exp(sc - mx)
-                norm += e
+                st[0] += e
                 for c in range(value_chunk):
-                    acc[c] += e * vals[c, jj]
+                    st[1 + c] += e * vals[c, jj]
                 if with_sq:
                     for c in range(value_chunk):
                         v = vals[c, jj]
-                        sq[c] += e * v * v
+                        st[1 + value_chunk + c] += e * v * v
 
         if active:
             # The packed layout: normaliser, then the p values, then their squares.
             p = VT.shape[0]
             out_max[s, i] = mx
-            out_acc[s, i, 0] = norm
+            out_acc[s, i, 0] = st[0]
             for c in range(pc):
-                out_acc[s, i, 1 + c0 + c] = acc[c]
+                out_acc[s, i, 1 + c0 + c] = st[1 + c]
             if with_sq:
                 for c in range(pc):
-                    out_acc[s, i, 1 + p + c0 + c] = sq[c]
+                    out_acc[s, i, 1 + p + c0 + c] = st[1 + value_chunk + c]
 
     return kernel
-
-
-# Under the simulator a kernel runs as Python on the simulator's own array
-# objects, which a compiled CPU function cannot take; the rule's Python
-# source is the same rule. On a GPU numba-cuda compiles the @njit function
-# for the device.
-merge_query = _merge_query.py_func if simulator_enabled() else _merge_query
 
 
 @cuda.jit

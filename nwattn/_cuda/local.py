@@ -26,19 +26,17 @@ import numpy as np
 from numba import cuda, from_dtype, int32
 
 from .. import _config
-from .._layout import local_layout, n_basis, rescale_row as _rescale_row
-from .._device import is_device_array, simulator_enabled
+from .._layout import local_layout, n_basis
+from .._device import is_device_array
 from .._plan import plan_splits
 from ..kernels import DISTANCE, GAUSSIAN, LAPLACIAN
 from . import kernels as _k
 from .launch import (_GRID_YZ_MAX, _blocks, _key, _launch, as_device, discrete_arrays,
                      tile_size)
 
-# As for merge_query in .kernels: the simulator runs kernels as Python on
-# its own array objects, which a compiled CPU function cannot take, so it
-# gets the rule's Python source; on a GPU numba-cuda compiles the @njit
-# function for the device.
-rescale_row = _rescale_row.py_func if simulator_enabled() else _rescale_row
+# The one rescale rule, as the pooling kernel compiles it (its Python source
+# under the simulator).
+rescale_row = _k.rescale_row
 
 #: Bytes of one thread's packed state (local memory) beyond which the value
 #: columns are taken in smaller chunks, and which the Gram moments alone
