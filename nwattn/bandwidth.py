@@ -722,26 +722,56 @@ def search(problem, per_feature=False, tol=1e-4, *, verbose=0, label="select_ban
         upper = np.maximum(upper, math.log(hi1))
     bounds = list(zip(lower, upper))
 
-    def f_vec(theta):
-        return evaluate(np.exp(theta)) / norm
-
-    if piecewise_constant:
-        res = optimize.minimize(f_vec, theta0, method="Powell",
-                                bounds=bounds, options={"xtol": tol, "maxfev": 50 * len(v)})
-    else:
-
-        def fun(theta):
+    def value(theta, gradient=False):
+        if gradient:
             s, g = evaluate(np.exp(theta), gradient=True)
             return s / norm, g / norm
+        return evaluate(np.exp(theta)) / norm
 
-        res = optimize.minimize(fun, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                options={"gtol": tol * 1e-3, "ftol": tol * 1e-6, "maxiter": 200})
-
-    theta = res.x if res.fun <= f_best else theta0
-    f_final = min(res.fun, f_best)
+    theta, f_final = _minimize(value, theta0, f_best, bounds, piecewise_constant, tol)
     score = _in_target_units(problem, float(f_final * norm))
     log.done(f"selected {_format_bandwidth(np.exp(theta))}  score {score:.6g}")
     return BandwidthSelection(np.exp(theta), score, n_eval)
+
+
+def _minimize(value, theta0, f0, bounds, piecewise_constant, tol):
+    """The best point ``(theta, f)`` of the local search from ``theta0`` (score ``f0``).
+
+    ``value(theta)`` is the normalised score, ``value(theta, True)`` the
+    score and its gradient. L-BFGS-B polishes a smooth score; Powell's
+    method (no gradient) one that is piecewise constant. The result is the
+    lowest score the search evaluated, with the point it was evaluated at,
+    or the start when nothing beat it: not the optimiser's ``(x, fun)``,
+    which need not belong together (L-BFGS-B may end its last line search
+    with ``fun`` of one point and ``x`` of another, "ABNORMAL" in its
+    message), so the reported score is always the score of the reported
+    bandwidth.
+    """
+    best = [np.asarray(theta0, dtype=float), f0]
+
+    def record(theta, f):
+        if f < best[1]:
+            best[0], best[1] = np.array(theta, dtype=float), float(f)
+
+    if piecewise_constant:
+
+        def fun(theta):
+            f = value(theta)
+            record(theta, f)
+            return f
+
+        optimize.minimize(fun, theta0, method="Powell", bounds=bounds,
+                          options={"xtol": tol, "maxfev": 50 * len(theta0)})
+    else:
+
+        def fun(theta):
+            f, g = value(theta, True)
+            record(theta, f)
+            return f, g
+
+        optimize.minimize(fun, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
+                          options={"gtol": tol * 1e-3, "ftol": tol * 1e-6, "maxiter": 200})
+    return best[0], best[1]
 
 
 def _pilot(problem, tol, verbose, label, per_feature=False):
@@ -863,15 +893,7 @@ def _search_mixed(problem, per_feature, tol, evaluate, line_search, scale, norm,
 
     if not nc:
         f_best = value(theta0)
-    if piecewise_constant:
-        res = optimize.minimize(value, theta0, method="Powell", bounds=bounds,
-                                options={"xtol": tol, "maxfev": 50 * len(theta0)})
-    else:
-        res = optimize.minimize(lambda t: value(t, True), theta0, jac=True, method="L-BFGS-B",
-                                bounds=bounds,
-                                options={"gtol": tol * 1e-3, "ftol": tol * 1e-6, "maxiter": 200})
-    theta = res.x if res.fun <= f_best else theta0
-    f_final = min(float(res.fun), f_best)
+    theta, f_final = _minimize(value, theta0, f_best, bounds, piecewise_constant, tol)
     h, lam = split(theta)
     best = _columns(problem, h, np.clip(lam, 0.0, discrete.max_lambdas))
     score = _in_target_units(problem, float(f_final * norm))
