@@ -193,6 +193,15 @@ def _blas_enter():
     with _blas_lock:
         if _blas_users == 0:
             if _blas_controller is None:
+                # Numba's matrix products call SciPy's BLAS, which pip's wheels
+                # ship as an OpenBLAS of its own beside NumPy's, loaded only
+                # when Numba first compiles a product: later than this
+                # controller is built by a first call. A controller that has
+                # not seen that library leaves it at all cores, and each BLAS
+                # call from a Numba thread then spawns workers that fight the
+                # other threads (the scaled-dot pooling ran 2x slower on 2
+                # cores). Loading it first puts it under the limit.
+                import scipy.linalg.cython_blas  # noqa: F401
                 from threadpoolctl import ThreadpoolController
 
                 _blas_controller = ThreadpoolController()

@@ -221,3 +221,36 @@ def test_serial_blas_restores_the_limit_when_the_block_raises(blas_threads):
             assert _blas_threads() == {1}
             raise KeyError("inside")
     assert _blas_threads() == blas_threads
+
+
+BLAS_LOADED_LATE = textwrap.dedent("""
+    import json
+    from threadpoolctl import threadpool_info
+    from nwattn._parallel import serial_blas
+
+    with serial_blas():
+        # What Numba's first matrix product does inside a sweep: load SciPy's
+        # BLAS, which pip's wheels ship apart from NumPy's.
+        import scipy.linalg.cython_blas  # noqa: F401
+        inside = [(i["filepath"], i["num_threads"]) for i in threadpool_info()
+                  if i["user_api"] == "blas"]
+    print(json.dumps(inside))
+""")
+
+
+def test_serial_blas_limits_the_blas_that_numba_loads_later():
+    """Every BLAS library is at one thread inside the block, SciPy's included.
+
+    Numba's products call SciPy's BLAS, loaded by Numba's first compilation
+    of a product, inside the block of a first call; the limit missed it, and
+    each product then ran its own workers beside Numba's threads (the
+    scaled-dot pooling 2x slower on 2 cores). A fresh interpreter, so that
+    nothing has loaded it before.
+    """
+    import json
+
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", BLAS_LOADED_LATE],
+                          cwd=ROOT, capture_output=True, text=True, check=True)
+    inside = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert inside, "no BLAS library found"
+    assert all(n == 1 for _, n in inside), inside
