@@ -32,6 +32,7 @@ The parallel drivers therefore take a range of task numbers.
 """
 
 import contextlib
+import functools
 import math
 import time
 import warnings
@@ -39,6 +40,9 @@ import warnings
 import numba
 import numpy as np
 from numba import njit, prange
+from numba.core import types
+from numba.core.typing.templates import AttributeTemplate, infer_getattr
+from numba.extending import lower_getattr
 from numba.core.errors import NumbaIRAssumptionWarning
 
 from .. import _config
@@ -48,6 +52,7 @@ from .._layout import merge_rows, n_basis
 from .._plan import plan_splits
 from .._parallel import serial_blas
 from ..kernels import DOT
+from .choice import SweepChoiceType, sweep_choice
 from .discrete import absorb_discrete_slopes, add_discrete, add_discrete_moment_slopes
 from .fastexp import like
 from .rows import bias_row, mask_row, row_max, score_row
@@ -71,7 +76,7 @@ warnings.filterwarnings("ignore", message=r"variable '.*' is not in scope",
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def row_sweep(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, family, code, scale,
+def row_sweep(choice, Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, scale,
               self_shift, items, n_item, m_item, LW, BIAS, b_step, diag,
               query_block, key_tile, n_split, split_size, tree, task0, task1, powers, offsets,
               out_max, out_acc):
@@ -79,6 +84,8 @@ def row_sweep(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, family
 
     Parameters
     ----------
+    choice : :class:`~nwattn._cpu.choice.SweepChoice`, the strategies and
+        the kernel, compiled in (its task body is ``choice.row_task``).
     Q : (N, d) queries of every batch item, already divided by the
         bandwidth (or projected); item ``b``'s ``n_item`` queries are rows
         ``items[b, 0]:items[b, 0] + n_item``, which are also its output rows.
@@ -91,18 +98,17 @@ def row_sweep(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, family
         polynomial's moments only; may have no rows).
     logw : (m,) log key weights, or empty (one batch item only; pooling
         passes its weights in ``LW``).
-    wv : None, or (r,) for a learned score (``LEARNED``; ``family`` is then
-        the score's kind and ``wv`` the additive score's vector).
-    slopes : None, or any array to accumulate the slopes in the
-        log-bandwidths (``SLOPE`` score, ``SLOPES`` layout).
+    wv : None, or (r,) the additive score's vector (``LEARNED`` score; the
+        choice's ``family`` is then the score's kind).
+    slopes : None, or an empty array with ``SLOPES`` and ``MOMENT_SLOPES``.
     qscale : None, or (n,) the factor of each query's offsets for the
-        local polynomial's moments (``LOCAL`` score, ``MOMENTS`` layout).
+        local polynomial's moments (``LOCAL`` score).
     disc : None, or the discrete features ``(QC, KCT, LT, DT)`` whose
         table lookups are added to every score (:mod:`nwattn._cpu.discrete`;
         one batch item); their parameters follow the continuous features'
         in the slopes.
     degree : the local polynomial's degree (used with ``qscale`` only).
-    family, code, scale : the score (see ``nwattn.kernels``).
+    scale : the dot score's scale (see ``nwattn.kernels``).
     self_shift : query ``i`` of an item skips the item's key ``i + self_shift``
         (leave-one-out), or a value that puts every query's self outside
         ``[0, m_item)``.
@@ -135,21 +141,19 @@ def row_sweep(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, family
         r = task - it * (n_b * n_split)
         b = r // n_split
         s = r - b * n_split
-        row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, family, code, scale,
-                 self_shift, items[it, 0], b * query_block,
-                 min(n_item, (b + 1) * query_block), items[it, 1], items[it, 2],
-                 s * split_size, min(m_item, (s + 1) * split_size), items[it, 3], LW,
-                 items[it, 4], b_step, BIAS, diag, key_tile, s, tree, powers, offsets,
-                 out_max, out_acc)
+        choice.row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, scale,
+                        self_shift, items[it, 0], b * query_block,
+                        min(n_item, (b + 1) * query_block), items[it, 1], items[it, 2],
+                        s * split_size, min(m_item, (s + 1) * split_size), items[it, 3], LW,
+                        items[it, 4], b_step, BIAS, diag, key_tile, s, tree, powers, offsets,
+                        out_max, out_acc)
 
 
 # error_model="numpy": without it Numba guards every float division against
 # a zero divisor, a branch that stops LLVM from vectorising the loops of the
 # compact kernels' log-weights (whose divisors are never zero).
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, family, code, scale,
-             self_shift, qb, i0, i1, kb, vb, k0, k1, lw_row, LW, b_row, b_step, BIAS, diag, key_tile, s,
-             tree, powers, offsets, out_max, out_acc):
+@functools.lru_cache(maxsize=None)
+def row_task(score, absorb, family, code):
     """One task: queries ``i0:i1`` against keys ``k0:k1`` of one batch item, into split ``s``.
 
     Positions are within the item; its queries start at row ``qb`` of
@@ -157,129 +161,138 @@ def row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, family,
     values at column ``vb`` of ``VT``. The strategies other than pooling's
     take one item, whose keys and values share columns (``kb == vb``).
 
+    A method of the choice (:mod:`nwattn._cpu.choice`), compiled once per
+    choice with its strategies and kernel as constants: every branch on
+    them is pruned before anything is inlined, so only the chosen score,
+    absorb strategy and kernel loop are compiled. The one on ``disc is
+    None``, which adds the discrete features' terms to the score of any
+    strategy but the learned ones, is resolved by the type of ``disc``.
     Kept out of the ``prange`` body so that Numba's parallel transforms do
-    not touch the inner loops, which then vectorise as in serial code. The
-    branches on ``slopes is None`` and ``wv is None`` are resolved when
-    Numba compiles the function for the types of its arguments (see
-    :mod:`nwattn._cpu.strategies`); so is the one on ``disc is None``,
-    which adds the discrete features' terms to the score of any strategy
-    but the learned ones.
+    not touch the inner loops, which then vectorise as in serial code.
     """
-    nq = i1 - i0
-    q0 = qb + i0
-    dtype = Q.dtype
-    smax = np.full(nq, -math.inf, dtype=dtype)
-    S = np.zeros((nq, out_acc.shape[2]), dtype=dtype)
-    row = np.empty(key_tile, dtype=dtype)
-    if slopes is None:
-        slope = np.empty(0, dtype=dtype)
-    else:
-        slope = np.empty(key_tile, dtype=dtype)
-    term = np.empty_like(slope)
-    d = Q.shape[1]
-    if qscale is None:
-        nb = 0
-        Z = np.empty((0, key_tile), dtype=dtype)
-        WZ = np.empty(0, dtype=dtype)
-    else:
-        nb = n_basis(d, degree) - 1
-        Z = np.empty((max(nb, d), key_tile), dtype=dtype)
-        WZ = np.empty(key_tile, dtype=dtype)
-    WS = np.empty(key_tile if VS.shape[0] > 0 else 0, dtype=dtype)
-    # The additive score can keep its tanh values for a gradient; pooling
-    # does not need them.
-    TH = np.empty((0, key_tile), dtype=dtype)
-    k1 = causal_end(k0, k1, i1, diag)
-    own = own_keys(tree, kb, i0, q0, nq, self_shift)
-    visit = np.empty(16, dtype=np.int64)
-    qs_min = 1.0 if qscale is None else float(qscale[q0:q0 + nq].min())
-    for phase in range(1 if tree is None else tree[9]):
-        if tree is None:
-            n_visit = tile_count(DENSE, k0, k1, key_tile)
+    SCORE, ABSORB, FAMILY, CODE = score, absorb, family, code
+
+    @njit(fastmath=FASTMATH, error_model="numpy")
+    def task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, scale, self_shift, qb,
+             i0, i1, kb, vb, k0, k1, lw_row, LW, b_row, b_step, BIAS, diag, key_tile, s, tree,
+             powers, offsets, out_max, out_acc):
+        family = FAMILY
+        code = CODE
+        nq = i1 - i0
+        q0 = qb + i0
+        dtype = Q.dtype
+        smax = np.full(nq, -math.inf, dtype=dtype)
+        S = np.zeros((nq, out_acc.shape[2]), dtype=dtype)
+        row = np.empty(key_tile, dtype=dtype)
+        if slopes is None:
+            slope = np.empty(0, dtype=dtype)
         else:
-            n_visit, runs = phase_tiles(tree, phase, Q, q0, nq, qs_min, smax, S, offsets[0],
-                                        k0, k1, key_tile, visit)
-        for t in range(n_visit):
+            slope = np.empty(key_tile, dtype=dtype)
+        term = np.empty_like(slope)
+        d = Q.shape[1]
+        if qscale is None:
+            nb = 0
+            Z = np.empty((0, key_tile), dtype=dtype)
+            WZ = np.empty(0, dtype=dtype)
+        else:
+            nb = n_basis(d, degree) - 1
+            Z = np.empty((max(nb, d), key_tile), dtype=dtype)
+            WZ = np.empty(key_tile, dtype=dtype)
+        WS = np.empty(key_tile if VS.shape[0] > 0 else 0, dtype=dtype)
+        # The additive score can keep its tanh values for a gradient; pooling
+        # does not need them.
+        TH = np.empty((0, key_tile), dtype=dtype)
+        k1 = causal_end(k0, k1, i1, diag)
+        own = own_keys(tree, kb, i0, q0, nq, self_shift)
+        visit = np.empty(16, dtype=np.int64)
+        qs_min = 1.0 if qscale is None else float(qscale[q0:q0 + nq].min())
+        for phase in range(1 if tree is None else tree[9]):
             if tree is None:
-                a0, a1 = tile_bounds(DENSE, t, k0, k1, key_tile)
+                n_visit = tile_count(DENSE, k0, k1, key_tile)
             else:
-                a0, a1 = tile_range(tree, runs, t, k0, k1)
-            if tile_padded(LW, lw_row, a0, a1):
-                continue
-            n = a1 - a0
-            j0 = kb + a0
-            j1 = kb + a1
-            jv = vb + a0
-            for ii in range(nq):
-                i = q0 + ii
-                il = i0 + ii
-                self_j = own[ii]
-                brow = b_row + b_step * il if b_row >= 0 else -1
-                cut = il + diag + 1 - a0
-                # Nested plain "is None" tests: Numba prunes a branch on one such
-                # test of an argument, not on a combined condition.
-                if qscale is not None:
-                    if slopes is None:
-                        tmax = local_score(Q, i, KT, j0, j1, code, qscale[i], logw, self_j, row, Z)
-                        if disc is not None:
-                            tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
-                        if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
-                            tmax = row_max(row, n)
-                        absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, VS, jv, ii, smax, S,
-                                       powers, offsets, WS, WZ)
-                    else:
-                        tmax = local_slope_score(Q, i, KT, j0, j1, code, qscale[i], logw, self_j,
-                                                 row, Z, slope)
-                        if disc is not None:
-                            tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
-                        if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
-                            tmax = row_max(row, n)
-                        absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, VS, jv, ii, smax, S,
-                                       powers, offsets, WS, WZ)
-                        if tmax != -math.inf:
-                            add_moment_slopes(row, slope, n, Z, nb, d, VT, jv, ii, S, offsets[6],
-                                              offsets[7], term, WZ)
-                            if disc is not None:
-                                add_discrete_moment_slopes(row, n, i, j0, disc[0], disc[1],
-                                                           disc[3], Z, nb, d, VT, ii, S,
-                                                           offsets[6], offsets[7], term, WZ)
-                elif slopes is not None:
-                    tmax = slope_score(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row,
-                                       slope)
-                    if disc is not None:
-                        tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
-                    if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
-                        tmax = row_max(row, n)
-                    absorb_slope_tile(row, n, tmax, Q, i, KT, family, VT, j0, ii, smax, S, powers,
-                                      offsets, slope, term)
-                    if disc is not None:
-                        if tmax != -math.inf:
-                            absorb_discrete_slopes(row, n, i, j0, disc[0], disc[1], disc[3], VT, S,
-                                                   ii, offsets[2] + d, offsets[3] + d * VT.shape[0],
-                                                   term)
-                elif wv is None:
-                    tmax = kernel_score(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row)
-                    if disc is not None:
-                        tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
-                    if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
-                        tmax = row_max(row, n)
-                    absorb_pool(row, n, tmax, VT, VT2, jv, ii, smax, S, powers, offsets)
+                n_visit, runs = phase_tiles(tree, phase, Q, q0, nq, qs_min, smax, S, offsets[0],
+                                            k0, k1, key_tile, visit)
+            for t in range(n_visit):
+                if tree is None:
+                    a0, a1 = tile_bounds(DENSE, t, k0, k1, key_tile)
                 else:
-                    tmax = learned_score(Q, i, KT, j0, j1, family, scale, logw, self_j, wv, row, TH)
-                    if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
-                        tmax = row_max(row, n)
-                    absorb_pool(row, n, tmax, VT, VT2, jv, ii, smax, S, powers, offsets)
-    for ii in range(nq):
-        out_max[s, q0 + ii] = smax[ii]
-        for col in range(S.shape[1]):
-            out_acc[s, q0 + ii, col] = S[ii, col]
+                    a0, a1 = tile_range(tree, runs, t, k0, k1)
+                if tile_padded(LW, lw_row, a0, a1):
+                    continue
+                n = a1 - a0
+                j0 = kb + a0
+                j1 = kb + a1
+                jv = vb + a0
+                for ii in range(nq):
+                    i = q0 + ii
+                    il = i0 + ii
+                    self_j = own[ii]
+                    brow = b_row + b_step * il if b_row >= 0 else -1
+                    cut = il + diag + 1 - a0
+                    # Branches on the choice's constants: pruned when compiling.
+                    if ABSORB == MOMENTS or ABSORB == MOMENT_SLOPES:
+                        if ABSORB == MOMENTS:
+                            tmax = local_score(Q, i, KT, j0, j1, code, qscale[i], logw,
+                                               self_j, row, Z)
+                        else:
+                            tmax = local_slope_score(Q, i, KT, j0, j1, code, qscale[i], logw,
+                                                     self_j, row, Z, slope)
+                        if disc is not None:
+                            tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
+                        if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
+                            tmax = row_max(row, n)
+                        absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, VS, jv, ii, smax, S,
+                                       powers, offsets, WS, WZ)
+                        if ABSORB == MOMENT_SLOPES:
+                            if tmax != -math.inf:
+                                add_moment_slopes(row, slope, n, Z, nb, d, VT, jv, ii, S,
+                                                  offsets[6], offsets[7], term, WZ)
+                                if disc is not None:
+                                    add_discrete_moment_slopes(row, n, i, j0, disc[0], disc[1],
+                                                               disc[3], Z, nb, d, VT, ii, S,
+                                                               offsets[6], offsets[7], term,
+                                                               WZ)
+                    elif ABSORB == SLOPES:
+                        tmax = slope_score(Q, i, KT, j0, j1, family, code, scale, logw, self_j,
+                                           row, slope)
+                        if disc is not None:
+                            tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
+                        if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
+                            tmax = row_max(row, n)
+                        absorb_slope_tile(row, n, tmax, Q, i, KT, family, VT, j0, ii, smax, S,
+                                          powers, offsets, slope, term)
+                        if disc is not None:
+                            if tmax != -math.inf:
+                                absorb_discrete_slopes(row, n, i, j0, disc[0], disc[1], disc[3],
+                                                       VT, S, ii, offsets[2] + d,
+                                                       offsets[3] + d * VT.shape[0], term)
+                    elif SCORE == KERNEL:
+                        tmax = kernel_score(Q, i, KT, j0, j1, family, code, scale, logw, self_j,
+                                            row)
+                        if disc is not None:
+                            tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
+                        if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
+                            tmax = row_max(row, n)
+                        absorb_pool(row, n, tmax, VT, VT2, jv, ii, smax, S, powers, offsets)
+                    else:
+                        tmax = learned_score(Q, i, KT, j0, j1, family, scale, logw, self_j, wv,
+                                             row, TH)
+                        if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
+                            tmax = row_max(row, n)
+                        absorb_pool(row, n, tmax, VT, VT2, jv, ii, smax, S, powers, offsets)
+        for ii in range(nq):
+            out_max[s, q0 + ii] = smax[ii]
+            for col in range(S.shape[1]):
+                out_acc[s, q0 + ii, col] = S[ii, col]
+
+    return task
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def matrix_sweep(tree, Q, KT, K, V, V2, logw, family, code, scale, self_shift,
-                 gemm_scores, coef, qscale, degree, items, n_item, m_item, LW, BIAS, b_step,
-                 diag, query_block, key_tile, n_split, split_size, task0, task1, powers,
-                 offsets, out_max, out_acc):
+def matrix_sweep(choice, tree, Q, KT, K, V, V2, logw, scale, self_shift, gemm_scores, coef,
+                 qscale, degree, items, n_item, m_item, LW, BIAS, b_step, diag, query_block,
+                 key_tile, n_split, split_size, task0, task1, powers, offsets, out_max,
+                 out_acc):
     """:func:`row_sweep` with the matrix-product body (pooling layout).
 
     ``K`` (M, d) are the keys untransposed (used when ``gemm_scores``; may
@@ -297,103 +310,139 @@ def matrix_sweep(tree, Q, KT, K, V, V2, logw, family, code, scale, self_shift,
         r = task - it * (n_b * n_split)
         b = r // n_split
         s = r - b * n_split
-        matrix_task(tree, Q, KT, K, V, V2, logw, family, code, scale, self_shift,
-                    gemm_scores, coef, qscale, degree, items[it, 0], b * query_block,
-                    min(n_item, (b + 1) * query_block), items[it, 1], items[it, 2],
-                    s * split_size, min(m_item, (s + 1) * split_size), items[it, 3], LW,
-                    items[it, 4], b_step, BIAS, diag, key_tile, s, powers, offsets, out_max,
-                    out_acc)
+        choice.matrix_task(tree, Q, KT, K, V, V2, logw, scale, self_shift, gemm_scores, coef,
+                           qscale, degree, items[it, 0], b * query_block,
+                           min(n_item, (b + 1) * query_block), items[it, 1], items[it, 2],
+                           s * split_size, min(m_item, (s + 1) * split_size), items[it, 3],
+                           LW, items[it, 4], b_step, BIAS, diag, key_tile, s, powers,
+                           offsets, out_max, out_acc)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def matrix_task(tree, Q, KT, K, V, V2, logw, family, code, scale, self_shift, gemm_scores,
-                coef, qscale, degree, qb, i0, i1, kb, vb, k0, k1, lw_row, LW, b_row, b_step,
-                BIAS, diag, key_tile, s, powers, offsets, out_max, out_acc):
-    """One task of :func:`matrix_sweep`: queries ``i0:i1``, keys ``k0:k1`` of one item."""
-    p = V.shape[1]
-    p2 = V2.shape[1]
-    nq = i1 - i0
-    q0 = qb + i0
-    d = Q.shape[1]
-    o_norm, o_acc, o_sq = offsets[0], offsets[1], offsets[2]
-    smax = np.full(nq, -math.inf, dtype=Q.dtype)
-    S = np.zeros((nq, out_acc.shape[2]), dtype=Q.dtype)
-    sc = like(Q, scale)
-    Qb = Q[q0:q0 + nq]
-    if coef is None:
-        nb = 0
-        Z = np.empty((0, 0), dtype=Q.dtype)
-        PV = np.empty(0, dtype=Q.dtype)
-    else:
-        nb = n_basis(d, degree) - 1
-        Z = np.empty((max(nb, d), key_tile), dtype=Q.dtype)
-        PV = np.empty(key_tile, dtype=Q.dtype)
-    k1 = causal_end(k0, k1, i1, diag)
-    own = own_keys(tree, kb, i0, q0, nq, self_shift)
-    visit = np.empty(16, dtype=np.int64)
-    qs_min = 1.0 if coef is None else float(qscale[q0:q0 + nq].min())
-    for phase in range(1 if tree is None else tree[9]):
-        if tree is None:
-            n_visit = tile_count(DENSE, k0, k1, key_tile)
+@functools.lru_cache(maxsize=None)
+def matrix_task(absorb, family, code):
+    """One task of :func:`matrix_sweep`: queries ``i0:i1``, keys ``k0:k1`` of one item.
+
+    A method of the choice, compiled with its constants as :func:`row_task` is.
+    """
+    ABSORB, FAMILY, CODE = absorb, family, code
+
+    @njit(fastmath=FASTMATH, error_model="numpy")
+    def task(tree, Q, KT, K, V, V2, logw, scale, self_shift, gemm_scores, coef, qscale, degree,
+             qb, i0, i1, kb, vb, k0, k1, lw_row, LW, b_row, b_step, BIAS, diag, key_tile, s,
+             powers, offsets, out_max, out_acc):
+        family = FAMILY
+        code = CODE
+        p = V.shape[1]
+        p2 = V2.shape[1]
+        nq = i1 - i0
+        q0 = qb + i0
+        d = Q.shape[1]
+        o_norm, o_acc, o_sq = offsets[0], offsets[1], offsets[2]
+        smax = np.full(nq, -math.inf, dtype=Q.dtype)
+        S = np.zeros((nq, out_acc.shape[2]), dtype=Q.dtype)
+        sc = like(Q, scale)
+        Qb = Q[q0:q0 + nq]
+        if coef is None:
+            nb = 0
+            Z = np.empty((0, 0), dtype=Q.dtype)
+            PV = np.empty(0, dtype=Q.dtype)
         else:
-            n_visit, runs = phase_tiles(tree, phase, Q, q0, nq, qs_min, smax, S, o_norm, k0,
-                                        k1, key_tile, visit)
-        for t in range(n_visit):
+            nb = n_basis(d, degree) - 1
+            Z = np.empty((max(nb, d), key_tile), dtype=Q.dtype)
+            PV = np.empty(key_tile, dtype=Q.dtype)
+        k1 = causal_end(k0, k1, i1, diag)
+        own = own_keys(tree, kb, i0, q0, nq, self_shift)
+        visit = np.empty(16, dtype=np.int64)
+        qs_min = 1.0 if coef is None else float(qscale[q0:q0 + nq].min())
+        for phase in range(1 if tree is None else tree[9]):
             if tree is None:
-                a0, a1 = tile_bounds(DENSE, t, k0, k1, key_tile)
+                n_visit = tile_count(DENSE, k0, k1, key_tile)
             else:
-                a0, a1 = tile_range(tree, runs, t, k0, k1)
-            if tile_padded(LW, lw_row, a0, a1):
-                continue
-            n = a1 - a0
-            j0 = kb + a0
-            j1 = kb + a1
-            if coef is not None:
-                # SMOOTHER: each row's local weights times its polynomial, then
-                # one product with the values as for pooling.
-                W = np.empty((nq, n), dtype=Q.dtype)
+                n_visit, runs = phase_tiles(tree, phase, Q, q0, nq, qs_min, smax, S, o_norm, k0,
+                                            k1, key_tile, visit)
+            for t in range(n_visit):
+                if tree is None:
+                    a0, a1 = tile_bounds(DENSE, t, k0, k1, key_tile)
+                else:
+                    a0, a1 = tile_range(tree, runs, t, k0, k1)
+                if tile_padded(LW, lw_row, a0, a1):
+                    continue
+                n = a1 - a0
+                j0 = kb + a0
+                j1 = kb + a1
+                if ABSORB == SMOOTHER:
+                    # Each row's local weights times its polynomial, then one
+                    # product with the values as for pooling.
+                    W = np.empty((nq, n), dtype=Q.dtype)
+                    for ii in range(nq):
+                        i = q0 + ii
+                        il = i0 + ii
+                        row = W[ii]
+                        local_score(Q, i, KT, j0, j1, code, qscale[i], logw, own[ii], row, Z)
+                        mask_row(row, n, LW, lw_row, BIAS, b_row + b_step * il if b_row >= 0 else -1,
+                                 a0, il + diag + 1 - a0)
+                        if weigh_row(row, n, ii, smax, S, powers, o_norm):
+                            local_basis(Z, nb, d, n)
+                            weigh_by_polynomial(row, n, Z, nb, coef, i, PV)
+                elif FAMILY == DOT and gemm_scores:
+                    W = np.dot(Qb, K[j0:j1].T)
+                    for ii in range(nq):
+                        row = W[ii]
+                        for jj in range(n):
+                            row[jj] *= sc
+                        bias_row(row, logw, j0, j1, own[ii])
+                else:
+                    W = np.empty((nq, n), dtype=Q.dtype)
+                    for ii in range(nq):
+                        i = q0 + ii
+                        score_row(Q, i, KT, j0, j1, family, code, scale, logw, own[ii], W[ii])
+                if ABSORB != SMOOTHER:
+                    for ii in range(nq):
+                        il = i0 + ii
+                        mask_row(W[ii], n, LW, lw_row, BIAS, b_row + b_step * il if b_row >= 0 else -1,
+                                 a0, il + diag + 1 - a0)
+                        weigh_row(W[ii], n, ii, smax, S, powers, o_norm)
+                jv = vb + a0
+                acc = np.dot(W, V[jv:jv + n])
                 for ii in range(nq):
-                    i = q0 + ii
-                    il = i0 + ii
-                    row = W[ii]
-                    local_score(Q, i, KT, j0, j1, code, qscale[i], logw, own[ii], row, Z)
-                    mask_row(row, n, LW, lw_row, BIAS, b_row + b_step * il if b_row >= 0 else -1,
-                             a0, il + diag + 1 - a0)
-                    if weigh_row(row, n, ii, smax, S, powers, o_norm):
-                        local_basis(Z, nb, d, n)
-                        weigh_by_polynomial(row, n, Z, nb, coef, i, PV)
-            elif gemm_scores:
-                W = np.dot(Qb, K[j0:j1].T)
-                for ii in range(nq):
-                    row = W[ii]
-                    for jj in range(n):
-                        row[jj] *= sc
-                    bias_row(row, logw, j0, j1, own[ii])
-            else:
-                W = np.empty((nq, n), dtype=Q.dtype)
-                for ii in range(nq):
-                    i = q0 + ii
-                    score_row(Q, i, KT, j0, j1, family, code, scale, logw, own[ii], W[ii])
-            if coef is None:
-                for ii in range(nq):
-                    il = i0 + ii
-                    mask_row(W[ii], n, LW, lw_row, BIAS, b_row + b_step * il if b_row >= 0 else -1,
-                             a0, il + diag + 1 - a0)
-                    weigh_row(W[ii], n, ii, smax, S, powers, o_norm)
-            jv = vb + a0
-            acc = np.dot(W, V[jv:jv + n])
-            for ii in range(nq):
-                for col in range(p):
-                    S[ii, o_acc + col] += acc[ii, col]
-            if p2 > 0:
-                sq = np.dot(W, V2[jv:jv + n])
-                for ii in range(nq):
-                    for col in range(p2):
-                        S[ii, o_sq + col] += sq[ii, col]
-    for ii in range(nq):
-        out_max[s, q0 + ii] = smax[ii]
-        for col in range(S.shape[1]):
-            out_acc[s, q0 + ii, col] = S[ii, col]
+                    for col in range(p):
+                        S[ii, o_acc + col] += acc[ii, col]
+                if p2 > 0:
+                    sq = np.dot(W, V2[jv:jv + n])
+                    for ii in range(nq):
+                        for col in range(p2):
+                            S[ii, o_sq + col] += sq[ii, col]
+        for ii in range(nq):
+            out_max[s, q0 + ii] = smax[ii]
+            for col in range(S.shape[1]):
+                out_acc[s, q0 + ii, col] = S[ii, col]
+
+    return task
+
+
+@infer_getattr
+class _ChoiceTasks(AttributeTemplate):
+    """``choice.row_task`` and ``choice.matrix_task``: the choice's task bodies.
+
+    The attribute is typed as the choice's own dispatcher, so a call to it
+    is an ordinary static call of that dispatcher, compiled once per
+    choice and argument types whichever sweep (or parallel region) calls it.
+    """
+
+    key = SweepChoiceType
+
+    def resolve_row_task(self, ty):
+        return types.Dispatcher(row_task(ty.score, ty.absorb, ty.family, ty.code))
+
+    def resolve_matrix_task(self, ty):
+        return types.Dispatcher(matrix_task(ty.absorb, ty.family, ty.code))
+
+
+@lower_getattr(SweepChoiceType, "row_task")
+@lower_getattr(SweepChoiceType, "matrix_task")
+def _choice_task(context, builder, ty, value):
+    # A dispatcher's value carries nothing: the call is resolved from its type.
+    return context.get_dummy_value()
 
 
 @njit(cache=True)
@@ -586,6 +635,9 @@ def _sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, sel
     chunk = chunk_tasks(n_tasks, query_block * split_size, work_per_pair,
                         numba.get_num_threads())
     masks = (batch.items, n, m, batch.LW, batch.BIAS, batch.b_step, batch.diag)
+    # The strategies and the kernel are compiled in (nwattn._cpu.choice); a
+    # learned score's kind travels as its family, and its code is unused.
+    choice = sweep_choice(score, absorb, family, 0 if score == LEARNED else code)
     # KT and VT may come as transposed views of (keys, features) arrays:
     # each body takes the layout it reads as a contiguous array, a copy
     # only when the caller's layout is the other one.
@@ -600,11 +652,10 @@ def _sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, sel
             qscale = np.ascontiguousarray(qscale, dtype=dtype)
         else:
             coef, qscale = None, np.empty(0, dtype)
-        head = (tree, Q, KT, K, V, V2, logw, family, code, scale, self_shift, gemm_scores,
-                coef, qscale, int(degree), *masks, query_block, key_tile, n_split, split_size)
+        head = (choice, tree, Q, KT, K, V, V2, logw, scale, self_shift, gemm_scores, coef,
+                qscale, int(degree), *masks, query_block, key_tile, n_split, split_size)
         blas = serial_blas()
     else:
-        # The strategies travel as the types of two optional inputs.
         wv = np.ascontiguousarray(wv, dtype=dtype) if score == LEARNED else None
         slopes = np.empty(0, dtype) if absorb in (SLOPES, MOMENT_SLOPES) else None
         if absorb in (MOMENTS, MOMENT_SLOPES):
@@ -616,8 +667,8 @@ def _sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, sel
         VT = np.ascontiguousarray(VT)
         VT2 = np.ascontiguousarray(VT2)
         VS = np.empty((0, m), dtype) if VS is None else np.ascontiguousarray(VS, dtype=dtype)
-        head = (Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, discrete, int(degree), family,
-                code, scale, self_shift, *masks, query_block, key_tile, n_split, split_size, tree)
+        head = (choice, Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, discrete, int(degree),
+                scale, self_shift, *masks, query_block, key_tile, n_split, split_size, tree)
         blas = contextlib.nullcontext()
     tail = (layout.powers, offsets, out_max, out_acc)
     if tree is not None:
