@@ -81,6 +81,22 @@ def _close(actual, expected, rtol):
     assert naive.relative_error(actual, expected) <= rtol
 
 
+def _close_std(actual, expected, mean, rtol):
+    """Spreads compared as variances, to ``rtol`` of the largest second moment.
+
+    A spread is ``sqrt(E[y**2] - E[y]**2)``: summing in another order moves the
+    variance by a few ulps of the second moment, which moves a small spread by
+    that over twice itself, far beyond ``rtol`` of the largest spread.
+    """
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    mean = np.asarray(mean, dtype=np.float64)
+    assert np.array_equal(np.isnan(actual), np.isnan(expected))
+    ok = ~np.isnan(expected)
+    second = np.max(mean[ok] ** 2 + expected[ok] ** 2, initial=0.0)
+    assert np.all(np.abs(actual[ok] ** 2 - expected[ok] ** 2) <= rtol * max(second, 1e-300))
+
+
 def _data(rng, n=400):
     X = rng.random((n, 2))
     y = np.c_[np.sin(6 * X[:, 0]) + X[:, 1], np.cos(4 * X[:, 1])] + 0.1 * rng.normal(size=(n, 2))
@@ -115,8 +131,8 @@ def test_pooling_equals_in_memory_brute_force(rng, small_tiles, pruned, kernel, 
         warnings.simplefilter("ignore", EmptyNeighborhoodWarning)
         want = ops.attention_pool(Q, X, y, kernel, H[kernel], key_weight=w, return_std=True,
                                   algorithm="brute")
-    for a, b in zip(got, want):
-        _close(a, b, TOL)
+    _close(got[0], want[0], TOL)
+    _close_std(got[1], want[1], want[0], TOL)
     # one pruned pass per (query block, key chunk) task, over that chunk's keys only
     assert len(pruned) == 4 * len(dX.chunks[0])
     assert set(pruned) == _key_chunks(chunks, 400)
@@ -250,7 +266,10 @@ def _same_search(got, want, X, y, kernel):
     rounding.
     """
     assert np.all(np.abs(np.log(np.asarray(got.bandwidth) / want.bandwidth)) < 1e-3)
-    assert got.cv_score == pytest.approx(want.cv_score, rel=1e-6)
+    # Near a minimum the score moves with the square of the step: bandwidths
+    # 1e-3 apart in log h differ in score by about 1e-6 times the score's
+    # curvature in log h (seen: 3.7e-6 of the score, per feature, 2 features).
+    assert got.cv_score == pytest.approx(want.cv_score, rel=2e-5)
     exact = loo_cv_score(X, y, kernel, got.bandwidth, algorithm="brute")
     assert got.cv_score == pytest.approx(exact, rel=TOL)
 
@@ -301,7 +320,7 @@ def test_nadaraya_watson_on_dask_arrays_predicts_the_brute_force_fit(rng, small_
     pred, std = dask.compute(*got.predict(da.from_array(Q, chunks=(25, 2)), return_std=True))
     want_pred, want_std = want.predict(Q, return_std=True)
     _close(pred, want_pred, TOL)
-    _close(std, want_std, TOL)
+    _close_std(std, want_std, want_pred, TOL)
     assert len(pruned) == 3 * 5 and set(pruned) == _key_chunks(97, 400)
 
 

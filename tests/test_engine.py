@@ -137,7 +137,8 @@ def test_missing_capability_is_one_clear_error(monkeypatch):
 
 
 def _parallel_dispatchers():
-    """Every ``parallel=True`` compiled function of the CPU backend's modules."""
+    """Every ``parallel=True`` compiled function of the CPU backend's modules (the
+    sweep's drivers, compiled per choice by ``sweep_driver``, apart)."""
     found = []
     for info in pkgutil.iter_modules(nwattn._cpu.__path__):
         mod = importlib.import_module(f"nwattn._cpu.{info.name}")
@@ -165,6 +166,11 @@ def test_every_parallel_kernel_is_reached_only_through_the_guard(rng, monkeypatc
 
     for mod, name, fn in dispatchers:
         monkeypatch.setattr(mod, name, watch(mod, name, fn))
+    from nwattn._cpu import sweep
+
+    driver = sweep.sweep_driver
+    monkeypatch.setattr(sweep, "sweep_driver",
+                        lambda body, choice: watch(sweep, body.__name__, driver(body, choice)))
     X = rng.normal(size=(60, 2))
     Y = rng.normal(size=(60, 2))
     Wq, Wk, wv = rng.normal(size=(2, 2)), rng.normal(size=(2, 2)), rng.normal(size=2)
@@ -181,7 +187,69 @@ def test_every_parallel_kernel_is_reached_only_through_the_guard(rng, monkeypatc
                             pairs_once=False)
     objective.loo_loss_grad(SCALED_DOT_KIND, X[:20], X, wv, Y, np.zeros(60), np.ones(20), 0.5)
     assert not unguarded
-    assert launched == {name for _, name, _ in dispatchers}
+    assert launched == {name for _, name, _ in dispatchers} | {"row_sweep", "matrix_sweep"}
+
+
+# --- each choice of strategies and kernel compiles only its own code ----------------------
+
+CHOICE_SCRIPT = """
+import json
+import numpy as np
+from numba.core import event
+from nwattn import ops
+
+names = []
+
+
+class Seen(event.Listener):
+    def on_start(self, ev):
+        names.append(ev.data["dispatcher"].py_func.__qualname__)
+
+    def on_end(self, ev):
+        pass
+
+
+rng = np.random.default_rng(0)
+X = rng.random((50, 2))
+V = rng.random((50, 1))
+with event.install_listener("numba:compile", Seen()):
+    for h in (0.5, 0.7):
+        ops.attention_pool(X, X, V, "triangular", h, algorithm="brute")
+print(json.dumps(names))
+"""
+
+
+def test_a_choice_compiles_its_own_kernel_only(tmp_path):
+    """In a fresh cache, pooling with one kernel compiles one sweep and one task body,
+    reused by the second call, and none of the kernel catalogue's other kernels: the
+    choice's constants prune the others before Numba types them."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", CHOICE_SCRIPT], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    names = json.loads(out.strip().splitlines()[-1])
+    assert names.count("row_sweep_0_0_0_4") == 1  # KERNEL, POOL, distance, triangular
+    assert names.count("row_task.<locals>.task") == 1
+    # The catalogue's scalar log-weights are what a branch on a runtime code reaches.
+    assert not [name for name in names if name.endswith("log_weight")], names
+
+
+def test_each_choice_has_a_cache_index_of_its_own():
+    """Two choices never share an on-disk cache index: two processes writing two
+    entries of one index at once can cross them (one signature would then load the
+    other's code), while a choice's own index is written only by processes that
+    compile that same choice."""
+    from nwattn._cpu.choice import sweep_choice
+    from nwattn._cpu.sweep import matrix_sweep, row_sweep, sweep_driver
+
+    choices = [sweep_choice(0, 0, 0, code) for code in (0, 2, 4)] + [sweep_choice(1, 0, 1, 0)]
+    drivers = [sweep_driver(body, c) for body in (row_sweep, matrix_sweep) for c in choices]
+    indexes = {d._cache._cache_file._index_path for d in drivers}
+    assert len(indexes) == len(drivers)
 
 
 # --- malformed states are refused before any compiled code runs ---------------------------

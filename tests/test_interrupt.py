@@ -161,16 +161,24 @@ def test_each_chunk_is_one_launch_with_the_single_launch_result(rng, tiny_chunks
     give bit for bit the result of one launch over all tasks."""
     from nwattn._cpu import sweep
 
-    name = "matrix_sweep" if p >= _config.GEMM_MIN_OUTPUTS else "row_sweep"
-    counting = _CountingDispatcher(getattr(sweep, name))
-    monkeypatch.setattr(sweep, name, counting)
+    body = sweep.matrix_sweep if p >= _config.GEMM_MIN_OUTPUTS else sweep.row_sweep
+    drivers = []
+    original = sweep.sweep_driver
+
+    def counted(body_, choice):
+        drivers.append(_CountingDispatcher(original(body_, choice)))
+        return drivers[-1]
+
+    monkeypatch.setattr(sweep, "sweep_driver", counted)
     kern = get_kernel("gaussian")
     Qs, KT, VT, VT2, logw = _prepared(rng, 20, 30, p)
     chunks = []
     got = sweep.sweep(KERNEL, POOL, pool_layout(p, False), Qs, KT, VT, VT2, logw, kern.family,
                       kern.code, 1.0, -21, progress=lambda done, total: chunks.append(done))
     assert len(chunks) > 2
-    assert counting.calls == len(chunks)
+    assert len(drivers) == 1 and drivers[0].py_func.__name__.startswith(body.__name__)
+    assert drivers[0].calls == len(chunks)
+    monkeypatch.setattr(sweep, "sweep_driver", original)
     _single_launch(monkeypatch)
     want = sweep.sweep(KERNEL, POOL, pool_layout(p, False), Qs, KT, VT, VT2, logw, kern.family,
                        kern.code, 1.0, -21)

@@ -30,10 +30,10 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import FASTMATH
-from ..kernels import ADDITIVE_KIND as ADDITIVE, DISTANCE, GAUSSIAN, RBF_KIND as RBF
+from ..kernels import ADDITIVE_KIND as ADDITIVE, RBF_KIND as RBF
 from .additive import additive_row
 from .fastexp import exp_shifted
-from .rows import learned_row, score_row
+from .rows import bias_row, gaussian_row_max, learned_row
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -139,7 +139,8 @@ def _sym_grad_block(Z, ZT, logw, lse, neg_lse, G, YT, Y, GT, e, o0, o1, key_tile
         nl = neg_lse[j0:j1]
         ej = e[j0:j1]
         for o in range(o0, o1):
-            score_row(Z, o, ZT, j0, j1, DISTANCE, GAUSSIAN, 1.0, no_weights, o, s)
+            gaussian_row_max(Z, o, ZT, j0, j1, s)
+            bias_row(s, no_weights, j0, j1, o)
             # o as a key of query j: alpha_jo = w_o exp(s_jo - lse_j)
             wo = logw[o]
             for jj in range(m):

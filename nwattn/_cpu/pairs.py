@@ -40,9 +40,9 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import FASTMATH
-from ..kernels import DISTANCE, GAUSSIAN
 from .fastexp import exp_shifted
-from .rows import score_row
+from .rows import gaussian_row_max
+
 
 def block_size(n):
     """Rows per block for ``n`` points: the decomposition depends on ``n`` only."""
@@ -98,9 +98,9 @@ def task_rows(plan, rnd, t, bs, n):
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def pair_weights(Z, ZT, o, j0, j1, no_weights, row):
+def pair_weights(Z, ZT, o, j0, j1, row):
     """``row[:j1 - j0] = exp(s_oj)`` for the points ``j0:j1``, unshifted (``s <= 0``)."""
-    score_row(Z, o, ZT, j0, j1, DISTANCE, GAUSSIAN, 1.0, no_weights, -1, row)
+    gaussian_row_max(Z, o, ZT, j0, j1, row)
     exp_shifted(row, 0.0, j1 - j0)
 
 
@@ -125,13 +125,12 @@ def _forward_task(Z, ZT, V, VT, a0, a1, b0, b1, out):
     same = a0 == b0
     s = np.empty(b1 - b0, dtype=Z.dtype)
     col = np.zeros((q, b1 - b0), dtype=Z.dtype)
-    no_weights = np.empty(0, dtype=Z.dtype)
     for o in range(a0, a1):
         js = o + 1 if same else b0
         m = b1 - js
         if m <= 0:
             continue
-        pair_weights(Z, ZT, o, js, b1, no_weights, s)
+        pair_weights(Z, ZT, o, js, b1, s)
         c0 = js - b0
         for k in range(q):
             out[o, k] += both_sides(s, m, VT[k, js:b1], col[k, c0:], V[o, k])
@@ -166,13 +165,12 @@ def _backward_task(Z, ZT, B, AT, a0, a1, b0, b1, dZ):
     br = np.empty(width, dtype=Z.dtype)
     colh = np.zeros(width, dtype=Z.dtype)
     colz = np.zeros((r, width), dtype=Z.dtype)
-    no_weights = np.empty(0, dtype=Z.dtype)
     for o in range(a0, a1):
         js = o + 1 if same else b0
         m = b1 - js
         if m <= 0:
             continue
-        pair_weights(Z, ZT, o, js, b1, no_weights, s)
+        pair_weights(Z, ZT, o, js, b1, s)
         for jj in range(m):
             br[jj] = 0.0
         for k in range(q):

@@ -18,8 +18,8 @@ import numpy as np
 from numba import njit
 
 from .._config import FASTMATH
-from ..kernels import (ADDITIVE_KIND, BIWEIGHT, BOXCAR, DISTANCE, DOT, EPANECHNIKOV, GAUSSIAN,
-                       LAPLACIAN, RBF_KIND, SCALED_DOT_CODE, TRIANGULAR, TRICUBE, log_weight)
+from ..kernels import (ADDITIVE_KIND, BIWEIGHT, BOXCAR, DISTANCE, EPANECHNIKOV, GAUSSIAN,
+                       LAPLACIAN, RBF_KIND, TRIANGULAR, TRICUBE, log_weight)
 from .additive import additive_row
 from .fastexp import like, log_pos, max_no_nan
 
@@ -44,6 +44,27 @@ def score_row_max(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row):
     softmax update needs no pass of its own to find it.
     """
     n = j1 - j0
+    if family == DISTANCE:
+        squared_distances(Q, i, KT, j0, j1, row)
+        tmax = log_weight_row(code, row, n)
+    else:
+        tmax = scaled_dot_row_max(Q, i, KT, j0, j1, scale, row)
+    if logw.shape[0] > 0 or j0 <= self_j < j1:
+        bias_row(row, logw, j0, j1, self_j)
+        tmax = row_max(row, n)
+    return tmax
+
+
+# The score's pieces are small functions of their own, not branches of one:
+# Numba copies a whole inlined function into its caller before it prunes the
+# branches its caller's constants rule out, so a caller that needs one piece
+# (a learned score) inlines that piece alone.
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def squared_distances(Q, i, KT, j0, j1, row):
+    """Write ``||Q[i] - k_j||**2`` for the keys ``j0:j1`` into ``row``."""
+    n = j1 - j0
     d = Q.shape[1]
     # Features four at a time: each pass over the row then loads and stores
     # it once for four features instead of once per feature, which is most
@@ -54,71 +75,86 @@ def score_row_max(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row):
         zero = like(row, 0.0)
         for jj in range(n):
             row[jj] = zero
-    if family == DISTANCE:
-        for t in range(0, d4, 4):
-            qa, qb, qc, qd = Q[i, t], Q[i, t + 1], Q[i, t + 2], Q[i, t + 3]
-            ka = KT[t, j0:j1]
-            kb = KT[t + 1, j0:j1]
-            kc = KT[t + 2, j0:j1]
-            kd = KT[t + 3, j0:j1]
-            if t == 0:
-                for jj in range(n):
-                    da = qa - ka[jj]
-                    db = qb - kb[jj]
-                    dc = qc - kc[jj]
-                    dd = qd - kd[jj]
-                    row[jj] = (da * da + db * db) + (dc * dc + dd * dd)
-            else:
-                for jj in range(n):
-                    da = qa - ka[jj]
-                    db = qb - kb[jj]
-                    dc = qc - kc[jj]
-                    dd = qd - kd[jj]
-                    row[jj] += (da * da + db * db) + (dc * dc + dd * dd)
-        for t in range(d4, d):
-            qt = Q[i, t]
-            kt = KT[t, j0:j1]
+    for t in range(0, d4, 4):
+        qa, qb, qc, qd = Q[i, t], Q[i, t + 1], Q[i, t + 2], Q[i, t + 3]
+        ka = KT[t, j0:j1]
+        kb = KT[t + 1, j0:j1]
+        kc = KT[t + 2, j0:j1]
+        kd = KT[t + 3, j0:j1]
+        if t == 0:
             for jj in range(n):
-                diff = qt - kt[jj]
-                row[jj] += diff * diff
-        if code == GAUSSIAN:
-            # The most used kernel gets its branch-free loop right here, where
-            # it measured faster than through log_weight_row's chain of codes.
-            tmax = like(row, -math.inf)
-            neg_half = like(row, -0.5)
-            for jj in range(n):
-                x = row[jj] * neg_half
-                row[jj] = x
-                tmax = max_no_nan(tmax, x)
+                da = qa - ka[jj]
+                db = qb - kb[jj]
+                dc = qc - kc[jj]
+                dd = qd - kd[jj]
+                row[jj] = (da * da + db * db) + (dc * dc + dd * dd)
         else:
-            tmax = log_weight_row(code, row, n)
-    else:
-        for t in range(0, d4, 4):
-            qa, qb, qc, qd = Q[i, t], Q[i, t + 1], Q[i, t + 2], Q[i, t + 3]
-            ka = KT[t, j0:j1]
-            kb = KT[t + 1, j0:j1]
-            kc = KT[t + 2, j0:j1]
-            kd = KT[t + 3, j0:j1]
-            if t == 0:
-                for jj in range(n):
-                    row[jj] = (qa * ka[jj] + qb * kb[jj]) + (qc * kc[jj] + qd * kd[jj])
-            else:
-                for jj in range(n):
-                    row[jj] += (qa * ka[jj] + qb * kb[jj]) + (qc * kc[jj] + qd * kd[jj])
-        for t in range(d4, d):
-            qt = Q[i, t]
-            kt = KT[t, j0:j1]
             for jj in range(n):
-                row[jj] += qt * kt[jj]
-        sc = like(row, scale)
-        tmax = like(row, -math.inf)
+                da = qa - ka[jj]
+                db = qb - kb[jj]
+                dc = qc - kc[jj]
+                dd = qd - kd[jj]
+                row[jj] += (da * da + db * db) + (dc * dc + dd * dd)
+    for t in range(d4, d):
+        qt = Q[i, t]
+        kt = KT[t, j0:j1]
         for jj in range(n):
-            x = row[jj] * sc
-            row[jj] = x
-            tmax = max_no_nan(tmax, x)
-    if logw.shape[0] > 0 or j0 <= self_j < j1:
-        bias_row(row, logw, j0, j1, self_j)
-        tmax = row_max(row, n)
+            diff = qt - kt[jj]
+            row[jj] += diff * diff
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def gaussian_row_max(Q, i, KT, j0, j1, row):
+    """The gaussian kernel's log-weights ``-||Q[i] - k_j||**2 / 2`` into ``row``; their maximum."""
+    squared_distances(Q, i, KT, j0, j1, row)
+    return gaussian_log_weights(row, j1 - j0)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def gaussian_log_weights(row, n):
+    """Replace the squared distances ``row[:n]`` by ``-row / 2``; return their maximum."""
+    tmax = like(row, -math.inf)
+    neg_half = like(row, -0.5)
+    for jj in range(n):
+        x = row[jj] * neg_half
+        row[jj] = x
+        tmax = max_no_nan(tmax, x)
+    return tmax
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def scaled_dot_row_max(Q, i, KT, j0, j1, scale, row):
+    """The dot scores ``scale * Q[i] . k_j`` into ``row``; their maximum."""
+    n = j1 - j0
+    d = Q.shape[1]
+    d4 = d - d % 4
+    if d4 == 0:
+        zero = like(row, 0.0)
+        for jj in range(n):
+            row[jj] = zero
+    for t in range(0, d4, 4):
+        qa, qb, qc, qd = Q[i, t], Q[i, t + 1], Q[i, t + 2], Q[i, t + 3]
+        ka = KT[t, j0:j1]
+        kb = KT[t + 1, j0:j1]
+        kc = KT[t + 2, j0:j1]
+        kd = KT[t + 3, j0:j1]
+        if t == 0:
+            for jj in range(n):
+                row[jj] = (qa * ka[jj] + qb * kb[jj]) + (qc * kc[jj] + qd * kd[jj])
+        else:
+            for jj in range(n):
+                row[jj] += (qa * ka[jj] + qb * kb[jj]) + (qc * kc[jj] + qd * kd[jj])
+    for t in range(d4, d):
+        qt = Q[i, t]
+        kt = KT[t, j0:j1]
+        for jj in range(n):
+            row[jj] += qt * kt[jj]
+    sc = like(row, scale)
+    tmax = like(row, -math.inf)
+    for jj in range(n):
+        x = row[jj] * sc
+        row[jj] = x
+        tmax = max_no_nan(tmax, x)
     return tmax
 
 
@@ -138,12 +174,8 @@ def log_weight_row(code, row, n):
     ninf = like(row, -math.inf)
     tmax = ninf
     if code == GAUSSIAN:
-        # The most used kernel: a branch-free loop that vectorises.
-        neg_half = like(row, -0.5)
-        for jj in range(n):
-            x = row[jj] * neg_half
-            row[jj] = x
-            tmax = max_no_nan(tmax, x)
+        # The most used kernel first: its loop is branch-free and vectorises.
+        tmax = gaussian_log_weights(row, n)
     elif code == EPANECHNIKOV or code == BIWEIGHT:
         c = like(row, 1.0 if code == EPANECHNIKOV else 2.0)
         for jj in range(n):
@@ -269,7 +301,9 @@ def learned_row(kind, P, i, OT, j0, j1, wv, scale, logw, self_j, row, TH):
     """
     if kind == ADDITIVE_KIND:
         additive_row(P, i, OT, j0, j1, wv, logw, self_j, row, TH)
-    elif kind == RBF_KIND:
-        score_row(P, i, OT, j0, j1, DISTANCE, GAUSSIAN, 1.0, logw, self_j, row)
     else:
-        score_row(P, i, OT, j0, j1, DOT, SCALED_DOT_CODE, scale, logw, self_j, row)
+        if kind == RBF_KIND:
+            gaussian_row_max(P, i, OT, j0, j1, row)
+        else:
+            scaled_dot_row_max(P, i, OT, j0, j1, scale, row)
+        bias_row(row, logw, j0, j1, self_j)

@@ -13,20 +13,18 @@ between pooling, learned-score pooling and the leave-one-out slopes is
   block's keys at its last query (:func:`causal_end`) and key padding
   skips the tiles it covers entirely (:func:`tile_padded`).
 
-The skeleton picks its strategies from the *types* of two optional inputs:
-the additive vector ``wv`` (``None`` unless the score is learned) and the
-slopes flag (``None`` unless the slopes are accumulated). Numba compiles a
-function once per combination of argument types and prunes a branch on
-``x is None`` before it types anything, so each combination is its own
-specialisation, cached on disk, with only its own strategies typed and
-inlined into the inner loop as if written there by hand. (Numba does not
-prune branches on integer values, literal or not: a branch on a strategy
-number made it type every strategy in every specialisation, and returning
-the strategy from an overload made it compile each strategy twice, or cost
-a call per tile that measured 9 to 27 % on pooling.) The strategy numbers
-below name the combinations on the host side. Adding a strategy is one
-function here, one branch in the skeleton and, when it adds accumulators,
-one layout.
+The skeleton's task body is compiled once per *choice* of strategies and
+kernel (:mod:`nwattn._cpu.choice`), in which the numbers below are
+constants: Numba prunes every branch on them before it inlines anything,
+so each choice is its own specialisation, cached on disk, with only its own
+strategies and kernel loop typed and inlined into the inner loop as if
+written there by hand. (Numba prunes a branch on a comparison of
+constants, or on ``x is None`` for an argument typed as None; not on an
+integer argument, literal or not, nor on ``x is None`` for an argument
+that is an array: branches on those made it type, inline and compile every
+strategy and every kernel in each specialisation.) Adding a strategy is
+one function here, one branch in the skeleton and, when it adds
+accumulators, one layout.
 """
 
 import math
@@ -36,10 +34,11 @@ from numba import njit
 
 from .._config import FASTMATH
 from .._layout import rescale_row
-from ..kernels import DISTANCE, GAUSSIAN
+from ..kernels import DISTANCE
 from .fastexp import exp_shifted, like, weights_dot
 from .moments import add_meat, add_moments, local_basis
-from .rows import add_weighted, learned_row, row_max, score_row, score_row_max
+from .rows import (add_weighted, bias_row, gaussian_row_max, learned_row, row_max,
+                   scaled_dot_row_max, score_row_max)
 from .slopes import absorb_slopes, kernel_and_slope
 
 # Score strategies.
@@ -140,10 +139,11 @@ def slope_score(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row, slope)
     if family == DISTANCE:
         # The gaussian score with nothing added is -u2/2 exactly, from
         # which every kernel's log-weight and slope follow.
-        score_row(Q, i, KT, j0, j1, DISTANCE, GAUSSIAN, 1.0, logw[:0], -1, row)
+        gaussian_row_max(Q, i, KT, j0, j1, row)
         kernel_and_slope(row, slope, n, code, logw, j0, self_j)
     else:
-        score_row(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row)
+        scaled_dot_row_max(Q, i, KT, j0, j1, scale, row)
+        bias_row(row, logw, j0, j1, self_j)
         for jj in range(n):
             slope[jj] = -scale
     return row_max(row, n)

@@ -12,9 +12,10 @@ order, so the result does not depend on the number of threads.
 What a task does with a tile comes from :mod:`nwattn._cpu.strategies`: the
 score strategy (a kernel, a learned score, a kernel with its bandwidth
 slopes), the absorb strategy (which accumulators) and the tile schedule.
-They are chosen by the types of two optional inputs, so each combination
-is its own compiled specialisation with the chosen code inlined and the
-others pruned, and each is cached on disk like any other signature.
+The strategies and the kernel come as a :class:`~nwattn._cpu.choice.SweepChoice`
+whose type carries them, so each choice is its own compiled task body with
+the chosen code inlined and the rest pruned, cached on disk like any other
+signature.
 
 Two task bodies share those strategies. The row body (:func:`row_task`)
 streams one query at a time and suits few features and outputs. The matrix
@@ -35,6 +36,7 @@ import contextlib
 import functools
 import math
 import time
+import types as pytypes
 import warnings
 
 import numba
@@ -75,7 +77,37 @@ warnings.filterwarnings("ignore", message=r"variable '.*' is not in scope",
                         category=NumbaIRAssumptionWarning)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
+@functools.lru_cache(maxsize=None)
+def sweep_driver(body, choice):
+    """The parallel driver ``body`` (:func:`row_sweep`, :func:`matrix_sweep`) for one choice.
+
+    Each choice gets a compiled function of its own, named after it, rather
+    than a signature of one shared function: Numba's on-disk cache keeps a
+    function's signatures in one index and numbers their files in the
+    order they are written, so two processes compiling two signatures of
+    one function at once (Dask workers, or a process pool, on a cold cache)
+    can each take the same number, and one signature then loads the
+    other's code. A choice's own function is written only by the processes
+    that compile that choice.
+
+    Examples
+    --------
+    >>> from nwattn._cpu.choice import sweep_choice
+    >>> from nwattn._cpu.sweep import row_sweep, sweep_driver
+    >>> driver = sweep_driver(row_sweep, sweep_choice(0, 0, 0, 2))
+    >>> driver.py_func.__name__
+    'row_sweep_0_0_0_2'
+    >>> driver is sweep_driver(row_sweep, sweep_choice(0, 0, 0, 2))
+    True
+    """
+    name = f"{body.__name__}_{choice.score}_{choice.absorb}_{choice.family}_{choice.code}"
+    func = pytypes.FunctionType(body.__code__, body.__globals__, name, body.__defaults__,
+                                body.__closure__)
+    func.__qualname__ = name
+    func.__doc__ = body.__doc__
+    return njit(parallel=True, cache=True, fastmath=FASTMATH)(func)
+
+
 def row_sweep(choice, Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, scale,
               self_shift, items, n_item, m_item, LW, BIAS, b_step, diag,
               query_block, key_tile, n_split, split_size, tree, task0, task1, powers, offsets,
@@ -288,7 +320,6 @@ def row_task(score, absorb, family, code):
     return task
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
 def matrix_sweep(choice, tree, Q, KT, K, V, V2, logw, scale, self_shift, gemm_scores, coef,
                  qscale, degree, items, n_item, m_item, LW, BIAS, b_step, diag, query_block,
                  key_tile, n_split, split_size, task0, task1, powers, offsets, out_max,
@@ -646,7 +677,7 @@ def _sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, sel
         KT = np.empty((d, 0), dtype) if gemm_scores else np.ascontiguousarray(KT)
         V = np.ascontiguousarray(VT.T)
         V2 = np.ascontiguousarray(VT2.T)
-        driver = matrix_sweep
+        driver = sweep_driver(matrix_sweep, choice)
         if absorb == SMOOTHER:
             coef = np.ascontiguousarray(coef, dtype=dtype)
             qscale = np.ascontiguousarray(qscale, dtype=dtype)
@@ -662,7 +693,7 @@ def _sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, sel
             qscale = np.ascontiguousarray(qscale, dtype=dtype)
         else:
             qscale = None
-        driver = row_sweep
+        driver = sweep_driver(row_sweep, choice)
         KT = np.ascontiguousarray(KT)
         VT = np.ascontiguousarray(VT)
         VT2 = np.ascontiguousarray(VT2)
