@@ -11,6 +11,10 @@ that directory (warm: the kernels are loaded from it). The cases:
     compiled too).
 ``lp``
     The same with ``LocalPolynomialRegressor()`` (local linear).
+``nw3``
+    Three such ``NadarayaWatsonRegressor`` fits in one process, with the
+    gaussian, Epanechnikov and tricube kernels (each kernel is compiled
+    on its own).
 ``demo``
     ``python -m nwattn demo --no-plot`` (the table of the demonstration).
 
@@ -48,13 +52,15 @@ rng = np.random.default_rng(0)
 X = rng.uniform(0, 5, size=({n}, 2))
 y = np.sin(X[:, 0]) + 0.5 * np.cos(2 * X[:, 1]) + rng.normal(scale=0.3, size={n})
 t0 = time.perf_counter()
-{cls}().fit(X, y).predict(X)
+for kernel in {kernels}:
+    {cls}(kernel=kernel).fit(X, y).predict(X)
 print(json.dumps({{"call": time.perf_counter() - t0}}))
 """
 
 CASES = {
     "nw": ("NadarayaWatsonRegressor fit+predict", "NadarayaWatsonRegressor"),
     "lp": ("LocalPolynomialRegressor fit+predict", "LocalPolynomialRegressor"),
+    "nw3": ("NadarayaWatsonRegressor, 3 kernels", "NadarayaWatsonRegressor"),
     "demo": ("python -m nwattn demo --no-plot", None),
 }
 
@@ -76,7 +82,8 @@ def run_once(case, n, cache_dir, workdir):
     if cls is None:
         cmd = [sys.executable, "-m", "nwattn", "demo", "--no-plot"]
     else:
-        cmd = [sys.executable, "-c", FIT.format(cls=cls, n=n)]
+        kernels = ["gaussian", "epanechnikov", "tricube"] if case == "nw3" else ["gaussian"]
+        cmd = [sys.executable, "-c", FIT.format(cls=cls, n=n, kernels=kernels)]
     cpu0 = _child_cpu()
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=workdir, capture_output=True, text=True)
