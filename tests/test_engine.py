@@ -169,8 +169,8 @@ def test_every_parallel_kernel_is_reached_only_through_the_guard(rng, monkeypatc
     from nwattn._cpu import sweep
 
     driver = sweep.sweep_driver
-    monkeypatch.setattr(sweep, "sweep_driver",
-                        lambda body, choice: watch(sweep, body.__name__, driver(body, choice)))
+    monkeypatch.setattr(sweep, "sweep_driver", lambda body, choice, key: watch(
+        sweep, body.__name__, driver(body, choice, key)))
     X = rng.normal(size=(60, 2))
     Y = rng.normal(size=(60, 2))
     Wq, Wk, wv = rng.normal(size=(2, 2)), rng.normal(size=(2, 2)), rng.normal(size=2)
@@ -232,22 +232,40 @@ def test_a_choice_compiles_its_own_kernel_only(tmp_path):
     out = subprocess.run([sys.executable, "-c", CHOICE_SCRIPT], env=env, check=True,
                          capture_output=True, text=True).stdout
     names = json.loads(out.strip().splitlines()[-1])
-    assert names.count("row_sweep_0_0_0_4") == 1  # KERNEL, POOL, distance, triangular
+    # KERNEL, POOL, distance, triangular, then the arguments' types
+    assert len([name for name in names if name.startswith("row_sweep_0_0_0_4_")]) == 1
     assert names.count("row_task.<locals>.task") == 1
     # The catalogue's scalar log-weights are what a branch on a runtime code reaches.
     assert not [name for name in names if name.endswith("log_weight")], names
 
 
-def test_each_choice_has_a_cache_index_of_its_own():
-    """Two choices never share an on-disk cache index: two processes writing two
-    entries of one index at once can cross them (one signature would then load the
-    other's code), while a choice's own index is written only by processes that
-    compile that same choice."""
+def test_each_signature_has_a_cache_index_of_its_own(rng):
+    """Two signatures of a sweep never share an on-disk cache index: two processes
+    writing two entries of one index at once can cross them (one signature then
+    loads the other's code: seen with two test workers on a cold cache), while an
+    index of one signature is written only by processes that compile the same code."""
+    from nwattn._cpu import sweep
     from nwattn._cpu.choice import sweep_choice
-    from nwattn._cpu.sweep import matrix_sweep, row_sweep, sweep_driver
 
+    seen = []
+    original = sweep.sweep_driver
+
+    def recording(body, choice, key):
+        seen.append(original(body, choice, key))
+        return seen[-1]
+
+    X = rng.random((40, 2))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sweep, "sweep_driver", recording)
+        ops.attention_pool(X, X, X, "epanechnikov", 0.5, algorithm="brute")
+        ops.attention_pool(X, X, X, "epanechnikov", 0.7, return_std=True, algorithm="brute")
+        ops.attention_pool(X.astype(np.float32), X.astype(np.float32), X.astype(np.float32),
+                           "epanechnikov", 0.5, algorithm="brute")
+    # The spreads' columns change shapes only: the same code, the same function.
+    assert seen[1] is seen[0] and seen[2] is not seen[0]
     choices = [sweep_choice(0, 0, 0, code) for code in (0, 2, 4)] + [sweep_choice(1, 0, 1, 0)]
-    drivers = [sweep_driver(body, c) for body in (row_sweep, matrix_sweep) for c in choices]
+    drivers = [original(body, c, key) for body in (sweep.row_sweep, sweep.matrix_sweep)
+               for c in choices for key in ("0" * 12, "1" * 12)] + seen[1:]
     indexes = {d._cache._cache_file._index_path for d in drivers}
     assert len(indexes) == len(drivers)
 

@@ -165,8 +165,8 @@ def test_each_chunk_is_one_launch_with_the_single_launch_result(rng, tiny_chunks
     drivers = []
     original = sweep.sweep_driver
 
-    def counted(body_, choice):
-        drivers.append(_CountingDispatcher(original(body_, choice)))
+    def counted(body_, choice, key):
+        drivers.append(_CountingDispatcher(original(body_, choice, key)))
         return drivers[-1]
 
     monkeypatch.setattr(sweep, "sweep_driver", counted)

@@ -34,6 +34,7 @@ The parallel drivers therefore take a range of task numbers.
 
 import contextlib
 import functools
+import hashlib
 import math
 import time
 import types as pytypes
@@ -77,30 +78,49 @@ warnings.filterwarnings("ignore", message=r"variable '.*' is not in scope",
                         category=NumbaIRAssumptionWarning)
 
 
-@functools.lru_cache(maxsize=None)
-def sweep_driver(body, choice):
-    """The parallel driver ``body`` (:func:`row_sweep`, :func:`matrix_sweep`) for one choice.
+def signature_key(args):
+    """A short name for the Numba types of ``args`` (host side; about 0.1 ms a call).
 
-    Each choice gets a compiled function of its own, named after it, rather
-    than a signature of one shared function: Numba's on-disk cache keeps a
-    function's signatures in one index and numbers their files in the
-    order they are written, so two processes compiling two signatures of
-    one function at once (Dask workers, or a process pool, on a cold cache)
-    can each take the same number, and one signature then loads the
-    other's code. A choice's own function is written only by the processes
-    that compile that choice.
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn._cpu.sweep import signature_key
+    >>> signature_key((np.zeros(3), None)) == signature_key((np.ones(5), None))
+    True
+    >>> signature_key((np.zeros(3),)) == signature_key((np.zeros(3, np.float32),))
+    False
+    """
+    names = ",".join(str(numba.typeof(a)) for a in args)
+    return hashlib.sha1(names.encode()).hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=None)
+def sweep_driver(body, choice, key):
+    """The parallel driver ``body`` (:func:`row_sweep`, :func:`matrix_sweep`) for one call signature.
+
+    ``key`` (:func:`signature_key`) names the types of the driver's
+    arguments, ``choice`` among them. Each signature gets a compiled
+    function of its own, named after it, rather than being one signature of
+    one shared function: Numba's on-disk cache keeps a function's
+    signatures in one index and numbers their files in the order they are
+    written, so two processes compiling two signatures of one function at
+    once (Dask workers, a process pool, or tests run by several workers, on
+    a cold cache) can each take the same number, and one signature then
+    loads the other's code. A function of one signature is written only by
+    processes that compile that same code.
 
     Examples
     --------
     >>> from nwattn._cpu.choice import sweep_choice
     >>> from nwattn._cpu.sweep import row_sweep, sweep_driver
-    >>> driver = sweep_driver(row_sweep, sweep_choice(0, 0, 0, 2))
+    >>> driver = sweep_driver(row_sweep, sweep_choice(0, 0, 0, 2), "0123456789ab")
     >>> driver.py_func.__name__
-    'row_sweep_0_0_0_2'
-    >>> driver is sweep_driver(row_sweep, sweep_choice(0, 0, 0, 2))
+    'row_sweep_0_0_0_2_0123456789ab'
+    >>> driver is sweep_driver(row_sweep, sweep_choice(0, 0, 0, 2), "0123456789ab")
     True
     """
-    name = f"{body.__name__}_{choice.score}_{choice.absorb}_{choice.family}_{choice.code}"
+    name = (f"{body.__name__}_{choice.score}_{choice.absorb}_{choice.family}_{choice.code}"
+            f"_{key}")
     func = pytypes.FunctionType(body.__code__, body.__globals__, name, body.__defaults__,
                                 body.__closure__)
     func.__qualname__ = name
@@ -677,7 +697,7 @@ def _sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, sel
         KT = np.empty((d, 0), dtype) if gemm_scores else np.ascontiguousarray(KT)
         V = np.ascontiguousarray(VT.T)
         V2 = np.ascontiguousarray(VT2.T)
-        driver = sweep_driver(matrix_sweep, choice)
+        body = matrix_sweep
         if absorb == SMOOTHER:
             coef = np.ascontiguousarray(coef, dtype=dtype)
             qscale = np.ascontiguousarray(qscale, dtype=dtype)
@@ -693,7 +713,7 @@ def _sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, sel
             qscale = np.ascontiguousarray(qscale, dtype=dtype)
         else:
             qscale = None
-        driver = sweep_driver(row_sweep, choice)
+        body = row_sweep
         KT = np.ascontiguousarray(KT)
         VT = np.ascontiguousarray(VT)
         VT2 = np.ascontiguousarray(VT2)
@@ -702,6 +722,7 @@ def _sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, sel
                 scale, self_shift, *masks, query_block, key_tile, n_split, split_size, tree)
         blas = contextlib.nullcontext()
     tail = (layout.powers, offsets, out_max, out_acc)
+    driver = sweep_driver(body, choice, signature_key(head + (0, 0) + tail))
     if tree is not None:
         # A pruned task's cost depends on the data, not its shape: the
         # chunks are sized by the time the previous one took instead.
