@@ -18,6 +18,12 @@ kernels so that, under ``workqueue`` only, calls from different threads
 take turns on a process-wide lock; under ``tbb`` or ``omp`` they run
 concurrently and the lock is never taken.
 
+Tasks. :func:`run_ranges` runs a serial compiled function that releases
+the GIL over ranges of independent tasks on a pool of Python threads (the
+CPU sweep's way to use the cores: see :mod:`nwattn._cpu.sweep`). It needs
+no threading layer and no guard, and follows the same thread count
+(:func:`threads`, Numba's setting in the calling thread).
+
 Processes. A ``fork`` under ``tbb`` or ``workqueue`` gives a child that
 computes normally (the lock is renewed in the child, in case another thread
 held it). Under GNU OpenMP after a launch, nothing can make the child's
@@ -32,6 +38,7 @@ import os
 import sys
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
 import numba
@@ -411,5 +418,88 @@ def guarded(func):
     return wrapper
 
 
+# The workers of run_ranges: one pool per process (a forked child has none
+# of its parent's threads, so it makes its own), as large as Numba's thread
+# limit, shared by every caller; callers wanting fewer threads use fewer.
+_pool = None
+_pool_pid = None
+_pool_lock = threading.Lock()
+
+
+def _workers():
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():
+            _pool = ThreadPoolExecutor(max_workers=max(1, numba.config.NUMBA_NUM_THREADS - 1),
+                                       thread_name_prefix="nwattn")
+            _pool_pid = os.getpid()
+        return _pool
+
+
+def run_ranges(func, start, stop, n_threads, pieces=None):
+    """Call ``func(a, b)`` on consecutive ranges covering ``start:stop``, on ``n_threads`` threads.
+
+    The range is cut into ``pieces`` (default ``n_threads``) ranges of
+    near-equal length, taken in order by whichever thread is free: the
+    calling thread and up to ``n_threads - 1`` workers of a pool shared by
+    the process. ``func`` must release the GIL (a Numba ``nogil``
+    function) for the threads to run at once, and the ranges must be
+    independent: each writes only what no other range reads or writes.
+    One thread (or one piece) runs everything in the calling thread.
+
+    An exception in any range, or a Ctrl-C in the calling thread, stops
+    the threads from taking further ranges; the ranges already running
+    are waited for, then the first exception is raised here.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nwattn._parallel import run_ranges
+    >>> out = np.zeros(10)
+    >>> def fill(a, b):
+    ...     out[a:b] = np.arange(a, b)
+    >>> run_ranges(fill, 0, 10, n_threads=3)
+    >>> out.tolist()
+    [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
+    """
+    total = stop - start
+    if total <= 0:
+        return
+    pieces = max(1, min(total, n_threads if pieces is None else pieces))
+    bounds = [start + (total * k) // pieces for k in range(pieces + 1)]
+    if n_threads <= 1 or pieces == 1:
+        for k in range(pieces):
+            func(bounds[k], bounds[k + 1])
+        return
+    lock = threading.Lock()
+    state = {"next": 0, "stop": False}
+
+    def work():
+        while True:
+            with lock:
+                k = state["next"]
+                if state["stop"] or k >= pieces:
+                    return
+                state["next"] = k + 1
+            try:
+                func(bounds[k], bounds[k + 1])
+            except BaseException:
+                state["stop"] = True
+                raise
+
+    pool = _workers()
+    futures = [pool.submit(work) for _ in range(min(n_threads, pieces) - 1)]
+    try:
+        work()
+    except BaseException:
+        state["stop"] = True
+        raise
+    finally:
+        # Nothing may still write to the caller's arrays once this returns.
+        wait(futures)
+    for future in futures:
+        future.result()
+
+
 __all__ = ["effective_n_jobs", "threads", "serial_blas", "layer_is_thread_safe", "guarded",
-           "in_guard", "preload_tbb", "forked_layer_is_usable"]
+           "in_guard", "preload_tbb", "forked_layer_is_usable", "run_ranges"]

@@ -3,6 +3,7 @@
 import importlib
 import pkgutil
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -138,7 +139,7 @@ def test_missing_capability_is_one_clear_error(monkeypatch):
 
 def _parallel_dispatchers():
     """Every ``parallel=True`` compiled function of the CPU backend's modules (the
-    sweep's drivers, compiled per choice by ``sweep_driver``, apart)."""
+    sweep's tasks are serial functions run on a thread pool, which needs no guard)."""
     found = []
     for info in pkgutil.iter_modules(nwattn._cpu.__path__):
         mod = importlib.import_module(f"nwattn._cpu.{info.name}")
@@ -166,11 +167,6 @@ def test_every_parallel_kernel_is_reached_only_through_the_guard(rng, monkeypatc
 
     for mod, name, fn in dispatchers:
         monkeypatch.setattr(mod, name, watch(mod, name, fn))
-    from nwattn._cpu import sweep
-
-    driver = sweep.sweep_driver
-    monkeypatch.setattr(sweep, "sweep_driver", lambda body, choice, key: watch(
-        sweep, body.__name__, driver(body, choice, key)))
     X = rng.normal(size=(60, 2))
     Y = rng.normal(size=(60, 2))
     Wq, Wk, wv = rng.normal(size=(2, 2)), rng.normal(size=(2, 2)), rng.normal(size=2)
@@ -187,7 +183,7 @@ def test_every_parallel_kernel_is_reached_only_through_the_guard(rng, monkeypatc
                             pairs_once=False)
     objective.loo_loss_grad(SCALED_DOT_KIND, X[:20], X, wv, Y, np.zeros(60), np.ones(20), 0.5)
     assert not unguarded
-    assert launched == {name for _, name, _ in dispatchers} | {"row_sweep", "matrix_sweep"}
+    assert launched == {name for _, name, _ in dispatchers}
 
 
 # --- each choice of strategies and kernel compiles only its own code ----------------------
@@ -220,9 +216,9 @@ print(json.dumps(names))
 
 
 def test_a_choice_compiles_its_own_kernel_only(tmp_path):
-    """In a fresh cache, pooling with one kernel compiles one sweep and one task body,
-    reused by the second call, and none of the kernel catalogue's other kernels: the
-    choice's constants prune the others before Numba types them."""
+    """In a fresh cache, pooling with one kernel compiles one sweep, reused by the
+    second call, and none of the kernel catalogue's other kernels: the choice's
+    constants select the kernel's code before Numba types or copies anything else."""
     import json
     import os
     import subprocess
@@ -233,10 +229,11 @@ def test_a_choice_compiles_its_own_kernel_only(tmp_path):
                          capture_output=True, text=True).stdout
     names = json.loads(out.strip().splitlines()[-1])
     # KERNEL, POOL, distance, triangular, then the arguments' types
-    assert len([name for name in names if name.startswith("row_sweep_0_0_0_4_")]) == 1
-    assert names.count("row_task.<locals>.task") == 1
-    # The catalogue's scalar log-weights are what a branch on a runtime code reaches.
-    assert not [name for name in names if name.endswith("log_weight")], names
+    assert len([name for name in names if name.startswith("row_tasks_0_0_0_4_")]) == 1
+    assert not [name for name in names if name.startswith(("row_sweep", "row_task."))]
+    # The catalogue's scalar log-weights, or the loops of every kernel, are what a
+    # branch on a runtime code reaches.
+    assert not [name for name in names if name.endswith(("log_weight", "_any_log_weights"))]
 
 
 def test_each_signature_has_a_cache_index_of_its_own(rng):
@@ -264,10 +261,50 @@ def test_each_signature_has_a_cache_index_of_its_own(rng):
     # The spreads' columns change shapes only: the same code, the same function.
     assert seen[1] is seen[0] and seen[2] is not seen[0]
     choices = [sweep_choice(0, 0, 0, code) for code in (0, 2, 4)] + [sweep_choice(1, 0, 1, 0)]
-    drivers = [original(body, c, key) for body in (sweep.row_sweep, sweep.matrix_sweep)
+    drivers = [original(body, c, key) for body in (sweep.row_tasks, sweep.matrix_tasks)
                for c in choices for key in ("0" * 12, "1" * 12)] + seen[1:]
     indexes = {d._cache._cache_file._index_path for d in drivers}
     assert len(indexes) == len(drivers)
+
+
+def test_the_sweeps_tasks_never_launch_a_parallel_region(rng, monkeypatch):
+    """The compiled tasks run on the threads of ``run_ranges``, several at once: a
+    parallel region inside them (Numba's parallel pipeline turns ``np.zeros``
+    or a reduction into one unless told not to) would be a nested launch, which
+    Numba's workqueue layer answers by terminating the process."""
+    from nwattn._cpu import sweep
+
+    seen = []
+    original = sweep.sweep_driver
+
+    def recording(body, choice, key):
+        seen.append(original(body, choice, key))
+        return seen[-1]
+
+    monkeypatch.setattr(sweep, "sweep_driver", recording)
+    X = rng.normal(size=(60, 2))
+    Y = rng.normal(size=(60, 2))
+    ops.attention_pool(X, X, Y, "gaussian", 0.5, return_std=True)
+    ops.attention_pool(X, X, Y, "tricube", 2.0, exclude_self=True, algorithm="tree")
+    ops.attention_pool(X, X, rng.normal(size=(60, 20)), "laplacian", 0.5)
+    ops.local_polynomial(X, X, Y, "epanechnikov", 3.0, degree=2, return_gradient=True)
+    ops.local_polynomial_state(X, X, Y, "gaussian", 0.8, slopes=True)
+    ops.loo_slopes_state(X, X, Y, "gaussian", [0.5, 0.7])
+    assert len({id(d) for d in seen}) >= 5
+    for driver in seen:
+        opts = driver.targetoptions["parallel"]
+        assert not any(getattr(opts, name) for name in (
+            "comprehension", "reduction", "inplace_binop", "setitem", "numpy", "stencil",
+            "fusion", "prange"))
+    # What the pipeline made of one of them, compiled afresh (a function loaded
+    # from the on-disk cache keeps no diagnostics).
+    driver = seen[0]
+    options = {k: v for k, v in driver.targetoptions.items() if k not in ("cache", "nopython")}
+    fresh = numba.njit(**options)(driver.py_func)
+    for sig in driver.signatures:
+        fresh.compile(sig)
+    for cres in fresh.overloads.values():
+        assert cres.metadata["parfor_diagnostics"].initial_parfors == []
 
 
 # --- malformed states are refused before any compiled code runs ---------------------------

@@ -15,6 +15,7 @@ import textwrap
 import threading
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 
@@ -139,14 +140,15 @@ def test_an_exception_from_progress_stops_the_sweep(rng, tiny_chunks):
 
 
 class _CountingDispatcher:
-    """Stands for a Numba dispatcher and counts the calls that go through it."""
+    """Stands for a Numba dispatcher and records the task ranges of the calls through it."""
 
     def __init__(self, dispatcher):
         self.dispatcher = dispatcher
-        self.calls = 0
+        self.ranges = []
 
     def __call__(self, *args):
-        self.calls += 1
+        # The tasks' range comes before the layout's powers and offsets and the outputs.
+        self.ranges.append((args[-6], args[-5]))
         return self.dispatcher(*args)
 
     def __getattr__(self, name):
@@ -154,14 +156,15 @@ class _CountingDispatcher:
 
 
 @pytest.mark.parametrize("p", [2, 20], ids=["row body", "matrix body"])
-def test_each_chunk_is_one_launch_with_the_single_launch_result(rng, tiny_chunks, monkeypatch,
-                                                                 p):
-    """Every chunk is one launch of the driver (its strategies travel as argument
-    types, so a launch costs one ordinary dispatch), and the chunks together
-    give bit for bit the result of one launch over all tasks."""
+def test_each_chunk_is_one_call_per_thread_with_the_single_call_result(rng, tiny_chunks,
+                                                                       monkeypatch, p):
+    """Every chunk is one call of the compiled tasks per thread (its strategies are
+    compiled in, so a call costs one ordinary dispatch), the calls cover every task
+    once, and the chunks together give bit for bit the result of one call over all
+    tasks."""
     from nwattn._cpu import sweep
 
-    body = sweep.matrix_sweep if p >= _config.GEMM_MIN_OUTPUTS else sweep.row_sweep
+    body = sweep.matrix_tasks if p >= _config.GEMM_MIN_OUTPUTS else sweep.row_tasks
     drivers = []
     original = sweep.sweep_driver
 
@@ -177,7 +180,10 @@ def test_each_chunk_is_one_launch_with_the_single_launch_result(rng, tiny_chunks
                       kern.code, 1.0, -21, progress=lambda done, total: chunks.append(done))
     assert len(chunks) > 2
     assert len(drivers) == 1 and drivers[0].py_func.__name__.startswith(body.__name__)
-    assert drivers[0].calls == len(chunks)
+    ranges = sorted(drivers[0].ranges)
+    assert len(chunks) <= len(ranges) <= len(chunks) * numba.get_num_threads()
+    assert ranges[0][0] == 0 and all(a < b for a, b in ranges)
+    assert all(r[1] == s[0] for r, s in zip(ranges, ranges[1:]))
     monkeypatch.setattr(sweep, "sweep_driver", original)
     _single_launch(monkeypatch)
     want = sweep.sweep(KERNEL, POOL, pool_layout(p, False), Qs, KT, VT, VT2, logw, kern.family,

@@ -8,6 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numba
 import pytest
 
 from nwattn import _parallel, ops
@@ -254,3 +255,96 @@ def test_serial_blas_limits_the_blas_that_numba_loads_later():
     inside = json.loads(proc.stdout.strip().splitlines()[-1])
     assert inside, "no BLAS library found"
     assert all(n == 1 for _, n in inside), inside
+
+
+# --- run_ranges: the sweep's tasks on a pool of threads ------------------------------------
+
+
+@pytest.mark.parametrize("n_threads, pieces", [(1, None), (1, 5), (2, None), (3, 7), (4, 40),
+                                               (3, 1)])
+@pytest.mark.parametrize("start, stop", [(0, 1), (0, 13), (5, 6), (7, 100)])
+def test_run_ranges_covers_the_range_once_in_order_within_pieces(n_threads, pieces, start,
+                                                                 stop):
+    seen = []
+    lock = threading.Lock()
+
+    def record(a, b):
+        with lock:
+            seen.append((a, b))
+
+    _parallel.run_ranges(record, start, stop, n_threads, pieces)
+    ranges = sorted(seen)
+    wanted = min(stop - start, n_threads if pieces is None else pieces)
+    assert len(ranges) == wanted
+    assert ranges[0][0] == start and ranges[-1][1] == stop
+    assert all(a < b for a, b in ranges)
+    assert all(r[1] == s[0] for r, s in zip(ranges, ranges[1:]))
+    lengths = [b - a for a, b in ranges]
+    assert max(lengths) - min(lengths) <= 1
+
+
+def test_run_ranges_runs_the_pieces_at_once():
+    """As many pieces as threads meet at a barrier: they only pass it together."""
+    n = numba.config.NUMBA_NUM_THREADS
+    if n < 2:
+        pytest.skip("one thread only")
+    barrier = threading.Barrier(n, timeout=30)
+    threads_seen = set()
+
+    def meet(a, b):
+        threads_seen.add(threading.get_ident())
+        barrier.wait()
+
+    _parallel.run_ranges(meet, 0, n, n_threads=n)
+    assert len(threads_seen) == n and threading.get_ident() in threads_seen
+
+
+@pytest.mark.parametrize("failing", [0, 5])
+def test_run_ranges_raises_the_first_error_and_stops_taking_pieces(failing):
+    """An error in the caller's piece (the first) or a worker's stops the others from
+    taking more pieces; it is raised once every running piece has returned."""
+    started, finished = [], []
+    lock = threading.Lock()
+
+    def piece(a, b):
+        with lock:
+            started.append(a)
+        if a == failing:
+            raise KeyError(f"piece {a}")
+        threading.Event().wait(0.01)
+        with lock:
+            finished.append(a)
+
+    with pytest.raises(KeyError, match=f"piece {failing}"):
+        _parallel.run_ranges(piece, 0, 400, n_threads=2, pieces=400)
+    assert len(started) < 400
+    # Nothing still runs once the call is back.
+    count = len(finished)
+    threading.Event().wait(0.05)
+    assert len(finished) == count
+
+
+def test_run_ranges_makes_a_pool_of_its_own_in_a_forked_child():
+    """A forked child has none of its parent's threads: a pool made before the fork
+    would take its pieces and never run them."""
+    script = textwrap.dedent("""
+        import os, sys, threading
+        import numba
+        from nwattn._parallel import run_ranges
+        seen = set()
+        def piece(a, b):
+            seen.add(threading.get_ident())
+            threading.Event().wait(0.05)
+        run_ranges(piece, 0, 4, n_threads=2)
+        pid = os.fork()
+        if pid == 0:
+            seen.clear()
+            run_ranges(piece, 0, 4, n_threads=2)
+            os._exit(0 if len(seen) == min(2, numba.config.NUMBA_NUM_THREADS) else 3)
+        _, status = os.waitpid(pid, 0)
+        sys.exit(os.waitstatus_to_exitcode(status))
+    """)
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    done = subprocess.run([sys.executable, "-c", script], timeout=120, cwd=ROOT)
+    assert done.returncode == 0

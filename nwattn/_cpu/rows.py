@@ -15,7 +15,8 @@ vectorisation.
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from .._config import FASTMATH
 from ..kernels import (ADDITIVE_KIND, BIWEIGHT, BOXCAR, DISTANCE, EPANECHNIKOV, GAUSSIAN,
@@ -43,15 +44,20 @@ def score_row_max(Q, i, KT, j0, j1, family, code, scale, logw, self_j, row):
     The maximum is taken in the pass that finishes the scores, so the
     softmax update needs no pass of its own to find it.
     """
-    n = j1 - j0
     if family == DISTANCE:
         squared_distances(Q, i, KT, j0, j1, row)
-        tmax = log_weight_row(code, row, n)
+        tmax = log_weight_row(code, row, j1 - j0)
     else:
         tmax = scaled_dot_row_max(Q, i, KT, j0, j1, scale, row)
+    return _weigh_keys(row, tmax, logw, j0, j1, self_j)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _weigh_keys(row, tmax, logw, j0, j1, self_j):
+    """Add the key weights to the scores and exclude key ``self_j``; the new maximum."""
     if logw.shape[0] > 0 or j0 <= self_j < j1:
         bias_row(row, logw, j0, j1, self_j)
-        tmax = row_max(row, n)
+        tmax = row_max(row, j1 - j0)
     return tmax
 
 
@@ -158,7 +164,6 @@ def scaled_dot_row_max(Q, i, KT, j0, j1, scale, row):
     return tmax
 
 
-@njit(inline="always", fastmath=FASTMATH)
 def log_weight_row(code, row, n):
     """Replace the squared distances ``row[:n]`` by log-weights; return their maximum.
 
@@ -168,54 +173,144 @@ def log_weight_row(code, row, n):
     :func:`~nwattn._cpu.fastexp.log_pos` (``1 - t`` rounds by at most half
     an ulp, which moves the weight by as little). Kernels without such a
     form (cosine) use the catalogue's scalar function.
+
+    Compiled code only. A ``code`` that is a constant of the compiled
+    caller (a sweep's choice) arrives as a literal type, from which
+    :func:`_log_weight_row_choice` picks that kernel's loop while Numba
+    types the call: the other kernels' loops are never copied into the
+    caller. Numba's own branch pruning would first inline every kernel's
+    loop, then discard those the constant rules out; that copying was
+    most of a sweep's compile time.
     """
+    raise NotImplementedError("log_weight_row runs in compiled code only")
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _power_log_weights(row, n, power):
+    """Epanechnikov (``power`` 1) and biweight (2): ``power * log(1 - u2)`` inside the unit ball."""
+    one = like(row, 1.0)
+    zero = like(row, 0.0)
+    ninf = like(row, -math.inf)
+    c = like(row, power)
+    tmax = ninf
+    for jj in range(n):
+        t = one - row[jj]
+        x = c * log_pos(t if t > zero else one)
+        x = x if t > zero else ninf
+        row[jj] = x
+        tmax = max_no_nan(tmax, x)
+    return tmax
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _triangular_log_weights(row, n):
+    """Triangular: ``log(1 - u)`` inside the unit ball."""
     one = like(row, 1.0)
     zero = like(row, 0.0)
     ninf = like(row, -math.inf)
     tmax = ninf
-    if code == GAUSSIAN:
-        # The most used kernel first: its loop is branch-free and vectorises.
-        tmax = gaussian_log_weights(row, n)
-    elif code == EPANECHNIKOV or code == BIWEIGHT:
-        c = like(row, 1.0 if code == EPANECHNIKOV else 2.0)
-        for jj in range(n):
-            t = one - row[jj]
-            x = c * log_pos(t if t > zero else one)
-            x = x if t > zero else ninf
-            row[jj] = x
-            tmax = max_no_nan(tmax, x)
-    elif code == TRIANGULAR:
-        for jj in range(n):
-            t = one - np.sqrt(row[jj])
-            x = log_pos(t if t > zero else one)
-            x = x if t > zero else ninf
-            row[jj] = x
-            tmax = max_no_nan(tmax, x)
-    elif code == TRICUBE:
-        three = like(row, 3.0)
-        for jj in range(n):
-            u = np.sqrt(row[jj])
-            t = one - u * u * u
-            x = three * log_pos(t if t > zero else one)
-            x = x if t > zero else ninf
-            row[jj] = x
-            tmax = max_no_nan(tmax, x)
-    elif code == LAPLACIAN:
-        for jj in range(n):
-            x = -np.sqrt(row[jj])
-            row[jj] = x
-            tmax = max_no_nan(tmax, x)
-    elif code == BOXCAR:
-        for jj in range(n):
-            x = zero if row[jj] <= one else ninf
-            row[jj] = x
-            tmax = max_no_nan(tmax, x)
-    else:
-        for jj in range(n):
-            x = like(row, log_weight(code, row[jj]))
-            row[jj] = x
-            tmax = max_no_nan(tmax, x)
+    for jj in range(n):
+        t = one - np.sqrt(row[jj])
+        x = log_pos(t if t > zero else one)
+        x = x if t > zero else ninf
+        row[jj] = x
+        tmax = max_no_nan(tmax, x)
     return tmax
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _tricube_log_weights(row, n):
+    """Tricube: ``3 log(1 - u**3)`` inside the unit ball."""
+    one = like(row, 1.0)
+    zero = like(row, 0.0)
+    ninf = like(row, -math.inf)
+    three = like(row, 3.0)
+    tmax = ninf
+    for jj in range(n):
+        u = np.sqrt(row[jj])
+        t = one - u * u * u
+        x = three * log_pos(t if t > zero else one)
+        x = x if t > zero else ninf
+        row[jj] = x
+        tmax = max_no_nan(tmax, x)
+    return tmax
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _laplacian_log_weights(row, n):
+    """Laplacian: ``-u``."""
+    tmax = like(row, -math.inf)
+    for jj in range(n):
+        x = -np.sqrt(row[jj])
+        row[jj] = x
+        tmax = max_no_nan(tmax, x)
+    return tmax
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _boxcar_log_weights(row, n):
+    """Boxcar: 0 inside the unit ball, ``-inf`` outside."""
+    one = like(row, 1.0)
+    zero = like(row, 0.0)
+    ninf = like(row, -math.inf)
+    tmax = ninf
+    for jj in range(n):
+        x = zero if row[jj] <= one else ninf
+        row[jj] = x
+        tmax = max_no_nan(tmax, x)
+    return tmax
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _catalogue_log_weights(code, row, n):
+    """Any kernel, through the catalogue's scalar log-weight (a call per pair)."""
+    tmax = like(row, -math.inf)
+    for jj in range(n):
+        x = like(row, log_weight(code, row[jj]))
+        row[jj] = x
+        tmax = max_no_nan(tmax, x)
+    return tmax
+
+
+# One implementation per kernel, for a code known when compiling.
+_LOG_WEIGHTS = {
+    GAUSSIAN: lambda code, row, n: gaussian_log_weights(row, n),
+    EPANECHNIKOV: lambda code, row, n: _power_log_weights(row, n, 1.0),
+    BIWEIGHT: lambda code, row, n: _power_log_weights(row, n, 2.0),
+    TRIANGULAR: lambda code, row, n: _triangular_log_weights(row, n),
+    TRICUBE: lambda code, row, n: _tricube_log_weights(row, n),
+    LAPLACIAN: lambda code, row, n: _laplacian_log_weights(row, n),
+    BOXCAR: lambda code, row, n: _boxcar_log_weights(row, n),
+}
+
+
+def _any_log_weights(code, row, n):
+    """Every kernel's loop behind a branch on ``code`` (a code known at run time only)."""
+    # The most used kernel first: its loop is branch-free and vectorises.
+    if code == GAUSSIAN:
+        return gaussian_log_weights(row, n)
+    if code == EPANECHNIKOV:
+        return _power_log_weights(row, n, 1.0)
+    if code == BIWEIGHT:
+        return _power_log_weights(row, n, 2.0)
+    if code == TRIANGULAR:
+        return _triangular_log_weights(row, n)
+    if code == TRICUBE:
+        return _tricube_log_weights(row, n)
+    if code == LAPLACIAN:
+        return _laplacian_log_weights(row, n)
+    if code == BOXCAR:
+        return _boxcar_log_weights(row, n)
+    return _catalogue_log_weights(code, row, n)
+
+
+@overload(log_weight_row, inline="always", prefer_literal=True,
+          jit_options={"fastmath": FASTMATH, "error_model": "numpy"})
+def _log_weight_row_choice(code, row, n):
+    """The kernel's loop alone for a literal ``code``, else every kernel's behind a branch."""
+    if isinstance(code, types.IntegerLiteral):
+        return _LOG_WEIGHTS.get(code.literal_value, _any_log_weights)
+    return _any_log_weights
 
 
 @njit(inline="always", fastmath=FASTMATH)

@@ -59,18 +59,21 @@ def absorb_slopes(Q, i, KT, VT, j0, n, family, weight, slope, term, a, b):
     for t in range(d):
         qt = Q[i, t]
         kt = KT[t, j0:j0 + n]
-        s = 0.0
         if family == DISTANCE:
             for jj in range(n):
                 diff = qt - kt[jj]
-                f = slope[jj] * diff * diff
-                term[jj] = f
-                s += f
+                term[jj] = slope[jj] * diff * diff
         else:
             for jj in range(n):
-                f = slope[jj] * qt * kt[jj]
-                term[jj] = f
-                s += f
+                term[jj] = slope[jj] * qt * kt[jj]
+        # The sum in a loop of its own: LLVM runs a loop that stores while it
+        # sums in vector form only when the arrays it reads lie far enough
+        # from the one it writes, and the scalar form sums in another order;
+        # ``term`` may be allocated right after the keys (small inputs), and
+        # the slopes would then change in the last bit from call to call.
+        s = 0.0
+        for jj in range(n):
+            s += term[jj]
         a[t] += s
         for col in range(p):
             vt = VT[col, j0:j0 + n]

@@ -13,7 +13,7 @@ between pooling, learned-score pooling and the leave-one-out slopes is
   block's keys at its last query (:func:`causal_end`) and key padding
   skips the tiles it covers entirely (:func:`tile_padded`).
 
-The skeleton's task body is compiled once per *choice* of strategies and
+The skeleton's tasks are compiled once per *choice* of strategies and
 kernel (:mod:`nwattn._cpu.choice`), in which the numbers below are
 constants: Numba prunes every branch on them before it inlines anything,
 so each choice is its own specialisation, cached on disk, with only its own
@@ -22,7 +22,10 @@ written there by hand. (Numba prunes a branch on a comparison of
 constants, or on ``x is None`` for an argument typed as None; not on an
 integer argument, literal or not, nor on ``x is None`` for an argument
 that is an array: branches on those made it type, inline and compile every
-strategy and every kernel in each specialisation.) Adding a strategy is
+strategy and every kernel in each specialisation.) Below the strategies,
+the kernel's code reaches :func:`~nwattn._cpu.rows.log_weight_row` as a
+literal type, from which it picks the kernel's loop while Numba types the
+call, so the other kernels' loops are never even copied. Adding a strategy is
 one function here, one branch in the skeleton and, when it adds
 accumulators, one layout.
 """

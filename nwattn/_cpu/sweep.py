@@ -12,24 +12,25 @@ order, so the result does not depend on the number of threads.
 What a task does with a tile comes from :mod:`nwattn._cpu.strategies`: the
 score strategy (a kernel, a learned score, a kernel with its bandwidth
 slopes), the absorb strategy (which accumulators) and the tile schedule.
-The strategies and the kernel come as a :class:`~nwattn._cpu.choice.SweepChoice`
-whose type carries them, so each choice is its own compiled task body with
-the chosen code inlined and the rest pruned, cached on disk like any other
-signature.
+The strategies and the kernel come as a :class:`~nwattn._cpu.choice.SweepChoice`,
+and each choice is a compiled function of its own with the chosen code
+inlined and the rest pruned, cached on disk.
 
-Two task bodies share those strategies. The row body (:func:`row_task`)
+Two bodies share those strategies. The row body (:func:`row_tasks`)
 streams one query at a time and suits few features and outputs. The matrix
-body (:func:`matrix_task`, pooling only) handles a block of queries against
+body (:func:`matrix_tasks`, pooling only) handles a block of queries against
 a tile of keys with matrix products: the scores of a dot-product score with
 many features are one product ``Q_block @ K_tile.T``, and the weighted sums
 of many outputs are one product ``W_tile @ V_tile``. The products run in
 the BLAS that NumPy's linear algebra in Numba uses, limited to one thread
 per task so the tasks, not the BLAS, own the cores.
 
-The host function :func:`sweep` launches the tasks in chunks of a fraction
-of a second each and gets control back between them: that is where a
-Ctrl-C is raised as KeyboardInterrupt and where a progress callback runs.
-The parallel drivers therefore take a range of task numbers.
+The compiled functions run a range of tasks one after the other, without
+the GIL; the host function :func:`sweep` runs the tasks in chunks of a
+fraction of a second each, each chunk's range cut among the threads
+(:func:`nwattn._parallel.run_ranges`), and gets control back between
+chunks: that is where a Ctrl-C is raised as KeyboardInterrupt and where a
+progress callback runs.
 """
 
 import contextlib
@@ -42,20 +43,18 @@ import warnings
 
 import numba
 import numpy as np
-from numba import njit, prange
-from numba.core import types
-from numba.core.typing.templates import AttributeTemplate, infer_getattr
-from numba.extending import lower_getattr
-from numba.core.errors import NumbaIRAssumptionWarning
+from numba import njit
+from numba.core.cpu_options import ParallelOptions
+from numba.core.errors import NumbaIRAssumptionWarning, NumbaPerformanceWarning
 
 from .. import _config
 from .._batch import single_item
 from .._config import FASTMATH
 from .._layout import merge_rows, n_basis
 from .._plan import plan_splits
-from .._parallel import serial_blas
+from .._parallel import run_ranges, serial_blas
 from ..kernels import DOT
-from .choice import SweepChoiceType, sweep_choice
+from .choice import sweep_choice
 from .discrete import absorb_discrete_slopes, add_discrete, add_discrete_moment_slopes
 from .fastexp import like
 from .rows import bias_row, mask_row, row_max, score_row
@@ -77,6 +76,41 @@ from .strategies import (DENSE, KERNEL, LEARNED, MOMENT_SLOPES, MOMENTS, POOL, S
 warnings.filterwarnings("ignore", message=r"variable '.*' is not in scope",
                         category=NumbaIRAssumptionWarning)
 
+# Numba's parallel pipeline with every parallel transformation turned off:
+# the tasks stay serial code (no parallel region is ever launched from the
+# threads that run them), but the pipeline's passes still simplify the
+# function (dead code, copy propagation, its CFG) before lowering, which
+# drops reference-count updates of the array views the inlined inner loops
+# take (46 NRT_decref calls against 78 in the LLVM IR of the gaussian row
+# body). Pooling ran 1.3x (float64) to 1.5x (float32) faster than the same
+# code compiled without it, for about 1 s more compile time.
+# (An options object, not a dictionary: Numba empties a dictionary as it
+# reads it, and the next compilation would then read every option on.)
+_SIMPLIFY_ONLY = ParallelOptions({"comprehension": False, "prange": False, "setitem": False,
+                                  "reduction": False, "numpy": False, "stencil": False,
+                                  "fusion": False, "inplace_binop": False})
+
+# Numba says "parallel=True was specified but no transformation for parallel
+# execution was possible" when it compiles such a function: that is the
+# intent here (see _SIMPLIFY_ONLY), so the warning is dropped for this
+# module's functions only.
+warnings.filterwarnings(
+    "ignore", category=NumbaPerformanceWarning,
+    message=r"\s*The keyword argument 'parallel=True' was specified but no transformation"
+            r"[\s\S]*nwattn[\\/]_cpu[\\/]sweep\.py")
+
+# Spare elements at the end of each scratch row of a task. LLVM vectorises a
+# loop that stores into one array while reading others (and summing) behind
+# a run-time check that the arrays start at least one vector block apart
+# (up to 256 bytes), and runs the scalar loop otherwise, whose sums round
+# differently. Rows of a few keys (the small tiles of the tests) could be
+# allocated that close, and a result would then depend on where the
+# allocator (and the thread it ran on) put them; 64 spare elements keep any
+# two scratch rows far enough apart for the vector loop always to run. (A
+# scratch row may still lie right after a small input array: a sum whose
+# last bit matters across calls, the slopes', has a loop of its own.)
+SCRATCH_PAD = 0
+
 
 def signature_key(args):
     """A short name for the Numba types of ``args`` (host side; about 0.1 ms a call).
@@ -96,404 +130,374 @@ def signature_key(args):
 
 @functools.lru_cache(maxsize=None)
 def sweep_driver(body, choice, key):
-    """The parallel driver ``body`` (:func:`row_sweep`, :func:`matrix_sweep`) for one call signature.
+    """The tasks of ``body`` (:func:`row_tasks`, :func:`matrix_tasks`), compiled for a choice and signature.
 
-    ``key`` (:func:`signature_key`) names the types of the driver's
-    arguments, ``choice`` among them. Each signature gets a compiled
-    function of its own, named after it, rather than being one signature of
-    one shared function: Numba's on-disk cache keeps a function's
-    signatures in one index and numbers their files in the order they are
-    written, so two processes compiling two signatures of one function at
-    once (Dask workers, a process pool, or tests run by several workers, on
-    a cold cache) can each take the same number, and one signature then
-    loads the other's code. A function of one signature is written only by
-    processes that compile that same code.
+    ``key`` (:func:`signature_key`) names the types of the arguments. Each
+    choice and signature gets a compiled function of its own, named after
+    them, rather than being one signature of one shared function: Numba's
+    on-disk cache keeps a function's signatures in one index and numbers
+    their files in the order they are written, so two processes compiling
+    two signatures of one function at once (Dask workers, a process pool,
+    or tests run by several workers, on a cold cache) can each take the
+    same number, and one signature then loads the other's code. A function
+    of one signature is written only by processes that compile that same
+    code.
+
+    The function runs its tasks one after the other and releases the GIL
+    (``nogil``): :func:`nwattn._parallel.run_ranges` runs ranges of tasks
+    on several threads at once. It is one serial function, not a
+    ``parallel=True`` region calling a task body: Numba compiles such a
+    region as a function of its own that links the body's code, and LLVM
+    then optimises that code again with each function that links it,
+    which took about as long as compiling the body itself.
 
     Examples
     --------
     >>> from nwattn._cpu.choice import sweep_choice
-    >>> from nwattn._cpu.sweep import row_sweep, sweep_driver
-    >>> driver = sweep_driver(row_sweep, sweep_choice(0, 0, 0, 2), "0123456789ab")
+    >>> from nwattn._cpu.sweep import row_tasks, sweep_driver
+    >>> driver = sweep_driver(row_tasks, sweep_choice(0, 0, 0, 2), "0123456789ab")
     >>> driver.py_func.__name__
-    'row_sweep_0_0_0_2_0123456789ab'
-    >>> driver is sweep_driver(row_sweep, sweep_choice(0, 0, 0, 2), "0123456789ab")
+    'row_tasks_0_0_0_2_0123456789ab'
+    >>> driver is sweep_driver(row_tasks, sweep_choice(0, 0, 0, 2), "0123456789ab")
     True
     """
     name = (f"{body.__name__}_{choice.score}_{choice.absorb}_{choice.family}_{choice.code}"
             f"_{key}")
-    func = pytypes.FunctionType(body.__code__, body.__globals__, name, body.__defaults__,
-                                body.__closure__)
+    tasks = body(choice)
+    func = pytypes.FunctionType(tasks.__code__, tasks.__globals__, name, tasks.__defaults__,
+                                tasks.__closure__)
     func.__qualname__ = name
-    func.__doc__ = body.__doc__
-    return njit(parallel=True, cache=True, fastmath=FASTMATH)(func)
+    func.__doc__ = tasks.__doc__
+    # error_model="numpy": without it Numba guards every float division
+    # against a zero divisor, a branch that stops LLVM from vectorising the
+    # loops of the compact kernels' log-weights (whose divisors are never zero).
+    return njit(parallel=_SIMPLIFY_ONLY, nogil=True, cache=True, fastmath=FASTMATH,
+                error_model="numpy")(func)
 
 
-def row_sweep(choice, Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, scale,
-              self_shift, items, n_item, m_item, LW, BIAS, b_step, diag,
-              query_block, key_tile, n_split, split_size, tree, task0, task1, powers, offsets,
-              out_max, out_acc):
-    """States of the queries against the key splits of tasks ``task0:task1``, row body.
+def row_tasks(choice):
+    """The row body of a choice: tasks ``task0:task1``, one after the other (plain Python).
 
-    Parameters
-    ----------
-    choice : :class:`~nwattn._cpu.choice.SweepChoice`, the strategies and
-        the kernel, compiled in (its task body is ``choice.row_task``).
-    Q : (N, d) queries of every batch item, already divided by the
-        bandwidth (or projected); item ``b``'s ``n_item`` queries are rows
-        ``items[b, 0]:items[b, 0] + n_item``, which are also its output rows.
-    KT : (d, M) keys, transposed, likewise prepared; item ``b``'s ``m_item``
-        keys are columns ``items[b, 1]:items[b, 1] + m_item`` (items that
-        share keys share columns: nothing is copied per item).
-    VT, VT2 : (p, M') centred values and their squares (VT2 may have no
-        rows); item ``b``'s from column ``items[b, 2]``.
-    VS : (r, m) per-key variances of the standard errors' sandwich (local
-        polynomial's moments only; may have no rows).
-    logw : (m,) log key weights, or empty (one batch item only; pooling
-        passes its weights in ``LW``).
-    wv : None, or (r,) the additive score's vector (``LEARNED`` score; the
-        choice's ``family`` is then the score's kind).
-    slopes : None, or an empty array with ``SLOPES`` and ``MOMENT_SLOPES``.
-    qscale : None, or (n,) the factor of each query's offsets for the
-        local polynomial's moments (``LOCAL`` score).
-    disc : None, or the discrete features ``(QC, KCT, LT, DT)`` whose
-        table lookups are added to every score (:mod:`nwattn._cpu.discrete`;
-        one batch item); their parameters follow the continuous features'
-        in the slopes.
-    degree : the local polynomial's degree (used with ``qscale`` only).
-    scale : the dot score's scale (see ``nwattn.kernels``).
-    self_shift : query ``i`` of an item skips the item's key ``i + self_shift``
-        (leave-one-out), or a value that puts every query's self outside
-        ``[0, m_item)``.
-    items : (B, 5) int64, per batch item: first query row, first key
-        column, first value column, row of ``LW`` (-1: none), first row of
-        ``BIAS`` (-1: none).
-    n_item, m_item : queries and keys of one item.
-    LW : (r1, m_item) key log-weights (weights, padding: ``-inf``).
-    BIAS : (r2, m_item) additive biases; query ``i`` of item ``b`` uses row
-        ``items[b, 4] + b_step * i``.
-    diag : causal limit: query ``i`` attends keys ``j <= i + diag`` of its
-        item (``n_item + m_item`` or more when there is no causal order).
-    query_block, key_tile, n_split, split_size : work decomposition.
-    tree : None (every tile of a task's keys) or the pruned schedule's
-        tile tree (:func:`pruned_schedule`; one batch item, queries and
-        keys in its order): the tiles a block visits, and each query's
-        own key to skip (``self_shift`` then unused).
-    task0, task1 : the tasks to run; task ``t`` is batch item ``t // (n_b *
-        n_split)``, query block ``(t // n_split) % n_b`` (``n_b`` blocks per
-        item) against key split ``t % n_split``, and writes only its own
-        rows of its own split's output, so any range of tasks can run on
-        its own.
-    powers, offsets : the layout's column powers and block offsets.
-    out_max : (n_split, N); out_acc : (n_split, N, width) packed states.
-    """
-    n_b = (n_item + query_block - 1) // query_block
-    for t in prange(task1 - task0):
-        task = task0 + t
-        it = task // (n_b * n_split)
-        r = task - it * (n_b * n_split)
-        b = r // n_split
-        s = r - b * n_split
-        choice.row_task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, scale,
-                        self_shift, items[it, 0], b * query_block,
-                        min(n_item, (b + 1) * query_block), items[it, 1], items[it, 2],
-                        s * split_size, min(m_item, (s + 1) * split_size), items[it, 3], LW,
-                        items[it, 4], b_step, BIAS, diag, key_tile, s, tree, powers, offsets,
-                        out_max, out_acc)
-
-
-# error_model="numpy": without it Numba guards every float division against
-# a zero divisor, a branch that stops LLVM from vectorising the loops of the
-# compact kernels' log-weights (whose divisors are never zero).
-@functools.lru_cache(maxsize=None)
-def row_task(score, absorb, family, code):
-    """One task: queries ``i0:i1`` against keys ``k0:k1`` of one batch item, into split ``s``.
-
-    Positions are within the item; its queries start at row ``qb`` of
-    ``Q`` (and of the outputs), its keys at column ``kb`` of ``KT`` and its
-    values at column ``vb`` of ``VT``. The strategies other than pooling's
-    take one item, whose keys and values share columns (``kb == vb``).
-
-    A method of the choice (:mod:`nwattn._cpu.choice`), compiled once per
-    choice with its strategies and kernel as constants: every branch on
-    them is pruned before anything is inlined, so only the chosen score,
+    Compiled per choice and signature by :func:`sweep_driver`, with the
+    choice's numbers (:mod:`nwattn._cpu.choice`) as constants: every branch
+    on them is pruned before anything is inlined, so only the chosen score,
     absorb strategy and kernel loop are compiled. The one on ``disc is
     None``, which adds the discrete features' terms to the score of any
     strategy but the learned ones, is resolved by the type of ``disc``.
-    Kept out of the ``prange`` body so that Numba's parallel transforms do
-    not touch the inner loops, which then vectorise as in serial code.
+    A task is queries ``i0:i1`` of one batch item against its keys
+    ``k0:k1``, into split ``s``; positions are within the item, whose
+    queries start at row ``qb`` of ``Q`` (and of the outputs), keys at
+    column ``kb`` of ``KT`` and values at column ``vb`` of ``VT``. The
+    strategies other than pooling's take one item, whose keys and values
+    share columns (``kb == vb``).
     """
-    SCORE, ABSORB, FAMILY, CODE = score, absorb, family, code
+    SCORE, ABSORB, FAMILY, CODE = choice.score, choice.absorb, choice.family, choice.code
 
-    @njit(fastmath=FASTMATH, error_model="numpy")
-    def task(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, scale, self_shift, qb,
-             i0, i1, kb, vb, k0, k1, lw_row, LW, b_row, b_step, BIAS, diag, key_tile, s, tree,
-             powers, offsets, out_max, out_acc):
-        family = FAMILY
-        code = CODE
-        nq = i1 - i0
-        q0 = qb + i0
-        dtype = Q.dtype
-        smax = np.full(nq, -math.inf, dtype=dtype)
-        S = np.zeros((nq, out_acc.shape[2]), dtype=dtype)
-        row = np.empty(key_tile, dtype=dtype)
-        if slopes is None:
-            slope = np.empty(0, dtype=dtype)
-        else:
-            slope = np.empty(key_tile, dtype=dtype)
-        term = np.empty_like(slope)
-        d = Q.shape[1]
-        if qscale is None:
-            nb = 0
-            Z = np.empty((0, key_tile), dtype=dtype)
-            WZ = np.empty(0, dtype=dtype)
-        else:
-            nb = n_basis(d, degree) - 1
-            Z = np.empty((max(nb, d), key_tile), dtype=dtype)
-            WZ = np.empty(key_tile, dtype=dtype)
-        WS = np.empty(key_tile if VS.shape[0] > 0 else 0, dtype=dtype)
-        # The additive score can keep its tanh values for a gradient; pooling
-        # does not need them.
-        TH = np.empty((0, key_tile), dtype=dtype)
-        k1 = causal_end(k0, k1, i1, diag)
-        own = own_keys(tree, kb, i0, q0, nq, self_shift)
-        visit = np.empty(16, dtype=np.int64)
-        qs_min = 1.0 if qscale is None else float(qscale[q0:q0 + nq].min())
-        for phase in range(1 if tree is None else tree[9]):
-            if tree is None:
-                n_visit = tile_count(DENSE, k0, k1, key_tile)
+    def row_tasks(Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, disc, degree, scale, self_shift,
+                  items, n_item, m_item, LW, BIAS, b_step, diag, query_block, key_tile,
+                  n_split, split_size, tree, task0, task1, powers, offsets, out_max, out_acc):
+        """States of the queries against the key splits of tasks ``task0:task1``, row body.
+
+        Parameters
+        ----------
+        Q : (N, d) queries of every batch item, already divided by the
+            bandwidth (or projected); item ``b``'s ``n_item`` queries are rows
+            ``items[b, 0]:items[b, 0] + n_item``, which are also its output rows.
+        KT : (d, M) keys, transposed, likewise prepared; item ``b``'s ``m_item``
+            keys are columns ``items[b, 1]:items[b, 1] + m_item`` (items that
+            share keys share columns: nothing is copied per item).
+        VT, VT2 : (p, M') centred values and their squares (VT2 may have no
+            rows); item ``b``'s from column ``items[b, 2]``.
+        VS : (r, m) per-key variances of the standard errors' sandwich (local
+            polynomial's moments only; may have no rows).
+        logw : (m,) log key weights, or empty (one batch item only; pooling
+            passes its weights in ``LW``).
+        wv : None, or (r,) the additive score's vector (``LEARNED`` score; the
+            choice's ``family`` is then the score's kind).
+        slopes : None, or an empty array with ``SLOPES`` and ``MOMENT_SLOPES``.
+        qscale : None, or (n,) the factor of each query's offsets for the
+            local polynomial's moments (``LOCAL`` score).
+        disc : None, or the discrete features ``(QC, KCT, LT, DT)`` whose
+            table lookups are added to every score (:mod:`nwattn._cpu.discrete`;
+            one batch item); their parameters follow the continuous features'
+            in the slopes.
+        degree : the local polynomial's degree (used with ``qscale`` only).
+        scale : the dot score's scale (see ``nwattn.kernels``).
+        self_shift : query ``i`` of an item skips the item's key ``i + self_shift``
+            (leave-one-out), or a value that puts every query's self outside
+            ``[0, m_item)``.
+        items : (B, 5) int64, per batch item: first query row, first key
+            column, first value column, row of ``LW`` (-1: none), first row of
+            ``BIAS`` (-1: none).
+        n_item, m_item : queries and keys of one item.
+        LW : (r1, m_item) key log-weights (weights, padding: ``-inf``).
+        BIAS : (r2, m_item) additive biases; query ``i`` of item ``b`` uses row
+            ``items[b, 4] + b_step * i``.
+        diag : causal limit: query ``i`` attends keys ``j <= i + diag`` of its
+            item (``n_item + m_item`` or more when there is no causal order).
+        query_block, key_tile, n_split, split_size : work decomposition.
+        tree : None (every tile of a task's keys) or the pruned schedule's
+            tile tree (:func:`pruned_schedule`; one batch item, queries and
+            keys in its order): the tiles a block visits, and each query's
+            own key to skip (``self_shift`` then unused).
+        task0, task1 : the tasks to run; task ``t`` is batch item ``t // (n_b *
+            n_split)``, query block ``(t // n_split) % n_b`` (``n_b`` blocks per
+            item) against key split ``t % n_split``, and writes only its own
+            rows of its own split's output, so any range of tasks can run on
+            its own.
+        powers, offsets : the layout's column powers and block offsets.
+        out_max : (n_split, N); out_acc : (n_split, N, width) packed states.
+        """
+        for task in range(task0, task1):
+            s, qb, kb, vb, lw_row, b_row, i0, i1, k0, k1 = task_span(
+                task, items, n_item, m_item, query_block, n_split, split_size)
+            family = FAMILY
+            code = CODE
+            nq = i1 - i0
+            q0 = qb + i0
+            dtype = Q.dtype
+            smax = np.full(nq, -math.inf, dtype=dtype)
+            S = np.zeros((nq, out_acc.shape[2]), dtype=dtype)
+            row = np.empty(key_tile + SCRATCH_PAD, dtype=dtype)
+            if slopes is None:
+                slope = np.empty(0, dtype=dtype)
             else:
-                n_visit, runs = phase_tiles(tree, phase, Q, q0, nq, qs_min, smax, S, offsets[0],
-                                            k0, k1, key_tile, visit)
-            for t in range(n_visit):
+                slope = np.empty(key_tile + SCRATCH_PAD, dtype=dtype)
+            term = np.empty_like(slope)
+            d = Q.shape[1]
+            if qscale is None:
+                nb = 0
+                Z = np.empty((0, key_tile), dtype=dtype)
+                WZ = np.empty(0, dtype=dtype)
+            else:
+                nb = n_basis(d, degree) - 1
+                Z = np.empty((max(nb, d), key_tile + SCRATCH_PAD), dtype=dtype)
+                WZ = np.empty(key_tile + SCRATCH_PAD, dtype=dtype)
+            WS = np.empty(key_tile + SCRATCH_PAD if VS.shape[0] > 0 else 0, dtype=dtype)
+            # The additive score can keep its tanh values for a gradient; pooling
+            # does not need them.
+            TH = np.empty((0, key_tile), dtype=dtype)
+            k1 = causal_end(k0, k1, i1, diag)
+            own = own_keys(tree, kb, i0, q0, nq, self_shift)
+            visit = np.empty(16, dtype=np.int64)
+            qs_min = 1.0 if qscale is None else float(qscale[q0:q0 + nq].min())
+            for phase in range(1 if tree is None else tree[9]):
                 if tree is None:
-                    a0, a1 = tile_bounds(DENSE, t, k0, k1, key_tile)
+                    n_visit = tile_count(DENSE, k0, k1, key_tile)
                 else:
-                    a0, a1 = tile_range(tree, runs, t, k0, k1)
-                if tile_padded(LW, lw_row, a0, a1):
-                    continue
-                n = a1 - a0
-                j0 = kb + a0
-                j1 = kb + a1
-                jv = vb + a0
-                for ii in range(nq):
-                    i = q0 + ii
-                    il = i0 + ii
-                    self_j = own[ii]
-                    brow = b_row + b_step * il if b_row >= 0 else -1
-                    cut = il + diag + 1 - a0
-                    # Branches on the choice's constants: pruned when compiling.
-                    if ABSORB == MOMENTS or ABSORB == MOMENT_SLOPES:
-                        if ABSORB == MOMENTS:
-                            tmax = local_score(Q, i, KT, j0, j1, code, qscale[i], logw,
-                                               self_j, row, Z)
-                        else:
-                            tmax = local_slope_score(Q, i, KT, j0, j1, code, qscale[i], logw,
-                                                     self_j, row, Z, slope)
-                        if disc is not None:
-                            tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
-                        if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
-                            tmax = row_max(row, n)
-                        absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, VS, jv, ii, smax, S,
-                                       powers, offsets, WS, WZ)
-                        if ABSORB == MOMENT_SLOPES:
-                            if tmax != -math.inf:
-                                add_moment_slopes(row, slope, n, Z, nb, d, VT, jv, ii, S,
-                                                  offsets[6], offsets[7], term, WZ)
-                                if disc is not None:
-                                    add_discrete_moment_slopes(row, n, i, j0, disc[0], disc[1],
-                                                               disc[3], Z, nb, d, VT, ii, S,
-                                                               offsets[6], offsets[7], term,
-                                                               WZ)
-                    elif ABSORB == SLOPES:
-                        tmax = slope_score(Q, i, KT, j0, j1, family, code, scale, logw, self_j,
-                                           row, slope)
-                        if disc is not None:
-                            tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
-                        if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
-                            tmax = row_max(row, n)
-                        absorb_slope_tile(row, n, tmax, Q, i, KT, family, VT, j0, ii, smax, S,
-                                          powers, offsets, slope, term)
-                        if disc is not None:
-                            if tmax != -math.inf:
-                                absorb_discrete_slopes(row, n, i, j0, disc[0], disc[1], disc[3],
-                                                       VT, S, ii, offsets[2] + d,
-                                                       offsets[3] + d * VT.shape[0], term)
-                    elif SCORE == KERNEL:
-                        tmax = kernel_score(Q, i, KT, j0, j1, family, code, scale, logw, self_j,
-                                            row)
-                        if disc is not None:
-                            tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
-                        if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
-                            tmax = row_max(row, n)
-                        absorb_pool(row, n, tmax, VT, VT2, jv, ii, smax, S, powers, offsets)
+                    n_visit, runs = phase_tiles(tree, phase, Q, q0, nq, qs_min, smax, S, offsets[0],
+                                                k0, k1, key_tile, visit)
+                for t in range(n_visit):
+                    if tree is None:
+                        a0, a1 = tile_bounds(DENSE, t, k0, k1, key_tile)
                     else:
-                        tmax = learned_score(Q, i, KT, j0, j1, family, scale, logw, self_j, wv,
-                                             row, TH)
-                        if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
-                            tmax = row_max(row, n)
-                        absorb_pool(row, n, tmax, VT, VT2, jv, ii, smax, S, powers, offsets)
-        for ii in range(nq):
-            out_max[s, q0 + ii] = smax[ii]
-            for col in range(S.shape[1]):
-                out_acc[s, q0 + ii, col] = S[ii, col]
+                        a0, a1 = tile_range(tree, runs, t, k0, k1)
+                    if tile_padded(LW, lw_row, a0, a1):
+                        continue
+                    n = a1 - a0
+                    j0 = kb + a0
+                    j1 = kb + a1
+                    jv = vb + a0
+                    for ii in range(nq):
+                        i = q0 + ii
+                        il = i0 + ii
+                        self_j = own[ii]
+                        brow = b_row + b_step * il if b_row >= 0 else -1
+                        cut = il + diag + 1 - a0
+                        # Branches on the choice's constants: pruned when compiling.
+                        if ABSORB == MOMENTS or ABSORB == MOMENT_SLOPES:
+                            if ABSORB == MOMENTS:
+                                tmax = local_score(Q, i, KT, j0, j1, code, qscale[i], logw,
+                                                   self_j, row, Z)
+                            else:
+                                tmax = local_slope_score(Q, i, KT, j0, j1, code, qscale[i], logw,
+                                                         self_j, row, Z, slope)
+                            if disc is not None:
+                                tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
+                            if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
+                                tmax = row_max(row, n)
+                            absorb_moments(row, n, tmax, Z, nb, d, VT, VT2, VS, jv, ii, smax, S,
+                                           powers, offsets, WS, WZ)
+                            if ABSORB == MOMENT_SLOPES:
+                                if tmax != -math.inf:
+                                    add_moment_slopes(row, slope, n, Z, nb, d, VT, jv, ii, S,
+                                                      offsets[6], offsets[7], term, WZ)
+                                    if disc is not None:
+                                        add_discrete_moment_slopes(row, n, i, j0, disc[0], disc[1],
+                                                                   disc[3], Z, nb, d, VT, ii, S,
+                                                                   offsets[6], offsets[7], term,
+                                                                   WZ)
+                        elif ABSORB == SLOPES:
+                            tmax = slope_score(Q, i, KT, j0, j1, family, code, scale, logw, self_j,
+                                               row, slope)
+                            if disc is not None:
+                                tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
+                            if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
+                                tmax = row_max(row, n)
+                            absorb_slope_tile(row, n, tmax, Q, i, KT, family, VT, j0, ii, smax, S,
+                                              powers, offsets, slope, term)
+                            if disc is not None:
+                                if tmax != -math.inf:
+                                    absorb_discrete_slopes(row, n, i, j0, disc[0], disc[1], disc[3],
+                                                           VT, S, ii, offsets[2] + d,
+                                                           offsets[3] + d * VT.shape[0], term)
+                        elif SCORE == KERNEL:
+                            tmax = kernel_score(Q, i, KT, j0, j1, family, code, scale, logw, self_j,
+                                                row)
+                            if disc is not None:
+                                tmax = add_discrete(row, n, i, j0, disc[0], disc[1], disc[2])
+                            if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
+                                tmax = row_max(row, n)
+                            absorb_pool(row, n, tmax, VT, VT2, jv, ii, smax, S, powers, offsets)
+                        else:
+                            tmax = learned_score(Q, i, KT, j0, j1, family, scale, logw, self_j, wv,
+                                                 row, TH)
+                            if mask_row(row, n, LW, lw_row, BIAS, brow, a0, cut):
+                                tmax = row_max(row, n)
+                            absorb_pool(row, n, tmax, VT, VT2, jv, ii, smax, S, powers, offsets)
+            for ii in range(nq):
+                out_max[s, q0 + ii] = smax[ii]
+                for col in range(S.shape[1]):
+                    out_acc[s, q0 + ii, col] = S[ii, col]
 
-    return task
+    return row_tasks
 
 
-def matrix_sweep(choice, tree, Q, KT, K, V, V2, logw, scale, self_shift, gemm_scores, coef,
-                 qscale, degree, items, n_item, m_item, LW, BIAS, b_step, diag, query_block,
-                 key_tile, n_split, split_size, task0, task1, powers, offsets, out_max,
-                 out_acc):
-    """:func:`row_sweep` with the matrix-product body (pooling layout).
+def matrix_tasks(choice):
+    """The matrix body of a choice: tasks ``task0:task1``, one after the other (plain Python).
 
-    ``K`` (M, d) are the keys untransposed (used when ``gemm_scores``; may
-    have no rows otherwise), ``V`` (M', p) and ``V2`` (M', p2) the centred
-    values and their squares untransposed; the batch items and masks are
-    those of :func:`row_sweep`. ``coef`` is None (``KERNEL`` score,
-    ``POOL``) or (n, P): the ``SMOOTHER`` strategy, whose weights are the
-    ``LOCAL`` score's times ``coef[i] . phi(z)`` in the basis of ``degree``
-    (offsets scaled by ``qscale[i]``).
+    Compiled per choice and signature by :func:`sweep_driver`, with the
+    choice's numbers as constants, as :func:`row_tasks` is.
+    """
+    ABSORB, FAMILY, CODE = choice.absorb, choice.family, choice.code
+
+    def matrix_tasks(tree, Q, KT, K, V, V2, logw, scale, self_shift, gemm_scores, coef, qscale,
+                     degree, items, n_item, m_item, LW, BIAS, b_step, diag, query_block,
+                     key_tile, n_split, split_size, task0, task1, powers, offsets, out_max,
+                     out_acc):
+        """States of tasks ``task0:task1`` as :func:`row_tasks` computes them, matrix-product body.
+
+        ``K`` (M, d) are the keys untransposed (used when ``gemm_scores``; may
+        have no rows otherwise), ``V`` (M', p) and ``V2`` (M', p2) the centred
+        values and their squares untransposed; the batch items and masks are
+        those of :func:`row_tasks`. ``coef`` is None (``KERNEL`` score,
+        ``POOL``) or (n, P): the ``SMOOTHER`` strategy, whose weights are the
+        ``LOCAL`` score's times ``coef[i] . phi(z)`` in the basis of ``degree``
+        (offsets scaled by ``qscale[i]``).
+        """
+        for task in range(task0, task1):
+            s, qb, kb, vb, lw_row, b_row, i0, i1, k0, k1 = task_span(
+                task, items, n_item, m_item, query_block, n_split, split_size)
+            family = FAMILY
+            code = CODE
+            p = V.shape[1]
+            p2 = V2.shape[1]
+            nq = i1 - i0
+            q0 = qb + i0
+            d = Q.shape[1]
+            o_norm, o_acc, o_sq = offsets[0], offsets[1], offsets[2]
+            smax = np.full(nq, -math.inf, dtype=Q.dtype)
+            S = np.zeros((nq, out_acc.shape[2]), dtype=Q.dtype)
+            sc = like(Q, scale)
+            Qb = Q[q0:q0 + nq]
+            if coef is None:
+                nb = 0
+                Z = np.empty((0, 0), dtype=Q.dtype)
+                PV = np.empty(0, dtype=Q.dtype)
+            else:
+                nb = n_basis(d, degree) - 1
+                Z = np.empty((max(nb, d), key_tile + SCRATCH_PAD), dtype=Q.dtype)
+                PV = np.empty(key_tile + SCRATCH_PAD, dtype=Q.dtype)
+            k1 = causal_end(k0, k1, i1, diag)
+            own = own_keys(tree, kb, i0, q0, nq, self_shift)
+            visit = np.empty(16, dtype=np.int64)
+            qs_min = 1.0 if coef is None else float(qscale[q0:q0 + nq].min())
+            for phase in range(1 if tree is None else tree[9]):
+                if tree is None:
+                    n_visit = tile_count(DENSE, k0, k1, key_tile)
+                else:
+                    n_visit, runs = phase_tiles(tree, phase, Q, q0, nq, qs_min, smax, S, o_norm, k0,
+                                                k1, key_tile, visit)
+                for t in range(n_visit):
+                    if tree is None:
+                        a0, a1 = tile_bounds(DENSE, t, k0, k1, key_tile)
+                    else:
+                        a0, a1 = tile_range(tree, runs, t, k0, k1)
+                    if tile_padded(LW, lw_row, a0, a1):
+                        continue
+                    n = a1 - a0
+                    j0 = kb + a0
+                    j1 = kb + a1
+                    if ABSORB == SMOOTHER:
+                        # Each row's local weights times its polynomial, then one
+                        # product with the values as for pooling.
+                        W = np.empty((nq, n), dtype=Q.dtype)
+                        for ii in range(nq):
+                            i = q0 + ii
+                            il = i0 + ii
+                            row = W[ii]
+                            local_score(Q, i, KT, j0, j1, code, qscale[i], logw, own[ii], row, Z)
+                            brow = b_row + b_step * il if b_row >= 0 else -1
+                            mask_row(row, n, LW, lw_row, BIAS, brow,
+                                     a0, il + diag + 1 - a0)
+                            if weigh_row(row, n, ii, smax, S, powers, o_norm):
+                                local_basis(Z, nb, d, n)
+                                weigh_by_polynomial(row, n, Z, nb, coef, i, PV)
+                    elif FAMILY == DOT and gemm_scores:
+                        W = np.dot(Qb, K[j0:j1].T)
+                        for ii in range(nq):
+                            row = W[ii]
+                            for jj in range(n):
+                                row[jj] *= sc
+                            bias_row(row, logw, j0, j1, own[ii])
+                    else:
+                        W = np.empty((nq, n), dtype=Q.dtype)
+                        for ii in range(nq):
+                            i = q0 + ii
+                            score_row(Q, i, KT, j0, j1, family, code, scale, logw, own[ii], W[ii])
+                    if ABSORB != SMOOTHER:
+                        for ii in range(nq):
+                            il = i0 + ii
+                            brow = b_row + b_step * il if b_row >= 0 else -1
+                            mask_row(W[ii], n, LW, lw_row, BIAS, brow,
+                                     a0, il + diag + 1 - a0)
+                            weigh_row(W[ii], n, ii, smax, S, powers, o_norm)
+                    jv = vb + a0
+                    acc = np.dot(W, V[jv:jv + n])
+                    for ii in range(nq):
+                        for col in range(p):
+                            S[ii, o_acc + col] += acc[ii, col]
+                    if p2 > 0:
+                        sq = np.dot(W, V2[jv:jv + n])
+                        for ii in range(nq):
+                            for col in range(p2):
+                                S[ii, o_sq + col] += sq[ii, col]
+            for ii in range(nq):
+                out_max[s, q0 + ii] = smax[ii]
+                for col in range(S.shape[1]):
+                    out_acc[s, q0 + ii, col] = S[ii, col]
+
+    return matrix_tasks
+
+
+@njit(inline="always")
+def task_span(task, items, n_item, m_item, query_block, n_split, split_size):
+    """Where task ``task`` works: ``(s, qb, kb, vb, lw_row, b_row, i0, i1, k0, k1)``.
+
+    Task ``t`` is batch item ``t // (n_b * n_split)`` (``n_b`` query blocks
+    per item), query block ``(t // n_split) % n_b`` against key split
+    ``t % n_split``: its split ``s``, the item's first query row ``qb``,
+    key column ``kb`` and value column ``vb``, its rows of ``LW`` and
+    ``BIAS``, and its queries ``i0:i1`` and keys ``k0:k1`` within the item.
     """
     n_b = (n_item + query_block - 1) // query_block
-    for t in prange(task1 - task0):
-        task = task0 + t
-        it = task // (n_b * n_split)
-        r = task - it * (n_b * n_split)
-        b = r // n_split
-        s = r - b * n_split
-        choice.matrix_task(tree, Q, KT, K, V, V2, logw, scale, self_shift, gemm_scores, coef,
-                           qscale, degree, items[it, 0], b * query_block,
-                           min(n_item, (b + 1) * query_block), items[it, 1], items[it, 2],
-                           s * split_size, min(m_item, (s + 1) * split_size), items[it, 3],
-                           LW, items[it, 4], b_step, BIAS, diag, key_tile, s, powers,
-                           offsets, out_max, out_acc)
-
-
-@functools.lru_cache(maxsize=None)
-def matrix_task(absorb, family, code):
-    """One task of :func:`matrix_sweep`: queries ``i0:i1``, keys ``k0:k1`` of one item.
-
-    A method of the choice, compiled with its constants as :func:`row_task` is.
-    """
-    ABSORB, FAMILY, CODE = absorb, family, code
-
-    @njit(fastmath=FASTMATH, error_model="numpy")
-    def task(tree, Q, KT, K, V, V2, logw, scale, self_shift, gemm_scores, coef, qscale, degree,
-             qb, i0, i1, kb, vb, k0, k1, lw_row, LW, b_row, b_step, BIAS, diag, key_tile, s,
-             powers, offsets, out_max, out_acc):
-        family = FAMILY
-        code = CODE
-        p = V.shape[1]
-        p2 = V2.shape[1]
-        nq = i1 - i0
-        q0 = qb + i0
-        d = Q.shape[1]
-        o_norm, o_acc, o_sq = offsets[0], offsets[1], offsets[2]
-        smax = np.full(nq, -math.inf, dtype=Q.dtype)
-        S = np.zeros((nq, out_acc.shape[2]), dtype=Q.dtype)
-        sc = like(Q, scale)
-        Qb = Q[q0:q0 + nq]
-        if coef is None:
-            nb = 0
-            Z = np.empty((0, 0), dtype=Q.dtype)
-            PV = np.empty(0, dtype=Q.dtype)
-        else:
-            nb = n_basis(d, degree) - 1
-            Z = np.empty((max(nb, d), key_tile), dtype=Q.dtype)
-            PV = np.empty(key_tile, dtype=Q.dtype)
-        k1 = causal_end(k0, k1, i1, diag)
-        own = own_keys(tree, kb, i0, q0, nq, self_shift)
-        visit = np.empty(16, dtype=np.int64)
-        qs_min = 1.0 if coef is None else float(qscale[q0:q0 + nq].min())
-        for phase in range(1 if tree is None else tree[9]):
-            if tree is None:
-                n_visit = tile_count(DENSE, k0, k1, key_tile)
-            else:
-                n_visit, runs = phase_tiles(tree, phase, Q, q0, nq, qs_min, smax, S, o_norm, k0,
-                                            k1, key_tile, visit)
-            for t in range(n_visit):
-                if tree is None:
-                    a0, a1 = tile_bounds(DENSE, t, k0, k1, key_tile)
-                else:
-                    a0, a1 = tile_range(tree, runs, t, k0, k1)
-                if tile_padded(LW, lw_row, a0, a1):
-                    continue
-                n = a1 - a0
-                j0 = kb + a0
-                j1 = kb + a1
-                if ABSORB == SMOOTHER:
-                    # Each row's local weights times its polynomial, then one
-                    # product with the values as for pooling.
-                    W = np.empty((nq, n), dtype=Q.dtype)
-                    for ii in range(nq):
-                        i = q0 + ii
-                        il = i0 + ii
-                        row = W[ii]
-                        local_score(Q, i, KT, j0, j1, code, qscale[i], logw, own[ii], row, Z)
-                        mask_row(row, n, LW, lw_row, BIAS, b_row + b_step * il if b_row >= 0 else -1,
-                                 a0, il + diag + 1 - a0)
-                        if weigh_row(row, n, ii, smax, S, powers, o_norm):
-                            local_basis(Z, nb, d, n)
-                            weigh_by_polynomial(row, n, Z, nb, coef, i, PV)
-                elif FAMILY == DOT and gemm_scores:
-                    W = np.dot(Qb, K[j0:j1].T)
-                    for ii in range(nq):
-                        row = W[ii]
-                        for jj in range(n):
-                            row[jj] *= sc
-                        bias_row(row, logw, j0, j1, own[ii])
-                else:
-                    W = np.empty((nq, n), dtype=Q.dtype)
-                    for ii in range(nq):
-                        i = q0 + ii
-                        score_row(Q, i, KT, j0, j1, family, code, scale, logw, own[ii], W[ii])
-                if ABSORB != SMOOTHER:
-                    for ii in range(nq):
-                        il = i0 + ii
-                        mask_row(W[ii], n, LW, lw_row, BIAS, b_row + b_step * il if b_row >= 0 else -1,
-                                 a0, il + diag + 1 - a0)
-                        weigh_row(W[ii], n, ii, smax, S, powers, o_norm)
-                jv = vb + a0
-                acc = np.dot(W, V[jv:jv + n])
-                for ii in range(nq):
-                    for col in range(p):
-                        S[ii, o_acc + col] += acc[ii, col]
-                if p2 > 0:
-                    sq = np.dot(W, V2[jv:jv + n])
-                    for ii in range(nq):
-                        for col in range(p2):
-                            S[ii, o_sq + col] += sq[ii, col]
-        for ii in range(nq):
-            out_max[s, q0 + ii] = smax[ii]
-            for col in range(S.shape[1]):
-                out_acc[s, q0 + ii, col] = S[ii, col]
-
-    return task
-
-
-@infer_getattr
-class _ChoiceTasks(AttributeTemplate):
-    """``choice.row_task`` and ``choice.matrix_task``: the choice's task bodies.
-
-    The attribute is typed as the choice's own dispatcher, so a call to it
-    is an ordinary static call of that dispatcher, compiled once per
-    choice and argument types whichever sweep (or parallel region) calls it.
-    """
-
-    key = SweepChoiceType
-
-    def resolve_row_task(self, ty):
-        return types.Dispatcher(row_task(ty.score, ty.absorb, ty.family, ty.code))
-
-    def resolve_matrix_task(self, ty):
-        return types.Dispatcher(matrix_task(ty.absorb, ty.family, ty.code))
-
-
-@lower_getattr(SweepChoiceType, "row_task")
-@lower_getattr(SweepChoiceType, "matrix_task")
-def _choice_task(context, builder, ty, value):
-    # A dispatcher's value carries nothing: the call is resolved from its type.
-    return context.get_dummy_value()
+    it = task // (n_b * n_split)
+    r = task - it * (n_b * n_split)
+    b = r // n_split
+    s = r - b * n_split
+    return (s, items[it, 0], items[it, 1], items[it, 2], items[it, 3], items[it, 4],
+            b * query_block, min(n_item, (b + 1) * query_block), s * split_size,
+            min(m_item, (s + 1) * split_size))
 
 
 @njit(cache=True)
@@ -697,13 +701,13 @@ def _sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, sel
         KT = np.empty((d, 0), dtype) if gemm_scores else np.ascontiguousarray(KT)
         V = np.ascontiguousarray(VT.T)
         V2 = np.ascontiguousarray(VT2.T)
-        body = matrix_sweep
+        body = matrix_tasks
         if absorb == SMOOTHER:
             coef = np.ascontiguousarray(coef, dtype=dtype)
             qscale = np.ascontiguousarray(qscale, dtype=dtype)
         else:
             coef, qscale = None, np.empty(0, dtype)
-        head = (choice, tree, Q, KT, K, V, V2, logw, scale, self_shift, gemm_scores, coef,
+        head = (tree, Q, KT, K, V, V2, logw, scale, self_shift, gemm_scores, coef,
                 qscale, int(degree), *masks, query_block, key_tile, n_split, split_size)
         blas = serial_blas()
     else:
@@ -713,26 +717,32 @@ def _sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, sel
             qscale = np.ascontiguousarray(qscale, dtype=dtype)
         else:
             qscale = None
-        body = row_sweep
+        body = row_tasks
         KT = np.ascontiguousarray(KT)
         VT = np.ascontiguousarray(VT)
         VT2 = np.ascontiguousarray(VT2)
         VS = np.empty((0, m), dtype) if VS is None else np.ascontiguousarray(VS, dtype=dtype)
-        head = (choice, Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, discrete, int(degree),
+        head = (Q, KT, VT, VT2, VS, logw, wv, slopes, qscale, discrete, int(degree),
                 scale, self_shift, *masks, query_block, key_tile, n_split, split_size, tree)
         blas = contextlib.nullcontext()
     tail = (layout.powers, offsets, out_max, out_acc)
     driver = sweep_driver(body, choice, signature_key(head + (0, 0) + tail))
+    n_threads = numba.get_num_threads()
+    pieces = n_threads
     if tree is not None:
         # A pruned task's cost depends on the data, not its shape: the
-        # chunks are sized by the time the previous one took instead.
-        chunk = min(chunk, 4 * numba.get_num_threads())
+        # chunks are sized by the time the previous one took instead, and
+        # cut into more pieces than threads, taken by whichever thread is
+        # free, so that one slow piece does not hold the others up.
+        chunk = min(chunk, 4 * n_threads)
+        pieces = 4 * n_threads
     task0 = 0
     with blas:
         while task0 < n_tasks:
             task1 = min(n_tasks, task0 + chunk)
             start = time.perf_counter()
-            driver(*head, task0, task1, *tail)
+            run_ranges(functools.partial(_run_tasks, driver, head, tail), task0, task1,
+                       n_threads, pieces)
             if tree is not None:
                 chunk = _timed_chunk(chunk, time.perf_counter() - start, n_tasks)
             task0 = task1
@@ -743,6 +753,11 @@ def _sweep(score, absorb, layout, Q, KT, VT, VT2, logw, family, code, scale, sel
     for s in range(1, n_split):
         merge_rows(out_max[0], out_acc[0], out_max[s], out_acc[s], layout.powers)
     return out_max[0], out_acc[0]
+
+
+def _run_tasks(driver, head, tail, task0, task1):
+    """Tasks ``task0:task1`` of a sweep: ``driver(*head, task0, task1, *tail)``."""
+    driver(*head, task0, task1, *tail)
 
 
 def _timed_chunk(chunk, seconds, n_tasks):

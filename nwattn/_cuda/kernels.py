@@ -188,7 +188,7 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
     the key codes of a tile staged in shared memory with the keys.
 
     Signature ``(Q, KT, VT, logw, scale, wv, self_shift, split_size,
-    QC, KCT, LT, out_max, out_acc)``; arrays as in :func:`nwattn._cpu.sweep.row_sweep`
+    QC, KCT, LT, out_max, out_acc)``; arrays as in :func:`nwattn._cpu.sweep.row_tasks`
     (``out_acc`` the packed states of ``nwattn._layout.pool_layout``:
     normaliser, values, squares), ``wv`` the additive score's vector
     (empty for the other scores). Grid: x over blocks of ``threads``
