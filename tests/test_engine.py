@@ -361,3 +361,21 @@ def test_states_of_other_queries_are_refused(rng):
         ops.merge_states(a, c)
     # The same queries merge, whatever the keys.
     ops.merge_states(a, ops.attention_pool_state(Q, K[4:], V[4:]))
+
+
+def test_log_weight_row_matches_the_catalogue_for_every_kernel(rng):
+    """The vectorised loops of every smoothing kernel (here called from Python, where
+    they run behind a branch on the code) against the catalogue's scalar formula."""
+    from nwattn._cpu.rows import log_weight_row
+    from nwattn.kernels import DISTANCE, KERNELS, log_weight
+
+    u2 = rng.uniform(0.0, 2.5, size=37)
+    for name, kern in KERNELS.items():
+        if kern.family != DISTANCE:
+            continue
+        row = u2.copy()
+        top = log_weight_row(kern.code, row, 30)
+        want = np.array([log_weight(kern.code, x) for x in u2[:30]])
+        np.testing.assert_allclose(row[:30], want, rtol=1e-14, atol=1e-14, err_msg=name)
+        np.testing.assert_array_equal(row[30:], u2[30:])
+        assert top == row[:30].max(), name

@@ -174,7 +174,7 @@ def log_weight_row(code, row, n):
     an ulp, which moves the weight by as little). Kernels without such a
     form (cosine) use the catalogue's scalar function.
 
-    Compiled code only. A ``code`` that is a constant of the compiled
+    In compiled code, a ``code`` that is a constant of the compiled
     caller (a sweep's choice) arrives as a literal type, from which
     :func:`_log_weight_row_choice` picks that kernel's loop while Numba
     types the call: the other kernels' loops are never copied into the
@@ -182,7 +182,9 @@ def log_weight_row(code, row, n):
     loop, then discard those the constant rules out; that copying was
     most of a sweep's compile time.
     """
-    raise NotImplementedError("log_weight_row runs in compiled code only")
+    # Called from Python (tests, exploration), every kernel's loop behind a
+    # branch, as compiled code with a code known at run time only gets it.
+    return _any_log_weights(code, row, n)
 
 
 @njit(inline="always", fastmath=FASTMATH)
