@@ -109,7 +109,7 @@ warnings.filterwarnings(
 # two scratch rows far enough apart for the vector loop always to run. (A
 # scratch row may still lie right after a small input array: a sum whose
 # last bit matters across calls, the slopes', has a loop of its own.)
-SCRATCH_PAD = 0
+SCRATCH_PAD = 64
 
 
 def signature_key(args):
@@ -398,8 +398,15 @@ def matrix_tasks(choice):
             o_norm, o_acc, o_sq = offsets[0], offsets[1], offsets[2]
             smax = np.full(nq, -math.inf, dtype=Q.dtype)
             S = np.zeros((nq, out_acc.shape[2]), dtype=Q.dtype)
-            sc = like(Q, scale)
-            Qb = Q[q0:q0 + nq]
+            # Dot scores: the scale goes into the queries once per task
+            # instead of into every score of every tile (exact for the
+            # usual 1/sqrt(d) when d is a power of four).
+            Qb = Q[q0:q0 + nq] * like(Q, scale) if gemm_scores else Q[q0:q0 + nq]
+            # One buffer for every tile's scores and one per product: a
+            # tile's arrays are not allocated (and freed) anew.
+            Wbuf = np.empty(nq * key_tile + SCRATCH_PAD, dtype=Q.dtype)
+            acc = np.empty((nq, p), dtype=Q.dtype)
+            sq = np.empty((nq, p2), dtype=Q.dtype)
             if coef is None:
                 nb = 0
                 Z = np.empty((0, 0), dtype=Q.dtype)
@@ -428,10 +435,10 @@ def matrix_tasks(choice):
                     n = a1 - a0
                     j0 = kb + a0
                     j1 = kb + a1
+                    W = Wbuf[:nq * n].reshape((nq, n))
                     if ABSORB == SMOOTHER:
                         # Each row's local weights times its polynomial, then one
                         # product with the values as for pooling.
-                        W = np.empty((nq, n), dtype=Q.dtype)
                         for ii in range(nq):
                             i = q0 + ii
                             il = i0 + ii
@@ -443,32 +450,30 @@ def matrix_tasks(choice):
                             if weigh_row(row, n, ii, smax, S, powers, o_norm):
                                 local_basis(Z, nb, d, n)
                                 weigh_by_polynomial(row, n, Z, nb, coef, i, PV)
-                    elif FAMILY == DOT and gemm_scores:
-                        W = np.dot(Qb, K[j0:j1].T)
-                        for ii in range(nq):
-                            row = W[ii]
-                            for jj in range(n):
-                                row[jj] *= sc
-                            bias_row(row, logw, j0, j1, own[ii])
                     else:
-                        W = np.empty((nq, n), dtype=Q.dtype)
+                        if FAMILY == DOT and gemm_scores:
+                            np.dot(Qb, K[j0:j1].T, W)
+                        # Each row scored (unless the product did it), masked
+                        # and weighed while it is in the first-level cache.
                         for ii in range(nq):
                             i = q0 + ii
-                            score_row(Q, i, KT, j0, j1, family, code, scale, logw, own[ii], W[ii])
-                    if ABSORB != SMOOTHER:
-                        for ii in range(nq):
                             il = i0 + ii
+                            row = W[ii]
+                            if FAMILY == DOT and gemm_scores:
+                                bias_row(row, logw, j0, j1, own[ii])
+                            else:
+                                score_row(Q, i, KT, j0, j1, family, code, scale, logw, own[ii],
+                                          row)
                             brow = b_row + b_step * il if b_row >= 0 else -1
-                            mask_row(W[ii], n, LW, lw_row, BIAS, brow,
-                                     a0, il + diag + 1 - a0)
-                            weigh_row(W[ii], n, ii, smax, S, powers, o_norm)
+                            mask_row(row, n, LW, lw_row, BIAS, brow, a0, il + diag + 1 - a0)
+                            weigh_row(row, n, ii, smax, S, powers, o_norm)
                     jv = vb + a0
-                    acc = np.dot(W, V[jv:jv + n])
+                    np.dot(W, V[jv:jv + n], acc)
                     for ii in range(nq):
                         for col in range(p):
                             S[ii, o_acc + col] += acc[ii, col]
                     if p2 > 0:
-                        sq = np.dot(W, V2[jv:jv + n])
+                        np.dot(W, V2[jv:jv + n], sq)
                         for ii in range(nq):
                             for col in range(p2):
                                 S[ii, o_sq + col] += sq[ii, col]
