@@ -11,7 +11,13 @@ read: absolute times on a shared machine drift. OpenBLAS is limited to one
 thread (``OPENBLAS_NUM_THREADS=1`` unless set otherwise; see below).
 
 Also checked on the way: the largest difference between the two outputs
-(float32 rounding), and the causal time as a share of the full one.
+(float32 rounding), and the causal time as a share of the full one. Two
+more lines time the two matrix products of attention alone, without the
+softmax: PyTorch's (``Q K^T`` and ``W V`` of every head, batched) and the
+ones nwattn's matrix body makes (each block of ``GEMM_QUERY_BLOCK`` queries
+against each tile of ``KEY_TILE`` keys, through NumPy's ``dot`` in Numba,
+i.e. SciPy's BLAS, on as many threads): a floor under each library's time
+that no softmax can lower.
 
 Usage::
 
@@ -34,11 +40,33 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numba
 import numpy as np
 
+from nwattn import _config
 from nwattn.ops import attention_pool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import interleaved_medians  # noqa: E402
 from compare_peers import machine_description  # noqa: E402
+
+
+@numba.njit(parallel=True)
+def _tile_products(Q, K, V, query_block, key_tile):
+    """The two products per (query block, key tile) of nwattn's matrix body, nothing else."""
+    items, n, d = Q.shape
+    m, p = K.shape[1], V.shape[2]
+    blocks = -(-n // query_block)
+    out = np.zeros((items, n, p), dtype=Q.dtype)
+    for task in numba.prange(items * blocks):
+        it, b = task // blocks, task % blocks
+        q0, q1 = b * query_block, min(n, (b + 1) * query_block)
+        buf = np.empty((q1 - q0) * key_tile, dtype=Q.dtype)
+        acc = np.empty((q1 - q0, p), dtype=Q.dtype)
+        for k0 in range(0, m, key_tile):
+            k1 = min(m, k0 + key_tile)
+            Wt = buf[:(q1 - q0) * (k1 - k0)].reshape((q1 - q0, k1 - k0))
+            np.dot(Q[it, q0:q1], K[it, k0:k1].T, Wt)
+            np.dot(Wt, V[it, k0:k1], acc)
+            out[it, q0:q1] += acc
+    return out
 
 
 def main(argv=None):
@@ -62,6 +90,7 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     Q, K, V = (rng.normal(size=(B, H, n, d)).astype(np.float32) for _ in range(3))
     Qt, Kt, Vt = (torch.from_numpy(a) for a in (Q, K, V))
+    Q3, K3, V3 = (a.reshape(B * H, n, d) for a in (Q, K, V))
 
     def torch_call(causal):
         with torch.no_grad():
@@ -72,6 +101,9 @@ def main(argv=None):
         "nwattn causal": lambda: attention_pool(Q, K, V, "scaled_dot", is_causal=True),
         "PyTorch SDPA": lambda: torch_call(False),
         "PyTorch SDPA causal": lambda: torch_call(True),
+        "PyTorch products": lambda: torch.matmul(torch.matmul(Qt, Kt.transpose(-1, -2)), Vt),
+        "nwattn's products": lambda: _tile_products(Q3, K3, V3, _config.GEMM_QUERY_BLOCK,
+                                                    _config.KEY_TILE),
     }
     for causal in (False, True):
         ours = calls["nwattn causal" if causal else "nwattn"]()
@@ -89,6 +121,9 @@ def main(argv=None):
     share = medians["nwattn causal"] / medians["nwattn"]
     print(f"nwattn is {full:.2f}x as fast as SDPA without causal order, {causal:.2f}x with it")
     print(f"nwattn causal / non-causal time: {share:.2f}")
+    ours = medians["nwattn"] / medians["nwattn's products"]
+    theirs = medians["PyTorch SDPA"] / medians["PyTorch products"]
+    print(f"time over the products alone: nwattn {ours:.2f}, SDPA {theirs:.2f}")
 
 
 if __name__ == "__main__":

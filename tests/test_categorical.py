@@ -301,18 +301,66 @@ def test_large_mixed_search_starts_from_a_pilot(rng, monkeypatch, per_feature):
     starts = []
     real = bw._pilot
 
-    def recorded(*args):
-        starts.append(real(*args))
+    def recorded(*args, **kwargs):
+        starts.append(real(*args, **kwargs))
         return starts[-1]
 
     monkeypatch.setattr(bw, "_pilot", recorded)
     got = bw.search(LooProblem(X, y, discrete=disc), per_feature)
-    assert len(starts) == 1 and starts[0].shape == (3,)
+    assert len(starts) == 1 and starts[0][0].shape == (3,)
     # The pilot is a start, not the answer: a subset's selection varies.
-    assert not np.allclose(starts[0], got.bandwidth, rtol=1e-3)
+    assert not np.allclose(starts[0][0], got.bandwidth, rtol=1e-3)
     assert got.cv_score == pytest.approx(ref.cv_score, rel=1e-6)
     np.testing.assert_allclose(got.bandwidth[:2], ref.bandwidth[:2], rtol=2e-2)
     assert abs(got.bandwidth[2] - ref.bandwidth[2]) < 2e-2 * disc.max_lambdas[0]
+
+
+class _Quadratic:
+    """A score that is a quadratic in the mixed search's variables (log h, lam)."""
+
+    def __init__(self, discrete, continuous, a, c, common):
+        self.discrete, self.continuous = discrete, np.asarray(continuous)
+        self.a, self.c, self.common = np.asarray(a, float), np.asarray(c, float), common
+        self.target_variance = 4.0
+
+    def value_and_gradient(self, cols):
+        cols = np.asarray(cols, dtype=float)
+        log_h = np.log(cols[self.continuous])
+        t = np.concatenate([log_h[:1] if self.common else log_h, cols[self.discrete.columns]])
+        g_t = 2 * self.a * (t - self.c)
+        g = np.zeros(cols.shape[0])
+        k = 1 if self.common else len(self.continuous)
+        # A common log h is shared by the continuous columns: split its slope.
+        g[self.continuous] = g_t[0] / len(self.continuous) if self.common else g_t[:k]
+        g[self.discrete.columns] = g_t[k:]
+        return float(np.sum(self.a * (t - self.c) ** 2)), g
+
+
+@pytest.mark.parametrize("common", [True, False])
+def test_pilot_scales_are_square_roots_of_the_curvatures(common):
+    """The mixed search's scales from a subset: sqrt of each variable's curvature, relative to
+    their geometric mean; a flat direction gets the mean; a step at a bound goes inwards."""
+    from nwattn import bandwidth as bw
+
+    disc = DiscreteFeatures([1, 3], [3, 4])
+    k = 1 if common else 2
+    a = [0.5, 200.0, 0.0] if common else [0.5, 2.0, 200.0, 0.0]
+    c = [-2.0, 0.01, 0.7] if common else [-2.0, -1.0, 0.01, 0.7]
+    problem = _Quadratic(disc, [0, 2], a, c, common)
+    found = np.array([np.exp(-2.0), 0.3, np.exp(-1.0 if not common else -2.0), 0.75])
+    lower, upper = [-10.0] * k, [2.0] * k
+
+    def in_search_variables(g):
+        gh = g[[0, 2]]
+        return np.concatenate([[gh.sum()] if common else gh, g[[1, 3]]])
+
+    got = bw._pilot_scales(problem, found, k, lower, upper, disc.max_lambdas,
+                           in_search_variables)
+    curv = np.sqrt(2 * np.asarray(a[:-1])) / problem.target_variance ** 0.5
+    expected = np.append(curv, np.nan)
+    mean = np.exp(np.mean(np.log(curv)))
+    expected[-1] = mean  # the flat direction (lam of the last feature, at its upper bound)
+    np.testing.assert_allclose(got, expected / mean, rtol=1e-9)
 
 
 # ------------------------------------------------------------------ estimators
