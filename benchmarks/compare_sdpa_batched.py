@@ -7,8 +7,9 @@ order. Both libraries run in this process on the same data, PyTorch with
 as many threads as Numba (``torch.set_num_threads``), timed in
 interleaved rounds after a warm-up call each (which absorbs Numba's
 compilation); each keeps its median. The ratios between them are what to
-read: absolute times on a shared machine drift. OpenBLAS is limited to one
-thread (``OPENBLAS_NUM_THREADS=1`` unless set otherwise; see below).
+read: absolute times on a shared machine drift. nwattn runs its matrix
+products with BLAS on one thread per worker (``nwattn._parallel.serial_blas``);
+so does the line that times them alone.
 
 Also checked on the way: the largest difference between the two outputs
 (float32 rounding), and the causal time as a share of the full one. Two
@@ -25,22 +26,14 @@ Usage::
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
-
-# nwattn's matrix body calls BLAS from Numba's worker threads and wants it
-# on one thread there. With the OpenBLAS of SciPy's wheels measured here,
-# the limit nwattn sets at run time (threadpoolctl) did not reach those
-# threads: OpenBLAS warned of a nested parallel loop and the two libraries'
-# threads fought over the cores (times 3 to 30 times longer). The variable
-# sets it before OpenBLAS loads. PyTorch's CPU kernels do not use OpenBLAS.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numba
 import numpy as np
 
 from nwattn import _config
+from nwattn._parallel import serial_blas
 from nwattn.ops import attention_pool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -67,6 +60,12 @@ def _tile_products(Q, K, V, query_block, key_tile):
             np.dot(Wt, V[it, k0:k1], acc)
             out[it, q0:q1] += acc
     return out
+
+
+def _products(Q, K, V):
+    """:func:`_tile_products` on nwattn's tiles, BLAS on one thread as nwattn runs it."""
+    with serial_blas():
+        return _tile_products(Q, K, V, _config.GEMM_QUERY_BLOCK, _config.KEY_TILE)
 
 
 def main(argv=None):
@@ -102,8 +101,7 @@ def main(argv=None):
         "PyTorch SDPA": lambda: torch_call(False),
         "PyTorch SDPA causal": lambda: torch_call(True),
         "PyTorch products": lambda: torch.matmul(torch.matmul(Qt, Kt.transpose(-1, -2)), Vt),
-        "nwattn's products": lambda: _tile_products(Q3, K3, V3, _config.GEMM_QUERY_BLOCK,
-                                                    _config.KEY_TILE),
+        "nwattn's products": lambda: _products(Q3, K3, V3),
     }
     for causal in (False, True):
         ours = calls["nwattn causal" if causal else "nwattn"]()
