@@ -204,8 +204,8 @@ def _check_score_overflow(kern, Qs, KT, scale, dtype):
     scaled input that overflows is wrong for any kernel: two such points
     are ``inf - inf`` apart, NaN, even when they are equal.
     """
-    qmax = float(np.abs(Qs).max()) if Qs.size else 0.0
-    kmax = float(np.abs(KT).max()) if KT.size else 0.0
+    qmax = float(_abs_max(Qs)) if Qs.size else 0.0
+    kmax = float(_abs_max(KT)) if KT.size else 0.0
     if kern.is_compact and not (math.isfinite(qmax) and math.isfinite(kmax)):
         raise ValueError(
             f"bandwidth is too small for the spread of these inputs: the inputs divided by "
@@ -265,23 +265,49 @@ def _prepare_values(V2, center, dtype, squares, transposed=True):
     in float32) have squares that overflow, and so a NaN standard
     deviation, and values below about 1e-154 have squares that vanish.
     """
+    c, D, e = _prepare_value_items(V2[None], center, dtype, squares)
+    VT = np.ascontiguousarray(D[0].T) if transposed else D[0]
+    return c[0], VT, int(e[0])
+
+
+def _abs_max(X, axis=None):
+    """Largest magnitude of ``X`` (along ``axis``), without an array of magnitudes."""
+    return np.maximum(X.max(axis=axis), -X.min(axis=axis))
+
+
+def _prepare_value_items(V3, center, dtype, squares):
+    """:func:`_prepare_values` of each of a stack of value arrays ``(k, m, p)`` at once.
+
+    Returns ``(c, D, e)`` of shapes ``(k, p)``, ``(k, m, p)`` (C-ordered,
+    not transposed) and ``(k,)``: item ``i`` is exactly what
+    :func:`_prepare_values` makes of ``V3[i]`` on its own (the reductions
+    run along the same axis in the same order), without a Python loop over
+    the items.
+    """
+    k, m, p = V3.shape
+    V3 = np.asarray(V3)
+
+    def exponents(amax, squares):
+        return np.array([_value_exponent(float(a), dtype, squares) for a in amax], dtype=int)
+
+    empty = V3.size == 0
     # The centre of huge values is computed at a smaller scale, where the
     # sum behind the mean cannot overflow.
-    big = max(0, _value_exponent(float(np.abs(V2).max()) if V2.size else 0.0, dtype, False))
-    V = np.ldexp(V2, -big) if big else V2
+    big = np.maximum(0, exponents(np.zeros(k) if empty else _abs_max(V3, (1, 2)), False))
+    V = np.ldexp(V3, -big[:, None, None]) if big.any() else V3
     if center is None:
-        c = V.mean(axis=0, dtype=np.float64).astype(dtype)
+        c = V.mean(axis=1, dtype=np.float64).astype(dtype)
     else:
-        c = _v.check_float_array(center, "center", ndim=1).astype(dtype)
-        if c.shape[0] != V2.shape[1]:
-            raise ValueError(f"center must have {V2.shape[1]} entries, got {c.shape[0]}")
-        c = np.ldexp(c, -big) if big else c
-    D = np.ascontiguousarray((V - c).T if transposed else V - c, dtype=dtype)
-    e = _value_exponent(float(np.abs(D).max()) if D.size else 0.0, dtype, squares)
-    if e:
-        D = np.ldexp(D, -e)
-    if big:
-        c = np.ldexp(c, big)
+        c1 = _v.check_float_array(center, "center", ndim=1).astype(dtype)
+        if c1.shape[0] != p:
+            raise ValueError(f"center must have {p} entries, got {c1.shape[0]}")
+        c = np.ldexp(c1[None, :], -big[:, None]) if big.any() else np.tile(c1, (k, 1))
+    D = np.subtract(V, c[:, None, :], dtype=dtype)
+    e = exponents(np.zeros(k) if empty else _abs_max(D, (1, 2)), squares)
+    if e.any():
+        D = np.ldexp(D, -e[:, None, None])
+    if big.any():
+        c = np.ldexp(c, big[:, None])
     return c, D, big + e
 
 
@@ -524,11 +550,10 @@ def _attention_values(V, arr, center, squares):
     v_item = _batch.item_index(() if values_1d else V.shape[:-2], arr.full)
     # Packed as (keys, outputs) and passed transposed: the matrix body reads
     # them so, and the sweep makes the row body its contiguous copy.
-    parts = [_prepare_values(V3[v], center, arr.dtype, squares, transposed=False)
-             for v in range(V3.shape[0])]
-    VT = np.concatenate([vt for _, vt, _ in parts], axis=0).T
+    c, D, e = _prepare_value_items(V3, center, arr.dtype, squares)
+    VT = D.reshape(-1, D.shape[2]).T
     arr.batch.items[:, 2] = v_item * m
-    return VT, [c for c, _, _ in parts], [e for _, _, e in parts], v_item, values_1d
+    return VT, list(c), [int(x) for x in e], v_item, values_1d
 
 
 def _attention_state(Q, K, V, kernel, bandwidth, key_weight, key_mask, attn_mask, is_causal,
@@ -1206,8 +1231,8 @@ def _prepare_local(Q, K, V, kern, bandwidth, query_scale, key_weight):
 
 def _extent(Qs, KT):
     """A bound of ``|k - q|`` per feature over scaled queries and keys."""
-    qmax = float(np.abs(Qs).max()) if Qs.size else 0.0
-    kmax = float(np.abs(KT).max()) if KT.size else 0.0
+    qmax = float(_abs_max(Qs)) if Qs.size else 0.0
+    kmax = float(_abs_max(KT)) if KT.size else 0.0
     return qmax + kmax
 
 

@@ -367,7 +367,9 @@ def finalize_state(state, return_std=False, warn=True):
         raise ValueError("return_std=True needs a state computed with return_std=True")
     empty = state.empty
     norm = np.where(empty, 1, state.norm)[:, None]
-    pred = state.center + state.acc / norm
+    # c + a / l with one array of the predictions' size, not two.
+    pred = state.acc / norm
+    pred += state.center
     pred[empty] = np.nan
     n_empty = int(np.count_nonzero(empty))
     if n_empty and warn:

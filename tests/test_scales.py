@@ -165,3 +165,36 @@ def test_dask_moments_at_any_scale_of_the_weights(data, factor):
     ref, got = reduced(w), reduced(w * factor)
     assert got["n_eff"] == pytest.approx(ref["n_eff"], rel=1e-12)
     np.testing.assert_allclose(got["x_mean"], ref["x_mean"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("squares", [False, True])
+def test_value_items_are_prepared_as_each_alone(rng, dtype, squares):
+    """A stack of value arrays at very different scales is centred and scaled item by item
+    exactly as each array alone (attention arrays pack their items this way)."""
+    big = 1e30 if dtype == np.float32 else 1e200
+    scales = np.array([1.0, big, 1.0 / big, 3.0])
+    V3 = (rng.normal(size=(4, 50, 3)) * scales[:, None, None]).astype(dtype)
+    for center in (None, [0.5, -1.0, 2.0]):
+        c, D, e = ops._prepare_value_items(V3, center, dtype, squares)
+        assert D.dtype == dtype and D.flags.c_contiguous
+        for i in range(4):
+            # The procedure on one array, written out with NumPy's own reductions.
+            V = V3[i]
+            big = max(0, ops._value_exponent(float(np.abs(V).max()), dtype, False))
+            Vs = np.ldexp(V, -big)
+            if center is None:
+                ci = Vs.mean(axis=0, dtype=np.float64).astype(dtype)
+            else:
+                ci = np.ldexp(np.asarray(center, dtype=dtype), -big)
+            Di = (Vs - ci).astype(dtype)
+            ei = ops._value_exponent(float(np.abs(Di).max()), dtype, squares)
+            np.testing.assert_array_equal(c[i], np.ldexp(ci, big))
+            np.testing.assert_array_equal(D[i], np.ldexp(Di, -ei))
+            assert e[i] == big + ei
+            # and the one-array function is that item alone
+            c1, D1, e1 = ops._prepare_values(V, center, dtype, squares, transposed=False)
+            np.testing.assert_array_equal(D1, D[i])
+            assert e1 == e[i]
+        # The huge item is brought to a scale where its squares cannot overflow.
+        assert e[1] > 0 and np.all(np.isfinite(D[1].astype(np.float64) ** 2))
