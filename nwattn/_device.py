@@ -93,7 +93,9 @@ def resolve_device(device, n_pairs=None, device_input=False):
     n_pairs : int, optional
         Number of (query, key) pairs of the problem. ``"auto"`` picks the GPU
         only from ``nwattn._config.CUDA_AUTO_MIN_PAIRS`` pairs on, when one is
-        usable; without a size it stays on the CPU.
+        usable; without a size it stays on the CPU. It never picks numba-cuda's
+        simulator (``NUMBA_ENABLE_CUDASIM=1``), which ``"cuda"`` and device
+        arrays still reach.
     device_input : bool, default=False
         Whether an input already lives on the GPU; the GPU is then picked
         whatever ``device`` and the size.
@@ -122,6 +124,10 @@ def resolve_device(device, n_pairs=None, device_input=False):
         return "cpu"
     if device == "auto" and not device_input:
         if n_pairs is None or n_pairs < _config.CUDA_AUTO_MIN_PAIRS:
+            return "cpu"
+        # The simulator runs every GPU thread as Python: "auto" picks a real
+        # GPU or the CPU, never it (only "cuda" or device arrays reach it).
+        if simulator_enabled():
             return "cpu"
         return "cpu" if cuda_problem() else "cuda"
     # Inputs that live on the GPU are computed there whatever was asked:

@@ -240,12 +240,36 @@ def test_device_input_validation(rng, small_launch, cuda):
 
 
 @needs_gpu
-def test_auto_stays_on_the_cpu_for_small_problems(rng):
+def test_auto_stays_on_the_cpu_for_small_problems(rng, monkeypatch):
+    from nwattn import _device
     from nwattn._device import resolve_device
 
     assert resolve_device("auto", n_pairs=10) == "cpu"
-    assert resolve_device("auto", n_pairs=_config.CUDA_AUTO_MIN_PAIRS) == "cuda"
     assert resolve_device("auto", n_pairs=10, device_input=True) == "cuda"
+    big = _config.CUDA_AUTO_MIN_PAIRS
+    if _device.simulator_enabled():
+        # "auto" never runs a large problem on the simulator; "cuda" still does.
+        assert resolve_device("auto", n_pairs=big) == "cpu"
+        assert resolve_device("cuda", n_pairs=big) == "cuda"
+        monkeypatch.setattr(_device, "simulator_enabled", lambda: False)
+        monkeypatch.setattr(_device, "driver_problem", lambda: None)
+    assert resolve_device("auto", n_pairs=big) == "cuda"
+
+
+def test_auto_with_the_simulator_pools_on_the_cpu(monkeypatch):
+    """A large problem with device="auto" under NUMBA_ENABLE_CUDASIM=1 never reaches the
+    simulator's Python threads."""
+    from nwattn import _device
+
+    monkeypatch.setattr(_device, "simulator_enabled", lambda: True)
+    monkeypatch.setattr(_config, "CUDA_AUTO_MIN_PAIRS", 4)
+    X = np.arange(6.0).reshape(3, 2)
+    called = []
+    monkeypatch.setattr(_device, "cuda_problem", lambda: called.append(1))
+    assert _device.resolve_device("auto", n_pairs=9) == "cpu"
+    np.testing.assert_allclose(ops.attention_pool(X, X, X[:, 0], device="auto"),
+                               ops.attention_pool(X, X, X[:, 0], device="cpu"))
+    assert not called
 
 
 def test_missing_pieces_are_named(monkeypatch):
@@ -310,8 +334,71 @@ def test_missing_toolkit_is_named():
 
             return run
 
-    with pytest.raises(RuntimeError, match="NVVM compiler or libdevice"):
+    with pytest.raises(RuntimeError, match="NVVM compiler was not found"):
         launch._launch(NoCompiler(), 1, 1)
+
+
+def test_each_missing_piece_of_the_toolkit_is_named():
+    pytest.importorskip("numba_cuda", reason="the cuda extra (numba-cuda) is not installed")
+    from nwattn._cuda import launch
+
+    def failing(exc):
+        class Kernel:
+            def __getitem__(self, config):
+                def run(*args):
+                    raise exc
+
+                return run
+
+        return Kernel()
+
+    # numba-cuda's classes, by their names (the simulator, active here, has
+    # none of them); toolkit_error recognises them by name.
+    def error(name, base, *args):
+        return type(name, (base,), {})(*args)
+
+    cases = [
+        (error("CudaSupportError", ImportError, "Error at driver init"),
+         "CUDA driver cannot be used"),
+        (error("NvvmSupportError", ImportError, "libNVVM cannot be found"),
+         "NVVM compiler was not found"),
+        (error("NvrtcSupportError", ImportError, "NVRTC cannot be found"),
+         "NVRTC library was not found"),
+        (FileNotFoundError("no such file: libdevice.10.bc"), "libdevice was not found"),
+        (error("LinkerError", RuntimeError, "CUDA_ERROR_UNSUPPORTED_PTX_VERSION"),
+         "toolkit is newer than the driver"),
+        (error("CudaAPIError", Exception, 222, "CUDA_ERROR_UNSUPPORTED_PTX_VERSION"),
+         "toolkit is newer than the driver"),
+        (ImportError("cannot import cuda.bindings.nvjitlink"), "could not be loaded"),
+    ]
+    for exc, words in cases:
+        with pytest.raises(RuntimeError, match=words) as info:
+            launch._launch(failing(exc), 1, 1)
+        assert info.value.__cause__ is exc
+    # Anything else is not a toolkit problem and goes through unchanged.
+    illegal = error("CudaAPIError", Exception, 700, "CUDA_ERROR_ILLEGAL_ADDRESS")
+    with pytest.raises(type(illegal), match="ILLEGAL_ADDRESS"):
+        launch._launch(failing(illegal), 1, 1)
+    compile_error = error("NvvmError", Exception, "NVVM_ERROR_COMPILATION")
+    with pytest.raises(type(compile_error)):
+        launch._launch(failing(compile_error), 1, 1)
+    with pytest.raises(ValueError, match="bad"):
+        launch._launch(failing(ValueError("bad")), 1, 1)
+
+
+def test_low_occupancy_warning_is_not_repeated_at_every_call():
+    pytest.importorskip("numba_cuda", reason="the cuda extra (numba-cuda) is not installed")
+    import warnings
+
+    from nwattn._cuda import launch
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        launch.quiet_low_occupancy()
+        warnings.warn("Grid size 4 will likely result in GPU under-utilization due to low "
+                      "occupancy.", RuntimeWarning)
+        warnings.warn("another warning", RuntimeWarning)
+    assert [str(w.message) for w in caught] == ["another warning"]
 
 
 def test_key_tile_shrinks_to_the_shared_memory_budget(monkeypatch):

@@ -8,6 +8,8 @@ Results are Numba device arrays; the caller decides whether they go back to
 the host. Launch sizes are read from :mod:`nwattn._config` at every call.
 """
 
+import warnings
+
 import numpy as np
 from numba import cuda
 
@@ -17,6 +19,19 @@ from .._plan import plan_splits
 from .._device import is_device_array
 from ..kernels import ADDITIVE, DISTANCE, DOT
 from . import kernels as _k
+
+# numba-cuda warns at every launch of fewer than 128 blocks. A small
+# problem always makes one (its size, not a wrong launch, sets the grid),
+# so the warning would repeat at every call; the filter matches that one
+# message only (numba-cuda's NumbaPerformanceWarning is its own class, not
+# numba's, hence the message).
+def quiet_low_occupancy():
+    """Ignore numba-cuda's low-occupancy warning (installed when this module loads)."""
+    warnings.filterwarnings(
+        "ignore", message=r"Grid size \d+ will likely result in GPU under-utilization")
+
+
+quiet_low_occupancy()
 
 # Largest grid size in y and z on every CUDA device.
 _GRID_YZ_MAX = 65535
@@ -39,21 +54,62 @@ def _key(dtype):
     return np.dtype(dtype).name
 
 
-def _launch(kernel, grid, block, *args):
-    """Compile (first time) and launch ``kernel``; name a missing CUDA toolkit clearly.
+_TOOLKIT_HINT = ("install them with pip install 'numba-cuda[cu12]' (or [cu13], to match the "
+                 "driver)")
 
-    numba-cuda needs the NVVM compiler and libdevice of a CUDA toolkit, which
-    the driver does not ship; without them the first compilation fails with
-    an import or file error deep inside numba-cuda.
+
+def toolkit_error(exc):
+    """The one clear error for a failure of the CUDA driver or toolkit, or None.
+
+    numba-cuda reports a missing or unusable piece from deep inside its
+    compiler or driver bindings, several of them as an ``ImportError``
+    (a driver that does not work included). This names the piece: the
+    driver, the NVVM compiler, NVRTC, libdevice, or a toolkit newer than
+    the driver (whose PTX the driver cannot load). numba-cuda's error
+    classes are recognised by name: the modules holding them have moved
+    between its releases.
+    """
+    kinds = {cls.__name__ for cls in type(exc).__mro__}
+    message = str(exc)
+    missing = isinstance(exc, (ImportError, OSError))
+
+    def why(text):
+        return RuntimeError(f"the GPU path cannot run its kernels: {text} ({exc})")
+
+    if "CudaSupportError" in kinds:
+        return why("the CUDA driver cannot be used (is an NVIDIA driver installed and a GPU "
+                   "visible?)")
+    if "UNSUPPORTED_PTX_VERSION" in message:
+        return why("the CUDA toolkit is newer than the driver, which cannot load its code; "
+                   "install numba-cuda[cu12] for a driver of CUDA 12, update the driver, or "
+                   "let nvJitLink link the kernels (pip install nvidia-nvjitlink)")
+    if "NvrtcSupportError" in kinds or (missing and "nvrtc" in message.lower()):
+        return why(f"the CUDA toolkit's NVRTC library was not found; {_TOOLKIT_HINT}")
+    if "NvvmSupportError" in kinds or (missing and "nvvm" in message.lower()):
+        return why(f"the CUDA toolkit's NVVM compiler was not found; {_TOOLKIT_HINT}")
+    if missing and "libdevice" in message.lower():
+        return why(f"the CUDA toolkit's libdevice was not found; {_TOOLKIT_HINT}")
+    if isinstance(exc, ImportError):
+        return why(f"a part of the CUDA toolkit could not be loaded; {_TOOLKIT_HINT}")
+    return None
+
+
+def _launch(kernel, grid, block, *args):
+    """Compile (first time) and launch ``kernel``; name a missing driver or toolkit piece.
+
+    numba-cuda needs the NVVM compiler, NVRTC and libdevice of a CUDA
+    toolkit, which the driver does not ship; without one of them (or with
+    a toolkit the driver is too old for) the first compilation or launch
+    fails deep inside numba-cuda: :func:`toolkit_error` says which. Any
+    other error goes through unchanged.
     """
     try:
         kernel[grid, block](*args)
-    except (ImportError, FileNotFoundError) as exc:
-        raise RuntimeError(
-            "the GPU path cannot compile its kernels: the CUDA toolkit's NVVM compiler or "
-            "libdevice was not found; install them with pip install 'numba-cuda[cu12]' "
-            f"(or [cu13], to match the driver) ({exc})"
-        ) from exc
+    except Exception as exc:
+        err = toolkit_error(exc)
+        if err is None:
+            raise
+        raise err from exc
 
 
 def _score_vector(family, wv, dtype):
