@@ -338,6 +338,33 @@ def test_missing_toolkit_is_named():
         launch._launch(NoCompiler(), 1, 1)
 
 
+@needs_gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_device_log_weights_are_the_catalogues(dtype):
+    """Each distance kernel's device twin (constants in the kernel's dtype), through the GPU's
+    score kernel, gives the catalogue's log-weight inside and outside the support and at its
+    edge."""
+    from nwattn import kernels
+
+    # keys at distance u from a query at 0: u**2 exactly for these values
+    u = np.concatenate([[0.0, 2.0**-10, 0.5, 0.75, 1.0 - 2.0**-10, 1.0, 1.5, 2.0],
+                        np.random.default_rng(0).integers(0, 2**11, 24) / 2**10])
+    K = u.astype(dtype)[:, None]
+    Q = np.zeros((1, 1), dtype)
+    for kern in kernels.KERNELS.values():
+        if kern.family != kernels.DISTANCE:
+            continue
+        got = np.asarray(ops.pairwise_scores(Q, K, kern.name, device="cuda"))[0]
+        ref = np.array([kernels.log_weight(kern.code, float(v) ** 2) for v in u])
+        inside = np.isfinite(ref)
+        np.testing.assert_array_equal(np.isfinite(got), inside, err_msg=kern.name)
+        # float32: pi / 2 rounded to float32 moves the cosine's log-weight by a few
+        # 1e-6 relative next to the edge of its support, where it falls steeply.
+        tol = 1e-5 if dtype == np.float32 else 1e-14
+        np.testing.assert_allclose(got[inside], ref[inside], rtol=tol, atol=tol,
+                                   err_msg=kern.name)
+
+
 def test_each_missing_piece_of_the_toolkit_is_named():
     pytest.importorskip("numba_cuda", reason="the cuda extra (numba-cuda) is not installed")
     from nwattn._cuda import launch

@@ -166,6 +166,14 @@ def test_auto_moves_large_fits_to_the_gpu(rng, small_launch, monkeypatch):
     AttentionRegressor(max_iter=1, device="auto").fit(X, y)
     assert not calls  # 36 pairs: the CPU
     monkeypatch.setattr(_config, "CUDA_AUTO_MIN_PAIRS", 36)
+    from nwattn import _device
+
+    if _device.simulator_enabled():
+        AttentionRegressor(max_iter=1, device="auto").fit(X, y)
+        assert not calls  # "auto" never picks the simulator
+        # as on a machine with a GPU (the kernels still run on the simulator)
+        monkeypatch.setattr(_device, "simulator_enabled", lambda: False)
+        monkeypatch.setattr(_device, "driver_problem", lambda: None)
     AttentionRegressor(max_iter=1, device="auto").fit(X, y)
     assert calls
 

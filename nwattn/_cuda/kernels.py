@@ -1,9 +1,11 @@
 """CUDA kernels: pairwise scores, row softmax, fused streaming pooling.
 
 The same computations as :mod:`nwattn._cpu`, for the GPU. The scalar
-log-weights are not written again: the kernels call
-:func:`nwattn.kernels.log_weight`, a plain ``@njit`` function that
-numba-cuda compiles as a device function.
+log-weights are device twins of the catalogue's
+(:func:`_distance_log_weight`): the same formulas with constants of the
+kernel's dtype, so that a float32 kernel computes in float32 only, and
+plain ``cuda.jit`` device functions (a CPU ``@njit`` function called from
+device code needs a driver even to compile).
 
 Kernels are built by small factories, cached per combination of dtype,
 number of features, score and launch sizes. Those values are compile-time
@@ -29,7 +31,8 @@ from numba import cuda, from_dtype, int32
 
 from .._device import simulator_enabled
 from .._layout import merge_query as _merge_query, pool_layout, rescale_row as _rescale_row
-from ..kernels import ADDITIVE, DISTANCE, GAUSSIAN, LAPLACIAN, log_weight
+from ..kernels import (ADDITIVE, BIWEIGHT, BOXCAR, COSINE, DISTANCE, EPANECHNIKOV, GAUSSIAN,
+                       LAPLACIAN, TRIANGULAR, TRICUBE)
 
 # The package's one rescale and merge rule (:mod:`nwattn._layout`), used by
 # every kernel here and in .local. Under the simulator a kernel runs as
@@ -61,21 +64,48 @@ def _exp_function(ftype):
 def _distance_log_weight(ftype, code):
     """Device function ``weight(u2)``: log-weight of distance kernel ``code`` at ``u2``.
 
-    The catalogue's :func:`nwattn.kernels.log_weight`, except for the
-    gaussian, whose ``-u2 / 2`` is written here in ``ftype``: the
-    catalogue's formula has a float64 constant, which would put float32
-    inputs on the slow double path.
+    The device twin of the catalogue's :func:`nwattn.kernels.log_weight`
+    for one kernel, written in ``ftype``: its constants are ``ftype``
+    values and its ``math`` calls take and return ``ftype``, so a float32
+    kernel runs no float64 instruction (the catalogue's Python float
+    literals would make every pair go through the double path). The
+    formulas are the catalogue's, term for term; a test compares each twin
+    with the catalogue.
     """
+    zero, one, two, three = ftype(0.0), ftype(1.0), ftype(2.0), ftype(3.0)
     minus_half = ftype(-0.5)
-    is_gaussian = code == GAUSSIAN
-
-    @cuda.jit(device=True, inline=True)
-    def weight(u2):
-        if is_gaussian:
+    neg_inf = ftype(-math.inf)
+    half_pi = ftype(0.5 * math.pi)
+    if code == GAUSSIAN:
+        def weight(u2):
             return u2 * minus_half
-        return ftype(log_weight(code, u2))
-
-    return weight
+    elif code == LAPLACIAN:
+        def weight(u2):
+            return -math.sqrt(u2)
+    elif code == EPANECHNIKOV:
+        def weight(u2):
+            return math.log1p(-u2) if u2 < one else neg_inf
+    elif code == BOXCAR:
+        def weight(u2):
+            return zero if u2 <= one else neg_inf
+    elif code == TRIANGULAR:
+        def weight(u2):
+            return math.log1p(-math.sqrt(u2)) if u2 < one else neg_inf
+    elif code == BIWEIGHT:
+        def weight(u2):
+            return two * math.log1p(-u2) if u2 < one else neg_inf
+    elif code == TRICUBE:
+        def weight(u2):
+            if u2 < one:
+                u = math.sqrt(u2)
+                return three * math.log1p(-u * u * u)
+            return neg_inf
+    elif code == COSINE:
+        def weight(u2):
+            return math.log(math.cos(half_pi * math.sqrt(u2))) if u2 < one else neg_inf
+    else:
+        raise ValueError(f"no distance kernel has the code {code}")
+    return cuda.jit(device=True, inline=True)(weight)
 
 
 def _score_function(ftype, d, family, code):
@@ -89,7 +119,8 @@ def _score_function(ftype, d, family, code):
     zero = ftype(0.0)
     is_distance = family == DISTANCE
     is_additive = family == ADDITIVE
-    weight = _distance_log_weight(ftype, code)
+    # (unused by the other families, whose codes are not distance kernels)
+    weight = _distance_log_weight(ftype, code if is_distance else GAUSSIAN)
 
     @cuda.jit(device=True, inline=True)
     def score(q, keys, j, scale, wv):
