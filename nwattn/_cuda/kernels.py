@@ -24,23 +24,46 @@ partial state, and :func:`merge_kernel` merges them exactly, in split order.
 """
 
 import math
+import types
 from functools import lru_cache
 
 import numpy as np
 from numba import cuda, from_dtype, int32
 
 from .._device import simulator_enabled
-from .._layout import merge_query as _merge_query, pool_layout, rescale_row as _rescale_row
+from .._layout import merge_query as _merge_query, pool_layout, power_of as _power_of_cpu
+from .._layout import rescale_row as _rescale_row
 from ..kernels import (ADDITIVE, BIWEIGHT, BOXCAR, COSINE, DISTANCE, EPANECHNIKOV, GAUSSIAN,
                        LAPLACIAN, TRIANGULAR, TRICUBE)
 
+
+
+def _device_twin(func, **names):
+    """A CUDA device function of the Python source of the ``@njit`` function ``func``.
+
+    ``names`` rebinds globals of that source (its own ``@njit`` callees) to
+    their device twins, so that device code never calls a CPU function:
+    numba-cuda compiles such calls only with a driver present, and the
+    behaviour is not documented.
+    """
+    py = func.py_func
+    scope = dict(py.__globals__)
+    scope.update(names)
+    twin = types.FunctionType(py.__code__, scope, py.__name__, py.__defaults__, py.__closure__)
+    return cuda.jit(device=True, inline=True)(twin)
+
+
 # The package's one rescale and merge rule (:mod:`nwattn._layout`), used by
-# every kernel here and in .local. Under the simulator a kernel runs as
-# Python on the simulator's own array objects, which a compiled CPU function
-# cannot take; the rule's Python source is the same rule. On a GPU
-# numba-cuda compiles the @njit function for the device.
-merge_query = _merge_query.py_func if simulator_enabled() else _merge_query
-rescale_row = _rescale_row.py_func if simulator_enabled() else _rescale_row
+# every kernel here and in .local: its Python source, compiled as device
+# functions. Under the simulator a kernel runs as Python on the simulator's
+# own array objects, and the source runs as it is.
+if simulator_enabled():
+    merge_query = _merge_query.py_func
+    rescale_row = _rescale_row.py_func
+else:
+    _power_of = _device_twin(_power_of_cpu)
+    merge_query = _device_twin(_merge_query, power_of=_power_of)
+    rescale_row = _device_twin(_rescale_row, power_of=_power_of)
 
 
 def _exp_function(ftype):
