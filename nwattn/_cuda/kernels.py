@@ -28,7 +28,7 @@ import types
 from functools import lru_cache
 
 import numpy as np
-from numba import cuda, from_dtype, int32
+from numba import cuda, from_dtype, int32, uint32
 
 from .._device import simulator_enabled
 from .._layout import merge_query as _merge_query, pool_layout, power_of as _power_of_cpu
@@ -327,7 +327,10 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
             cuda.syncthreads()
             if not active:
                 continue
-            for jj in range(nt):
+            # An unsigned 32-bit counter: the default 64-bit one, and the
+            # wraparound test of a signed index, cost 3 of the 39 machine
+            # instructions of a gaussian pair at d = 3 (benchmarks/gpu_sass.py).
+            for jj in range(uint32(nt)):
                 sc = score(q, keys, jj, scale, wv)
                 if with_logw:
                     sc += lw[jj]

@@ -23,7 +23,7 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from numba import cuda, from_dtype, int32
+from numba import cuda, from_dtype, int32, uint32
 
 from .. import _config
 from .._layout import local_layout, n_basis
@@ -165,7 +165,8 @@ def local_kernel(dtype, d, degree, code, with_logw, exclude_self, threads, key_t
             cuda.syncthreads()
             if not active:
                 continue
-            for jj in range(nt):
+            # unsigned 32-bit counter, as in the pooling kernel
+            for jj in range(uint32(nt)):
                 u2 = zero
                 for t in range(d):
                     zt = (keys[t, jj] - q[t]) * qs
