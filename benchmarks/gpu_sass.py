@@ -35,9 +35,10 @@ lower bound of the 64-bit bookkeeping); float64 arithmetic and conversions;
 MUFU (the special-function unit: ``ex2``, ``rcp``...). Below the plain-text
 table, each case's instructions by kind and the size of the whole loop body.
 
-The code is the PTX a launch would hand to the driver (a called ``@njit``
-function is compiled for sm_90 where numba-cuda would ask the driver for the
-device's compute capability); the driver's own
+The code is the PTX a launch would hand to the driver (should a kernel call
+a CPU ``@njit`` function, for which numba-cuda asks the driver for the
+device's compute capability, sm_90 stands in for the answer; none does
+now); the driver's own
 assembler, of another CUDA version, may allocate registers slightly
 differently. The source lines change nothing: ``--check`` compares the SASS
 with and without them. Measured first with numba-cuda 0.30.4 (NVVM of CUDA
