@@ -16,9 +16,9 @@ self-exclusion: a plain prediction) and compiled for sm_90 (H100, H200):
 3. ``nvdisasm -g`` prints the SASS with the source line of every instruction.
 
 The inner loop is the innermost loop (a backward branch) around the code of
-the source line ``if sc > mx:``, which runs once per (query, key) pair. What
+the source line ``if sc > mx[k]:``, which runs once per (query, key) pair. What
 is counted is the loop's common path: the shortest path through its body
-that reaches the accumulation (``st[0] += e``), i.e. without the rescale of
+that reaches the accumulation (``st[k, 0] += e``), i.e. without the rescale of
 the state when the running maximum rises and without the slow paths of
 ``exp`` (huge arguments), which almost no pair takes. The default cases have
 no other branch in a pair (no ``-inf`` scores, no self-exclusion). A score
@@ -89,9 +89,9 @@ CHECK_CASE = "gaussian:3:1:float32"
 
 # Source line that marks the inner loop: compiled once per pair, as the one
 # conditional branch around the rescale.
-MARKER = "if sc > mx:"
+MARKER = "if sc > mx[k]:"
 # ... and a line of the work every pair in the support does.
-ACCUMULATE = "st[0] += e"
+ACCUMULATE = "st[k, 0] += e"
 
 COLUMNS = ("case", "registers", "local bytes", "shared bytes", "instructions per pair",
            "of which 64-bit integer", "float64", "MUFU")
@@ -251,15 +251,18 @@ def kernel_and_signature(spec):
 
     from nwattn import _config
     from nwattn._cuda import kernels as cuda_kernels
-    from nwattn._cuda.launch import tile_size
+    from nwattn._cuda.launch import queries_per_thread, tile_size
+    from nwattn._layout import pool_layout
     from nwattn.kernels import get_kernel
 
     score, d, p, dtype = parse_case(spec)
     kernel = get_kernel(score)
     chunk = max(1, min(_config.CUDA_VALUE_CHUNK, p))
     tile = tile_size(d, chunk, np.dtype(dtype).itemsize)
+    qpt = queries_per_thread(d, pool_layout(chunk, False).width)
     dispatcher = cuda_kernels.pool_kernel(dtype, d, kernel.family, kernel.code, False, False,
-                                          False, _config.CUDA_THREADS_PER_BLOCK, tile, chunk, 0)
+                                          False, _config.CUDA_THREADS_PER_BLOCK, tile, chunk, 0,
+                                          qpt)
     # What typeof gives the device arrays and scalars of a launch: C-contiguous
     # arrays, the scale in the dtype, self_shift and split_size as int64, the
     # unused discrete placeholders as int32 codes and a table in the dtype.

@@ -78,8 +78,18 @@ TREE_LEAF_KEYS = 32
 # --- GPU (numba-cuda) launch sizes. Read at every launch; tests lower them
 # so tiny inputs span several blocks, key tiles, splits and value chunks.
 
-#: Threads per block of the pooling kernel; each thread owns one query.
+#: Threads per block of the pooling kernel.
 CUDA_THREADS_PER_BLOCK = 128
+
+#: Queries per thread of the pooling kernel, at most: a key read from shared
+#: memory then serves that many scores, and the loop's bookkeeping is shared
+#: by them. Fewer when their features and states would not fit
+#: CUDA_QUERY_REGISTERS (one query per thread for 64 features).
+CUDA_QUERIES_PER_THREAD = 4
+
+#: Registers a thread may spend on its queries' features and states
+#: (``queries x (features + state columns)``).
+CUDA_QUERY_REGISTERS = 96
 
 #: Keys loaded into shared memory at once by a block. Lowered automatically
 #: when the tile of keys and values would not fit CUDA_SHARED_BYTES.

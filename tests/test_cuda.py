@@ -55,11 +55,12 @@ def cuda():
 def small_launch(monkeypatch):
     """Launch sizes that make tiny inputs span several of everything.
 
-    With 11 queries and 17 keys: 3 blocks of 4 queries (the last one
-    partial), 3 key splits of 6 keys, 2 tiles of 3 keys per split, value
-    columns in chunks of 2.
+    With 11 queries and 17 keys: 3 blocks of 4 queries, 2 threads of 2
+    queries each (the last block partial), 3 key splits of 6 keys, 2 tiles
+    of 3 keys per split, value columns in chunks of 2.
     """
-    for name, value in (("CUDA_THREADS_PER_BLOCK", 4), ("CUDA_KEY_TILE", 3),
+    for name, value in (("CUDA_THREADS_PER_BLOCK", 2), ("CUDA_QUERIES_PER_THREAD", 2),
+                        ("CUDA_KEY_TILE", 3),
                         ("CUDA_TARGET_BLOCKS", 16), ("CUDA_MIN_SPLIT_KEYS", 7),
                         ("CUDA_VALUE_CHUNK", 2), ("CUDA_SIMPLE_THREADS", 8)):
         monkeypatch.setattr(_config, name, value)
@@ -443,15 +444,16 @@ def test_key_tile_shrinks_to_the_shared_memory_budget(monkeypatch):
 @needs_gpu
 @settings(max_examples=12)
 @given(problems(kernels=naive.ALL_KERNELS), st.integers(1, 5), st.integers(1, 4),
-       st.integers(1, 6), st.integers(1, 3), st.booleans())
-def test_any_launch_shape_matches_the_cpu(problem, threads, tile, split_keys, chunk, loo):
+       st.integers(1, 6), st.integers(1, 3), st.booleans(), st.integers(1, 3))
+def test_any_launch_shape_matches_the_cpu(problem, threads, tile, split_keys, chunk, loo, qpt):
     """Ragged edges of every kind: one query, one key, one thread, tiles of one key..."""
     Q, K, V, kernel, h = problem
     if loo:
         assume(V.shape[0] >= Q.shape[0])
         K, V = Q, V[:Q.shape[0]]
     sizes = dict(CUDA_THREADS_PER_BLOCK=threads, CUDA_KEY_TILE=tile, CUDA_TARGET_BLOCKS=8,
-                 CUDA_MIN_SPLIT_KEYS=split_keys, CUDA_VALUE_CHUNK=chunk, CUDA_SIMPLE_THREADS=4)
+                 CUDA_MIN_SPLIT_KEYS=split_keys, CUDA_VALUE_CHUNK=chunk, CUDA_SIMPLE_THREADS=4,
+                 CUDA_QUERIES_PER_THREAD=qpt)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EmptyNeighborhoodWarning)
         with mock.patch.multiple(_config, **sizes):

@@ -30,7 +30,8 @@ needs_gpu = pytest.mark.skipif(_PROBLEM is not None, reason=f"GPU path unavailab
 
 @pytest.fixture
 def small_launch(monkeypatch):
-    for name, value in (("CUDA_THREADS_PER_BLOCK", 4), ("CUDA_KEY_TILE", 3),
+    for name, value in (("CUDA_THREADS_PER_BLOCK", 2), ("CUDA_QUERIES_PER_THREAD", 2),
+                        ("CUDA_KEY_TILE", 3),
                         ("CUDA_TARGET_BLOCKS", 16), ("CUDA_MIN_SPLIT_KEYS", 5),
                         ("CUDA_VALUE_CHUNK", 2), ("CUDA_SIMPLE_THREADS", 8)):
         monkeypatch.setattr(_config, name, value)

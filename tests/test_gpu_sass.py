@@ -50,8 +50,12 @@ def test_counts_of_one_small_case(tmp_path):
     rows = _simple_table_rows(text)
     assert rows[0] == COLUMNS
     assert len(rows) == 2 and rows[1][0] == "gaussian d=3 p=1 float32"
-    counts = [int(c) for c in rows[1][1:]]  # whole numbers: one pair per iteration
+    # per pair: a whole number divided by the queries per thread, 1 to 4 (a
+    # loop iteration scores one key against each of them), so a multiple of 1/12
+    counts = [float(c) for c in rows[1][1:]]
     registers, local, shared, per_pair, int64, float64, mufu = counts
+    assert all(float(int(c)) == c for c in (registers, local, shared))
+    assert all(float(int(c * 12)) == c * 12 for c in (per_pair, int64, float64, mufu))
     assert registers > 0 and shared > 0 and per_pair > 0 and local >= 0
     assert mufu >= 1  # the float32 exp is one ex2 of the special-function unit
     assert float64 == 0  # the float32 gaussian runs no double instruction

@@ -14,10 +14,11 @@ the shared-memory tiles have static sizes and the branches on the score
 disappear. No kernel carries an explicit signature: building one needs
 neither a GPU nor a driver, only launching it does.
 
-Pooling (DESIGN section 2) runs one thread per query. The threads of a
-block load a tile of keys, key weights and values into shared memory
-together, then each thread folds the tile into its own online-softmax state
-held in registers and local memory; the (n, m) weights never exist. The
+Pooling (DESIGN section 2) runs a few queries per thread. The threads of
+a block load a tile of keys, key weights and values into shared memory
+together, then each thread folds the tile into the online-softmax states of
+its queries, held in registers, reading each key once for all of them; the
+(n, m) weights never exist. The
 grid is (query blocks, key splits, value-column chunks): when there are too
 few queries to fill the GPU the keys are split, each split writes its own
 partial state, and :func:`merge_kernel` merges them exactly, in split order.
@@ -230,8 +231,13 @@ def softmax_kernel(dtype):
 
 @lru_cache(maxsize=None)
 def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, threads, key_tile,
-                value_chunk, n_disc=0):
-    """Fused pooling kernel, one thread per query.
+                value_chunk, n_disc=0, qpt=1):
+    """Fused pooling kernel, ``qpt`` queries per thread.
+
+    A block's ``threads * qpt`` queries are its threads' ``k``-th queries
+    for ``k < qpt``, each ``threads`` apart (coalesced loads); each key of a
+    tile is read from shared memory once per thread and scored against its
+    ``qpt`` queries.
 
     The tests that a pair needs only in some calls (is this key the query
     itself, is the score ``-inf``) are compiled in only for those calls:
@@ -268,12 +274,13 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
     may_be_inf = (with_logw or n_disc > 0
                   or (family == DISTANCE and code not in (GAUSSIAN, LAPLACIAN)))
     nd1 = max(n_disc, 1)
+    block_queries = threads * qpt
 
     @cuda.jit
     def kernel(Q, KT, VT, logw, scale, wv, self_shift, split_size, QC, KCT, LT, out_max,
                out_acc):
         tx = cuda.threadIdx.x
-        i = cuda.blockIdx.x * threads + tx
+        first = cuda.blockIdx.x * block_queries + tx
         s = cuda.blockIdx.y
         c0 = cuda.blockIdx.z * value_chunk
         n = Q.shape[0]
@@ -289,23 +296,27 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
         vals = cuda.shared.array((value_chunk, key_tile), nbtype)
         lw = cuda.shared.array(key_tile, nbtype)
         kcodes = cuda.shared.array((nd1, key_tile), int32)
-        q = cuda.local.array(d, nbtype)
-        qc = cuda.local.array(nd1, int32)
-        # The thread's packed state (normaliser, values, squares), which the
-        # package's one rule rescales; its indices are compile-time constants
-        # after unrolling, so it stays in registers.
-        st = cuda.local.array(width, nbtype)
+        q = cuda.local.array((qpt, d), nbtype)
+        qc = cuda.local.array((qpt, nd1), int32)
+        # The key of the pair, read from shared memory once for the qpt scores.
+        kv = cuda.local.array((d, 1), nbtype)
+        # Each query's packed state (normaliser, values, squares), which the
+        # package's one rule rescales, and running maximum; their indices are
+        # compile-time constants after unrolling, so they stay in registers.
+        st = cuda.local.array((qpt, width), nbtype)
+        mx = cuda.local.array(qpt, nbtype)
 
-        active = i < n
-        if active:
+        # Queries beyond n are scored against zeros and never written out.
+        active = first < n
+        for k in range(qpt):
+            i = first + k * threads
             for t in range(d):
-                q[t] = Q[i, t]
+                q[k, t] = Q[i, t] if i < n else zero
             for f in range(n_disc):
-                qc[f] = QC[i, f]
-        for c in range(width):
-            st[c] = zero
-        mx = neg_inf
-        self_j = i + self_shift
+                qc[k, f] = QC[i, f] if i < n else 0
+            for c in range(width):
+                st[k, c] = zero
+            mx[k] = neg_inf
 
         for j0 in range(k0, k1, key_tile):
             nt = min(key_tile, k1 - j0)
@@ -331,39 +342,44 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
             # wraparound test of a signed index, cost 3 of the 39 machine
             # instructions of a gaussian pair at d = 3 (benchmarks/gpu_sass.py).
             for jj in range(uint32(nt)):
-                sc = score(q, keys, jj, scale, wv)
-                if with_logw:
-                    sc += lw[jj]
-                for f in range(n_disc):
-                    sc += LT[f, qc[f], kcodes[f, jj]]
-                if may_be_inf and sc == neg_inf:
-                    continue
-                if exclude_self and j0 + jj == self_j:
-                    continue
-                if sc > mx:
-                    # Rare after the first keys: the running maximum rises,
-                    # and the state follows the package's one rescale rule.
-                    rescale_row(st, powers, exp(mx - sc))
-                    mx = sc
-                e = exp(sc - mx)
-                st[0] += e
-                for c in range(value_chunk):
-                    st[1 + c] += e * vals[c, jj]
-                if with_sq:
+                for t in range(d):
+                    kv[t, 0] = keys[t, jj]
+                for k in range(qpt):
+                    sc = score(q[k], kv, 0, scale, wv)
+                    if with_logw:
+                        sc += lw[jj]
+                    for f in range(n_disc):
+                        sc += LT[f, qc[k, f], kcodes[f, jj]]
+                    if may_be_inf and sc == neg_inf:
+                        continue
+                    if exclude_self and j0 + jj == first + k * threads + self_shift:
+                        continue
+                    if sc > mx[k]:
+                        # Rare after the first keys: the running maximum rises,
+                        # and the state follows the package's one rescale rule.
+                        rescale_row(st[k], powers, exp(mx[k] - sc))
+                        mx[k] = sc
+                    e = exp(sc - mx[k])
+                    st[k, 0] += e
                     for c in range(value_chunk):
-                        v = vals[c, jj]
-                        st[1 + value_chunk + c] += e * v * v
+                        st[k, 1 + c] += e * vals[c, jj]
+                    if with_sq:
+                        for c in range(value_chunk):
+                            v = vals[c, jj]
+                            st[k, 1 + value_chunk + c] += e * v * v
 
-        if active:
-            # The packed layout: normaliser, then the p values, then their squares.
-            p = VT.shape[0]
-            out_max[s, i] = mx
-            out_acc[s, i, 0] = st[0]
-            for c in range(pc):
-                out_acc[s, i, 1 + c0 + c] = st[1 + c]
-            if with_sq:
+        # The packed layout: normaliser, then the p values, then their squares.
+        p = VT.shape[0]
+        for k in range(qpt):
+            i = first + k * threads
+            if i < n:
+                out_max[s, i] = mx[k]
+                out_acc[s, i, 0] = st[k, 0]
                 for c in range(pc):
-                    out_acc[s, i, 1 + p + c0 + c] = st[1 + value_chunk + c]
+                    out_acc[s, i, 1 + c0 + c] = st[k, 1 + c]
+                if with_sq:
+                    for c in range(pc):
+                        out_acc[s, i, 1 + p + c0 + c] = st[k, 1 + value_chunk + c]
 
     return kernel
 

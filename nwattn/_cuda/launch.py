@@ -165,6 +165,22 @@ def tile_size(d, value_chunk, itemsize):
     return tile
 
 
+def queries_per_thread(features, width):
+    """Queries per thread of the pooling kernel for queries of ``features`` and states of ``width``.
+
+    ``CUDA_QUERIES_PER_THREAD``, fewer when their features and states would
+    take more than ``CUDA_QUERY_REGISTERS`` registers (values of the dtype).
+
+    Examples
+    --------
+    >>> from nwattn._cuda.launch import queries_per_thread
+    >>> queries_per_thread(3, 17), queries_per_thread(8, 17), queries_per_thread(64, 17)
+    (4, 3, 1)
+    """
+    per_query = max(1, features + width)
+    return max(1, min(_config.CUDA_QUERIES_PER_THREAD, _config.CUDA_QUERY_REGISTERS // per_query))
+
+
 def discrete_arrays(discrete, dtype):
     """The discrete features' ``(QC, KCT, LT)`` on the device, or placeholders.
 
@@ -206,7 +222,8 @@ def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, wv=None, discre
     n_disc = 0 if discrete is None else discrete[0].shape[1]
     # The key codes share the tile's shared memory: counted as features.
     tile = tile_size(d + n_disc, chunk, dtype.itemsize)
-    n_split, split_size = plan_splits(n, m, threads, _config.CUDA_TARGET_BLOCKS,
+    qpt = queries_per_thread(d + n_disc, pool_layout(chunk, with_sq).width)
+    n_split, split_size = plan_splits(n, m, threads * qpt, _config.CUDA_TARGET_BLOCKS,
                                       _config.CUDA_MIN_SPLIT_KEYS)
     n_chunks = -(-p // chunk)
     if n_split > _GRID_YZ_MAX or n_chunks > _GRID_YZ_MAX:
@@ -217,8 +234,8 @@ def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, wv=None, discre
     out_acc = cuda.device_array((n_split, n, layout.width), dtype)
     exclude_self = -n < self_shift < m  # some query meets itself among the keys
     kernel = _k.pool_kernel(_key(dtype), d, family, code, lwd.shape[0] > 0, with_sq,
-                            bool(exclude_self), threads, tile, chunk, n_disc)
-    grid = (_blocks(n, threads), n_split, n_chunks)
+                            bool(exclude_self), threads, tile, chunk, n_disc, qpt)
+    grid = (_blocks(n, threads * qpt), n_split, n_chunks)
     _launch(kernel, grid, threads, Qd, KTd, VTd, lwd, dtype.type(scale), wvd,
             np.int64(self_shift), np.int64(split_size), QCd, KCTd, LTd, out_max, out_acc)
     if n_split > 1:
