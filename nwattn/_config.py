@@ -100,8 +100,11 @@ CUDA_KEY_TILE = 128
 CUDA_SHARED_BYTES = 40 * 1024
 
 #: Value columns accumulated by one thread; more columns are spread over the
-#: grid's z dimension (each chunk recomputes the scores).
-CUDA_VALUE_CHUNK = 16
+#: grid's z dimension (each chunk recomputes the scores). 32 rather than 16:
+#: at 64 features and 64 outputs a pair then costs 2 x 214 machine
+#: instructions for sm_90 instead of 4 x 182, without spills; at 64 columns
+#: the state no longer fits the registers (benchmarks/gpu_sass.py).
+CUDA_VALUE_CHUNK = 32
 
 #: Blocks wanted in flight to fill a large GPU. With fewer query blocks the
 #: keys are split and the partial states merged exactly, as on the CPU.
