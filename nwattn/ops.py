@@ -592,7 +592,9 @@ def _attention_state(Q, K, V, kernel, bandwidth, key_weight, key_mask, attn_mask
     if len(centers) == 1:
         c = centers[0]
     else:
-        c = np.stack(centers)[rows]
+        # Each batch item's centre, repeated for its n queries: whole rows
+        # copied in order (indexing by ``rows`` took 5 ms for 32 768 queries).
+        c = np.repeat(np.stack(centers)[v_item], arr.n, axis=0)
     queries = None
     if fingerprint:
         Qfull = np.broadcast_to(np.asarray(Q), arr.full + (arr.n, arr.Qs.shape[1]))
