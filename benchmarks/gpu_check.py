@@ -78,7 +78,7 @@ def smoke(dry):
         try:
             print(f"  {name} {version(name)}")
         except PackageNotFoundError:
-            pass
+            print(f"  {name} not installed")
     sim = _simulator()
     print("CUDA simulator on:", sim)
     if sim and not dry:
@@ -351,6 +351,15 @@ def correctness(quick):
 # ----------------------------------------------------------------------------- 4. bench
 
 
+def _torch_io(dev, values_1d):
+    """benchmarks/gpu_pool.py's ``torch_io``: sync and copy back of a PyTorch runner."""
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
+    import gpu_pool
+
+    return gpu_pool.torch_io(dev, values_1d)
+
+
 def _keops_runner(kernel, Q, K, V, h, device):
     """KeOps' ``sumsoftmaxweight`` on the same problem, or None without pykeops."""
     try:
@@ -373,15 +382,7 @@ def _keops_runner(kernel, Q, K, V, h, device):
     def run():
         return s.sumsoftmaxweight(v, axis=1)
 
-    def sync():
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-
-    def to_host(out):
-        out = out.cpu().numpy()
-        return out[:, 0] if V.ndim == 1 else out
-
-    return run, sync, to_host
+    return (run, *_torch_io(dev, V.ndim == 1))
 
 
 def _bf16_sdpa_runner(Q, K, V, h, device):
@@ -400,15 +401,7 @@ def _bf16_sdpa_runner(Q, K, V, h, device):
     def run():
         return scaled_dot_product_attention(q4, k4, v4)[0, 0]
 
-    def sync():
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-
-    def to_host(out):
-        out = out.float().cpu().numpy()
-        return out[:, 0] if V.ndim == 1 else out
-
-    return run, sync, to_host
+    return (run, *_torch_io(dev, V.ndim == 1))
 
 
 def _kernel_only(Q, K, V, kernel, h, repeat):
@@ -528,12 +521,7 @@ def bench(budget, json_path, quick):
                     print(f"{label} warm-up {first:.1f}s; no time left to repeat")
                     continue
                 repeat = max(1, min(3, int((left() - 2) / max(first, 1e-3)) - 1))
-                best = math.inf
-                for _ in range(repeat):
-                    t0 = time.perf_counter()
-                    out = run()
-                    sync()
-                    best = min(best, time.perf_counter() - t0)
+                best, out = gp.best_of(run, sync, repeat)
                 host = np.asarray(to_host(out), np.float64)
             except Exception as exc:  # one library failing must not stop the others
                 print(f"{label} FAILED {type(exc).__name__}: {exc}")

@@ -57,17 +57,22 @@ def make_case(kernel, n, d, rng):
     return Q, K, V, h
 
 
-def timed(fn, sync, repeat):
-    """Best wall time of ``fn`` over ``repeat`` runs after one warm-up run."""
-    out = fn()
-    sync()
-    best = math.inf
+def best_of(fn, sync, repeat):
+    """Best wall time of ``fn`` over ``repeat`` runs, and the last result."""
+    best, out = math.inf, None
     for _ in range(repeat):
         t0 = time.perf_counter()
         out = fn()
         sync()
         best = min(best, time.perf_counter() - t0)
     return best, out
+
+
+def timed(fn, sync, repeat):
+    """Best wall time of ``fn`` over ``repeat`` runs after one warm-up run."""
+    fn()
+    sync()
+    return best_of(fn, sync, repeat)
 
 
 def nwattn_runner(kernel, Q, K, V, h):
@@ -80,6 +85,27 @@ def nwattn_runner(kernel, Q, K, V, h):
         return ops.attention_pool(Qd, Kd, Vd, kernel=kernel, bandwidth=h, device="cuda")
 
     return run, cuda.synchronize, lambda out: out.copy_to_host()
+
+
+def torch_io(dev, values_1d):
+    """``(sync, to_host)`` of a PyTorch runner on device ``dev``.
+
+    ``to_host`` brings a result back as float32 or float64 NumPy (bfloat16
+    results as float32), one-dimensional for one-dimensional values.
+    """
+    import torch
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    def to_host(out):
+        if out.dtype == torch.bfloat16:
+            out = out.float()
+        out = out.cpu().numpy()
+        return out[:, 0] if values_1d else out
+
+    return sync, to_host
 
 
 def torch_runners(kernel, Q, K, V, h, device="cuda"):
@@ -114,14 +140,7 @@ def torch_runners(kernel, Q, K, V, h, device="cuda"):
             out[i0:i0 + chunk] = torch.softmax(scores(q[i0:i0 + chunk]), dim=1) @ v
         return out
 
-    def sync():
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-
-    def to_host(out):
-        out = out.cpu().numpy()
-        return out[:, 0] if V.ndim == 1 else out
-
+    sync, to_host = torch_io(dev, V.ndim == 1)
     runners = {}
     if n * m <= DENSE_MAX_PAIRS:
         runners["torch dense"] = (dense, sync, to_host)
