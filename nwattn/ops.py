@@ -284,8 +284,7 @@ def _prepare_value_items(V3, center, dtype, squares):
     run along the same axis in the same order), without a Python loop over
     the items.
     """
-    k, m, p = V3.shape
-    V3 = np.asarray(V3)
+    k, _, p = V3.shape
 
     def exponents(amax, squares):
         return np.array([_value_exponent(float(a), dtype, squares) for a in amax], dtype=int)
