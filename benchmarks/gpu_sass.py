@@ -16,17 +16,19 @@ self-exclusion: a plain prediction) and compiled for sm_90 (H100, H200):
 3. ``nvdisasm -g`` prints the SASS with the source line of every instruction.
 
 The inner loop is the innermost loop (a backward branch) around the code of
-the source line ``if sc > mx[k]:``, which runs once per (query, key) pair. What
-is counted is the loop's common path: the shortest path through its body
-that reaches the accumulation (``st[k, 0] += e``), i.e. without the rescale of
-the state when the running maximum rises and without the slow paths of
-``exp`` (huge arguments), which almost no pair takes. The default cases have
-no other branch in a pair (no ``-inf`` scores, no self-exclusion). A score
-whose formula branches (the compact kernels) makes the shortest path a lower
-bound: it may combine the cheapest branch of the formula with the
-accumulation, even where no pair does both. The loop's branch on
-``sc > mx`` appears once per pair, so their number is the pairs per
-iteration (an unrolled loop handles several); the counts are divided by it.
+the source line ``if rise:``, the one branch per key, which asks whether the
+key raises the running maximum of any of the thread's queries. What is
+counted is the loop's common path: the shortest path through its body that
+reaches the accumulation (``st[k, 0] += e``), i.e. without the rescale of
+the states when a running maximum rises, which almost no key takes after
+the first ones. The default cases have no other branch in a key (no
+``-inf`` scores, no self-exclusion). A score whose formula branches (the
+compact kernels) makes the shortest path a lower bound: it may combine the
+cheapest branch of the formula with the accumulation, even where no pair
+does both. The branch ``if rise:`` appears once per key, and a key is scored
+against the thread's queries (``queries_per_thread``); the pairs per
+iteration are their product (an unrolled loop handles several keys), and the
+counts are divided by it.
 
 Columns, per pair: all instructions; of which 64-bit integer (both halves of
 every carry-chained 64-bit add, subtract or compare, and widening
@@ -87,9 +89,9 @@ DEFAULT_CASES = (
 )
 CHECK_CASE = "gaussian:3:1:float32"
 
-# Source line that marks the inner loop: compiled once per pair, as the one
-# conditional branch around the rescale.
-MARKER = "if sc > mx[k]:"
+# Source line that marks the inner loop: compiled once per key, as the one
+# conditional branch around the rescale of the thread's states.
+MARKER = "if rise:"
 # ... and a line of the work every pair in the support does.
 ACCUMULATE = "st[k, 0] += e"
 
@@ -245,7 +247,8 @@ def case_label(spec):
 
 
 def kernel_and_signature(spec):
-    """A case's pooling kernel, as ``nwattn._cuda.launch.pool`` builds it, and its types."""
+    """A case's pooling kernel, as ``nwattn._cuda.launch.pool`` builds it, its types and its
+    queries per thread."""
     import numpy as np
     from numba import types
 
@@ -274,7 +277,7 @@ def kernel_and_signature(spec):
     codes = arr(2, types.int32)
     signature = (arr(2), arr(2), arr(2), arr(1), f, arr(1), types.int64, types.int64,
                  codes, codes, arr(3), arr(2), arr(3))
-    return dispatcher, signature
+    return dispatcher, signature, qpt
 
 
 @contextmanager
@@ -307,7 +310,7 @@ def compile_cubin(spec, tools, workdir, lineinfo):
     """PTX -> cubin of a case; returns the cubin's path and ptxas's report."""
     from numba import cuda
 
-    dispatcher, signature = kernel_and_signature(spec)
+    dispatcher, signature, _ = kernel_and_signature(spec)
     opts = dispatcher.targetoptions
     with _target_device():
         ptx, _ = cuda.compile_ptx(dispatcher.py_func, signature, cc=ARCH, lineinfo=lineinfo,
@@ -521,8 +524,8 @@ def measure(spec, tools, workdir, compare_lineinfo=False):
     line = marker_line()
     start, end = inner_loop(instrs, line)
     path = [instrs[k] for k in hot_path(instrs, start, end, marker_line(ACCUMULATE))]
-    pairs = sum(1 for ins in path if ins.line == line and ins.base == "BRA" and ins.conditional)
-    pairs = max(pairs, 1)
+    keys = sum(1 for ins in path if ins.line == line and ins.base == "BRA" and ins.conditional)
+    pairs = max(keys, 1) * kernel_and_signature(spec)[2]
     int64 = int64_instructions(path)
     kinds = {}
     for ins in path:
@@ -598,7 +601,9 @@ def _check(tools):
     assert not failures, failures
     r = rows[0]
     assert r.registers > 0 and r.shared_bytes > 0, r
-    assert r.per_pair > 0 and float(r.per_pair).is_integer(), r
+    # a whole number of instructions per iteration, which scores its keys
+    # against the thread's 1 to 4 queries
+    assert r.per_pair > 0 and float(r.per_pair * 12).is_integer(), r
     assert r.mufu >= 1, "the float32 exp is one MUFU.EX2 per pair"
     assert r.float64 == 0, "float64 work in a float32 gaussian kernel"
     parsed = parse_rst(format_rst(rows))

@@ -85,7 +85,67 @@ def _exp_function(ftype):
     return math.exp
 
 
-def _distance_log_weight(ftype, code):
+# Scores of the float32 pooling kernel are in base-2 units: ``log2(e)`` folds
+# into their constants (the gaussian's -1/2, the dot product's scale), and
+# each pair's weight is one ``ex2`` of ``score - max``, with no multiply
+# before it.
+LOG2E = 1.0 / math.log(2.0)
+LN2 = math.log(2.0)
+
+
+def _ex2_ftz():
+    """Device function: ``2**x`` in float32 by one ``ex2.approx.ftz.f32``.
+
+    numba-cuda compiles ``exp`` without flushing subnormals to zero, and then
+    guards ``ex2`` against a subnormal result: a compare and two multiplies,
+    three of the fifteen float32 instructions of a gaussian pair at d = 3
+    (``benchmarks/gpu_sass.py``); its ``fastmath`` would flush them but also
+    lets the compiler assume no ``inf`` (the empty-support test). A result
+    below ``2**-126`` is a weight below ``2**-126`` times the query's largest,
+    which the normaliser (at least 1) cannot notice; ``-inf`` gives 0.
+    """
+    from llvmlite import ir
+    from numba.cuda import types as cuda_types
+    from numba.cuda.extending import intrinsic
+
+    @intrinsic
+    def ex2_ftz(typingctx, x):
+        def codegen(context, builder, signature, args):
+            fnty = ir.FunctionType(ir.FloatType(), [ir.FloatType()])
+            asm = ir.InlineAsm(fnty, "ex2.approx.ftz.f32 $0, $1;", "=f,f")
+            return builder.call(asm, args)
+
+        return cuda_types.float32(cuda_types.float32), codegen
+
+    @cuda.jit(device=True, inline=True)
+    def exp2(x):
+        return ex2_ftz(x)
+
+    return exp2
+
+
+def _exp2_function(ftype):
+    """The exponential of the pooling loop, of scores in its units.
+
+    float32: ``2**x`` by one ``ex2`` on a GPU (base-2 scores). float64:
+    ``exp`` (natural scores), whose libdevice version is one float64
+    instruction per pair cheaper than libdevice's ``exp2``
+    (``benchmarks/gpu_sass.py``: 43 against 44 instructions per gaussian pair
+    at d = 3). The simulator runs Python: ``2.0 ** x`` (0 at ``-inf``).
+    """
+    if ftype is not np.float32:
+        return math.exp
+    if simulator_enabled():
+        two = ftype(2.0)
+
+        def exp2(x):
+            return two ** x
+
+        return exp2
+    return _ex2_ftz()
+
+
+def _distance_log_weight(ftype, code, unit=1.0):
     """Device function ``weight(u2)``: log-weight of distance kernel ``code`` at ``u2``.
 
     The device twin of the catalogue's :func:`nwattn.kernels.log_weight`
@@ -94,10 +154,11 @@ def _distance_log_weight(ftype, code):
     kernel runs no float64 instruction (the catalogue's Python float
     literals would make every pair go through the double path). The
     formulas are the catalogue's, term for term; a test compares each twin
-    with the catalogue.
+    with the catalogue. With ``unit`` the log-weight is multiplied by it
+    (``LOG2E``: base-2 units); the gaussian's folds it into its one constant.
     """
     zero, one, two, three = ftype(0.0), ftype(1.0), ftype(2.0), ftype(3.0)
-    minus_half = ftype(-0.5)
+    minus_half = ftype(-0.5 * unit)
     neg_inf = ftype(-math.inf)
     half_pi = ftype(0.5 * math.pi)
     if code == GAUSSIAN:
@@ -129,22 +190,34 @@ def _distance_log_weight(ftype, code):
             return math.log(math.cos(half_pi * math.sqrt(u2))) if u2 < one else neg_inf
     else:
         raise ValueError(f"no distance kernel has the code {code}")
-    return cuda.jit(device=True, inline=True)(weight)
+    weight = cuda.jit(device=True, inline=True)(weight)
+    if unit == 1.0 or code == GAUSSIAN:
+        return weight
+    unit_f = ftype(unit)
+    natural = weight
+
+    @cuda.jit(device=True, inline=True)
+    def weight(u2):
+        return natural(u2) * unit_f
+
+    return weight
 
 
-def _score_function(ftype, d, family, code):
+def _score_function(ftype, d, family, code, unit=1.0):
     """Device function ``score(q, keys, j, scale, wv)``: query ``q`` against key column ``j``.
 
     ``keys`` is a (d, *) array, in global or shared memory; inputs are
     already divided by the bandwidth, as on the CPU. For the additive family
     the inputs are the projections ``W_q q`` and ``W_k k`` and ``wv`` the
-    vector of the ``tanh`` units; the other families ignore ``wv``.
+    vector of the ``tanh`` units; the other families ignore ``wv``. Scores
+    are multiplied by ``unit`` (``LOG2E``: base-2 units).
     """
     zero = ftype(0.0)
+    unit_f = ftype(unit)
     is_distance = family == DISTANCE
     is_additive = family == ADDITIVE
     # (unused by the other families, whose codes are not distance kernels)
-    weight = _distance_log_weight(ftype, code if is_distance else GAUSSIAN)
+    weight = _distance_log_weight(ftype, code if is_distance else GAUSSIAN, unit)
 
     @cuda.jit(device=True, inline=True)
     def score(q, keys, j, scale, wv):
@@ -154,7 +227,7 @@ def _score_function(ftype, d, family, code):
             # its own from a vectorisable exp only to let LLVM vectorise.
             for t in range(d):
                 acc += wv[t] * math.tanh(q[t] + keys[t, j])
-            return acc
+            return acc * unit_f
         if is_distance:
             for t in range(d):
                 diff = q[t] - keys[t, j]
@@ -162,7 +235,8 @@ def _score_function(ftype, d, family, code):
             return weight(acc)
         for t in range(d):
             acc += q[t] * keys[t, j]
-        return acc * scale
+        # (scale * unit_f is the same for every pair: computed once, before the loop)
+        return acc * (scale * unit_f)
 
     return score
 
@@ -192,13 +266,38 @@ def pairwise_kernel(dtype, d, family, code, with_logw):
     return kernel
 
 
-@lru_cache(maxsize=None)
-def softmax_kernel(dtype):
-    """Kernel ``(S, out)``: row-wise stable softmax, one thread per row.
+@cuda.jit(device=True, inline=True)
+def _block_reduce(red, tx, threads, take_max):
+    """Reduce ``red[:threads]`` into ``red[0]`` (maximum or sum), every thread of the block taking part.
 
-    A row whose scores are all ``-inf`` becomes NaN, as on the CPU.
+    A tree over any number of threads, in a fixed order, so the result does
+    not depend on the timing of the threads; ``red[0]`` is valid for every
+    thread on return.
+    """
+    step = 1
+    while step < threads:
+        cuda.syncthreads()
+        if tx % (2 * step) == 0 and tx + step < threads:
+            if take_max:
+                red[tx] = max(red[tx], red[tx + step])
+            else:
+                red[tx] = red[tx] + red[tx + step]
+        step *= 2
+    cuda.syncthreads()
+
+
+@lru_cache(maxsize=None)
+def softmax_kernel(dtype, threads):
+    """Kernel ``(S, out)``: row-wise stable softmax, one block of ``threads`` per row.
+
+    The threads of a block read and write a row together, neighbours at
+    neighbouring columns (coalesced; one thread per row would read one
+    element of each of 32 rows per load), and reduce its maximum and sum
+    in shared memory. Blocks stride over the rows. A row whose scores are
+    all ``-inf`` becomes NaN, as on the CPU.
     """
     ftype = np.dtype(dtype).type
+    nbtype = from_dtype(np.dtype(dtype))
     zero = ftype(0.0)
     one = ftype(1.0)
     neg_inf = ftype(-math.inf)
@@ -206,25 +305,35 @@ def softmax_kernel(dtype):
 
     @cuda.jit
     def kernel(S, out):
-        i = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-        if i >= S.shape[0]:
-            return
+        red = cuda.shared.array(threads, nbtype)
+        tx = cuda.threadIdx.x
         m = S.shape[1]
-        top = neg_inf
-        for j in range(m):
-            top = max(top, S[i, j])
-        if top == neg_inf:
-            for j in range(m):
-                out[i, j] = nan
-            return
-        total = zero
-        for j in range(m):
-            e = math.exp(S[i, j] - top)
-            out[i, j] = e
-            total += e
-        inv = one / total
-        for j in range(m):
-            out[i, j] *= inv
+        for i in range(cuda.blockIdx.x, S.shape[0], cuda.gridDim.x):
+            top = neg_inf
+            for j in range(tx, m, threads):
+                top = max(top, S[i, j])
+            red[tx] = top
+            _block_reduce(red, tx, threads, True)
+            top = red[0]
+            if top == neg_inf:
+                for j in range(tx, m, threads):
+                    out[i, j] = nan
+                # (every thread takes this branch: red[0] is the block's)
+                cuda.syncthreads()
+                continue
+            total = zero
+            for j in range(tx, m, threads):
+                e = math.exp(S[i, j] - top)
+                out[i, j] = e
+                total += e
+            # red[0] is read by all before any thread overwrites red
+            cuda.syncthreads()
+            red[tx] = total
+            _block_reduce(red, tx, threads, False)
+            inv = one / red[0]
+            for j in range(tx, m, threads):
+                out[i, j] *= inv
+            cuda.syncthreads()
 
     return kernel
 
@@ -247,9 +356,10 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
     every score (the tables of :mod:`nwattn._cpu.discrete`; codes int32),
     the key codes of a tile staged in shared memory with the keys.
 
-    Signature ``(Q, KT, VT, logw, scale, wv, self_shift, split_size,
+    Signature ``(Q, K, V, logw, scale, wv, self_shift, split_size,
     QC, KCT, LT, out_max, out_acc)``; arrays as in :func:`nwattn._cpu.sweep.row_tasks`
-    (``out_acc`` the packed states of ``nwattn._layout.pool_layout``:
+    except that the keys ``K`` (m, d) and centred values ``V`` (m, p) are
+    row-major, one row per key (``out_acc`` the packed states of ``nwattn._layout.pool_layout``:
     normaliser, values, squares), ``wv`` the additive score's vector
     (empty for the other scores). Grid: x over blocks of ``threads``
     queries, y over key splits of ``split_size`` keys, z over chunks of
@@ -258,7 +368,14 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
     """
     ftype = np.dtype(dtype).type
     nbtype = from_dtype(np.dtype(dtype))
-    score = _score_function(ftype, d, family, code)
+    # Scores, key log-weights, discrete tables and the running maxima in
+    # base 2; the maxima written out are natural again, as every state is.
+    # In float64 libdevice's exp2 costs a float64 instruction more than its
+    # exp: natural units there.
+    unit = LOG2E if ftype is np.float32 else 1.0
+    score = _score_function(ftype, d, family, code, unit)
+    log2e = ftype(unit)
+    ln2 = ftype(1.0 / unit)
     zero = ftype(0.0)
     neg_inf = ftype(-math.inf)
     # One chunk's state as pool_layout packs it; its powers (all 1: these
@@ -266,34 +383,40 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
     chunk_layout = pool_layout(value_chunk, with_sq)
     width = chunk_layout.width
     powers = chunk_layout.powers
-    exp = _exp_function(ftype)
+    exp2 = _exp2_function(ftype)
     # Scores of kernels positive everywhere are finite (the caller refuses
     # inputs that would overflow); zero key weights and compact supports
     # give -inf, which must not reach exp(-inf - -inf).
     # A discrete kernel's weight is 0 at lambda = 0: -inf in the score.
     may_be_inf = (with_logw or n_disc > 0
                   or (family == DISTANCE and code not in (GAUSSIAN, LAPLACIAN)))
+    # A -inf score must not reach exp(-inf - -inf) (the query itself scores -inf too).
+    skip_inf = may_be_inf or exclude_self
     nd1 = max(n_disc, 1)
     block_queries = threads * qpt
 
     @cuda.jit
-    def kernel(Q, KT, VT, logw, scale, wv, self_shift, split_size, QC, KCT, LT, out_max,
+    def kernel(Q, K, V, logw, scale, wv, self_shift, split_size, QC, KCT, LT, out_max,
                out_acc):
         tx = cuda.threadIdx.x
         first = cuda.blockIdx.x * block_queries + tx
         s = cuda.blockIdx.y
         c0 = cuda.blockIdx.z * value_chunk
         n = Q.shape[0]
-        m = KT.shape[1]
+        m = K.shape[0]
         # Columns of this chunk that exist; the loops over the chunk run over
         # all value_chunk columns (a compile-time count, so they unroll), the
         # missing ones padded with zeros in shared memory.
-        pc = min(value_chunk, VT.shape[0] - c0)
+        pc = min(value_chunk, V.shape[1] - c0)
         k0 = s * split_size
         k1 = min(m, k0 + split_size)
 
-        keys = cuda.shared.array((d, key_tile), nbtype)
-        vals = cuda.shared.array((value_chunk, key_tile), nbtype)
+        # A key's features, and its values, are adjacent in shared memory:
+        # the loop reads them with 128-bit loads, a quarter of the load
+        # instructions of one feature per load (96 of the 206 instructions
+        # of a scaled-dot pair at d = 64 were loads; benchmarks/gpu_sass.py).
+        keys = cuda.shared.array((key_tile, d), nbtype)
+        vals = cuda.shared.array((key_tile, value_chunk), nbtype)
         lw = cuda.shared.array(key_tile, nbtype)
         kcodes = cuda.shared.array((nd1, key_tile), int32)
         q = cuda.local.array((qpt, d), nbtype)
@@ -305,6 +428,7 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
         # compile-time constants after unrolling, so they stay in registers.
         st = cuda.local.array((qpt, width), nbtype)
         mx = cuda.local.array(qpt, nbtype)
+        sk = cuda.local.array(qpt, nbtype)
 
         # Queries beyond n are scored against zeros and never written out.
         active = first < n
@@ -323,14 +447,19 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
             # Every thread must be done with the previous tile before it is
             # overwritten, and the new tile complete before it is read.
             cuda.syncthreads()
+            # The threads copy the tile's rows entry by entry in memory order:
+            # coalesced reads of the row-major K and V, and writes to
+            # consecutive shared-memory words (a thread per key would write
+            # d words apart: a 32-way bank conflict at d = 64).
+            for x in range(tx, nt * d, threads):
+                jj = x // d
+                t = x - jj * d
+                keys[jj, t] = K[j0 + jj, t]
+            for x in range(tx, nt * value_chunk, threads):
+                jj = x // value_chunk
+                c = x - jj * value_chunk
+                vals[jj, c] = V[j0 + jj, c0 + c] if c < pc else zero
             for jj in range(tx, nt, threads):
-                for t in range(d):
-                    keys[t, jj] = KT[t, j0 + jj]
-                for c in range(value_chunk):
-                    if c < pc:
-                        vals[c, jj] = VT[c0 + c, j0 + jj]
-                    else:
-                        vals[c, jj] = zero
                 if with_logw:
                     lw[jj] = logw[j0 + jj]
                 for f in range(n_disc):
@@ -338,42 +467,59 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
             cuda.syncthreads()
             if not active:
                 continue
-            # An unsigned 32-bit counter: the default 64-bit one, and the
-            # wraparound test of a signed index, cost 3 of the 39 machine
-            # instructions of a gaussian pair at d = 3 (benchmarks/gpu_sass.py).
-            for jj in range(uint32(nt)):
+            # An unsigned 32-bit counter: a range() loop counts in 64 bits
+            # (even over a uint32), a signed index adds a wraparound test;
+            # together 6 machine instructions per key (benchmarks/gpu_sass.py).
+            jj = uint32(0)
+            nt32 = uint32(nt)
+            while jj < nt32:
                 for t in range(d):
-                    kv[t, 0] = keys[t, jj]
+                    kv[t, 0] = keys[jj, t]
+                # The key's scores against the thread's queries first, and
+                # whether any of them raises its query's maximum: one branch
+                # per key, almost never taken after the first keys, where a
+                # test per pair would make the compiler predicate the rescale
+                # into every pair's instructions.
+                rise = False
                 for k in range(qpt):
                     sc = score(q[k], kv, 0, scale, wv)
+                    # (a multiply-add each: base 2 costs nothing more here)
                     if with_logw:
-                        sc += lw[jj]
+                        sc += lw[jj] * log2e
                     for f in range(n_disc):
-                        sc += LT[f, qc[k, f], kcodes[f, jj]]
-                    if may_be_inf and sc == neg_inf:
-                        continue
+                        sc += LT[f, qc[k, f], kcodes[f, jj]] * log2e
+                    # The query itself scores -inf: skipped like a key outside the support.
                     if exclude_self and j0 + jj == first + k * threads + self_shift:
+                        sc = neg_inf
+                    sk[k] = sc
+                    rise |= sc > mx[k]
+                if rise:
+                    for k in range(qpt):
+                        if sk[k] > mx[k]:
+                            # The running maximum rises, and the state follows
+                            # the package's one rescale rule.
+                            rescale_row(st[k], powers, exp2(mx[k] - sk[k]))
+                            mx[k] = sk[k]
+                for k in range(qpt):
+                    sc = sk[k]
+                    if skip_inf and sc == neg_inf:
                         continue
-                    if sc > mx[k]:
-                        # Rare after the first keys: the running maximum rises,
-                        # and the state follows the package's one rescale rule.
-                        rescale_row(st[k], powers, exp(mx[k] - sc))
-                        mx[k] = sc
-                    e = exp(sc - mx[k])
+                    e = exp2(sc - mx[k])
                     st[k, 0] += e
                     for c in range(value_chunk):
-                        st[k, 1 + c] += e * vals[c, jj]
+                        st[k, 1 + c] += e * vals[jj, c]
                     if with_sq:
                         for c in range(value_chunk):
-                            v = vals[c, jj]
+                            v = vals[jj, c]
                             st[k, 1 + value_chunk + c] += e * v * v
+                jj = uint32(jj + uint32(1))
 
         # The packed layout: normaliser, then the p values, then their squares.
-        p = VT.shape[0]
+        p = V.shape[1]
         for k in range(qpt):
             i = first + k * threads
             if i < n:
-                out_max[s, i] = mx[k]
+                out_max[s, i] = mx[k] * ln2
                 out_acc[s, i, 0] = st[k, 0]
                 for c in range(pc):
                     out_acc[s, i, 1 + c0 + c] = st[k, 1 + c]
@@ -483,6 +629,16 @@ def scale_kernel(X, h, out, transpose):
 
 
 @cuda.jit
+def transpose_kernel(XT, out):
+    """``out = XT.T``, a thread per row of ``out`` (coalesced reads of ``XT``)."""
+    i = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    if i >= out.shape[0]:
+        return
+    for t in range(out.shape[1]):
+        out[i, t] = XT[t, i]
+
+
+@cuda.jit
 def columns_kernel(X, cols, out):
     """``out[:, t] = X[:, cols[t]]``: some columns of ``X``, gathered."""
     i = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
@@ -492,15 +648,47 @@ def columns_kernel(X, cols, out):
         out[i, t] = X[i, cols[t]]
 
 
+@lru_cache(maxsize=None)
+def column_sum_kernel(threads):
+    """Kernel ``(V, rows_per_block, partial)``: ``partial[b, c]`` = sum of column ``c`` over block ``b``'s rows.
+
+    Block ``b`` takes rows ``[b * rows_per_block, (b + 1) * rows_per_block)``
+    (a column of one thread summing every row would run serially over the
+    whole array); its ``threads`` threads stride over them, neighbours at
+    neighbouring rows, and add up their float64 sums in shared memory in a
+    fixed order: no atomic operation, so the sums repeat bit for bit.
+    :func:`partial_sum_kernel` adds the blocks' sums.
+    """
+    @cuda.jit
+    def kernel(V, rows_per_block, partial):
+        red = cuda.shared.array(threads, np.float64)
+        b = cuda.blockIdx.x
+        tx = cuda.threadIdx.x
+        r0 = b * rows_per_block
+        r1 = min(V.shape[0], r0 + rows_per_block)
+        for c in range(V.shape[1]):
+            total = 0.0
+            for r in range(r0 + tx, r1, threads):
+                total += V[r, c]
+            red[tx] = total
+            _block_reduce(red, tx, threads, False)
+            if tx == 0:
+                partial[b, c] = red[0]
+            # red[0] is read before the next column overwrites red
+            cuda.syncthreads()
+
+    return kernel
+
+
 @cuda.jit
-def column_sum_kernel(V, out):
-    """``out[c]`` = sum of column ``c`` of ``V``, accumulated in float64."""
+def partial_sum_kernel(partial, out):
+    """``out[c]`` = sum over blocks of ``partial[:, c]``, in block order; a thread per column."""
     c = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    if c >= V.shape[1]:
+    if c >= partial.shape[1]:
         return
     total = 0.0
-    for j in range(V.shape[0]):
-        total += V[j, c]
+    for b in range(partial.shape[0]):
+        total += partial[b, c]
     out[c] = total
 
 

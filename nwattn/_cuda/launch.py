@@ -35,6 +35,12 @@ quiet_low_occupancy()
 
 # Largest grid size in y and z on every CUDA device.
 _GRID_YZ_MAX = 65535
+# Blocks of the kernels that give a block to each row (and loop over the
+# rest): enough to fill any GPU many times over.
+_GRID_X_ROWS = 65535
+# Rows per block of the column sums: each block's threads then add a few
+# hundred entries each before their sums are combined.
+_COLUMN_SUM_ROWS = 1 << 16
 
 
 def as_device(x):
@@ -149,7 +155,9 @@ def softmax(S):
     dtype = np.dtype(Sd.dtype)
     out = cuda.device_array(Sd.shape, dtype)
     threads = _config.CUDA_SIMPLE_THREADS
-    _launch(_k.softmax_kernel(_key(dtype)), _blocks(Sd.shape[0], threads), threads, Sd, out)
+    # A block per row; blocks stride over the rows beyond the grid's limit.
+    blocks = min(Sd.shape[0], _GRID_X_ROWS)
+    _launch(_k.softmax_kernel(_key(dtype), threads), blocks, threads, Sd, out)
     return out
 
 
@@ -210,12 +218,14 @@ def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, wv=None, discre
     tuple ``(QC, KCT, LT, DT)`` of :mod:`nwattn._cpu.discrete` (``DT`` is
     not used); the codes travel as int32, the tables in the dtype.
     """
-    Qd, KTd, VTd, lwd = as_device(Qs), as_device(KT), as_device(VT), as_device(logw)
+    Qd, lwd = as_device(Qs), as_device(logw)
+    # The kernel stages keys and values a row per key (see pool_kernel).
+    Kd, Vd = rows(KT), rows(VT)
     dtype = np.dtype(Qd.dtype)
     wvd = _score_vector(family, wv, dtype)
     n, d = Qd.shape
-    m = KTd.shape[1]
-    p = VTd.shape[0]
+    m = Kd.shape[0]
+    p = Vd.shape[1]
     with_sq = VT2.shape[0] > 0
     threads = _config.CUDA_THREADS_PER_BLOCK
     chunk = max(1, min(_config.CUDA_VALUE_CHUNK, p))
@@ -236,13 +246,29 @@ def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, wv=None, discre
     kernel = _k.pool_kernel(_key(dtype), d, family, code, lwd.shape[0] > 0, with_sq,
                             bool(exclude_self), threads, tile, chunk, n_disc, qpt)
     grid = (_blocks(n, threads * qpt), n_split, n_chunks)
-    _launch(kernel, grid, threads, Qd, KTd, VTd, lwd, dtype.type(scale), wvd,
+    _launch(kernel, grid, threads, Qd, Kd, Vd, lwd, dtype.type(scale), wvd,
             np.int64(self_shift), np.int64(split_size), QCd, KCTd, LTd, out_max, out_acc)
     if n_split > 1:
         simple = _config.CUDA_SIMPLE_THREADS
         _launch(_k.merge_kernel, _blocks(n, simple), simple, out_max, out_acc,
                 cuda.to_device(layout.powers))
     return out_max[0], out_acc[0]
+
+
+def rows(XT):
+    """The device (m, k) array of the transposed (k, m) ``XT``, host or device, row-major.
+
+    A host array is transposed on the host before its copy; a device array
+    by :func:`~nwattn._cuda.kernels.transpose_kernel`.
+    """
+    if not is_device_array(XT):
+        return cuda.to_device(np.ascontiguousarray(np.asarray(XT).T))
+    XTd = as_device(XT)
+    k, m = XTd.shape
+    out = cuda.device_array((m, k), XTd.dtype)
+    threads = _config.CUDA_SIMPLE_THREADS
+    _launch(_k.transpose_kernel, _blocks(m, threads), threads, XTd, out)
+    return out
 
 
 def finalize(packed, center, values_1d, with_std):
@@ -324,10 +350,15 @@ def columns(X, cols):
 
 def column_mean(V):
     """Mean of every column of the device array ``V``, as a host float64 array (p values)."""
-    out = cuda.device_array(V.shape[1], np.float64)
+    m, p = V.shape
     threads = _config.CUDA_SIMPLE_THREADS
-    _launch(_k.column_sum_kernel, _blocks(V.shape[1], threads), threads, V, out)
-    return out.copy_to_host() / V.shape[0]
+    rows = max(threads, _COLUMN_SUM_ROWS)
+    blocks = _blocks(m, rows)
+    partial = cuda.device_array((blocks, p), np.float64)
+    _launch(_k.column_sum_kernel(threads), blocks, threads, V, np.int64(rows), partial)
+    out = cuda.device_array(p, np.float64)
+    _launch(_k.partial_sum_kernel, _blocks(p, threads), threads, partial, out)
+    return out.copy_to_host() / m
 
 
 def centred(V, center):
