@@ -25,7 +25,7 @@ REGISTRY = {
 }
 
 #: Every operation a backend may offer.
-CAPABILITIES = frozenset({"pairwise", "softmax", "pool", "learned_pool", "slopes", "local",
+CAPABILITIES = frozenset({"pairwise", "softmax", "top_k", "pool", "learned_pool", "slopes", "local",
                           "local_slopes", "additive_pairwise", "grad_pass", "symmetric_grad",
                           "pair_sums", "pair_gradient", "device_arrays", "smoother",
                           "pool_items", "pairwise_items", "tree_order"})

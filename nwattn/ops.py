@@ -1780,7 +1780,20 @@ def top_k_from_scores(S, k):
     n, m = S.shape
     W = get_backend("cpu").softmax(S)
     k_eff = min(k, m)
-    part = np.argpartition(-np.nan_to_num(W, nan=-1.0), k_eff - 1, axis=1)[:, :k_eff]
+    Wn = np.nan_to_num(W, nan=-1.0)
+    part = np.argpartition(-Wn, k_eff - 1, axis=1)[:, :k_eff]
+    if k_eff < m:
+        # Where keys of the k-th largest positive weight are more than the
+        # slots left for them, the partition kept any of them: those rows
+        # keep the lowest indices, as the GPU's selection does.
+        kept = np.take_along_axis(Wn, part, axis=1)
+        kth = kept.min(axis=1, keepdims=True)
+        straddle = ((Wn == kth).sum(axis=1) > (kept == kth).sum(axis=1)) & (kth[:, 0] > 0)
+        for r in np.flatnonzero(straddle):
+            part[r] = np.lexsort((np.arange(m), -Wn[r]))[:k_eff]
+    # Index order first, so that the stable sort below puts keys of equal
+    # weight in index order.
+    part.sort(axis=1)
     top = np.take_along_axis(W, part, axis=1)
     order = np.argsort(-np.nan_to_num(top, nan=-1.0), axis=1, kind="stable")
     idx = np.take_along_axis(part, order, axis=1)
@@ -1831,7 +1844,9 @@ def top_k_weights(Q, K, kernel="gaussian", bandwidth=1.0, k=5, *, key_weight=Non
         Their weights (the full softmax weights, so a row sums to at most
         one); 0 in unused slots; NaN for a query with no key in its
         kernel's support, with an
-        :class:`~nwattn.exceptions.EmptyNeighborhoodWarning`.
+        :class:`~nwattn.exceptions.EmptyNeighborhoodWarning`. Keys of equal
+        weight come in index order, and where more of them tie for the last
+        slots than there are, the lowest indices are kept (on every device).
 
     Examples
     --------
@@ -1859,8 +1874,14 @@ def top_k_weights(Q, K, kernel="gaussian", bandwidth=1.0, k=5, *, key_weight=Non
     weights = np.empty((n, int(k)), dtype=dtype)
     for i0 in range(0, n, chunk):
         i1 = min(n, i0 + chunk)
-        # On the GPU the n x m scoring runs there; the selection of a chunk on the host.
-        S = _to_host(be, be.pairwise(Qs[i0:i1], KT, logw, kern.family, kern.code, scale))
+        S = be.pairwise(Qs[i0:i1], KT, logw, kern.family, kern.code, scale)
+        if "top_k" in be.capabilities:
+            # The selection runs where the scores are: only n x k results
+            # travel back, not the n x m scores.
+            idx, w = be.top_k(S, int(k), i0 if exclude_self else m)
+            indices[i0:i1], weights[i0:i1] = _to_host(be, idx), _to_host(be, w)
+            continue
+        S = _to_host(be, S)
         if exclude_self:
             rows = np.arange(i1 - i0)
             S[rows, rows + i0] = -np.inf

@@ -211,6 +211,49 @@ def test_device_arrays_stay_on_the_device(rng, small_launch, cuda, dtype):
 
 
 @needs_gpu
+@pytest.mark.parametrize("dtype, threads", [(np.float32, 8), (np.float64, 3)])
+def test_top_k_selection_on_the_gpu_equals_the_cpus(rng, small_launch, monkeypatch, threads,
+                                                    dtype):
+    # The selection runs on the GPU (blocks of 3 threads: a reduction tree
+    # that is not a power of two). Boxcar weights of keys on a grid tie
+    # (exactly, on both devices); k = 14 is more than the 12 keys.
+    monkeypatch.setattr(_config, "CUDA_SIMPLE_THREADS", threads)
+    grid = rng.integers(0, 3, size=(12, 2)).astype(dtype)
+    for exclude, kernel, k in ((True, "boxcar", 4), (False, "gaussian", 14)):
+        K = grid if kernel == "boxcar" else rng.normal(size=(12, 2)).astype(dtype)
+        Q = K if exclude else rng.normal(size=(4, 2)).astype(dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", EmptyNeighborhoodWarning)
+            got = ops.top_k_weights(Q, K, kernel, 1.2, k=k, exclude_self=exclude,
+                                    device="cuda")
+            want = ops.top_k_weights(Q, K, kernel, 1.2, k=k, exclude_self=exclude)
+        np.testing.assert_array_equal(got[0], want[0])
+        assert got[1].dtype == want[1].dtype
+        np.testing.assert_allclose(got[1], want[1], rtol=TOL[dtype], atol=0)
+
+
+@needs_gpu
+def test_arrays_on_another_gpu_are_refused(rng, monkeypatch):
+    from types import SimpleNamespace
+
+    from numba import cuda
+
+    from nwattn._cuda import launch
+
+    Q, K, V = make_data(rng)
+    Qd, Kd, Vd = (cuda.to_device(a) for a in (Q, K, V))
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+        # on a GPU the driver names the array's own device
+        assert launch.device_ordinal(Qd) == cuda.get_current_device().id
+    else:
+        assert launch.device_ordinal(Qd) is None  # the simulator cannot tell
+    monkeypatch.setattr(launch, "device_ordinal", lambda xd: 1)
+    monkeypatch.setattr(launch.cuda, "get_current_device", lambda: SimpleNamespace(id=0))
+    with pytest.raises(ValueError, match=r"Q lives on GPU 1 but the current GPU is 0.*gpus\[1\]"):
+        ops.attention_pool(Qd, Kd, Vd, "gaussian", 0.8)
+
+
+@needs_gpu
 def test_top_k_weights_on_the_gpu(rng, small_launch):
     X = rng.uniform(size=(12, 2))
     X[-1] += 50.0  # an isolated point: an empty neighbourhood once it leaves itself out

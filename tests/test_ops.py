@@ -240,6 +240,24 @@ def test_top_k_weights_match_dense_reference(rng, kernel):
         assert (idx[i][~keep] == -1).all() and (wts[i][~keep] == 0).all()
 
 
+@pytest.mark.parametrize("kernel", ["boxcar", "gaussian"])
+def test_top_k_weights_order_equal_weights_by_index(rng, kernel):
+    # Keys on a coarse grid: many keys at the same distance from a query, so
+    # equal weights tie inside the k slots and across the last of them.
+    K = rng.integers(0, 3, size=(60, 2)).astype(float)
+    Q = rng.integers(0, 3, size=(9, 2)).astype(float)
+    k = 7
+    idx, wts = ops.top_k_weights(Q, K, kernel, 1.2, k=k)
+    W = naive.weights(Q, K, kernel, 1.2)
+    for i in range(Q.shape[0]):
+        # weight descending, then index ascending
+        order = np.lexsort((np.arange(K.shape[0]), -W[i]))[:k]
+        keep = W[i, order] > 0
+        np.testing.assert_array_equal(idx[i][keep], order[keep])
+        np.testing.assert_allclose(wts[i][keep], W[i, order][keep], rtol=1e-12)
+        assert (idx[i][~keep] == -1).all()
+
+
 def test_top_k_weights_leave_one_out_and_errors(rng):
     X = rng.normal(size=(10, 2))
     idx, _ = ops.top_k_weights(X, X, k=3, exclude_self=True)

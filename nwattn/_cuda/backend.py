@@ -33,7 +33,7 @@ class CUDABackend:
     """
 
     name = "cuda"
-    capabilities = frozenset({"pairwise", "softmax", "pool", "learned_pool", "local",
+    capabilities = frozenset({"pairwise", "softmax", "top_k", "pool", "learned_pool", "local",
                               "additive_pairwise", "grad_pass", "device_arrays"})
 
     @staticmethod
@@ -45,6 +45,11 @@ class CUDABackend:
     def softmax(S):
         """Row-wise softmax of a device matrix (device array)."""
         return launch.softmax(S)
+
+    @staticmethod
+    def top_k(S, k, self_shift):
+        """Indices and weights ``(n, k)`` of the largest softmax weights of each row (device arrays)."""
+        return launch.top_k(S, k, self_shift)
 
     @staticmethod
     def pool(Qs, KT, VT, VT2, logw, family, code, scale, self_shift, wv=None, progress=None,

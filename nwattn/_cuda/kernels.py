@@ -29,7 +29,7 @@ import types
 from functools import lru_cache
 
 import numpy as np
-from numba import cuda, from_dtype, int32, uint32
+from numba import cuda, from_dtype, int32, int64, uint32
 
 from .._device import simulator_enabled
 from .._layout import merge_query as _merge_query, pool_layout, power_of as _power_of_cpu
@@ -333,6 +333,107 @@ def softmax_kernel(dtype, threads):
             inv = one / red[0]
             for j in range(tx, m, threads):
                 out[i, j] *= inv
+            cuda.syncthreads()
+
+    return kernel
+
+
+@cuda.jit(device=True, inline=True)
+def _block_argmax(red, redi, tx, threads):
+    """Largest ``red[:threads]`` into ``red[0]``, its ``redi`` into ``redi[0]``; ties to the smaller ``redi``.
+
+    The same fixed tree as :func:`_block_reduce`; every thread takes part.
+    """
+    step = 1
+    while step < threads:
+        cuda.syncthreads()
+        if tx % (2 * step) == 0 and tx + step < threads:
+            o = tx + step
+            if red[o] > red[tx] or (red[o] == red[tx] and redi[o] < redi[tx]):
+                red[tx] = red[o]
+                redi[tx] = redi[o]
+        step *= 2
+    cuda.syncthreads()
+
+
+@lru_cache(maxsize=None)
+def top_k_kernel(dtype, threads):
+    """Kernel ``(S, k, self_shift, out_idx, out_w)``: the ``k`` largest softmax weights of each row.
+
+    A block per row (blocks stride over the rows), as :func:`softmax_kernel`:
+    the row's maximum and normaliser, then ``k`` passes, each the block's
+    largest score after the previous one in the order (score descending,
+    key index ascending), so keys of equal weight come in index order. Only
+    the ``n x k`` results leave the GPU, not the ``n x m`` scores. Column
+    ``i + self_shift`` of row ``i`` is left out (the query itself; a
+    ``self_shift`` of at least the number of columns leaves out nothing).
+    A slot beyond the keys of positive weight gets index -1 and weight 0,
+    a row with no key in its support NaN weights, as
+    :func:`nwattn.ops.top_k_from_scores`.
+    """
+    ftype = np.dtype(dtype).type
+    nbtype = from_dtype(np.dtype(dtype))
+    zero = ftype(0.0)
+    neg_inf = ftype(-math.inf)
+    pos_inf = ftype(math.inf)
+    nan = ftype(math.nan)
+
+    @cuda.jit
+    def kernel(S, k, self_shift, out_idx, out_w):
+        red = cuda.shared.array(threads, nbtype)
+        redi = cuda.shared.array(threads, int64)
+        tx = cuda.threadIdx.x
+        m = S.shape[1]
+        for i in range(cuda.blockIdx.x, S.shape[0], cuda.gridDim.x):
+            own = i + self_shift
+            top = neg_inf
+            for j in range(tx, m, threads):
+                if j != own:
+                    top = max(top, S[i, j])
+            red[tx] = top
+            _block_reduce(red, tx, threads, True)
+            top = red[0]
+            if top == neg_inf:
+                for r in range(tx, k, threads):
+                    out_idx[i, r] = -1
+                    out_w[i, r] = nan
+                cuda.syncthreads()
+                continue
+            total = zero
+            for j in range(tx, m, threads):
+                if j != own:
+                    total += math.exp(S[i, j] - top)
+            cuda.syncthreads()
+            red[tx] = total
+            _block_reduce(red, tx, threads, False)
+            total = red[0]
+            prev_v = pos_inf
+            prev_j = -1
+            for r in range(k):
+                best_v = neg_inf
+                best_j = m
+                for j in range(tx, m, threads):
+                    v = S[i, j]
+                    after = v < prev_v or (v == prev_v and j > prev_j)
+                    if j != own and after and (v > best_v or (v == best_v and j < best_j)):
+                        best_v = v
+                        best_j = j
+                cuda.syncthreads()
+                red[tx] = best_v
+                redi[tx] = best_j
+                _block_argmax(red, redi, tx, threads)
+                best_v = red[0]
+                best_j = redi[0]
+                w = math.exp(best_v - top) / total
+                if tx == 0:
+                    if best_j < m and w > zero:
+                        out_idx[i, r] = best_j
+                        out_w[i, r] = w
+                    else:
+                        out_idx[i, r] = -1
+                        out_w[i, r] = zero
+                prev_v = best_v
+                prev_j = best_j
             cuda.syncthreads()
 
     return kernel

@@ -16,7 +16,7 @@ from numba import cuda
 from .. import _config
 from .._layout import pool_layout
 from .._plan import plan_splits
-from .._device import is_device_array
+from .._device import is_device_array, simulator_enabled
 from ..kernels import ADDITIVE, DISTANCE, DOT
 from . import kernels as _k
 
@@ -161,6 +161,23 @@ def softmax(S):
     return out
 
 
+def top_k(S, k, self_shift):
+    """Device ``(indices, weights)``, each (n, k), of the ``k`` largest softmax weights of each row of ``S``.
+
+    ``self_shift``: row ``i`` leaves out column ``i + self_shift`` (at least
+    the number of columns: none). See :func:`~nwattn._cuda.kernels.top_k_kernel`.
+    """
+    Sd = as_device(S)
+    dtype = np.dtype(Sd.dtype)
+    n = Sd.shape[0]
+    idx = cuda.device_array((n, k), np.int64)
+    w = cuda.device_array((n, k), dtype)
+    threads = _config.CUDA_SIMPLE_THREADS
+    _launch(_k.top_k_kernel(_key(dtype), threads), min(n, _GRID_X_ROWS), threads, Sd,
+            np.int64(k), np.int64(self_shift), idx, w)
+    return idx, w
+
+
 def tile_size(d, value_chunk, itemsize):
     """Keys per shared-memory tile: the configured tile, shrunk to the shared-memory budget."""
     per_key = (d + value_chunk + 1) * itemsize
@@ -198,9 +215,10 @@ def discrete_arrays(discrete, dtype):
     take 1-element arrays they never read (their loops run zero times).
     """
     if discrete is None:
-        return (cuda.to_device(np.zeros((1, 1), np.int32)),
-                cuda.to_device(np.zeros((1, 1), np.int32)),
-                cuda.to_device(np.zeros((1, 1, 1), dtype)))
+        # Allocated, never filled: no copy from the host for arrays nobody reads.
+        return (cuda.device_array((1, 1), np.int32),
+                cuda.device_array((1, 1), np.int32),
+                cuda.device_array((1, 1, 1), dtype))
     return (cuda.to_device(np.ascontiguousarray(discrete[0], dtype=np.int32)),
             cuda.to_device(np.ascontiguousarray(discrete[1], dtype=np.int32)),
             cuda.to_device(np.ascontiguousarray(discrete[2], dtype=dtype)))
@@ -299,6 +317,47 @@ def finalize(packed, center, values_1d, with_std):
 # --- device inputs: validation and preparation without a copy to the host ---
 
 
+def device_ordinal(xd):
+    """Ordinal of the GPU whose memory holds the device array ``xd``, or None where it cannot be told.
+
+    Asked of the driver by the array's address (``cuPointerGetAttribute``):
+    an array of another library carries no device in its
+    ``__cuda_array_interface__``. None under the simulator, for an empty
+    array, or where the driver cannot answer (the check it serves is then
+    skipped, as before it existed).
+    """
+    if simulator_enabled():
+        return None
+    try:
+        from numba.cuda.cudadrv import driver as drv
+
+        ptr = xd.__cuda_array_interface__["data"][0]
+        if not ptr:
+            return None
+        attr = drv.binding.CUpointer_attribute.CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL
+        return int(drv.driver.cuPointerGetAttribute(attr, drv.binding.CUdeviceptr(ptr)))
+    except Exception:  # an older driver or binding: no answer, no check
+        return None
+
+
+def check_current_gpu(xd, name, owner=None):
+    """Refuse a device array that lives on another GPU than the current one.
+
+    Kernels run on the current GPU; an array of another one would be read
+    through its address as if it were local. ``owner`` is the array's GPU
+    (asked of :func:`device_ordinal` when None).
+    """
+    owner = device_ordinal(xd) if owner is None else owner
+    if owner is None:
+        return
+    current = cuda.get_current_device().id
+    if owner != current:
+        raise ValueError(
+            f"{name} lives on GPU {owner} but the current GPU is {current}: call inside "
+            f"'with numba.cuda.gpus[{owner}]:', or copy {name} to GPU {current}"
+        )
+
+
 def check_device_array(x, name, allow_1d=False, allow_neg_inf=False):
     """Validate a device array's metadata and values; return it as a Numba device array.
 
@@ -307,6 +366,7 @@ def check_device_array(x, name, allow_1d=False, allow_neg_inf=False):
     Returns ``(array, max_abs)``.
     """
     xd = as_device(x)
+    check_current_gpu(xd, name)
     dtype = np.dtype(xd.dtype)
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"{name} on the GPU must be float32 or float64, got dtype {dtype}")
