@@ -590,7 +590,9 @@ def resources(report_path, quick):
     simple = lambda args: _config.CUDA_SIMPLE_THREADS  # noqa: E731
     recording(K, "pool_kernel", lambda a: a[7])
     recording(K, "pairwise_kernel", simple)
-    recording(K, "softmax_kernel", simple)
+    recording(K, "softmax_kernel", lambda a: a[1])
+    recording(K, "top_k_kernel", lambda a: a[1])
+    recording(K, "column_sum_kernel", lambda a: a[0])
     recording(K, "finalize_kernel", simple)
     recording(LOC, "local_kernel", lambda a: a[6])
     recording(L, "grad_kernel", lambda a: a[5])
@@ -616,6 +618,13 @@ def resources(report_path, quick):
     X = rng.normal(size=(N, 3)).astype(np.float32)
     try:
         ops.softmax(ops.pairwise_scores(X, X, "gaussian", 1.0, device="cuda"), device="cuda")
+        if not quick:  # (blocks of 128 simulated threads would take minutes in a dry run)
+            ops.top_k_weights(X, X, "gaussian", 1.0, k=5, device="cuda")
+            from numba import cuda
+
+            # device inputs: their checks, column means and transposes run on the GPU
+            Xd = cuda.to_device(X)
+            ops.attention_pool(Xd, Xd, cuda.to_device(X[:, 0].copy()), "gaussian", 1.0)
         for degree in ((1,) if quick else (1, 2)):
             ops.local_polynomial(X, X, X[:, 0], "gaussian", 1.0, degree=degree, device="cuda")
     except Exception as exc:
