@@ -286,6 +286,22 @@ def _block_reduce(red, tx, threads, take_max):
     cuda.syncthreads()
 
 
+@cuda.jit(device=True, inline=True)
+def _row_max(S, i, own, red, tx, threads, neg_inf):
+    """Largest entry of row ``i`` of ``S`` but column ``own``, reduced over the block.
+
+    Every thread of the block takes part and gets the result; ``neg_inf``
+    (of ``S``'s dtype) for a row of ``-inf`` only.
+    """
+    top = neg_inf
+    for j in range(tx, S.shape[1], threads):
+        if j != own:
+            top = max(top, S[i, j])
+    red[tx] = top
+    _block_reduce(red, tx, threads, True)
+    return red[0]
+
+
 @lru_cache(maxsize=None)
 def softmax_kernel(dtype, threads):
     """Kernel ``(S, out)``: row-wise stable softmax, one block of ``threads`` per row.
@@ -309,12 +325,7 @@ def softmax_kernel(dtype, threads):
         tx = cuda.threadIdx.x
         m = S.shape[1]
         for i in range(cuda.blockIdx.x, S.shape[0], cuda.gridDim.x):
-            top = neg_inf
-            for j in range(tx, m, threads):
-                top = max(top, S[i, j])
-            red[tx] = top
-            _block_reduce(red, tx, threads, True)
-            top = red[0]
+            top = _row_max(S, i, -1, red, tx, threads, neg_inf)
             if top == neg_inf:
                 for j in range(tx, m, threads):
                     out[i, j] = nan
@@ -386,13 +397,7 @@ def top_k_kernel(dtype, threads):
         m = S.shape[1]
         for i in range(cuda.blockIdx.x, S.shape[0], cuda.gridDim.x):
             own = i + self_shift
-            top = neg_inf
-            for j in range(tx, m, threads):
-                if j != own:
-                    top = max(top, S[i, j])
-            red[tx] = top
-            _block_reduce(red, tx, threads, True)
-            top = red[0]
+            top = _row_max(S, i, own, red, tx, threads, neg_inf)
             if top == neg_inf:
                 for r in range(tx, k, threads):
                     out_idx[i, r] = -1
