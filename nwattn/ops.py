@@ -1780,17 +1780,7 @@ def top_k_from_scores(S, k):
     n, m = S.shape
     W = get_backend("cpu").softmax(S)
     k_eff = min(k, m)
-    Wn = np.nan_to_num(W, nan=-1.0)
-    part = np.argpartition(-Wn, k_eff - 1, axis=1)[:, :k_eff]
-    if k_eff < m:
-        # Where keys of the k-th largest positive weight are more than the
-        # slots left for them, the partition kept any of them: those rows
-        # keep the lowest indices, as the GPU's selection does.
-        kept = np.take_along_axis(Wn, part, axis=1)
-        kth = kept.min(axis=1, keepdims=True)
-        straddle = ((Wn == kth).sum(axis=1) > (kept == kth).sum(axis=1)) & (kth[:, 0] > 0)
-        for r in np.flatnonzero(straddle):
-            part[r] = np.lexsort((np.arange(m), -Wn[r]))[:k_eff]
+    part = np.argpartition(-np.nan_to_num(W, nan=-1.0), k_eff - 1, axis=1)[:, :k_eff]
     # Index order first, so that the stable sort below puts keys of equal
     # weight in index order.
     part.sort(axis=1)
@@ -1845,8 +1835,9 @@ def top_k_weights(Q, K, kernel="gaussian", bandwidth=1.0, k=5, *, key_weight=Non
         one); 0 in unused slots; NaN for a query with no key in its
         kernel's support, with an
         :class:`~nwattn.exceptions.EmptyNeighborhoodWarning`. Keys of equal
-        weight come in index order, and where more of them tie for the last
-        slots than there are, the lowest indices are kept (on every device).
+        weight come in index order. Where more keys tie for the last slots
+        than there are, which of them are kept is not specified (the GPU
+        keeps the lowest indices; the CPU's partition any of them).
 
     Examples
     --------
