@@ -93,6 +93,7 @@ LOG2E = 1.0 / math.log(2.0)
 LN2 = math.log(2.0)
 
 
+@lru_cache(maxsize=None)
 def _ex2_ftz():
     """Device function: ``2**x`` in float32 by one ``ex2.approx.ftz.f32``.
 
@@ -266,22 +267,32 @@ def pairwise_kernel(dtype, d, family, code, with_logw):
     return kernel
 
 
-@cuda.jit(device=True, inline=True)
-def _block_reduce(red, tx, threads, take_max):
-    """Reduce ``red[:threads]`` into ``red[0]`` (maximum or sum), every thread of the block taking part.
+# What _block_reduce keeps of two entries.
+_SUM, _MAX, _ARGMAX = 0, 1, 2
 
-    A tree over any number of threads, in a fixed order, so the result does
-    not depend on the timing of the threads; ``red[0]`` is valid for every
-    thread on return.
+
+@cuda.jit(device=True, inline=True)
+def _block_reduce(red, redi, tx, threads, op):
+    """Reduce ``red[:threads]`` into ``red[0]``, every thread of the block taking part.
+
+    ``op``: ``_SUM``, ``_MAX``, or ``_ARGMAX`` (the largest, with its
+    ``redi`` carried into ``redi[0]``; ties to the smaller ``redi``;
+    ``redi`` is not touched by the other two). A tree over any number of
+    threads, in a fixed order, so the result does not depend on the timing
+    of the threads; ``red[0]`` is valid for every thread on return.
     """
     step = 1
     while step < threads:
         cuda.syncthreads()
-        if tx % (2 * step) == 0 and tx + step < threads:
-            if take_max:
-                red[tx] = max(red[tx], red[tx + step])
-            else:
-                red[tx] = red[tx] + red[tx + step]
+        o = tx + step
+        if tx % (2 * step) == 0 and o < threads:
+            if op == _SUM:
+                red[tx] = red[tx] + red[o]
+            elif op == _MAX:
+                red[tx] = max(red[tx], red[o])
+            elif red[o] > red[tx] or (red[o] == red[tx] and redi[o] < redi[tx]):
+                red[tx] = red[o]
+                redi[tx] = redi[o]
         step *= 2
     cuda.syncthreads()
 
@@ -298,7 +309,7 @@ def _row_max(S, i, own, red, tx, threads, neg_inf):
         if j != own:
             top = max(top, S[i, j])
     red[tx] = top
-    _block_reduce(red, tx, threads, True)
+    _block_reduce(red, red, tx, threads, _MAX)
     return red[0]
 
 
@@ -340,31 +351,13 @@ def softmax_kernel(dtype, threads):
             # red[0] is read by all before any thread overwrites red
             cuda.syncthreads()
             red[tx] = total
-            _block_reduce(red, tx, threads, False)
+            _block_reduce(red, red, tx, threads, _SUM)
             inv = one / red[0]
             for j in range(tx, m, threads):
                 out[i, j] *= inv
             cuda.syncthreads()
 
     return kernel
-
-
-@cuda.jit(device=True, inline=True)
-def _block_argmax(red, redi, tx, threads):
-    """Largest ``red[:threads]`` into ``red[0]``, its ``redi`` into ``redi[0]``; ties to the smaller ``redi``.
-
-    The same fixed tree as :func:`_block_reduce`; every thread takes part.
-    """
-    step = 1
-    while step < threads:
-        cuda.syncthreads()
-        if tx % (2 * step) == 0 and tx + step < threads:
-            o = tx + step
-            if red[o] > red[tx] or (red[o] == red[tx] and redi[o] < redi[tx]):
-                red[tx] = red[o]
-                redi[tx] = redi[o]
-        step *= 2
-    cuda.syncthreads()
 
 
 @lru_cache(maxsize=None)
@@ -410,7 +403,7 @@ def top_k_kernel(dtype, threads):
                     total += math.exp(S[i, j] - top)
             cuda.syncthreads()
             red[tx] = total
-            _block_reduce(red, tx, threads, False)
+            _block_reduce(red, red, tx, threads, _SUM)
             total = red[0]
             prev_v = pos_inf
             prev_j = -1
@@ -426,7 +419,7 @@ def top_k_kernel(dtype, threads):
                 cuda.syncthreads()
                 red[tx] = best_v
                 redi[tx] = best_j
-                _block_argmax(red, redi, tx, threads)
+                _block_reduce(red, redi, tx, threads, _ARGMAX)
                 best_v = red[0]
                 best_j = redi[0]
                 w = math.exp(best_v - top) / total
@@ -480,8 +473,8 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
     # exp: natural units there.
     unit = LOG2E if ftype is np.float32 else 1.0
     score = _score_function(ftype, d, family, code, unit)
-    log2e = ftype(unit)
-    ln2 = ftype(1.0 / unit)
+    in_units = ftype(unit)  # natural log-weights to the scores' units
+    to_natural = ftype(1.0 / unit)
     zero = ftype(0.0)
     neg_inf = ftype(-math.inf)
     # One chunk's state as pool_layout packs it; its powers (all 1: these
@@ -591,9 +584,9 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
                     sc = score(q[k], kv, 0, scale, wv)
                     # (a multiply-add each: base 2 costs nothing more here)
                     if with_logw:
-                        sc += lw[jj] * log2e
+                        sc += lw[jj] * in_units
                     for f in range(n_disc):
-                        sc += LT[f, qc[k, f], kcodes[f, jj]] * log2e
+                        sc += LT[f, qc[k, f], kcodes[f, jj]] * in_units
                     # The query itself scores -inf: skipped like a key outside the support.
                     if exclude_self and j0 + jj == first + k * threads + self_shift:
                         sc = neg_inf
@@ -625,7 +618,7 @@ def pool_kernel(dtype, d, family, code, with_logw, with_sq, exclude_self, thread
         for k in range(qpt):
             i = first + k * threads
             if i < n:
-                out_max[s, i] = mx[k] * ln2
+                out_max[s, i] = mx[k] * to_natural
                 out_acc[s, i, 0] = st[k, 0]
                 for c in range(pc):
                     out_acc[s, i, 1 + c0 + c] = st[k, 1 + c]
@@ -777,7 +770,7 @@ def column_sum_kernel(threads):
             for r in range(r0 + tx, r1, threads):
                 total += V[r, c]
             red[tx] = total
-            _block_reduce(red, tx, threads, False)
+            _block_reduce(red, red, tx, threads, _SUM)
             if tx == 0:
                 partial[b, c] = red[0]
             # red[0] is read before the next column overwrites red
