@@ -340,14 +340,13 @@ def device_ordinal(xd):
         return None
 
 
-def check_current_gpu(xd, name, owner=None):
+def check_current_gpu(xd, name):
     """Refuse a device array that lives on another GPU than the current one.
 
     Kernels run on the current GPU; an array of another one would be read
-    through its address as if it were local. ``owner`` is the array's GPU
-    (asked of :func:`device_ordinal` when None).
+    through its address as if it were local.
     """
-    owner = device_ordinal(xd) if owner is None else owner
+    owner = device_ordinal(xd)
     if owner is None:
         return
     current = cuda.get_current_device().id
@@ -412,10 +411,10 @@ def column_mean(V):
     """Mean of every column of the device array ``V``, as a host float64 array (p values)."""
     m, p = V.shape
     threads = _config.CUDA_SIMPLE_THREADS
-    rows = max(threads, _COLUMN_SUM_ROWS)
-    blocks = _blocks(m, rows)
+    per_block = max(threads, _COLUMN_SUM_ROWS)
+    blocks = _blocks(m, per_block)
     partial = cuda.device_array((blocks, p), np.float64)
-    _launch(_k.column_sum_kernel(threads), blocks, threads, V, np.int64(rows), partial)
+    _launch(_k.column_sum_kernel(threads), blocks, threads, V, np.int64(per_block), partial)
     out = cuda.device_array(p, np.float64)
     _launch(_k.partial_sum_kernel, _blocks(p, threads), threads, partial, out)
     return out.copy_to_host() / m
