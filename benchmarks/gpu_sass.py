@@ -3,7 +3,7 @@
 For each case the fused pooling kernel (``nwattn._cuda.kernels.pool_kernel``)
 is built with the launch sizes of :mod:`nwattn._config` as
 ``nwattn._cuda.launch.pool`` would launch it (128 threads per block, the key
-tile shrunk to the shared-memory budget, one value chunk of up to 16
+tile shrunk to the shared-memory budget, value chunks of up to 32
 columns; no key weights, no squares for the standard deviation, no
 self-exclusion: a plain prediction) and compiled for sm_90 (H100, H200):
 
