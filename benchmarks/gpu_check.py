@@ -144,7 +144,7 @@ def correctness(quick):
 
     The test suite lowers every launch size so that the simulator stays fast;
     here the sizes are those of ``nwattn._config`` (128 threads, 128-key tiles,
-    16-column value chunks, real key splits and the merge kernel). Every GPU
+    32-column value chunks, real key splits and the merge kernel). Every GPU
     case runs twice and the two results must agree bit for bit: a result that
     moves between identical launches means a race. The last line is
     ``CORRECTNESS: N passed, M failed``; the exit status is 1 on any failure.
